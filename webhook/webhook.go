@@ -178,7 +178,12 @@ func (f *Function) accept(ctx context.Context, coll graph.NotificationCollection
 
 	resp := reply(customhandler.HTTPResponse{StatusCode: http.StatusAccepted})
 	if len(msgs) > 0 {
-		resp.SetOutput(QueueOutput, msgs)
+		// An array: the host writes one queue message per element, each object re-printed indented (§4.4).
+		out, err := message.EncodeAll(msgs)
+		if err != nil {
+			return nil, fmt.Errorf("queue notifications: %w", err)
+		}
+		resp.SetOutput(QueueOutput, out)
 	}
 	resp.Logs = []string{fmt.Sprintf("webhook: queued %d change and %d lifecycle notifications in %d messages; dropped %d (clientState %d, tenant %d, oversize %d)",
 		t.changes, t.lifecycle, t.messages, t.badClientState+t.foreignTenant+t.oversize, t.badClientState, t.foreignTenant, t.oversize)}

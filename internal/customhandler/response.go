@@ -1,5 +1,11 @@
 package customhandler
 
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+)
+
 // Response is the JSON object the handler answers an invocation with (§4.1). It always marshals to an
 // object, never to an empty body or null, which would leave the invocation hanging until functionTimeout.
 type Response struct {
@@ -26,4 +32,55 @@ func (r *Response) SetOutput(name string, v any) {
 		r.Outputs = map[string]any{}
 	}
 	r.Outputs[name] = v
+}
+
+// MarshalJSON writes the response with json.RawMessage outputs copied as they are: a function that has
+// already encoded a large output (the webhook's queue messages) does not pay for encoding/json validating
+// and compacting it again. Such outputs must be valid JSON.
+func (r Response) MarshalJSON() ([]byte, error) {
+	out := []byte{'{'}
+	if len(r.Outputs) > 0 {
+		out = append(out, `"Outputs":{`...)
+		keys := make([]string, 0, len(r.Outputs))
+		for k := range r.Outputs {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = strconv.AppendQuote(out, k)
+			out = append(out, ':')
+			if raw, ok := r.Outputs[k].(json.RawMessage); ok {
+				out = append(out, raw...)
+				continue
+			}
+			b, err := json.Marshal(r.Outputs[k])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b...)
+		}
+		out = append(out, '}')
+	}
+	for _, f := range []struct {
+		name string
+		v    any
+		set  bool
+	}{{"Logs", r.Logs, len(r.Logs) > 0}, {"ReturnValue", r.ReturnValue, r.ReturnValue != nil}} {
+		if !f.set {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		b, err := json.Marshal(f.v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, `"`+f.name+`":`...)
+		out = append(out, b...)
+	}
+	return append(out, '}'), nil
 }

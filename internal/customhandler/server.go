@@ -180,7 +180,7 @@ func answer(w http.ResponseWriter, log *slog.Logger, resp *Response) {
 	if resp == nil {
 		resp = &Response{}
 	}
-	b, err := json.Marshal(resp)
+	b, err := resp.MarshalJSON() // not json.Marshal: see Response.MarshalJSON
 	if err != nil {
 		fail(w, log, "encode invocation response", err)
 		return

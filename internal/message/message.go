@@ -98,3 +98,40 @@ type Event struct {
 	ObservedAt     time.Time      `json:"observedAt"`
 	User           map[string]any `json:"user"` // GRAPH_USER_SELECT properties; null when deleted
 }
+
+// EncodeAll encodes messages as one JSON array, writing each notification's raw bytes as they are. It
+// exists for the webhook's hot path: json.Marshal would re-validate and compact every notification
+// (a json.Marshaler's output always is), which costs more than everything else the webhook does.
+func EncodeAll(ms []Message) (json.RawMessage, error) {
+	out := make([]byte, 0, 1024*len(ms))
+	out = append(out, '[')
+	for i := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		head := ms[i]
+		head.Notifications = nil
+		h, err := json.Marshal(head)
+		if err != nil {
+			return nil, fmt.Errorf("encode message: %w", err)
+		}
+		if len(ms[i].Notifications) == 0 {
+			out = append(out, h...)
+			continue
+		}
+		out = append(out, h[:len(h)-1]...) // without the closing brace
+		out = append(out, `,"notifications":[`...)
+		for j := range ms[i].Notifications {
+			if j > 0 {
+				out = append(out, ',')
+			}
+			raw, err := ms[i].Notifications[j].MarshalJSON()
+			if err != nil {
+				return nil, fmt.Errorf("encode notification: %w", err)
+			}
+			out = append(out, raw...)
+		}
+		out = append(out, "]}"...)
+	}
+	return append(out, ']'), nil
+}

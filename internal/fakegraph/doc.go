@@ -1,0 +1,110 @@
+// Package fakegraph is a test double — not an implementation — of Microsoft Graph v1.0 (the
+// subset the product uses: subscriptions to `users`, users, deleted items, delta, $batch) and of
+// the Entra ID token endpoints, served over TLS on 127.0.0.1 with fault injection, a request log
+// and a record of every delivery to subscribers. It follows /work/shared/reference (cited below as
+// "reference §n" for graph-change-notifications.md, and go-notes.md "Identity") to the letter;
+// every choice beyond the reference is marked "choice" (or [inferred]/UNCONFIRMED, as the
+// reference marks it) in a comment next to the code.
+//
+// # What it models
+//
+// Entra ID (go-notes.md "Identity"): GET /{tenant}/v2.0/.well-known/openid-configuration (issuer
+// on the double's host, so MSAL with instance discovery disabled accepts it), the v1 metadata at
+// /{tenant}/.well-known/openid-configuration, JWKS at /common/discovery/v2.0/keys (and
+// /{tenant}/discovery/v2.0/keys, /common/discovery/keys), and POST /{tenant}/oauth2/v2.0/token
+// for grant_type=client_credentials with client_secret (post or basic) or a client_assertion
+// (RS256/PS256 signed by Options.ClientCert's key, x5t or x5t#S256, aud = token endpoint,
+// iss = sub = client id, exp/nbf). The scope must be "<resource>/.default" where resource is
+// https://graph.microsoft.com or the double's own URL (choice); the OIDC scopes MSAL appends
+// (openid profile offline_access) are ignored. Errors use AADSTS codes in Entra's error JSON.
+// Access tokens are v1-shaped app tokens (aud, iss https://sts.windows.net/{tid}/, appid, roles,
+// tid, 3599 s). Managed identity: the App Service protocol 2019-08-01 exactly as MSAL Go v1.10
+// (azidentity v1.15) sends it — GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=…
+// [&client_id=…] with X-IDENTITY-HEADER — answered with access_token, expires_on (unix seconds as
+// a string), resource, token_type, client_id. ValidationToken / ValidationTokenWith mint Graph's
+// validationTokens JWTs (reference §2.4), good or bad.
+//
+// Graph (all routes need a bearer token issued by this double; 401/403 in Graph's error form):
+//   - POST /v1.0/subscriptions (reference §1.1–1.3): field validation; users accept only updated and
+//     deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for loopback,
+//     choice); expiry under 45 min raised to 45 min; beyond 41,760 min refused with 400 when
+//     RejectExpiryBeyondMax (stricter than Graph, on purpose); 409 "Subscription Id <id> already
+//     exists for the requested combination" for the same resource + changeType set of this app; 403
+//     beyond MaxSubscriptions (§3.2); then the validation handshake on notificationUrl and on
+//     lifecycleNotificationUrl (twice if equal): POST url?<original query>&validationToken=<token,
+//     query-escaped, with spaces and ':'>, Content-Type text/plain; charset=utf-8, empty body; the
+//     reply must be 200 within HandshakeTimeout with the exact token as body (and text/plain unless
+//     LenientHandshake), else 400 "Subscription validation request failed. Must respond with 200 OK
+//     to this request." / "Subscription validation request timed out." / "Validation error:
+//     Response must exactly match validationToken query parameter.". 201 echoes clientState.
+//   - GET /v1.0/subscriptions (this app's only, clientState null, no query options, pages of
+//     SubscriptionPageSize via @odata.nextLink), GET/PATCH/DELETE /v1.0/subscriptions/{id},
+//     POST /v1.0/subscriptions/{id}/reauthorize (204) (reference §4, §5). PATCH takes
+//     expirationDateTime and notificationUrl (a changed URL is re-validated); lifecycleNotificationUrl
+//     cannot be added or changed (400). Expiry is evaluated with Options.Clock: expired or deleted
+//     subscriptions answer 404 and get no notifications.
+//   - GET /v1.0/users/{id or userPrincipalName} ($select, else Graph's default set), GET /v1.0/users,
+//     GET /v1.0/users/delta (reference §6: nextLink/deltaLink, $deltatoken=latest, @removed
+//     changed/deleted, $select filtering, syncStateNotFound after ExpireDeltaTokens or 7 days),
+//     GET /v1.0/directory/deletedItems/{id}, POST /v1.0/directory/deletedItems/{id}/restore.
+//     404 body: Request_ResourceNotFound "Resource '<id>' does not exist or one of its queried
+//     reference-property objects are not present.". A soft-deleted user 404s on /users/{id}
+//     ([inferred], reference §3.4).
+//   - POST /v1.0/$batch (reference §7): at most 20 requests (else 400), dispatched in-process to the
+//     same handlers, per-item status/headers/body, inner 429 with Retry-After, batch 200, 424 for a
+//     failed dependsOn.
+//
+// Notifications (reference §2, §3.3–3.4, §5): AddUser, UpdateUser, SoftDeleteUser and RestoreUser
+// send `updated`; PermanentlyDeleteUser sends `deleted` (preceded by `updated` if the user was
+// still active, as it passes through deleted items). Each goes to every live subscription whose
+// resource (users or users/{id}) and changeType match, with subscriptionId,
+// subscriptionExpirationDateTime, changeType, clientState, tenantId, resource "Users/{id}" and
+// resourceData {@odata.type "#Microsoft.Graph.User", @odata.id, id, organizationId, eventTime,
+// sequenceNumber > 2^53}. Changes are coalesced per URL for CoalesceWindow (default 20 ms; Flush
+// sends at once) and POSTed as {"value":[…]} in batches of at most NotificationBatchSize (default
+// 50, choice: Graph's maximum is unpublished, §2.1). A non-2xx answer, or none within
+// DeliveryTimeout (retries: RetryAttemptTimeout), is retried with exponential backoff from
+// DeliveryBackoff until DeliveryRetryWindow has passed, then dropped (recorded). Deliveries run in
+// goroutines that Close cancels and waits for; WaitDelivered / WaitFor let tests wait on a
+// condition. SendLifecycle sends reauthorizationRequired / subscriptionRemoved / missed to the
+// lifecycle URL (or the notification URL), with a validationTokens array as observed in practice.
+//
+// Fault injection: Inject (status, Retry-After, latency, count, per route pattern),
+// ThrottleBatchItems, SetReplicationLag, DropNotifications, ExpireSubscription,
+// DeleteSubscriptionSilently, SeedSubscription (duplicates), ExpireDeltaTokens, Forge.
+// Every request (and every inner $batch request, flagged InBatch) is in the request log.
+//
+// # What it does not model
+//
+// Other resources, rich notifications (users have none, §3.3), encryption, Event Hubs/Event Grid
+// delivery, the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
+// token-expiry pause of deliveries, the resource-unit throttling budget of §7 (throttling is
+// injected, not computed), quotas other than per app+tenant, delegated tokens, multi-tenant apps,
+// writes to users over Graph (the directory is changed through the Go API or the control API),
+// $filter/$orderby/$count, notification latency (delivery is prompt), and ordering guarantees.
+// Exact error messages other than the ones quoted from the reference are the double's own wording:
+// code against statuses and codes, not messages. Access tokens and client assertions are timed on
+// the real clock (MSAL caches tokens on it); Options.Clock governs everything on Graph's side.
+// Delivery timing (backoff, windows, timeouts) uses real time, compressed by Options.
+//
+// # Control API (Options.ControlAPI; cmd/fakegraph turns it on)
+//
+// Unauthenticated, on the same loopback listener, JSON in and out:
+//
+//	POST /_control/users                      {"id":"…","props":{…}}  add a user (id optional) → 201 {"id"}
+//	POST /_control/users/{id}                 {…props…}                update a user → 204
+//	POST /_control/users/{id}/softdelete      soft delete → 204
+//	POST /_control/users/{id}/restore         restore → 204
+//	POST /_control/users/{id}/delete          permanent delete → 204
+//	GET  /_control/users                      active users
+//	POST /_control/fault                      {"route":"GET /v1.0/users/{id}","status":429,"retryAfterSeconds":2,"hangSeconds":0,"count":3}
+//	POST /_control/throttle-batch             {"n":3,"retryAfterSeconds":1}
+//	POST /_control/drop-notifications         {"on":true}
+//	POST /_control/clear-faults
+//	POST /_control/flush                      send queued notifications now
+//	GET  /_control/subscriptions              live subscriptions, with clientState
+//	POST /_control/subscriptions/{id}/lifecycle {"event":"reauthorizationRequired"}
+//	POST /_control/subscriptions/{id}/expire
+//	GET  /_control/requests                   the request log
+//	GET  /_control/deliveries                 delivery attempts
+package fakegraph

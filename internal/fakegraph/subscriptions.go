@@ -1,0 +1,629 @@
+package fakegraph
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Subscription is a Graph subscription as the double stores it.
+type Subscription struct {
+	ID, Resource, ChangeType, NotificationURL, LifecycleNotificationURL, ClientState, ApplicationID, CreatorID, LatestSupportedTLSVersion string
+	ExpirationDateTime                                                                                                                    time.Time
+}
+
+type subMeta struct {
+	created        time.Time
+	reauthorizedAt time.Time // Clock of the last reauthorize POST
+	patchedAt      time.Time // Clock of the last PATCH
+	needsReauth    bool      // a reauthorizationRequired was sent and not yet answered
+}
+
+// graphTime is the format Graph uses for expirationDateTime in subscription objects.
+const graphTime = "2006-01-02T15:04:05.0000000Z"
+
+func (s *Server) subJSON(sub *Subscription, withClientState bool) map[string]any {
+	var cs any
+	if withClientState && sub.ClientState != "" {
+		cs = sub.ClientState
+	}
+	var lc any
+	if sub.LifecycleNotificationURL != "" {
+		lc = sub.LifecycleNotificationURL
+	}
+	return map[string]any{
+		"id":                        sub.ID,
+		"resource":                  sub.Resource,
+		"applicationId":             sub.ApplicationID,
+		"changeType":                sub.ChangeType,
+		"clientState":               cs,
+		"notificationUrl":           sub.NotificationURL,
+		"notificationQueryOptions":  nil,
+		"lifecycleNotificationUrl":  lc,
+		"expirationDateTime":        sub.ExpirationDateTime.UTC().Format(graphTime),
+		"creatorId":                 sub.CreatorID,
+		"includeResourceData":       false,
+		"latestSupportedTlsVersion": sub.LatestSupportedTLSVersion,
+		"encryptionCertificate":     nil,
+		"encryptionCertificateId":   nil,
+		"notificationUrlAppId":      nil,
+	}
+}
+
+// live reports whether a subscription exists on Graph's side (not expired by Clock); expired ones are purged.
+func (s *Server) liveLocked(id string) *Subscription {
+	sub := s.subs[id]
+	if sub == nil {
+		return nil
+	}
+	if !sub.ExpirationDateTime.After(s.now()) {
+		s.removeSubLocked(id)
+		return nil
+	}
+	return sub
+}
+
+func (s *Server) removeSubLocked(id string) {
+	delete(s.subs, id)
+	delete(s.subMeta, id)
+	s.subOrder = slices.DeleteFunc(s.subOrder, func(x string) bool { return x == id })
+}
+
+func (s *Server) liveSubsLocked() []*Subscription {
+	var out []*Subscription
+	for _, id := range slices.Clone(s.subOrder) {
+		if sub := s.liveLocked(id); sub != nil {
+			out = append(out, sub)
+		}
+	}
+	return out
+}
+
+// Subscriptions returns every live subscription (any app), in creation order, including clientState.
+func (s *Server) Subscriptions() []Subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Subscription
+	for _, sub := range s.liveSubsLocked() {
+		out = append(out, *sub)
+	}
+	return out
+}
+
+// SeedSubscription plants a subscription directly: no validation, no handshake, no 409 check
+// (e.g. duplicates left by a race). Defaults: a new id, resource "users", changeType "updated,deleted",
+// applicationId = ClientID, creatorId = the service principal, TLS v1_2, expiry Clock()+41,760 min.
+func (s *Server) SeedSubscription(sub Subscription) {
+	if sub.ID == "" {
+		sub.ID = newGUID()
+	}
+	if sub.Resource == "" {
+		sub.Resource = "users"
+	}
+	if sub.ChangeType == "" {
+		sub.ChangeType = "updated,deleted"
+	}
+	if sub.ApplicationID == "" {
+		sub.ApplicationID = s.opts.ClientID
+	}
+	if sub.CreatorID == "" {
+		sub.CreatorID = s.opts.ServicePrincipalID
+	}
+	if sub.LatestSupportedTLSVersion == "" {
+		sub.LatestSupportedTLSVersion = "v1_2"
+	}
+	s.mu.Lock()
+	if sub.ExpirationDateTime.IsZero() {
+		sub.ExpirationDateTime = s.now().Add(MaxExpiryMinutes * time.Minute)
+	}
+	if _, ok := s.subs[sub.ID]; !ok {
+		s.subOrder = append(s.subOrder, sub.ID)
+	}
+	s.subs[sub.ID] = &sub
+	s.subMeta[sub.ID] = &subMeta{created: s.now()}
+	s.mu.Unlock()
+	s.bump()
+}
+
+// ExpireSubscription makes a subscription expire now: it is gone on Graph's side (404 afterwards).
+func (s *Server) ExpireSubscription(id string) {
+	s.mu.Lock()
+	s.removeSubLocked(id)
+	s.mu.Unlock()
+	s.bump()
+}
+
+// DeleteSubscriptionSilently removes a subscription without telling anyone (404 afterwards).
+func (s *Server) DeleteSubscriptionSilently(id string) { s.ExpireSubscription(id) }
+
+func (s *Server) subNotFound(w http.ResponseWriter, r *http.Request, id string) {
+	// Wording is the double's own; the reference fixes only the 404 status (§4).
+	s.graphError(w, r, http.StatusNotFound, "ResourceNotFound", "The object was not found. Subscription '"+id+"' does not exist.")
+}
+
+func (s *Server) invalid(w http.ResponseWriter, r *http.Request, msg string) {
+	s.graphError(w, r, http.StatusBadRequest, "InvalidRequest", msg)
+}
+
+// normResource accepts "users" or "users/{id}" (any case, optional leading slash, or an absolute
+// Graph v1.0 URL), and returns Graph's echo of it. ok=false for anything else.
+func normResource(res string) (string, string, bool) {
+	r := strings.TrimPrefix(res, "https://graph.microsoft.com/v1.0")
+	r = strings.TrimPrefix(r, "/")
+	parts := strings.Split(r, "/")
+	if !strings.EqualFold(parts[0], "users") {
+		return "", "", false
+	}
+	switch len(parts) {
+	case 1:
+		return res, "", true
+	case 2:
+		if parts[1] == "" {
+			return "", "", false
+		}
+		return res, parts[1], true
+	}
+	return "", "", false
+}
+
+func changeTypes(ct string) ([]string, string) {
+	var out []string
+	for _, p := range strings.Split(ct, ",") {
+		p = strings.TrimSpace(p)
+		switch p {
+		case "updated", "deleted":
+		default:
+			return nil, p // reference §1.1: users accept only updated and deleted
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out, ""
+}
+
+func sameChangeTypes(a, b string) bool {
+	x, _ := changeTypes(a)
+	y, _ := changeTypes(b)
+	return slices.Equal(x, y)
+}
+
+// checkURL enforces HTTPS; choice: http:// is accepted for loopback hosts so tests and the demo work.
+func checkURL(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("Invalid '%s' attribute: '%s' is not an absolute URL.", field, raw)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+	default:
+		return fmt.Errorf("Invalid '%s' attribute: the URL must use HTTPS.", field)
+	}
+	return nil
+}
+
+// clampExpiry applies reference §1.1/§3.1: below 45 min → raised to now+45 min (including values
+// in the past, per the letter of the reference); beyond 41,760 min → error if RejectExpiryBeyondMax.
+func (s *Server) clampExpiry(raw string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("Invalid 'expirationDateTime' attribute: '%s' is not an ISO 8601 date-time.", raw)
+	}
+	now := s.now()
+	if t.Before(now.Add(MinExpiryMinutes * time.Minute)) {
+		t = now.Add(MinExpiryMinutes * time.Minute)
+	}
+	if s.opts.RejectExpiryBeyondMax && t.After(now.Add(MaxExpiryMinutes*time.Minute)) {
+		return time.Time{}, fmt.Errorf("Subscription expiration can only be %d minutes in the future.", MaxExpiryMinutes)
+	}
+	return t.UTC(), nil
+}
+
+type subRequest struct {
+	ChangeType                *string `json:"changeType"`
+	NotificationURL           *string `json:"notificationUrl"`
+	LifecycleNotificationURL  *string `json:"lifecycleNotificationUrl"`
+	Resource                  *string `json:"resource"`
+	ExpirationDateTime        *string `json:"expirationDateTime"`
+	ClientState               *string `json:"clientState"`
+	LatestSupportedTLSVersion *string `json:"latestSupportedTlsVersion"`
+	IncludeResourceData       *bool   `json:"includeResourceData"`
+	raw                       map[string]json.RawMessage
+}
+
+func decodeSubRequest(b []byte) (*subRequest, error) {
+	var req subRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &req.raw); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	req, err := decodeSubRequest(b)
+	if err != nil {
+		s.graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid request body: "+err.Error())
+		return
+	}
+	for _, f := range []string{"vapidPublicKey", "webPushSubscriptionEndpoint", "webPushP256dh", "webPushAuth", "notificationQueryOptions"} {
+		if _, ok := req.raw[f]; ok {
+			s.invalid(w, r, "Invalid '"+f+"' attribute: not supported for this resource.")
+			return
+		}
+	}
+	switch {
+	case req.ChangeType == nil || *req.ChangeType == "":
+		s.invalid(w, r, "Missing 'changeType' attribute.")
+		return
+	case req.NotificationURL == nil || *req.NotificationURL == "":
+		s.invalid(w, r, "Missing 'notificationUrl' attribute.")
+		return
+	case req.Resource == nil || *req.Resource == "":
+		s.invalid(w, r, "Missing 'resource' attribute.")
+		return
+	case req.ExpirationDateTime == nil || *req.ExpirationDateTime == "":
+		s.invalid(w, r, "Missing 'expirationDateTime' attribute.")
+		return
+	}
+	resource, _, ok := normResource(*req.Resource)
+	if !ok {
+		// Choice: the double models users only.
+		s.invalid(w, r, "Invalid 'resource' attribute: '"+*req.Resource+"' is not supported by the double (users or users/{id} only).")
+		return
+	}
+	if _, bad := changeTypes(*req.ChangeType); bad != "" {
+		s.invalid(w, r, "Invalid 'changeType' attribute: '"+bad+"'")
+		return
+	}
+	if err := checkURL("notificationUrl", *req.NotificationURL); err != nil {
+		s.invalid(w, r, err.Error())
+		return
+	}
+	lifecycle := ""
+	if req.LifecycleNotificationURL != nil && *req.LifecycleNotificationURL != "" {
+		lifecycle = *req.LifecycleNotificationURL
+		if err := checkURL("lifecycleNotificationUrl", lifecycle); err != nil {
+			s.invalid(w, r, err.Error())
+			return
+		}
+	}
+	clientState := ""
+	if req.ClientState != nil {
+		clientState = *req.ClientState
+	}
+	if len(clientState) > 128 { // reference §1.1: 128 on the subscription page (255 elsewhere)
+		s.invalid(w, r, "Invalid 'clientState' attribute: the maximum length is 128 characters.")
+		return
+	}
+	tlsv := "v1_2"
+	if req.LatestSupportedTLSVersion != nil && *req.LatestSupportedTLSVersion != "" {
+		tlsv = *req.LatestSupportedTLSVersion
+		if !slices.Contains([]string{"v1_0", "v1_1", "v1_2", "v1_3"}, tlsv) {
+			s.invalid(w, r, "Invalid 'latestSupportedTlsVersion' attribute: '"+tlsv+"'.")
+			return
+		}
+	}
+	if req.IncludeResourceData != nil && *req.IncludeResourceData {
+		s.invalid(w, r, "Invalid 'includeResourceData' attribute: resource data is not supported for users.")
+		return
+	}
+	exp, err := s.clampExpiry(*req.ExpirationDateTime)
+	if err != nil {
+		s.invalid(w, r, err.Error())
+		return
+	}
+
+	// 409 and quota, with a reservation so concurrent creates of one combination get a 409
+	// (choice: deterministic; SeedSubscription plants race duplicates).
+	id := newGUID()
+	s.mu.Lock()
+	for _, sub := range s.liveSubsLocked() {
+		if strings.EqualFold(sub.ApplicationID, s.opts.ClientID) && strings.EqualFold(strings.TrimPrefix(sub.Resource, "/"), strings.TrimPrefix(resource, "/")) && sameChangeTypes(sub.ChangeType, *req.ChangeType) {
+			s.mu.Unlock()
+			s.graphError(w, r, http.StatusConflict, "ExtensionError", "Subscription Id "+sub.ID+" already exists for the requested combination")
+			return
+		}
+	}
+	for k, rid := range s.reserved {
+		kr, kc, _ := strings.Cut(k, "|")
+		if kr == strings.ToLower(strings.TrimPrefix(resource, "/")) && sameChangeTypes(kc, *req.ChangeType) {
+			s.mu.Unlock()
+			s.graphError(w, r, http.StatusConflict, "ExtensionError", "Subscription Id "+rid+" already exists for the requested combination")
+			return
+		}
+	}
+	mine := 0
+	for _, sub := range s.liveSubsLocked() {
+		if strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
+			mine++
+		}
+	}
+	if s.opts.MaxSubscriptions > 0 && mine+len(s.reserved) >= s.opts.MaxSubscriptions {
+		s.mu.Unlock()
+		s.graphError(w, r, http.StatusForbidden, "ExtensionError", fmt.Sprintf("Operation: Create; Exception: [Status Code: Forbidden; Reason: The number of subscriptions for the app and tenant has reached its limit of %d.]", s.opts.MaxSubscriptions))
+		return
+	}
+	key := strings.ToLower(strings.TrimPrefix(resource, "/")) + "|" + *req.ChangeType
+	s.reserved[key] = id
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.reserved, key)
+		s.mu.Unlock()
+	}()
+
+	// Validation handshake (reference §1.2, §1.3): notificationUrl, then lifecycleNotificationUrl (twice if the same URL).
+	if msg := s.handshake(r.Context(), *req.NotificationURL, id); msg != "" {
+		s.graphError(w, r, http.StatusBadRequest, "ValidationError", msg)
+		return
+	}
+	if lifecycle != "" {
+		if msg := s.handshake(r.Context(), lifecycle, id); msg != "" {
+			s.graphError(w, r, http.StatusBadRequest, "ValidationError", msg)
+			return
+		}
+	}
+	sub := &Subscription{
+		ID: id, Resource: resource, ChangeType: *req.ChangeType, NotificationURL: *req.NotificationURL,
+		LifecycleNotificationURL: lifecycle, ClientState: clientState, ApplicationID: s.opts.ClientID,
+		CreatorID: s.opts.ServicePrincipalID, LatestSupportedTLSVersion: tlsv, ExpirationDateTime: exp,
+	}
+	s.mu.Lock()
+	s.subs[id] = sub
+	s.subOrder = append(s.subOrder, id)
+	s.subMeta[id] = &subMeta{created: s.now()}
+	body := s.subJSON(sub, true)
+	s.mu.Unlock()
+	body["@odata.context"] = s.GraphBaseURL() + "/$metadata#subscriptions/$entity"
+	writeGraphJSON(w, http.StatusCreated, body)
+}
+
+// handshake performs the validation POST and returns "" on success, else Graph's error message.
+func (s *Server) handshake(ctx context.Context, rawURL, subID string) string {
+	token := "Validation: Testing client application reachability for subscription Request-Id: " + newGUID()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "Subscription validation request failed. Notification endpoint must be a valid URL."
+	}
+	// The original query is kept byte for byte; the token is appended url-encoded (spaces as '+', ':' as %3A).
+	if u.RawQuery != "" {
+		u.RawQuery += "&"
+	}
+	u.RawQuery += "validationToken=" + url.QueryEscape(token)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), http.NoBody)
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	req.Header.Set("User-Agent", "fakegraph-ChangeNotifications/1.0")
+	start := time.Now()
+	resp, err := s.deliver.Do(req)
+	d := Delivery{Kind: "validation", URL: u.String(), Attempt: 1, Time: start, SubscriptionID: subID}
+	msg := ""
+	var body []byte
+	switch {
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)):
+		msg = "Subscription validation request timed out."
+		d.Err = err.Error()
+	case err != nil:
+		msg = "Subscription validation request failed. Must respond with 200 OK to this request."
+		d.Err = err.Error()
+	default:
+		body, err = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		d.Status = resp.StatusCode
+		ct := resp.Header.Get("Content-Type")
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+			msg = "Subscription validation request timed out."
+		case resp.StatusCode != http.StatusOK:
+			msg = "Subscription validation request failed. Must respond with 200 OK to this request."
+		case !bytes.Equal(body, []byte(token)):
+			msg = "Validation error: Response must exactly match validationToken query parameter."
+		case !s.opts.LenientHandshake && !strings.HasPrefix(strings.ToLower(ct), "text/plain"):
+			// Stricter than Graph is known to be: reference §1.2 step 3 asks for text/plain.
+			msg = "Subscription validation request failed. Response must have Content-Type text/plain (fakegraph)."
+		}
+	}
+	d.Duration = time.Since(start)
+	d.Body = body
+	if msg == "" {
+		d.Outcome = "delivered"
+	} else {
+		d.Outcome = "failed"
+		if d.Err == "" {
+			d.Err = msg
+		}
+	}
+	s.recordDelivery(d)
+	return msg
+}
+
+func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	offset := 0
+	for k := range q {
+		if k != "$skiptoken" {
+			// reference §4: the list call accepts no OData query parameters.
+			s.graphError(w, r, http.StatusBadRequest, "BadRequest", "Query option '"+k+"' is not supported on subscriptions.")
+			return
+		}
+	}
+	if st := q.Get("$skiptoken"); st != "" {
+		t, ok := decodeToken(st)
+		if !ok {
+			s.graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid $skiptoken.")
+			return
+		}
+		offset = t.Offset
+	}
+	s.mu.Lock()
+	var mine []*Subscription
+	for _, sub := range s.liveSubsLocked() {
+		if strings.EqualFold(sub.ApplicationID, s.opts.ClientID) { // reference §4: app permission lists this app's subscriptions
+			mine = append(mine, sub)
+		}
+	}
+	vals := []any{}
+	i := offset
+	for ; i < len(mine) && len(vals) < s.opts.SubscriptionPageSize; i++ {
+		vals = append(vals, s.subJSON(mine[i], false))
+	}
+	more := i < len(mine)
+	s.mu.Unlock()
+	body := map[string]any{"@odata.context": s.GraphBaseURL() + "/$metadata#subscriptions", "value": vals}
+	if more {
+		body["@odata.nextLink"] = s.GraphBaseURL() + "/subscriptions?$skiptoken=" + encodeToken(pageToken{Offset: i})
+	}
+	writeGraphJSON(w, http.StatusOK, body)
+}
+
+// handleGetSubscription: clientState comes back null, as on the list (choice: the reference documents null for list only).
+func (s *Server) handleGetSubscription(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	sub := s.liveLocked(id)
+	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
+		s.mu.Unlock()
+		s.subNotFound(w, r, id)
+		return
+	}
+	body := s.subJSON(sub, false)
+	s.mu.Unlock()
+	body["@odata.context"] = s.GraphBaseURL() + "/$metadata#subscriptions/$entity"
+	writeGraphJSON(w, http.StatusOK, body)
+}
+
+// handlePatchSubscription renews (reference §4): expirationDateTime and/or notificationUrl.
+// A changed notificationUrl is validated by a handshake (UNCONFIRMED in reference §1.3; the double does it).
+// lifecycleNotificationUrl cannot be added or changed (§1.1); other fields cannot be changed (choice).
+func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	b, _ := io.ReadAll(r.Body)
+	req, err := decodeSubRequest(b)
+	if err != nil {
+		s.graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid request body: "+err.Error())
+		return
+	}
+	s.mu.Lock()
+	sub := s.liveLocked(id)
+	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
+		s.mu.Unlock()
+		s.subNotFound(w, r, id)
+		return
+	}
+	cur := *sub
+	s.mu.Unlock()
+	if req.LifecycleNotificationURL != nil && *req.LifecycleNotificationURL != cur.LifecycleNotificationURL {
+		s.invalid(w, r, "Invalid 'lifecycleNotificationUrl' attribute: it cannot be added or changed after creation; delete the subscription and create a new one.")
+		return
+	}
+	for k := range req.raw {
+		switch k {
+		case "expirationDateTime", "notificationUrl", "lifecycleNotificationUrl", "@odata.type":
+		case "changeType", "resource", "clientState", "latestSupportedTlsVersion", "includeResourceData":
+			var cmp string
+			_ = json.Unmarshal(req.raw[k], &cmp)
+			if (k == "changeType" && cmp == cur.ChangeType) || (k == "resource" && cmp == cur.Resource) {
+				continue
+			}
+			s.invalid(w, r, "Invalid '"+k+"' attribute: only expirationDateTime and notificationUrl can be updated.")
+			return
+		}
+	}
+	newExp := cur.ExpirationDateTime
+	if req.ExpirationDateTime != nil {
+		if newExp, err = s.clampExpiry(*req.ExpirationDateTime); err != nil {
+			s.invalid(w, r, err.Error())
+			return
+		}
+	}
+	newURL := cur.NotificationURL
+	if req.NotificationURL != nil && *req.NotificationURL != cur.NotificationURL {
+		if err := checkURL("notificationUrl", *req.NotificationURL); err != nil {
+			s.invalid(w, r, err.Error())
+			return
+		}
+		if msg := s.handshake(r.Context(), *req.NotificationURL, id); msg != "" {
+			s.graphError(w, r, http.StatusBadRequest, "ValidationError", msg)
+			return
+		}
+		newURL = *req.NotificationURL
+	}
+	s.mu.Lock()
+	sub = s.liveLocked(id)
+	if sub == nil {
+		s.mu.Unlock()
+		s.subNotFound(w, r, id)
+		return
+	}
+	sub.ExpirationDateTime, sub.NotificationURL = newExp, newURL
+	m := s.subMeta[id]
+	now := s.now()
+	if !m.reauthorizedAt.IsZero() && now.Sub(m.reauthorizedAt) < 10*time.Minute {
+		s.log.Warn("fakegraph: PATCH within 10 minutes of reauthorize (reference §4 warns against it)", "subscription", id)
+	}
+	m.patchedAt, m.needsReauth = now, false // renewing also reauthorizes (reference §4)
+	body := s.subJSON(sub, false)
+	s.mu.Unlock()
+	body["@odata.context"] = s.GraphBaseURL() + "/$metadata#subscriptions/$entity"
+	writeGraphJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) handleDeleteSubscription(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	sub := s.liveLocked(id)
+	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
+		s.mu.Unlock()
+		s.subNotFound(w, r, id)
+		return
+	}
+	s.removeSubLocked(id)
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleReauthorize(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	sub := s.liveLocked(id)
+	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
+		s.mu.Unlock()
+		s.subNotFound(w, r, id)
+		return
+	}
+	m := s.subMeta[id]
+	now := s.now()
+	if !m.patchedAt.IsZero() && now.Sub(m.patchedAt) < 10*time.Minute {
+		s.log.Warn("fakegraph: reauthorize within 10 minutes of PATCH (reference §4 warns against it)", "subscription", id)
+	}
+	m.reauthorizedAt, m.needsReauth = now, false
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// NeedsReauthorization reports whether a reauthorizationRequired was sent for the subscription and
+// neither reauthorize nor PATCH has answered it since.
+func (s *Server) NeedsReauthorization(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.subMeta[id]
+	return m != nil && m.needsReauth
+}

@@ -1,0 +1,62 @@
+package graph
+
+import (
+	"context"
+	"net/http"
+)
+
+// DeltaPage is one page of a users delta query. Exactly one of NextLink (more pages follow) and
+// DeltaLink (the round is complete; store it for the next round) is set.
+type DeltaPage struct {
+	// Users may include removals: {"id": …, "@removed": {"reason": "changed"|"deleted"}} (see User.Removed).
+	// The same user can appear more than once; the last occurrence wins.
+	Users               []User
+	NextLink, DeltaLink string
+}
+
+// DeltaStart begins a delta round: GET /users/delta?$select=… . With latest, Graph returns no users,
+// only a deltaLink from now ($deltatoken=latest). The query is baked into the links that follow, so it
+// is only given here.
+func (c *Client) DeltaStart(ctx context.Context, selectProps []string, latest bool) (DeltaPage, error) {
+	q := selectQuery(selectProps)
+	if latest {
+		if q != "" {
+			q += "&"
+		}
+		q += "$deltatoken=latest"
+	}
+	return c.delta(ctx, c.url("/users/delta", q))
+}
+
+// Delta fetches the page at a nextLink or a stored deltaLink. KindResyncRequired means the link has
+// expired (410 Gone or syncStateNotFound; directory delta tokens last 7 days): start again with a full
+// DeltaStart. The link must be on the Graph host.
+func (c *Client) Delta(ctx context.Context, link string) (DeltaPage, error) {
+	const op = "delta"
+	if link == "" {
+		return DeltaPage{}, localError(op, "empty link: start a round with DeltaStart")
+	}
+	if err := c.checkLink(op, link); err != nil {
+		return DeltaPage{}, err
+	}
+	return c.delta(ctx, link)
+}
+
+func (c *Client) delta(ctx context.Context, u string) (DeltaPage, error) {
+	const op = "delta"
+	var p page[User]
+	if err := c.getJSON(ctx, request{op: op, method: http.MethodGet, url: u, flags: flagDelta}, &p); err != nil {
+		return DeltaPage{}, err
+	}
+	if p.NextLink != "" {
+		if err := c.checkLink(op, p.NextLink); err != nil {
+			return DeltaPage{}, err
+		}
+	}
+	if p.DeltaLink != "" {
+		if err := c.checkLink(op, p.DeltaLink); err != nil {
+			return DeltaPage{}, err
+		}
+	}
+	return DeltaPage{Users: p.Value, NextLink: p.NextLink, DeltaLink: p.DeltaLink}, nil
+}

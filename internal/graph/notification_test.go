@@ -1,0 +1,120 @@
+package graph
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+const sample = `{"value":[{"subscriptionId":"d850b120","subscriptionExpirationDateTime":"2026-01-20T10:00:00+00:00",
+ "changeType":"updated","clientState":"cs","tenantId":"T1","resource":"Users/6e1f",
+ "resourceData":{"@odata.type":"#Microsoft.Graph.User","@odata.id":"Users/6e1f","id":"6e1f","organizationId":"T1",
+   "eventTime":"2026-01-12T09:14:00.24Z","sequenceNumber":638700000000000001},
+ "futureField":{"nested":[1,2.50,"x"]}}],"validationTokens":["jwt"]}`
+
+func TestNotificationKeptFieldForField(t *testing.T) {
+	c, err := DecodeCollection([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.Value[0]
+	if n.ResourceData.SequenceNumber.String() != "638700000000000001" {
+		t.Errorf("sequenceNumber = %s: precision lost beyond 2^53", n.ResourceData.SequenceNumber)
+	}
+	out, err := json.Marshal(c.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte(`"futureField":{"nested":[1,2.50,"x"]}`)) || !bytes.Contains(out, []byte("638700000000000001")) {
+		t.Errorf("re-encoding changed the notification: %s", out)
+	}
+	if c.ValidationTokens[0] != "jwt" || n.ResourceID() != "6e1f" || n.Tenant() != "T1" || n.IsLifecycle() {
+		t.Errorf("%+v", n)
+	}
+}
+
+func TestTenantFallbacks(t *testing.T) {
+	for _, tc := range []struct{ raw, want string }{
+		{`{"tenantId":"A","organizationId":"B","resourceData":{"organizationId":"C"}}`, "A"},
+		{`{"organizationId":"B","resourceData":{"organizationId":"C"}}`, "B"},
+		{`{"resourceData":{"organizationId":"C"}}`, "C"},
+		{`{}`, ""},
+	} {
+		var n ChangeNotification
+		if err := json.Unmarshal([]byte(tc.raw), &n); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.Tenant(); got != tc.want {
+			t.Errorf("Tenant(%s) = %q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}
+
+func TestResourceIDFallsBackToResource(t *testing.T) {
+	var n ChangeNotification
+	json.Unmarshal([]byte(`{"resource":"users/abc"}`), &n)
+	if n.ResourceID() != "abc" {
+		t.Errorf("ResourceID = %q", n.ResourceID())
+	}
+}
+
+func TestDecodeCollectionErrors(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{``, "empty body"},
+		{`   `, "empty body"},
+		{`[1]`, "not a JSON object"},
+		{`{"value":{}}`, "value must be an array"},
+		{`{"value":[1]}`, "value must be an object, not number"},
+		{`{"value":[{"clientState":7}]}`, "value.clientState must be a string, not number"},
+		{`{"value":[{"resourceData":"x"}]}`, "must be an object"},
+		{`{"nothing":1}`, `no "value"`},
+		{`{"value":[{"a":}]}`, "invalid JSON"},
+	} {
+		_, err := DecodeCollection([]byte(tc.body))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeCollection(%q) = %v, want %q", tc.body, err, tc.want)
+		}
+	}
+	if c, err := DecodeCollection([]byte(`{"value":[],"validationTokens":null}`)); err != nil || len(c.Value) != 0 {
+		t.Errorf("an empty collection is valid: %v", err)
+	}
+}
+
+func FuzzDecodeCollection(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte(`{"value":[{"lifecycleEvent":"missed"}]}`))
+	f.Add([]byte(`{"value":[{"resourceData":{"sequenceNumber":1e400}}]}`))
+	f.Add([]byte(`{"Value":[{"a":"]}\\\""}],"x":{"value":[]}, "VALUE" : [ {} , {"b":[1,{}]} ] }`))
+	f.Add([]byte(`{"v\u0061lue":[{}],"validationTokens":["t"]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c, err := DecodeCollection(body)
+		if err != nil {
+			return
+		}
+		// The raw bytes kept for each notification are exactly the elements encoding/json sees.
+		var ref struct{ Value []json.RawMessage }
+		if err := json.Unmarshal(body, &ref); err != nil || len(ref.Value) != len(c.Value) {
+			t.Fatalf("reference decode: %v, %d elements vs %d", err, len(ref.Value), len(c.Value))
+		}
+		for i := range ref.Value {
+			if !bytes.Equal(ref.Value[i], c.Value[i].Raw) {
+				t.Fatalf("element %d: raw %q, encoding/json %q", i, c.Value[i].Raw, ref.Value[i])
+			}
+		}
+		// Whatever decodes must re-encode to JSON that decodes to the same notifications.
+		out, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		c2, err := DecodeCollection(out)
+		if err != nil || len(c2.Value) != len(c.Value) {
+			t.Fatalf("round trip: %v", err)
+		}
+		for i := range c.Value {
+			if c.Value[i].ClientState != c2.Value[i].ClientState || c.Value[i].Tenant() != c2.Value[i].Tenant() || c.Value[i].ResourceID() != c2.Value[i].ResourceID() {
+				t.Fatalf("notification %d changed in a round trip", i)
+			}
+		}
+	})
+}
