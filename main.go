@@ -5,16 +5,22 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/renewtimer"
 	"github.com/graphwebhooks/graph-webhooks-go/webhook"
 )
 
@@ -37,29 +43,46 @@ const shutdownGrace = 30 * time.Second
 const usage = `usage: handler [command]
 
 With no command, serves the functions on the port the Functions host sets in FUNCTIONS_CUSTOMHANDLER_PORT.
+
+Commands (they read the same app settings as the functions):
+  unsubscribe              delete this app's Graph subscription for GRAPH_RESOURCE (clean uninstall)
+  replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
 `
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	log := customhandler.NewLogger(stdout, stderr, slog.LevelInfo)
+	cfg := config.Load(getenv)
+	a := newApp(cfg, log)
+
 	if len(args) > 1 {
 		switch args[1] {
 		case "-h", "-help", "--help", "help":
 			fmt.Fprint(stdout, usage)
 			return nil
+		case "unsubscribe":
+			ids, err := a.keeper.Unsubscribe(ctx)
+			for _, id := range ids {
+				fmt.Fprintln(stdout, "deleted subscription", id)
+			}
+			if err == nil && len(ids) == 0 {
+				fmt.Fprintln(stdout, "no subscription to delete")
+			}
+			return err
+		case "replay-poison":
+			return a.replayPoison(ctx, args[2:], stdout)
 		default:
 			fmt.Fprint(stderr, usage)
 			return fmt.Errorf("unknown command %q", args[1])
 		}
 	}
 
-	cfg := config.Load(getenv)
 	for _, p := range cfg.Problems() {
 		log.Warn("app setting unusable; functions that need it will fail", "setting", p.Setting, "problem", p.Text)
 	}
-
 	srv := customhandler.NewServer(log)
 	webhook.New(cfg, time.Now).Register(srv)
+	renewtimer.NewFunction(a.keeper).Register(srv)
 
 	ln, err := customhandler.Listen(getenv)
 	if err != nil {
@@ -70,3 +93,65 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("handler stopped", "reason", err)
 	return err
 }
+
+// app holds what the functions share in one process: one Graph credential and client (tokens are cached
+// per credential), one storage client, one subscription keeper. Clients are built on first use, so the
+// handler starts at once and a function missing a setting fails with that setting's name.
+type app struct {
+	cfg    *config.Config
+	graph  func() (*graph.Client, error)
+	queue  func() (*storagequeue.Client, error)
+	keeper *renewtimer.Keeper
+}
+
+func newApp(cfg *config.Config, log *slog.Logger) *app {
+	a := &app{cfg: cfg}
+	a.graph = sync.OnceValues(func() (*graph.Client, error) {
+		if err := cfg.Check(config.TenantID, config.AuthorityHost, config.DisableInstanceDiscovery, config.GraphBaseURL); err != nil {
+			return nil, err
+		}
+		cred, err := identity.NewGraphCredential(identity.Settings{
+			TenantID:                 cfg.TenantID,
+			ClientID:                 cfg.ClientID,
+			ClientSecret:             cfg.ClientSecret.Reveal(),
+			CertificatePath:          cfg.CertificatePath,
+			CertificatePassword:      cfg.CertificatePassword.Reveal(),
+			AuthorityHost:            cfg.AuthorityHost,
+			DisableInstanceDiscovery: cfg.DisableInstanceDiscovery,
+		}, identity.Options{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log})
+	})
+	a.queue = sync.OnceValues(func() (*storagequeue.Client, error) {
+		if err := cfg.Check(config.Storage); err != nil {
+			return nil, err
+		}
+		return storagequeue.New(cfg.Storage, storagequeue.Options{})
+	})
+	a.keeper = renewtimer.NewKeeper(cfg, func() (renewtimer.Graph, error) { return a.graph() }, time.Now)
+	return a
+}
+
+func (a *app) replayPoison(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("replay-poison", flag.ContinueOnError)
+	dry := fs.Bool("dry-run", false, "only count the poison messages")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	q, err := a.queue()
+	if err != nil {
+		return err
+	}
+	r, err := q.Replay(ctx, queueworkerQueue, *dry)
+	if *dry {
+		fmt.Fprintf(stdout, "%d message(s) in %s\n", r.Seen, storagequeue.PoisonQueue(queueworkerQueue))
+	} else {
+		fmt.Fprintf(stdout, "moved %d message(s) from %s back to %s\n", r.Moved, storagequeue.PoisonQueue(queueworkerQueue), queueworkerQueue)
+	}
+	return err
+}
+
+// queueworkerQueue is the queue between the webhook and the worker (design.md).
+const queueworkerQueue = "webhooksnotificationqueue"

@@ -1,0 +1,424 @@
+// Package renewtimer keeps this app's Graph subscription alive without any state of its own: Graph already
+// knows the app's subscriptions, so every run lists them, and converges on exactly one subscription for
+// GRAPH_RESOURCE and GRAPH_CHANGE_TYPE that is current (right URLs, current clientState) and far from expiry.
+//
+// The rules, in the order a run applies them:
+//   - The candidates are this app's subscriptions for the resource and the change types (Graph allows one per
+//     pair, and lists only the calling app's subscriptions under application permissions, reference §4).
+//   - A candidate is stale when its lifecycle URL differs from the configured one (Graph cannot PATCH it,
+//     §1.1) or when its clientState is not known to be GRAPH_CLIENT_STATE. Graph never returns clientState,
+//     so each subscription carries a fingerprint of it in its notification URL (query parameter cs, which
+//     Graph preserves); a missing or other fingerprint is not current. Stale subscriptions are deleted and
+//     a new one is created. Changes that fall between the delete and the create are what a resync recovers.
+//   - Of several good candidates (a race between instances can leave two), the longest-lived is kept, then
+//     the lowest id; the rest are deleted. Every instance makes the same choice, so concurrent runs converge.
+//   - The kept subscription is renewed with one PATCH, which also reauthorizes it, when less than RenewBelow
+//     of its life is left, or always in RenewNow mode (a reauthorizationRequired lifecycle event). A changed
+//     notification URL (a rotated function key) rides on the same PATCH. A 404 means Graph dropped it: create.
+//   - With none left, create one for Lifetime, then list again to settle a race with another instance; a 409
+//     on create means another instance won, and its subscription is adopted.
+package renewtimer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+)
+
+const (
+	// MaxLifetime is Graph's maximum for user subscriptions (41,760 minutes, reference §3.1).
+	MaxLifetime = 41760 * time.Minute
+	// Lifetime is what a create or renewal asks for: the maximum less an hour, so clock skew between this
+	// machine and Graph never pushes a request past the maximum.
+	Lifetime = MaxLifetime - time.Hour
+	// RenewBelow is the remaining life under which a run renews. A renewal leaves about 29 days, so with an
+	// hourly timer a subscription is renewed every three days and always has at least 26 days left: it
+	// survives 26 days without any timer run (the issue asks for 7).
+	RenewBelow = 26 * 24 * time.Hour
+	// FingerprintParam is the notification-URL query parameter holding the clientState fingerprint.
+	FingerprintParam = "cs"
+)
+
+// Graph is what the keeper needs of the Graph client.
+type Graph interface {
+	ListSubscriptions(ctx context.Context) ([]graph.Subscription, error)
+	CreateSubscription(ctx context.Context, s graph.Subscription) (graph.Subscription, error)
+	UpdateSubscription(ctx context.Context, id string, u graph.SubscriptionUpdate) (graph.Subscription, error)
+	DeleteSubscription(ctx context.Context, id string) error
+}
+
+// Mode says how eager a run is.
+type Mode int
+
+const (
+	Normal   Mode = iota // renew only when below RenewBelow
+	RenewNow             // renew whatever the remaining life (reauthorizationRequired)
+)
+
+// Action is what a run did to the kept subscription.
+type Action string
+
+const (
+	Created   Action = "created"   // there was none
+	Recreated Action = "recreated" // there was one, but it was stale or Graph had dropped it
+	Renewed   Action = "renewed"
+	Unchanged Action = "unchanged"
+)
+
+// Outcome is the result of one run.
+type Outcome struct {
+	Action  Action
+	ID      string
+	Expiry  time.Time
+	Deleted []string // duplicates and stale subscriptions removed
+}
+
+// Summary is one line for the log and the invocation's Logs.
+func (o Outcome) Summary(now time.Time) string {
+	s := fmt.Sprintf("subscription %s %s, expires %s (%.1f days left)", o.ID, o.Action, o.Expiry.UTC().Format(time.RFC3339), o.Expiry.Sub(now).Hours()/24)
+	if len(o.Deleted) > 0 {
+		s += fmt.Sprintf("; deleted %d other(s): %s", len(o.Deleted), strings.Join(o.Deleted, ", "))
+	}
+	return s
+}
+
+// Keeper runs the create-or-renew logic. It is shared by the timer and the queue worker's lifecycle handling;
+// runs within one process are serialized.
+type Keeper struct {
+	cfg   *config.Config
+	graph func() (Graph, error)
+	now   func() time.Time
+	// Gap, when set, is told that notifications may have been lost (a subscription was created or
+	// recreated), so that a resync can recover them.
+	Gap func(ctx context.Context, reason string) error
+
+	settleDelay time.Duration // first wait for a competing create to be listed; doubles, five tries
+	mu          sync.Mutex
+}
+
+// NewKeeper returns a keeper using the app settings and a lazily built Graph client.
+func NewKeeper(cfg *config.Config, g func() (Graph, error), now func() time.Time) *Keeper {
+	return &Keeper{cfg: cfg, graph: g, now: now, settleDelay: time.Second}
+}
+
+// RenewNow renews (and so reauthorizes) the subscription whatever its remaining life, creating it if needed.
+func (k *Keeper) RenewNow(ctx context.Context) error {
+	_, err := k.Ensure(ctx, RenewNow)
+	return err
+}
+
+// Recreate makes sure a subscription exists after Graph reported it removed.
+func (k *Keeper) Recreate(ctx context.Context) error {
+	_, err := k.Ensure(ctx, Normal)
+	return err
+}
+
+// settings are what every run needs.
+var settings = []string{config.TenantID, config.ClientID, config.NotificationURL, config.LifecycleNotificationURL,
+	config.ClientState, config.ClientStatePrevious, config.Resource, config.ChangeType}
+
+// Ensure runs the rules of the package doc once.
+func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.cfg.Check(settings...); err != nil {
+		return Outcome{}, err
+	}
+	g, err := k.graph()
+	if err != nil {
+		return Outcome{}, fmt.Errorf("graph client: %w", err)
+	}
+	log := customhandler.Logger(ctx)
+
+	subs, err := k.mine(ctx, g)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var out Outcome
+	var good []graph.Subscription
+	for _, s := range subs {
+		if reason := k.stale(s); reason != "" {
+			log.Warn("deleting a stale subscription", "id", s.ID, "reason", reason)
+			if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+				return out, err
+			}
+			out.Deleted = append(out.Deleted, s.ID)
+			continue
+		}
+		good = append(good, s)
+	}
+	hadOne := len(subs) > 0
+
+	keep, extra := choose(good)
+	for _, s := range extra {
+		if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+			return out, err
+		}
+		out.Deleted = append(out.Deleted, s.ID)
+	}
+
+	if keep != nil {
+		renewed, action, err := k.renew(ctx, g, *keep, mode)
+		switch {
+		case err == nil:
+			out.Action, out.ID, out.Expiry = action, renewed.ID, renewed.ExpirationDateTime
+			return out, nil
+		case errors.Is(err, graph.ErrNotFound):
+			log.Warn("the subscription is gone on Graph's side; creating a new one", "id", keep.ID)
+		default:
+			return out, err
+		}
+	}
+
+	created, err := k.create(ctx, g)
+	if err != nil {
+		return out, err
+	}
+	out.Action, out.ID, out.Expiry = Created, created.ID, created.ExpirationDateTime
+	if hadOne {
+		out.Action = Recreated
+	}
+	// Settle a race with another instance that created one at the same moment.
+	subs, err = k.mine(ctx, g)
+	if err != nil {
+		return out, err
+	}
+	if keep, extra := choose(subs); keep != nil && keep.ID != out.ID {
+		out.ID, out.Expiry = keep.ID, keep.ExpirationDateTime
+		for _, s := range extra {
+			if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+				return out, err
+			}
+			out.Deleted = append(out.Deleted, s.ID)
+		}
+	}
+	if k.Gap != nil {
+		if err := k.Gap(ctx, "subscription "+string(out.Action)); err != nil {
+			log.Warn("could not request a resync after the subscription changed", "err", err)
+		}
+	}
+	return out, nil
+}
+
+// mine lists this app's subscriptions for the configured resource and change types.
+func (k *Keeper) mine(ctx context.Context, g Graph) ([]graph.Subscription, error) {
+	all, err := g.ListSubscriptions(ctx)
+	if err != nil {
+		return nil, explain("list subscriptions", err)
+	}
+	var out []graph.Subscription
+	for _, s := range all {
+		if sameResource(s.Resource, k.cfg.Resource) && sameChangeTypes(s.ChangeType, k.cfg.ChangeTypes) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// stale says why s cannot be kept, or "".
+func (k *Keeper) stale(s graph.Subscription) string {
+	if !sameURL(s.LifecycleNotificationURL, k.cfg.LifecycleNotificationURL) {
+		return "its lifecycle notification URL differs, and Graph cannot change it"
+	}
+	switch fp := fingerprintOf(s.NotificationURL); {
+	case fp == Fingerprint(k.cfg.ClientState):
+		return ""
+	case k.cfg.ClientStatePrevious.IsSet() && fp == Fingerprint(k.cfg.ClientStatePrevious):
+		return "it was made with GRAPH_CLIENT_STATE_PREVIOUS (rotation)"
+	default:
+		return "its clientState is not known to be GRAPH_CLIENT_STATE"
+	}
+}
+
+func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode Mode) (graph.Subscription, Action, error) {
+	now := k.now()
+	var u graph.SubscriptionUpdate
+	if want := k.notificationURL(); !sameURL(s.NotificationURL, want) {
+		u.NotificationURL = want // a rotated function key, or a moved app
+	}
+	if u.NotificationURL == "" && mode == Normal && s.ExpirationDateTime.Sub(now) >= RenewBelow {
+		return s, Unchanged, nil
+	}
+	u.ExpirationDateTime = now.Add(Lifetime)
+	updated, err := g.UpdateSubscription(ctx, s.ID, u)
+	if err != nil {
+		if errors.Is(err, graph.ErrNotFound) {
+			return s, "", err
+		}
+		return s, "", explain("renew subscription "+s.ID, err)
+	}
+	if updated.ExpirationDateTime.IsZero() {
+		updated.ExpirationDateTime = u.ExpirationDateTime
+	}
+	if updated.ID == "" {
+		updated.ID = s.ID
+	}
+	return updated, Renewed, nil
+}
+
+func (k *Keeper) create(ctx context.Context, g Graph) (graph.Subscription, error) {
+	req := graph.Subscription{
+		ChangeType:                k.cfg.ChangeType(),
+		NotificationURL:           k.notificationURL(),
+		LifecycleNotificationURL:  k.cfg.LifecycleNotificationURL,
+		Resource:                  k.cfg.Resource,
+		ExpirationDateTime:        k.now().Add(Lifetime),
+		ClientState:               k.cfg.ClientState.Reveal(),
+		LatestSupportedTLSVersion: "v1_2",
+	}
+	created, err := g.CreateSubscription(ctx, req)
+	if errors.Is(err, graph.ErrConflict) {
+		// Another instance is creating it: adopt that one once Graph lists it, which may take until its
+		// validation handshake (up to 10 s) is done.
+		delay := k.settleDelay
+		for range 5 {
+			subs, lerr := k.mine(ctx, g)
+			if lerr != nil {
+				return created, lerr
+			}
+			if keep, _ := choose(subs); keep != nil {
+				return *keep, nil
+			}
+			select {
+			case <-ctx.Done():
+				return created, context.Cause(ctx)
+			case <-time.After(delay):
+			}
+			delay *= 2
+		}
+	}
+	if err != nil {
+		return created, explain("create subscription", err)
+	}
+	return created, nil
+}
+
+// notificationURL is GRAPH_NOTIFICATION_URL with the clientState fingerprint added.
+func (k *Keeper) notificationURL() string {
+	u, err := url.Parse(k.cfg.NotificationURL)
+	if err != nil {
+		return k.cfg.NotificationURL // config already refused it
+	}
+	q := u.Query()
+	q.Set(FingerprintParam, Fingerprint(k.cfg.ClientState))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Fingerprint is a short, non-secret digest of a clientState: enough to tell secrets apart, far too little
+// to recover one.
+func Fingerprint(s config.Secret) string {
+	sum := sha256.Sum256([]byte("graph-webhooks clientState fingerprint\x00" + s.Reveal()))
+	return hex.EncodeToString(sum[:4])
+}
+
+func fingerprintOf(notificationURL string) string {
+	u, err := url.Parse(notificationURL)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get(FingerprintParam)
+}
+
+// sameURL compares two URLs ignoring the fingerprint parameter and the order of query parameters.
+func sameURL(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	qa, qb := ua.Query(), ub.Query()
+	qa.Del(FingerprintParam)
+	qb.Del(FingerprintParam)
+	ua.RawQuery, ub.RawQuery = qa.Encode(), qb.Encode()
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) &&
+		strings.TrimSuffix(ua.Path, "/") == strings.TrimSuffix(ub.Path, "/") && ua.RawQuery == ub.RawQuery
+}
+
+// sameResource compares resource paths as Graph may echo them ("users", "/Users", "users/{id}").
+func sameResource(got, want string) bool {
+	return strings.EqualFold(strings.Trim(got, "/"), strings.Trim(want, "/"))
+}
+
+func sameChangeTypes(got string, want []string) bool {
+	var g []string
+	for _, t := range strings.Split(got, ",") {
+		if t = strings.ToLower(strings.TrimSpace(t)); t != "" && !slices.Contains(g, t) {
+			g = append(g, t)
+		}
+	}
+	slices.Sort(g)
+	return slices.Equal(g, want)
+}
+
+// choose keeps the longest-lived subscription, then the lowest id, so that every instance keeps the same one.
+func choose(subs []graph.Subscription) (keep *graph.Subscription, rest []graph.Subscription) {
+	if len(subs) == 0 {
+		return nil, nil
+	}
+	sorted := slices.Clone(subs)
+	slices.SortFunc(sorted, func(a, b graph.Subscription) int {
+		if c := b.ExpirationDateTime.Compare(a.ExpirationDateTime); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return &sorted[0], sorted[1:]
+}
+
+func deleteIgnoringNotFound(ctx context.Context, g Graph, id string) error {
+	if err := g.DeleteSubscription(ctx, id); err != nil && !errors.Is(err, graph.ErrNotFound) {
+		return explain("delete subscription "+id, err)
+	}
+	return nil
+}
+
+// explain adds what a person should check to the errors that have a usual cause.
+func explain(op string, err error) error {
+	switch {
+	case errors.Is(err, graph.ErrValidationFailed):
+		return fmt.Errorf("%s: Graph could not validate the notification URL. Check that GRAPH_NOTIFICATION_URL is the public HTTPS address of the webhook function (a dev tunnel locally), that it carries the function key (?code=…), and that nothing in front of the function requires sign-in: %w", op, err)
+	case errors.Is(err, graph.ErrForbidden):
+		return fmt.Errorf("%s: Graph refused. Check that the app registration has the application permission User.Read.All with admin consent, and that the subscription quota is not reached: %w", op, err)
+	case errors.Is(err, graph.ErrUnauthorized):
+		return fmt.Errorf("%s: no token for Graph. Check AZURE_TENANT_ID, AZURE_CLIENT_ID and the client secret or certificate: %w", op, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Unsubscribe deletes this app's subscriptions for the configured resource and change types, for a clean
+// uninstall, and returns their ids.
+func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.cfg.Check(config.TenantID, config.ClientID, config.Resource, config.ChangeType); err != nil {
+		return nil, err
+	}
+	g, err := k.graph()
+	if err != nil {
+		return nil, fmt.Errorf("graph client: %w", err)
+	}
+	subs, err := k.mine(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range subs {
+		if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+			return ids, err
+		}
+		ids = append(ids, s.ID)
+	}
+	return ids, nil
+}
