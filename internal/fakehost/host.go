@@ -68,6 +68,9 @@ type Options struct {
 	// RetryDelay, when set, maps the planned delay before retry n (1-based) of a timer function to the delay
 	// used, so tests can compress retry policies.
 	RetryDelay func(n int, planned time.Duration) time.Duration
+	// Addr is the front's listen address (default 127.0.0.1:0). The real `func start` listens on a known
+	// port (Host.LocalHttpPort), which an app setting like GRAPH_NOTIFICATION_URL can then name.
+	Addr string
 	// FunctionTimeout and InitializationTimeout override host.json when non-zero.
 	FunctionTimeout       time.Duration
 	InitializationTimeout time.Duration
@@ -213,7 +216,11 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.sup = newSupervisor(h)
 
-	h.ln, err = net.Listen("tcp", "127.0.0.1:0")
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	h.ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		h.cancel()
 		return nil, err

@@ -225,7 +225,10 @@ func TestManagedIdentityCredential(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	var logs bytes.Buffer
-	cred, err := NewGraphCredential(Settings{TenantID: testTenant, ClientID: testClient},
+	// MSAL caches managed identity tokens process-wide, keyed by client id and resource: a client id unique
+	// to this run keeps -count=N (and any other MI test) from being served a cached token.
+	clientID := fmt.Sprintf("3f1b1c3e-0000-4000-8000-%012d", time.Now().UnixNano()%1e12)
+	cred, err := NewGraphCredential(Settings{TenantID: testTenant, ClientID: clientID},
 		Options{Transport: ts.Client(), Logger: logger(&logs)})
 	if err != nil {
 		t.Fatal(err)
@@ -238,15 +241,19 @@ func TestManagedIdentityCredential(t *testing.T) {
 		t.Errorf("managed identity endpoint called %d times, want 1", n)
 	}
 	ts.mu.Lock()
-	q := ts.lastMI.URL.Query()
+	last := ts.lastMI
 	ts.mu.Unlock()
+	if last == nil {
+		t.Fatal("no request reached the managed identity endpoint")
+	}
+	q := last.URL.Query()
 	// Managed identity endpoints take a v1 resource, not a scope: azidentity strips "/.default".
-	for k, want := range map[string]string{"api-version": "2019-08-01", "resource": "https://graph.microsoft.com", "client_id": testClient} {
+	for k, want := range map[string]string{"api-version": "2019-08-01", "resource": "https://graph.microsoft.com", "client_id": clientID} {
 		if got := q.Get(k); got != want {
 			t.Errorf("query %s = %q, want %q", k, got, want)
 		}
 	}
-	if out := logs.String(); !strings.Contains(out, "managed identity (user-assigned, client ID "+testClient+")") ||
+	if out := logs.String(); !strings.Contains(out, "managed identity (user-assigned, client ID "+clientID+")") ||
 		strings.Contains(out, "identity-header-secret") {
 		t.Errorf("log:\n%s", out)
 	}

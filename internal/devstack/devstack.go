@@ -1,0 +1,293 @@
+// Package devstack runs the whole pipeline on one machine: the real handler binary under the Functions host
+// double (internal/fakehost), a real Azurite for every queue, and the Graph double (internal/fakegraph) as
+// Graph and Entra ID. The end-to-end tests and `make demo` both stand on it, so what the demo shows is what
+// the tests assert.
+//
+// The handler gets the settings a user would set, pointed at the doubles: AZURE_AUTHORITY_HOST and
+// GRAPH_BASE_URL name the Graph double, whose certificate the handler trusts through SSL_CERT_FILE, and
+// GRAPH_NOTIFICATION_URL names the host double's front with the function key, so Graph's handshake and
+// notifications travel the same path they do in Azure.
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/fakehost"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+)
+
+// Queue names from the design.
+const (
+	NotificationQueue = "webhooksnotificationqueue"
+	ChangesQueue      = "graphchanges"
+)
+
+// Options configure a stack.
+type Options struct {
+	Root    string // module root: host.json, */function.json, node_modules (Azurite)
+	Handler string // the built handler binary
+	Users   int    // users seeded in the Graph double (user-001 …)
+	// Graph adjusts the Graph double's options before it starts (delivery timing, page sizes…).
+	Graph func(*fakegraph.Options)
+	// Settings override or add app settings.
+	Settings map[string]string
+	// HandlerOut receives the handler's and the host's log lines; nil discards them.
+	HandlerOut io.Writer
+	// Host adjusts the host double's options before it starts.
+	Host func(*fakehost.Options)
+}
+
+// Stack is a running pipeline.
+type Stack struct {
+	Azurite  *azuritetest.Azurite
+	Graph    *fakegraph.Server
+	Host     *fakehost.Host
+	Settings map[string]string
+	Queue    *storagequeue.Client
+
+	appRoot string
+	opts    Options
+	mu      sync.Mutex
+	events  []message.Event
+}
+
+// Well-known identities of the stack's tenant and app (any GUIDs do).
+const (
+	TenantID = "8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41"
+	ClientID = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c"
+)
+
+// Start brings everything up and waits until the renew timer's start-up run has created the subscription.
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
+	s := &Stack{opts: o}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.Azurite, err = azuritetest.StartProcess(ctx, o.Root); err != nil {
+		return nil, err
+	}
+
+	secret := randomHex(16)
+	gopts := fakegraph.NewOptions(TenantID, ClientID, secret)
+	if o.Graph != nil {
+		o.Graph(&gopts)
+	}
+	s.Graph = fakegraph.New(gopts)
+	for i := 1; i <= o.Users; i++ {
+		s.Graph.AddUser(SeedUser(i))
+	}
+
+	if s.appRoot, err = os.MkdirTemp("", "devstack-app-"); err != nil {
+		return nil, err
+	}
+	if err := s.layOutApp(o); err != nil {
+		return nil, err
+	}
+	certFile := filepath.Join(s.appRoot, "fakegraph-ca.pem")
+	if err := os.WriteFile(certFile, s.Graph.CertPEM(), 0o600); err != nil {
+		return nil, err
+	}
+	frontAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	key := randomHex(16)
+	s.Settings = map[string]string{
+		"FUNCTIONS_WORKER_RUNTIME": "custom",
+		config.Storage:             s.Azurite.ConnectionString(),
+		config.TenantID:            TenantID,
+		config.ClientID:            ClientID,
+		config.ClientSecret:        secret,
+		config.AuthorityHost:       s.Graph.AuthorityHost(),
+		config.GraphBaseURL:        s.Graph.GraphBaseURL(),
+		config.NotificationURL:     "http://" + frontAddr + "/api/webhook?code=" + key,
+		config.ClientState:         randomHex(24),
+		config.RenewSchedule:       "0 0 * * * *",
+		config.ResyncInitial:       "latest",
+		config.ResyncContainer:     "graph-webhooks",
+		"SSL_CERT_FILE":            certFile,
+	}
+	for k, v := range o.Settings {
+		s.Settings[k] = v
+	}
+	if s.Queue, err = storagequeue.New(config.Load(func(k string) string { return s.Settings[k] }).Storage, storagequeue.Options{}); err != nil {
+		return nil, err
+	}
+
+	out := o.HandlerOut
+	if out == nil {
+		out = io.Discard
+	}
+	hopts := fakehost.Options{
+		AppRoot:     s.appRoot,
+		Settings:    s.Settings,
+		FunctionKey: key,
+		Addr:        frontAddr,
+		Stdout:      out,
+		Stderr:      out,
+		Logger:      slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	if o.Host != nil {
+		o.Host(&hopts)
+	}
+	if s.Host, err = fakehost.Start(ctx, hopts); err != nil {
+		return nil, fmt.Errorf("start the host double: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := s.Graph.WaitFor(wctx, func() bool { return len(s.Graph.Subscriptions()) > 0 }); err != nil {
+		return nil, fmt.Errorf("the renew timer did not create the subscription: %w", err)
+	}
+	return s, nil
+}
+
+// SeedUser is user i of the seeded directory.
+func SeedUser(i int) fakegraph.User {
+	id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+	return fakegraph.User{ID: id, Props: map[string]any{
+		"displayName":       fmt.Sprintf("User %03d", i),
+		"userPrincipalName": fmt.Sprintf("user%03d@contoso.example", i),
+		"mail":              fmt.Sprintf("user%03d@contoso.example", i),
+		"accountEnabled":    true,
+		"jobTitle":          "Engineer",
+		"department":        "R&D",
+	}}
+}
+
+// UserID is the id of seeded user i.
+func UserID(i int) string { return SeedUser(i).ID }
+
+// layOutApp builds the app root the host double runs: host.json, each function.json and the handler, as
+// `func azure functionapp publish` would upload them (.funcignore).
+func (s *Stack) layOutApp(o Options) error {
+	files := []string{"host.json", "webhook/function.json", "queueworker/function.json", "renewtimer/function.json"}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(o.Root, f))
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(s.appRoot, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return err
+		}
+	}
+	bin, err := os.ReadFile(o.Handler)
+	if err != nil {
+		return fmt.Errorf("read the handler binary (build it first): %w", err)
+	}
+	return os.WriteFile(filepath.Join(s.appRoot, "handler"), bin, 0o755)
+}
+
+// Drain moves every event now in graphchanges into the stack's record and returns how many it read.
+func (s *Stack) Drain(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		msgs, err := s.Queue.Receive(ctx, ChangesQueue, 32, time.Minute)
+		if err != nil {
+			return n, err
+		}
+		if len(msgs) == 0 {
+			return n, nil
+		}
+		for _, m := range msgs {
+			var e message.Event
+			if err := json.Unmarshal(m.Text, &e); err != nil {
+				return n, fmt.Errorf("an event in %s is not JSON: %w", ChangesQueue, err)
+			}
+			s.mu.Lock()
+			s.events = append(s.events, e)
+			s.mu.Unlock()
+			n++
+			if err := s.Queue.Delete(ctx, ChangesQueue, m); err != nil {
+				return n, err
+			}
+		}
+	}
+}
+
+// Events returns every event read so far.
+func (s *Stack) Events() []message.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]message.Event(nil), s.events...)
+}
+
+// WaitEvents drains graphchanges until cond holds for the events read so far, or ctx ends.
+func (s *Stack) WaitEvents(ctx context.Context, cond func([]message.Event) bool) error {
+	for {
+		if _, err := s.Drain(ctx); err != nil {
+			return err
+		}
+		if cond(s.Events()) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for events: %w", context.Cause(ctx))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Latest returns, per user id, the last event read for that user.
+func Latest(events []message.Event) map[string]message.Event {
+	m := map[string]message.Event{}
+	for _, e := range events {
+		m[e.ResourceID] = e
+	}
+	return m
+}
+
+// Close stops everything and removes the app root.
+func (s *Stack) Close() error {
+	var errs []error
+	if s.Host != nil {
+		errs = append(errs, s.Host.Close())
+	}
+	if s.Graph != nil {
+		s.Graph.Close()
+	}
+	if s.Azurite != nil {
+		errs = append(errs, s.Azurite.Stop())
+	}
+	if s.appRoot != "" {
+		os.RemoveAll(s.appRoot)
+	}
+	return errors.Join(errs...)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
