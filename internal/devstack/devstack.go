@@ -250,6 +250,40 @@ func (s *Stack) WaitEvents(ctx context.Context, cond func([]message.Event) bool)
 	}
 }
 
+// AwaitState waits until every user in ids has a latest event carrying the user's current state in the Graph
+// double: its selected properties when it exists, a deleted event (soft or not, as in Graph) when it does not.
+func (s *Stack) AwaitState(ctx context.Context, ids []string) error {
+	return s.WaitEvents(ctx, func(evs []message.Event) bool {
+		latest := Latest(evs)
+		for _, id := range ids {
+			if !Matches(s.Graph, id, latest[id]) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Matches reports whether e carries user id's current state in the Graph double.
+func Matches(g *fakegraph.Server, id string, e message.Event) bool {
+	if e.ResourceID != id {
+		return false
+	}
+	u, exists := g.User(id)
+	if !exists {
+		return e.ChangeType == "deleted" && e.SoftDeleted == g.SoftDeleted(id)
+	}
+	if e.ChangeType != "updated" || e.User == nil {
+		return false
+	}
+	for k, v := range u.Props {
+		if fmt.Sprint(e.User[k]) != fmt.Sprint(v) {
+			return false
+		}
+	}
+	return true
+}
+
 // Latest returns, per user id, the last event read for that user.
 func Latest(events []message.Event) map[string]message.Event {
 	m := map[string]message.Event{}

@@ -1,0 +1,267 @@
+// Command demo runs the whole pipeline on this machine and tells its story: the real handler under the
+// Functions host double, a real Azurite, and the Graph double standing in for Graph and Entra ID. It needs no
+// Azure account. It exits 0 when every change made in Graph arrived as an enriched event, 1 otherwise.
+//
+//	go build -o handler . && go run ./cmd/demo            (or: make demo)
+//	go run ./cmd/demo -follow                             keep running and print events as they come
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	handler := fs.String("handler", "handler", "the built handler binary")
+	users := fs.Int("users", 40, "users in the Graph double's directory")
+	follow := fs.Bool("follow", false, "keep running after the story, printing events as they arrive")
+	logFile := fs.String("log", ".demo/handler.log", "where the handler's and host's log lines go")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	root, err := azuritetest.ModuleRoot(".")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*logFile), 0o755); err != nil {
+		return err
+	}
+	logw, err := os.Create(*logFile)
+	if err != nil {
+		return err
+	}
+	defer logw.Close()
+
+	d := &demo{out: out, start: time.Now()}
+	d.say("Starting Azurite (storage), the Graph double with %d users, and the Functions host double running ./%s …", *users, filepath.Base(*handler))
+	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, HandlerOut: logw})
+	if err != nil {
+		if errors.Is(err, azuritetest.ErrNotInstalled) {
+			return fmt.Errorf("%w (make demo does this for you)", err)
+		}
+		return err
+	}
+	defer s.Close()
+	d.s = s
+	sub := s.Graph.Subscriptions()[0]
+	d.say("renewtimer ran on start-up and subscribed: subscription %s on %q (%s), expires in %.1f days.",
+		short(sub.ID), sub.Resource, sub.ChangeType, time.Until(sub.ExpirationDateTime).Hours()/24)
+	d.say("Graph's validation handshake reached the webhook through the host front with the function key.\n")
+
+	steps := []struct {
+		title string
+		act   func() []string // changes made; returns the user ids whose latest state must arrive
+	}{
+		{"Three users are updated", func() []string {
+			var ids []string
+			for i := 1; i <= 3; i++ {
+				id := devstack.UserID(i)
+				s.Graph.UpdateUser(id, map[string]any{"jobTitle": "Principal Engineer", "displayName": fmt.Sprintf("User %03d (promoted)", i)})
+				ids = append(ids, id)
+			}
+			return ids
+		}},
+		{"One user is soft-deleted (Graph sends `updated`; the worker finds it in deletedItems)", func() []string {
+			s.Graph.SoftDeleteUser(devstack.UserID(4))
+			return []string{devstack.UserID(4)}
+		}},
+		{"One user is permanently deleted (Graph sends `deleted`)", func() []string {
+			s.Graph.PermanentlyDeleteUser(devstack.UserID(5))
+			return []string{devstack.UserID(5)}
+		}},
+		{"A burst: 30 users updated twice each, 60 changes, duplicates included", func() []string {
+			var ids []string
+			for round := range 2 {
+				for i := 6; i < 36; i++ {
+					s.Graph.UpdateUser(devstack.UserID(i), map[string]any{"department": fmt.Sprintf("Dept %d", round)})
+					if round == 0 {
+						ids = append(ids, devstack.UserID(i))
+					}
+				}
+			}
+			return ids
+		}},
+		{"A forged notification (wrong clientState) is posted to the webhook", func() []string {
+			body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"changeType":"updated","clientState":"forged-client-state-123456","tenantId":%q,"resource":"Users/%s","resourceData":{"id":%q}}]}`,
+				sub.ID, devstack.TenantID, devstack.UserID(36), devstack.UserID(36))
+			resp, err := s.Graph.Forge(s.Settings["GRAPH_NOTIFICATION_URL"], []byte(body))
+			if err == nil {
+				resp.Body.Close()
+				d.say("  the webhook answered %d, as it does for genuine ones: a forger learns nothing", resp.StatusCode)
+			}
+			d.forgedUser = devstack.UserID(36)
+			return nil
+		}},
+		{"A throttling storm: Graph answers 429 (Retry-After 2 s) to the next 4 $batch calls while 5 users change", func() []string {
+			s.Graph.Inject("POST /v1.0/$batch", fakegraph.Fault{Status: 429, RetryAfter: 2 * time.Second, Count: 4})
+			var ids []string
+			for i := 36; i <= 40 && i <= *users; i++ {
+				s.Graph.UpdateUser(devstack.UserID(i), map[string]any{"mail": fmt.Sprintf("user%03d@fabrikam.example", i)})
+				ids = append(ids, devstack.UserID(i))
+			}
+			return ids
+		}},
+	}
+	allOK := true
+	for i, step := range steps {
+		d.say("%d. %s", i+1, step.title)
+		graphBefore := d.graphRequests()
+		t0 := time.Now()
+		ids := step.act()
+		ok := d.await(ctx, ids, 90*time.Second)
+		allOK = allOK && ok
+		d.say("   → %d event(s) for %d user(s) in %.1fs, %d Graph request(s)%s\n", d.eventsFor(ids), len(ids), time.Since(t0).Seconds(),
+			d.graphRequests()-graphBefore, map[bool]string{true: "", false: "  ✗ NOT ALL ARRIVED"}[ok])
+	}
+
+	// Let anything still in flight land before counting.
+	d.settle(ctx)
+	forgedEvents := 0
+	for _, e := range s.Events() {
+		if e.ResourceID == d.forgedUser {
+			forgedEvents++
+		}
+	}
+	if forgedEvents > 0 {
+		allOK = false
+	}
+	acc, dropped := d.webhookCounts()
+	d.say("Summary")
+	d.say("  notifications accepted by the webhook   %d", acc)
+	d.say("  dropped as forged                       %d (events for the forged user: %d)", dropped, forgedEvents)
+	d.say("  change events read from graphchanges    %d, for %d users", len(s.Events()), len(devstack.Latest(s.Events())))
+	d.say("  Graph requests by the worker            %d ($batch %d, deletedItems %d)", d.graphRequests(),
+		s.Graph.Count("POST", "/v1.0/$batch"), s.Graph.Count("GET", "/v1.0/directory/deletedItems"))
+	d.say("  handler restarts                        %d", s.Host.Restarts())
+	d.say("  poison messages                         %d", d.poison(ctx))
+	d.say("  time                                    %.1fs (logs in %s)", time.Since(d.start).Seconds(), *logFile)
+	if !allOK {
+		return errors.New("some changes did not arrive as events (see the log)")
+	}
+	d.say("Every change arrived as an enriched event carrying the user's latest state.")
+
+	if *follow {
+		d.say("\nFollowing graphchanges (Ctrl-C to stop). Change users with the Graph double's control API: %s/_control/", s.Graph.URL())
+		seen := len(s.Events())
+		for ctx.Err() == nil {
+			s.Drain(ctx)
+			evs := s.Events()
+			for _, e := range evs[seen:] {
+				d.say("  %s %s %s", e.ChangeType, e.ResourceID, userLine(e))
+			}
+			seen = len(evs)
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+type demo struct {
+	out        io.Writer
+	s          *devstack.Stack
+	start      time.Time
+	forgedUser string
+}
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+
+// graphRequests counts the worker's calls to Graph (users, $batch, deletedItems), not the subscription calls.
+func (d *demo) graphRequests() int {
+	return d.s.Graph.Count("POST", "/v1.0/$batch") + d.s.Graph.Count("GET", "/v1.0/users") + d.s.Graph.Count("GET", "/v1.0/directory")
+}
+
+// await waits until every user in ids has an event carrying its current state in the Graph double.
+func (d *demo) await(ctx context.Context, ids []string, limit time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return d.s.AwaitState(ctx, ids) == nil
+}
+
+func (d *demo) eventsFor(ids []string) int {
+	n := 0
+	for _, e := range d.s.Events() {
+		if slices.Contains(ids, e.ResourceID) {
+			n++
+		}
+	}
+	return n
+}
+
+// settle drains until two reads in a row find nothing new.
+func (d *demo) settle(ctx context.Context) {
+	for quiet := 0; quiet < 2 && ctx.Err() == nil; {
+		n, _ := d.s.Drain(ctx)
+		if n == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+var countRE = regexp.MustCompile(`queued (\d+) change and (\d+) lifecycle notifications in \d+ messages; dropped (\d+)`)
+
+// webhookCounts sums what the webhook reported in its invocations' Logs.
+func (d *demo) webhookCounts() (accepted, dropped int) {
+	for _, inv := range d.s.Host.Invocations() {
+		for _, l := range inv.Logs {
+			if m := countRE.FindStringSubmatch(l); m != nil {
+				a, _ := strconv.Atoi(m[1])
+				b, _ := strconv.Atoi(m[2])
+				c, _ := strconv.Atoi(m[3])
+				accepted, dropped = accepted+a+b, dropped+c
+			}
+		}
+	}
+	return accepted, dropped
+}
+
+func (d *demo) poison(ctx context.Context) int {
+	msgs, _ := d.s.Queue.Receive(ctx, devstack.NotificationQueue+"-poison", 32, time.Second)
+	return len(msgs)
+}
+
+func userLine(e message.Event) string {
+	if e.User == nil {
+		return fmt.Sprintf("(softDeleted=%v)", e.SoftDeleted)
+	}
+	return strings.TrimSpace(fmt.Sprintf("%v %v", e.User["displayName"], e.User["mail"]))
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8] + "…"
+	}
+	return id
+}
