@@ -19,7 +19,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 deps: node_modules/.package-lock.json ## install the pinned Azurite (npm ci)
 
-test: deps fmt-check vet race ## everything CI runs: gofmt, go vet, go test -race (with Azurite)
+test: deps fmt-check vet race test-scripts ## everything CI runs: gofmt, go vet, go test -race (with Azurite), script tests
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
@@ -40,3 +40,21 @@ fuzz: ## run each fuzz test for 20 s
 
 clean:
 	rm -f handler
+
+# ---------------------------------------------------------------------------------------------------------
+# Operations: the real local run, script tests and script lint (see docs/operations.md). Appended block;
+# the targets above are unchanged.
+SCRIPTS := $(wildcard scripts/*.sh deploy/*.sh) .ci/run
+
+.PHONY: start test-scripts lint-scripts
+
+start: ## build ./handler, start Azurite (data in .azurite/), run func start (ARGS= passes flags to func)
+	./scripts/start.sh $(ARGS)
+
+test-scripts: ## quick shell tests of scripts/start.sh (no Core Tools, no network)
+	bash scripts/start_test.sh
+
+lint-scripts: ## bash -n, then shellcheck when installed, on every shell script
+	@for f in $(SCRIPTS); do bash -n "$$f" || exit 1; done; echo "bash -n: ok ($(words $(SCRIPTS)) files)"
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck -x $(SCRIPTS) && echo "shellcheck: ok"; \
+	else echo "shellcheck not installed (apt-get install shellcheck): skipped"; fi

@@ -1,0 +1,431 @@
+#!/usr/bin/env bash
+# Provisions and publishes the Graph change-notification receiver to Azure Functions with the Azure CLI.
+# Idempotent: run it again to converge (existing resources are kept; app settings are re-applied; an existing
+# GRAPH_CLIENT_STATE is kept, so the Graph subscription is not recreated for nothing).
+#
+#   resource group -> storage account (host storage + the handler's queues and checkpoint blob)
+#   -> user-assigned managed identity (storage, deployment package, optionally Graph and Key Vault)
+#   -> role assignments on the storage account -> function app on the chosen plan, Linux, "custom" runtime
+#   -> identity-based AzureWebJobsStorage and every app setting of the design -> build + publish
+#   -> GRAPH_NOTIFICATION_URL = https://<default host name>/api/webhook?code=<webhook function key>
+#
+# Usage: deploy/deploy.sh --app NAME [options]     (every option also reads an environment variable)
+#   --app NAME              APP_NAME              function app name (globally unique)            required
+#   --resource-group RG     RESOURCE_GROUP        default: rg-<app>
+#   --location REGION       LOCATION              default: eastus2 (must support the chosen plan)
+#   --storage NAME          STORAGE_ACCOUNT       default: st<app, letters and digits only, <=22 chars>
+#   --identity NAME         IDENTITY_NAME         user-assigned identity; default: id-<app>
+#   --plan flex|premium|dedicated  PLAN           default: flex (Flex Consumption)
+#   --sku SKU               PLAN_SKU              premium: EP1 (default), dedicated: B1 (default)
+#   --graph-auth mi|secret  GRAPH_AUTH            how the app authenticates to Graph; default: mi
+#   --client-id ID          GRAPH_APP_CLIENT_ID   app registration id (graph-auth=secret)
+#   --key-vault NAME        KEY_VAULT_NAME        store the client secret in Key Vault and reference it
+#   --secret-name NAME      KEY_VAULT_SECRET_NAME default: graph-client-secret
+#                           GRAPH_APP_CLIENT_SECRET  the secret itself (environment only, never a flag)
+#   --tenant ID             AZURE_TENANT_ID       default: the signed-in tenant
+#   --grant-graph                                 also run deploy/grant-graph-permission.sh (graph-auth=mi)
+#   --skip-publish                                provision and configure only
+#   --zip-deploy                                  publish with az (zip deploy) even when func is installed
+# Graph settings with design defaults: GRAPH_RESOURCE, GRAPH_CHANGE_TYPE, GRAPH_USER_SELECT, GRAPH_BASE_URL,
+# RENEW_SCHEDULE (hourly), RESYNC_INITIAL, RESYNC_CONTAINER; optional: AZURE_AUTHORITY_HOST,
+# GRAPH_LIFECYCLE_NOTIFICATION_URL, GRAPH_CLIENT_STATE (generated once when absent).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+APP_NAME="${APP_NAME:-}"
+RESOURCE_GROUP="${RESOURCE_GROUP:-}"
+LOCATION="${LOCATION:-eastus2}"
+STORAGE_ACCOUNT="${STORAGE_ACCOUNT:-}"
+IDENTITY_NAME="${IDENTITY_NAME:-}"
+PLAN="${PLAN:-flex}"
+PLAN_SKU="${PLAN_SKU:-}"
+GRAPH_AUTH="${GRAPH_AUTH:-mi}"
+GRAPH_APP_CLIENT_ID="${GRAPH_APP_CLIENT_ID:-}"
+GRAPH_APP_CLIENT_SECRET="${GRAPH_APP_CLIENT_SECRET:-}"
+KEY_VAULT_NAME="${KEY_VAULT_NAME:-}"
+KEY_VAULT_SECRET_NAME="${KEY_VAULT_SECRET_NAME:-graph-client-secret}"
+AZURE_TENANT_ID="${AZURE_TENANT_ID:-}"
+GRANT_GRAPH="${GRANT_GRAPH:-false}"
+SKIP_PUBLISH="${SKIP_PUBLISH:-false}"
+ZIP_DEPLOY="${ZIP_DEPLOY:-false}"
+# Flex Consumption runtime of a custom handler, as the Functions stacks API names it (checked below).
+FLEX_RUNTIME="${FLEX_RUNTIME:-custom}"
+FLEX_RUNTIME_VERSION="${FLEX_RUNTIME_VERSION:-1.0}"
+
+GRAPH_BASE_URL="${GRAPH_BASE_URL:-https://graph.microsoft.com/v1.0}"
+GRAPH_RESOURCE="${GRAPH_RESOURCE:-users}"
+GRAPH_CHANGE_TYPE="${GRAPH_CHANGE_TYPE:-updated,deleted}"
+GRAPH_USER_SELECT="${GRAPH_USER_SELECT:-id,displayName,userPrincipalName,mail,accountEnabled,jobTitle,department}"
+RENEW_SCHEDULE="${RENEW_SCHEDULE:-0 0 * * * *}"
+RESYNC_INITIAL="${RESYNC_INITIAL:-latest}"
+RESYNC_CONTAINER="${RESYNC_CONTAINER:-graph-webhooks}"
+
+say() { printf '\n==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+warn() { printf 'deploy: warning: %s\n' "$*" >&2; }
+die() {
+	printf 'deploy: error: %s\n' "$*" >&2
+	exit 1
+}
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--app) APP_NAME="${2:?}"; shift 2 ;;
+	-g | --resource-group) RESOURCE_GROUP="${2:?}"; shift 2 ;;
+	-l | --location) LOCATION="${2:?}"; shift 2 ;;
+	--storage) STORAGE_ACCOUNT="${2:?}"; shift 2 ;;
+	--identity) IDENTITY_NAME="${2:?}"; shift 2 ;;
+	--plan) PLAN="${2:?}"; shift 2 ;;
+	--sku) PLAN_SKU="${2:?}"; shift 2 ;;
+	--graph-auth) GRAPH_AUTH="${2:?}"; shift 2 ;;
+	--client-id) GRAPH_APP_CLIENT_ID="${2:?}"; shift 2 ;;
+	--key-vault) KEY_VAULT_NAME="${2:?}"; shift 2 ;;
+	--secret-name) KEY_VAULT_SECRET_NAME="${2:?}"; shift 2 ;;
+	--tenant) AZURE_TENANT_ID="${2:?}"; shift 2 ;;
+	--grant-graph) GRANT_GRAPH=true; shift ;;
+	--skip-publish) SKIP_PUBLISH=true; shift ;;
+	--zip-deploy) ZIP_DEPLOY=true; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+
+# ---- inputs -----------------------------------------------------------------------------------------------
+[ -n "$APP_NAME" ] || { usage >&2; die "--app (or APP_NAME) is required"; }
+[[ "$APP_NAME" =~ ^[a-z0-9][a-z0-9-]{0,58}[a-z0-9]$ ]] || die "app name: 2-60 lowercase letters, digits and hyphens"
+RESOURCE_GROUP="${RESOURCE_GROUP:-rg-$APP_NAME}"
+IDENTITY_NAME="${IDENTITY_NAME:-id-$APP_NAME}"
+if [ -z "$STORAGE_ACCOUNT" ]; then
+	STORAGE_ACCOUNT="st$(printf '%s' "$APP_NAME" | tr -cd 'a-z0-9' | cut -c1-22)"
+fi
+[[ "$STORAGE_ACCOUNT" =~ ^[a-z0-9]{3,24}$ ]] || die "storage account name: 3-24 lowercase letters and digits"
+case "$PLAN" in
+flex) ;;
+premium) PLAN_SKU="${PLAN_SKU:-EP1}" ;;
+dedicated) PLAN_SKU="${PLAN_SKU:-B1}" ;;
+*) die "--plan must be flex, premium or dedicated" ;;
+esac
+case "$GRAPH_AUTH" in
+mi) ;;
+secret)
+	[ -n "$GRAPH_APP_CLIENT_ID" ] || die "graph-auth=secret needs --client-id (the app registration's application id)"
+	if [ -z "$GRAPH_APP_CLIENT_SECRET" ] && [ -z "$KEY_VAULT_NAME" ]; then
+		die "graph-auth=secret needs GRAPH_APP_CLIENT_SECRET in the environment, or --key-vault with the secret already in it"
+	fi
+	;;
+*) die "--graph-auth must be mi or secret" ;;
+esac
+
+command -v az >/dev/null 2>&1 || die "the Azure CLI (az) is not installed: https://learn.microsoft.com/cli/azure/install-azure-cli"
+az account show --output none 2>/dev/null || die "not signed in: run az login"
+AZURE_TENANT_ID="${AZURE_TENANT_ID:-$(az account show --query tenantId --output tsv)}"
+subscription="$(az account show --query name --output tsv)"
+
+tmp="$(mktemp -d)"
+chmod 700 "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+
+# json_escape TEXT: TEXT as a JSON string body (app settings go through a file, never the command line,
+# so secrets and keys do not show in the process list).
+json_escape() {
+	local s="$1"
+	s="${s//\\/\\\\}"
+	s="${s//\"/\\\"}"
+	s="${s//$'\n'/\\n}"
+	s="${s//$'\r'/\\r}"
+	s="${s//$'\t'/\\t}"
+	printf '%s' "$s"
+}
+
+# set_settings NAME=VALUE...: sets app settings in one call (one restart), through a 0600 JSON file.
+set_settings() {
+	local f="$tmp/settings.json" first=true kv
+	{
+		printf '['
+		for kv in "$@"; do
+			$first || printf ','
+			first=false
+			printf '{"name":"%s","value":"%s","slotSetting":false}' "$(json_escape "${kv%%=*}")" "$(json_escape "${kv#*=}")"
+		done
+		printf ']'
+	} >"$f"
+	az functionapp config appsettings set --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+		--settings "@$f" --output none
+	rm -f "$f"
+}
+
+# get_setting NAME: the app setting's current value, or nothing.
+get_setting() {
+	az functionapp config appsettings list --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+		--query "[?name=='$1'].value | [0]" --output tsv 2>/dev/null || true
+}
+
+# ensure_role ROLE SCOPE PRINCIPAL_OBJECT_ID
+ensure_role() {
+	local n
+	n="$(az role assignment list --assignee "$3" --role "$1" --scope "$2" --query "length(@)" --output tsv 2>/dev/null || echo 0)"
+	if [ "${n:-0}" = "0" ]; then
+		az role assignment create --assignee-object-id "$3" --assignee-principal-type ServicePrincipal \
+			--role "$1" --scope "$2" --output none
+		info "granted $1"
+	else
+		info "$1: already granted"
+	fi
+}
+
+urlencode() {
+	local s="$1" out="" c i
+	for ((i = 0; i < ${#s}; i++)); do
+		c="${s:i:1}"
+		case "$c" in
+		[a-zA-Z0-9.~_-]) out+="$c" ;;
+		*) out+="$(printf '%%%02X' "'$c")" ;;
+		esac
+	done
+	printf '%s' "$out"
+}
+
+say "Deploying $APP_NAME to subscription '$subscription', tenant $AZURE_TENANT_ID"
+info "resource group $RESOURCE_GROUP, region $LOCATION, plan $PLAN${PLAN_SKU:+ ($PLAN_SKU)}, storage $STORAGE_ACCOUNT, identity $IDENTITY_NAME, Graph auth: $GRAPH_AUTH"
+
+# ---- resource group, storage, identity ---------------------------------------------------------------------
+if [ "$PLAN" = flex ]; then
+	say "Checking Flex Consumption availability in $LOCATION"
+	if ! az functionapp list-flexconsumption-locations --query "[?name=='$LOCATION'] | length(@)" --output tsv | grep -qx '[1-9][0-9]*'; then
+		die "$LOCATION does not offer Flex Consumption (az functionapp list-flexconsumption-locations), or choose --plan premium"
+	fi
+	runtimes="$(az functionapp list-flexconsumption-runtimes --location "$LOCATION" --runtime "$FLEX_RUNTIME" --query "[].version" --output tsv 2>/dev/null || true)"
+	if [ -n "$runtimes" ]; then
+		info "Flex Consumption runtime '$FLEX_RUNTIME' versions here: $(printf '%s' "$runtimes" | tr '\n' ' ')"
+	else
+		warn "could not confirm runtime '$FLEX_RUNTIME' on Flex Consumption in $LOCATION; trying $FLEX_RUNTIME $FLEX_RUNTIME_VERSION anyway"
+	fi
+fi
+
+say "Resource group"
+az group create --name "$RESOURCE_GROUP" --location "$LOCATION" --output none
+info "$RESOURCE_GROUP"
+
+say "Storage account"
+if az storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --output none 2>/dev/null; then
+	info "$STORAGE_ACCOUNT exists"
+else
+	# Shared keys stay on for Premium, whose content file share still needs a connection string.
+	shared_key=true
+	[ "$PLAN" = premium ] || shared_key=false
+	az storage account create --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
+		--sku Standard_LRS --kind StorageV2 --min-tls-version TLS1_2 --allow-blob-public-access false \
+		--allow-shared-key-access "$shared_key" --output none
+	info "created $STORAGE_ACCOUNT (shared key access: $shared_key)"
+fi
+storage_id="$(az storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --query id --output tsv)"
+
+say "User-assigned managed identity"
+if ! az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --output none 2>/dev/null; then
+	az identity create --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" --output none
+	info "created $IDENTITY_NAME"
+fi
+identity_id="$(az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --query id --output tsv)"
+identity_client_id="$(az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --query clientId --output tsv)"
+identity_principal_id="$(az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --query principalId --output tsv)"
+info "$IDENTITY_NAME: client id $identity_client_id"
+
+say "Storage roles for the identity (host storage, queues and the handler's checkpoint blob)"
+# Blob Data Owner: host coordination, keys, timer locks, deployment package, delta checkpoint.
+# Queue Data Contributor: the queue trigger and output bindings, and the handler's own re-enqueues.
+# Table Data Contributor: the host's diagnostic events.
+for role in "Storage Blob Data Owner" "Storage Queue Data Contributor" "Storage Table Data Contributor"; do
+	ensure_role "$role" "$storage_id" "$identity_principal_id"
+done
+
+# ---- function app -------------------------------------------------------------------------------------------
+say "Function app ($PLAN)"
+if az functionapp show --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --output none 2>/dev/null; then
+	info "$APP_NAME exists"
+else
+	case "$PLAN" in
+	flex)
+		az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+			--storage-account "$STORAGE_ACCOUNT" --flexconsumption-location "$LOCATION" \
+			--runtime "$FLEX_RUNTIME" --runtime-version "$FLEX_RUNTIME_VERSION" \
+			--deployment-storage-auth-type UserAssignedIdentity --deployment-storage-auth-value "$identity_id" \
+			--output none
+		;;
+	premium | dedicated)
+		plan_name="plan-$APP_NAME"
+		if ! az functionapp plan show --name "$plan_name" --resource-group "$RESOURCE_GROUP" --output none 2>/dev/null; then
+			az functionapp plan create --name "$plan_name" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
+				--sku "$PLAN_SKU" --is-linux true --output none
+		fi
+		az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --plan "$plan_name" \
+			--storage-account "$STORAGE_ACCOUNT" --os-type Linux --runtime custom --functions-version 4 \
+			--output none
+		;;
+	esac
+	info "created $APP_NAME"
+fi
+az functionapp identity assign --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --identities "$identity_id" --output none
+info "identity $IDENTITY_NAME attached"
+
+# Application Insights (az functionapp create makes one named like the app): authenticate with the identity.
+ai_id="$(az resource list --resource-group "$RESOURCE_GROUP" --resource-type microsoft.insights/components \
+	--query "[?name=='$APP_NAME'].id | [0]" --output tsv 2>/dev/null || true)"
+ai_settings=()
+if [ -n "$ai_id" ]; then
+	ensure_role "Monitoring Metrics Publisher" "$ai_id" "$identity_principal_id"
+	ai_settings=("APPLICATIONINSIGHTS_AUTHENTICATION_STRING=ClientId=$identity_client_id;Authorization=AAD")
+fi
+
+# ---- Graph credential -------------------------------------------------------------------------------------
+graph_settings=()
+if [ "$GRAPH_AUTH" = mi ]; then
+	# AZURE_CLIENT_ID names the user-assigned identity: the handler asks it for Graph tokens, and checks
+	# Graph's validation tokens against it. No secret, no certificate.
+	graph_settings=("AZURE_CLIENT_ID=$identity_client_id")
+	graph_client_principal="$identity_principal_id"
+else
+	graph_settings=("AZURE_CLIENT_ID=$GRAPH_APP_CLIENT_ID")
+	graph_client_principal=""
+	if [ -n "$KEY_VAULT_NAME" ]; then
+		say "Key Vault $KEY_VAULT_NAME"
+		if ! az keyvault show --name "$KEY_VAULT_NAME" --output none 2>/dev/null; then
+			az keyvault create --name "$KEY_VAULT_NAME" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
+				--enable-rbac-authorization true --output none
+			info "created $KEY_VAULT_NAME (Azure RBAC)"
+		fi
+		vault_id="$(az keyvault show --name "$KEY_VAULT_NAME" --query id --output tsv)"
+		vault_uri="$(az keyvault show --name "$KEY_VAULT_NAME" --query properties.vaultUri --output tsv)"
+		if [ -n "$GRAPH_APP_CLIENT_SECRET" ]; then
+			umask 077
+			printf '%s' "$GRAPH_APP_CLIENT_SECRET" >"$tmp/secret"
+			az keyvault secret set --vault-name "$KEY_VAULT_NAME" --name "$KEY_VAULT_SECRET_NAME" \
+				--file "$tmp/secret" --encoding utf-8 --output none
+			rm -f "$tmp/secret"
+			info "stored the client secret as $KEY_VAULT_SECRET_NAME"
+		fi
+		ensure_role "Key Vault Secrets User" "$vault_id" "$identity_principal_id"
+		# Key Vault references resolve with this identity, not the (absent) system-assigned one.
+		az functionapp update --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+			--set keyVaultReferenceIdentity="$identity_id" --output none
+		# Versionless: the app picks up a rotated secret.
+		graph_settings+=("AZURE_CLIENT_SECRET=@Microsoft.KeyVault(SecretUri=${vault_uri%/}/secrets/$KEY_VAULT_SECRET_NAME/)")
+	else
+		warn "the client secret goes into an app setting in clear; prefer --key-vault"
+		graph_settings+=("AZURE_CLIENT_SECRET=$GRAPH_APP_CLIENT_SECRET")
+	fi
+fi
+
+# ---- app settings ---------------------------------------------------------------------------------------
+say "App settings"
+client_state="${GRAPH_CLIENT_STATE:-$(get_setting GRAPH_CLIENT_STATE)}"
+if [ -z "$client_state" ]; then
+	client_state="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" # 64 hex characters
+	info "generated GRAPH_CLIENT_STATE"
+fi
+settings=(
+	"AzureWebJobsStorage__accountName=$STORAGE_ACCOUNT"
+	"AzureWebJobsStorage__credential=managedidentity"
+	"AzureWebJobsStorage__clientId=$identity_client_id"
+	"AZURE_TENANT_ID=$AZURE_TENANT_ID"
+	"GRAPH_BASE_URL=$GRAPH_BASE_URL"
+	"GRAPH_CLIENT_STATE=$client_state"
+	"GRAPH_RESOURCE=$GRAPH_RESOURCE"
+	"GRAPH_CHANGE_TYPE=$GRAPH_CHANGE_TYPE"
+	"GRAPH_USER_SELECT=$GRAPH_USER_SELECT"
+	"RENEW_SCHEDULE=$RENEW_SCHEDULE"
+	"RESYNC_INITIAL=$RESYNC_INITIAL"
+	"RESYNC_CONTAINER=$RESYNC_CONTAINER"
+	"${graph_settings[@]}"
+)
+[ "${#ai_settings[@]}" -eq 0 ] || settings+=("${ai_settings[@]}")
+[ -z "${AZURE_AUTHORITY_HOST:-}" ] || settings+=("AZURE_AUTHORITY_HOST=$AZURE_AUTHORITY_HOST")
+[ -z "${GRAPH_LIFECYCLE_NOTIFICATION_URL:-}" ] || settings+=("GRAPH_LIFECYCLE_NOTIFICATION_URL=$GRAPH_LIFECYCLE_NOTIFICATION_URL")
+[ -z "${GRAPH_CLIENT_STATE_PREVIOUS:-}" ] || settings+=("GRAPH_CLIENT_STATE_PREVIOUS=$GRAPH_CLIENT_STATE_PREVIOUS")
+if [ "$PLAN" != flex ]; then
+	# Flex Consumption takes the runtime from the app's configuration and rejects these two settings.
+	settings+=("FUNCTIONS_WORKER_RUNTIME=custom" "FUNCTIONS_EXTENSION_VERSION=~4")
+fi
+set_settings "${settings[@]}"
+if [ -n "$(get_setting AzureWebJobsStorage)" ]; then
+	# Host storage through the identity only: drop the key-bearing connection string az created.
+	az functionapp config appsettings delete --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+		--setting-names AzureWebJobsStorage --output none
+	info "removed the AzureWebJobsStorage connection string (identity-based now)"
+fi
+info "set ${#settings[@]} settings (values not shown)"
+
+# ---- build and publish --------------------------------------------------------------------------------------
+if [ "$SKIP_PUBLISH" = true ]; then
+	say "Publish skipped (--skip-publish)"
+else
+	say "Building ./handler for Linux x64"
+	command -v go >/dev/null 2>&1 || die "Go is not installed (https://go.dev/dl/)"
+	(cd "$ROOT" && GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o handler .)
+	chmod +x "$ROOT/handler"
+
+	if [ "$ZIP_DEPLOY" != true ] && command -v func >/dev/null 2>&1; then
+		say "Publishing with Core Tools (func azure functionapp publish)"
+		(cd "$ROOT" && func azure functionapp publish "$APP_NAME")
+	else
+		[ "$ZIP_DEPLOY" = true ] || warn "Core Tools (func) not found: publishing with az zip deploy instead"
+		say "Publishing with az functionapp deployment source config-zip"
+		command -v zip >/dev/null 2>&1 || die "zip is not installed (it packages host.json, function.json files and handler)"
+		# Exactly what .funcignore lets through: host.json, the handler (execute bit kept) and each function.json.
+		(cd "$ROOT" && zip -q -X "$tmp/app.zip" host.json handler webhook/function.json queueworker/function.json renewtimer/function.json)
+		az functionapp deployment source config-zip --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+			--src "$tmp/app.zip" --output none
+	fi
+
+	say "Notification URL"
+	host="$(az functionapp show --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --query defaultHostName --output tsv)"
+	key=""
+	for _ in $(seq 1 24); do
+		key="$(az functionapp function keys list --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+			--function-name webhook --query default --output tsv 2>/dev/null || true)"
+		[ -n "$key" ] || key="$(az functionapp keys list --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+			--query functionKeys.default --output tsv 2>/dev/null || true)"
+		[ -z "$key" ] || break
+		sleep 5
+	done
+	if [ -z "$key" ]; then
+		warn "no function key yet (the host may still be starting); run this script again with --skip-publish to set GRAPH_NOTIFICATION_URL"
+	else
+		url="https://$host/api/webhook?code=$(urlencode "$key")"
+		if [ "$(get_setting GRAPH_NOTIFICATION_URL)" = "$url" ]; then
+			info "GRAPH_NOTIFICATION_URL is up to date"
+		else
+			set_settings "GRAPH_NOTIFICATION_URL=$url"
+			info "GRAPH_NOTIFICATION_URL set to https://$host/api/webhook?code=<webhook key>"
+		fi
+	fi
+fi
+
+if [ "$GRAPH_AUTH" = mi ] && [ "$GRANT_GRAPH" = true ]; then
+	say "Granting Microsoft Graph User.Read.All to $IDENTITY_NAME"
+	"$ROOT/deploy/grant-graph-permission.sh" --principal-id "$graph_client_principal"
+fi
+
+# ---- next steps -------------------------------------------------------------------------------------------
+say "Done. Next steps"
+if [ "$GRAPH_AUTH" = mi ]; then
+	cat <<EOF
+  1. Grant Microsoft Graph User.Read.All (application) to the identity $IDENTITY_NAME, as a tenant admin:
+       deploy/grant-graph-permission.sh --identity-name $IDENTITY_NAME --resource-group $RESOURCE_GROUP
+     (the portal cannot grant Graph permissions to a managed identity; skip if you used --grant-graph)
+EOF
+else
+	cat <<EOF
+  1. In the app registration $GRAPH_APP_CLIENT_ID: API permissions > Microsoft Graph > Application
+     permissions > User.Read.All, then "Grant admin consent" for the tenant.
+EOF
+fi
+cat <<EOF
+  2. Watch the renew timer create the subscription (it runs at start-up and hourly):
+       Application Insights > Logs, or: func azure functionapp logstream $APP_NAME
+  3. Do not put authentication (App Service Authentication / EasyAuth) in front of /api/webhook: Graph's
+     validation request carries no token, only the function key in ?code=.
+  4. After rotating the webhook's function key, run this script again: it updates GRAPH_NOTIFICATION_URL,
+     and the next timer run moves the subscription to it.
+EOF
