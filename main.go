@@ -15,11 +15,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/queueworker"
 	"github.com/graphwebhooks/graph-webhooks-go/renewtimer"
 	"github.com/graphwebhooks/graph-webhooks-go/webhook"
 )
@@ -82,7 +86,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := customhandler.NewServer(log)
 	webhook.New(cfg, time.Now).Register(srv)
-	renewtimer.NewFunction(a.keeper).Register(srv)
+	queueworker.New(queueworker.Deps{
+		Config:        cfg,
+		Graph:         a.graph,
+		Queue:         a.queue,
+		Subscriptions: a.keeper,
+		Resync:        a.resync,
+		ResyncStep: func(ctx context.Context, m *message.Message) error {
+			res, err := a.resync.Step(ctx, m)
+			if err == nil {
+				customhandler.Logger(ctx).Info(res.Summary())
+			}
+			return err
+		},
+		Now: time.Now,
+	}).Register(srv)
+	timer := renewtimer.NewFunction(a.keeper)
+	timer.ResyncIfDue = func(ctx context.Context) (string, error) {
+		r, started, err := a.resync.RequestIfDue(ctx)
+		if err != nil || !started {
+			return "", err
+		}
+		return fmt.Sprintf("resync %s (%s): pass %s", r.Action, r.Reason, r.PassID), nil
+	}
+	timer.Register(srv)
 
 	ln, err := customhandler.Listen(getenv)
 	if err != nil {
@@ -95,13 +122,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // app holds what the functions share in one process: one Graph credential and client (tokens are cached
-// per credential), one storage client, one subscription keeper. Clients are built on first use, so the
-// handler starts at once and a function missing a setting fails with that setting's name.
+// per credential), one storage client, one checkpoint store, one subscription keeper, one resync runner.
+// Clients are built on first use, so the handler starts at once and a function missing a setting fails with
+// that setting's name.
 type app struct {
 	cfg    *config.Config
 	graph  func() (*graph.Client, error)
 	queue  func() (*storagequeue.Client, error)
 	keeper *renewtimer.Keeper
+	resync *resync.Runner
 }
 
 func newApp(cfg *config.Config, log *slog.Logger) *app {
@@ -130,7 +159,20 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		}
 		return storagequeue.New(cfg.Storage, storagequeue.Options{})
 	})
+	store := sync.OnceValues(func() (*checkpoint.Store, error) {
+		if err := cfg.Check(config.Storage, config.ResyncContainer); err != nil {
+			return nil, err
+		}
+		return checkpoint.New(cfg.Storage, cfg.ResyncContainer, checkpoint.Options{})
+	})
+	a.resync = resync.New(cfg,
+		func() (resync.Graph, error) { return a.graph() },
+		func() (resync.Store, error) { return store() },
+		func() (resync.Queue, error) { return a.queue() },
+		time.Now)
 	a.keeper = renewtimer.NewKeeper(cfg, func() (renewtimer.Graph, error) { return a.graph() }, time.Now)
+	// A new or recreated subscription means notifications may have been missed: resync.
+	a.keeper.Gap = a.resync.RequestResync
 	return a
 }
 

@@ -113,7 +113,7 @@ func TestHandlerKilledMidBurstLosesNothing(t *testing.T) {
 		s.Graph.UpdateUser(devstack.UserID(i), map[string]any{"department": "burst-2"})
 	}
 	// Wait until the host has restarted it, then kill it again while work is in flight.
-	if err := s.Graph.WaitFor(ctx, func() bool { return s.Host.Ready() && s.Host.Restarts() >= 1 }); err != nil {
+	if err := devstack.Eventually(ctx, func() bool { return s.Host.Ready() && s.Host.Restarts() >= 1 }); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 10; i++ {
@@ -173,7 +173,7 @@ func TestPoisonAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	var poisoned []storagequeue.Message
-	if err := s.Graph.WaitFor(ctx, func() bool {
+	if err := devstack.Eventually(ctx, func() bool {
 		poisoned, _ = s.Queue.Receive(ctx, storagequeue.PoisonQueue(devstack.NotificationQueue), 32, time.Second)
 		return len(poisoned) > 0
 	}); err != nil {

@@ -14,10 +14,14 @@ const (
 	TriggerName = "timer"
 )
 
-// Function is the timer-triggered function: one Keeper run per tick.
+// Function is the timer-triggered function: one Keeper run per tick, then the daily resync check.
 type Function struct {
 	keeper *Keeper
 	now    func() time.Time
+	// ResyncIfDue, when set, starts a delta resync when the last completed pass is older than a day (or one
+	// stalled); it returns a line for the log, empty when nothing was due. Its failure is a warning: the
+	// subscription is the timer's first duty, and the next tick asks again.
+	ResyncIfDue func(ctx context.Context) (string, error)
 }
 
 // NewFunction wraps a keeper as the timer function.
@@ -48,5 +52,16 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 	summary := out.Summary(f.now())
 	log.Info(summary, "action", string(out.Action), "id", out.ID, "expires", out.Expiry.UTC().Format(time.RFC3339),
 		"days_left", fmt.Sprintf("%.1f", out.Expiry.Sub(f.now()).Hours()/24))
-	return &customhandler.Response{Logs: []string{"renewtimer: " + summary}}, nil
+	logs := []string{"renewtimer: " + summary}
+	if f.ResyncIfDue != nil {
+		line, err := f.ResyncIfDue(ctx)
+		switch {
+		case err != nil:
+			log.Warn("could not check or start the scheduled resync", "err", err)
+		case line != "":
+			log.Info(line)
+			logs = append(logs, "renewtimer: "+line)
+		}
+	}
+	return &customhandler.Response{Logs: logs}, nil
 }

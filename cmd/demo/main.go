@@ -110,13 +110,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}},
 		{"A forged notification (wrong clientState) is posted to the webhook", func() []string {
 			body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"changeType":"updated","clientState":"forged-client-state-123456","tenantId":%q,"resource":"Users/%s","resourceData":{"id":%q}}]}`,
-				sub.ID, devstack.TenantID, devstack.UserID(36), devstack.UserID(36))
+				sub.ID, devstack.TenantID, devstack.UserID(900), devstack.UserID(900))
 			resp, err := s.Graph.Forge(s.Settings["GRAPH_NOTIFICATION_URL"], []byte(body))
 			if err == nil {
 				resp.Body.Close()
 				d.say("  the webhook answered %d, as it does for genuine ones: a forger learns nothing", resp.StatusCode)
 			}
-			d.forgedUser = devstack.UserID(36)
+			d.forgedUser = devstack.UserID(900)
 			return nil
 		}},
 		{"A throttling storm: Graph answers 429 (Retry-After 2 s) to the next 4 $batch calls while 5 users change", func() []string {

@@ -253,10 +253,11 @@ func (s *Stack) WaitEvents(ctx context.Context, cond func([]message.Event) bool)
 // AwaitState waits until every user in ids has a latest event carrying the user's current state in the Graph
 // double: its selected properties when it exists, a deleted event (soft or not, as in Graph) when it does not.
 func (s *Stack) AwaitState(ctx context.Context, ids []string) error {
+	sel := config.Load(func(k string) string { return s.Settings[k] }).UserSelect
 	return s.WaitEvents(ctx, func(evs []message.Event) bool {
 		latest := Latest(evs)
 		for _, id := range ids {
-			if !Matches(s.Graph, id, latest[id]) {
+			if !Matches(s.Graph, sel, id, latest[id]) {
 				return false
 			}
 		}
@@ -264,8 +265,9 @@ func (s *Stack) AwaitState(ctx context.Context, ids []string) error {
 	})
 }
 
-// Matches reports whether e carries user id's current state in the Graph double.
-func Matches(g *fakegraph.Server, id string, e message.Event) bool {
+// Matches reports whether e carries user id's current state in the Graph double, as far as the selected
+// properties go.
+func Matches(g *fakegraph.Server, sel []string, id string, e message.Event) bool {
 	if e.ResourceID != id {
 		return false
 	}
@@ -276,8 +278,8 @@ func Matches(g *fakegraph.Server, id string, e message.Event) bool {
 	if e.ChangeType != "updated" || e.User == nil {
 		return false
 	}
-	for k, v := range u.Props {
-		if fmt.Sprint(e.User[k]) != fmt.Sprint(v) {
+	for _, k := range sel {
+		if fmt.Sprint(e.User[k]) != fmt.Sprint(u.Props[k]) {
 			return false
 		}
 	}
@@ -324,4 +326,17 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// Eventually polls cond every 50 ms until it holds or ctx ends: for conditions on state outside the Graph
+// double (queues, the host), whose own WaitFor only wakes on the double's changes.
+func Eventually(ctx context.Context, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("condition not met: %w", context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }

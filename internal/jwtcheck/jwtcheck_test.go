@@ -1,0 +1,333 @@
+package jwtcheck
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+)
+
+const (
+	testTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	testClient = "11111111-2222-3333-4444-555555555555"
+)
+
+func ctxT(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestFakeGraphTokens checks the validator against the tokens and the published keys of the Graph double.
+func TestFakeGraphTokens(t *testing.T) {
+	fg := fakegraph.New(fakegraph.NewOptions(testTenant, testClient, "secret"))
+	t.Cleanup(fg.Close)
+	keys := NewJWKS(KeysURL(fg.AuthorityHost()), fg.Client())
+	v := &Validator{Keys: keys, ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
+	now := time.Now()
+
+	good := []struct {
+		name string
+		o    fakegraph.ValidationTokenOptions
+	}{
+		{"v1 appid", fakegraph.ValidationTokenOptions{}},
+		{"v2 azp", fakegraph.ValidationTokenOptions{Version: "2.0"}},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := v.Validate(ctxT(t), fg.ValidationTokenWith(tt.o), now)
+			if err != nil {
+				t.Fatalf("a good token was refused: %v", err)
+			}
+			if c.Caller != GraphChangeTrackingAppID {
+				t.Errorf("caller %q", c.Caller)
+			}
+		})
+	}
+
+	bad := []struct {
+		name  string
+		o     fakegraph.ValidationTokenOptions
+		check string
+	}{
+		{"bad signature", fakegraph.ValidationTokenOptions{BadSignature: true}, "signature"},
+		{"wrong audience", fakegraph.ValidationTokenOptions{Audience: "99999999-2222-3333-4444-555555555555"}, "aud"},
+		{"wrong caller v1", fakegraph.ValidationTokenOptions{Caller: "00000003-0000-0000-c000-000000000000"}, "caller"},
+		{"wrong caller v2", fakegraph.ValidationTokenOptions{Version: "2.0", Caller: testClient}, "caller"},
+		{"expired", fakegraph.ValidationTokenOptions{Expired: true}, "exp"},
+		{"other tenant", fakegraph.ValidationTokenOptions{TenantID: "00000000-0000-0000-0000-0000000000aa"}, "issuer"},
+		{"foreign issuer", fakegraph.ValidationTokenOptions{Issuer: "https://evil.example/" + testTenant + "/v2.0"}, "issuer"},
+		{"unknown key", fakegraph.ValidationTokenOptions{KeyID: "not-a-published-kid"}, "kid"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := fg.ValidationTokenWith(tt.o)
+			_, err := v.Validate(ctxT(t), tok, now)
+			var ie *InvalidError
+			if !errors.As(err, &ie) {
+				t.Fatalf("err = %v, want an *InvalidError", err)
+			}
+			if ie.Check != tt.check {
+				t.Errorf("check = %q, want %q (%v)", ie.Check, tt.check, err)
+			}
+			if strings.Contains(err.Error(), tok) || strings.Contains(err.Error(), strings.Split(tok, ".")[2]) {
+				t.Error("the error quotes the token")
+			}
+		})
+	}
+
+	// The expired token was valid when the notification arrived: judged at that time, it passes.
+	tok := fg.ValidationTokenWith(fakegraph.ValidationTokenOptions{Expired: true})
+	if _, err := v.Validate(ctxT(t), tok, now.Add(-90*time.Minute)); err != nil {
+		t.Errorf("judged at its arrival, an expired token: %v", err)
+	}
+	// One fetch for all of the above, plus at most one for the unknown kid.
+	if n := keys.Fetches(); n > 2 {
+		t.Errorf("key set fetched %d times", n)
+	}
+}
+
+// testKey is one RSA key for hand-made tokens (generated once: slow under -race).
+var testKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+func sign(t *testing.T, header, claims map[string]any) string {
+	t.Helper()
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	in := b64.EncodeToString(h) + "." + b64.EncodeToString(c)
+	sum := sha256.Sum256([]byte(in))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, testKey(), crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in + "." + b64.EncodeToString(sig)
+}
+
+func goodClaims(now time.Time) map[string]any {
+	return map[string]any{"aud": testClient, "iss": "https://sts.windows.net/" + testTenant + "/", "appid": GraphChangeTrackingAppID,
+		"ver": "1.0", "tid": testTenant, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+}
+
+// keyServer publishes the test key under kids it is told, and counts fetches.
+type keyServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	kids []string
+	down bool
+	hits atomic.Int32
+}
+
+func newKeyServer(t *testing.T, kids ...string) *keyServer {
+	ks := &keyServer{kids: kids}
+	ks.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ks.hits.Add(1)
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		if r.URL.Path != "/common/discovery/v2.0/keys" || ks.down {
+			http.Error(w, "nope", http.StatusServiceUnavailable)
+			return
+		}
+		pub := testKey().PublicKey
+		var keys []any
+		for _, kid := range ks.kids {
+			keys = append(keys, map[string]any{"kty": "RSA", "use": "sig", "kid": kid,
+				"n": b64.EncodeToString(pub.N.Bytes()), "e": b64.EncodeToString(big.NewInt(int64(pub.E)).Bytes())})
+		}
+		// An odd key must not hide the good ones.
+		keys = append(keys, map[string]any{"kty": "EC", "kid": "ec", "crv": "P-256"})
+		json.NewEncoder(w).Encode(map[string]any{"keys": keys})
+	}))
+	t.Cleanup(ks.Close)
+	return ks
+}
+
+func (ks *keyServer) set(down bool, kids ...string) {
+	ks.mu.Lock()
+	ks.down = down
+	if kids != nil {
+		ks.kids = kids
+	}
+	ks.mu.Unlock()
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestValidatorChecks(t *testing.T) {
+	ks := newKeyServer(t, "k1")
+	now := time.Now()
+	v := &Validator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client()), ClientID: testClient, TenantID: testTenant}
+	hdr := map[string]any{"alg": "RS256", "kid": "k1", "typ": "JWT"}
+	with := func(k string, val any) map[string]any {
+		c := goodClaims(now)
+		if val == nil {
+			delete(c, k)
+		} else {
+			c[k] = val
+		}
+		return c
+	}
+	tests := []struct {
+		name   string
+		token  string
+		check  string // "" = accepted
+		header map[string]any
+	}{
+		{name: "good", token: sign(t, hdr, goodClaims(now))},
+		{name: "aud array", token: sign(t, hdr, with("aud", []string{"x", strings.ToUpper(testClient)}))},
+		{name: "v2 issuer at the public authority", token: sign(t, hdr, map[string]any{"aud": testClient, "azp": GraphChangeTrackingAppID, "ver": "2.0",
+			"iss": "https://login.microsoftonline.com/" + testTenant + "/v2.0", "exp": now.Add(time.Hour).Unix()})},
+		{name: "v2 without ver reads azp", token: sign(t, hdr, map[string]any{"aud": testClient, "azp": GraphChangeTrackingAppID,
+			"iss": "https://login.microsoftonline.com/" + testTenant + "/v2.0", "exp": now.Add(time.Hour).Unix()})},
+		{name: "v2 with appid only", check: "caller", token: sign(t, hdr, with("ver", "2.0"))},
+		{name: "alg none", check: "alg", token: b64.EncodeToString([]byte(`{"alg":"none","kid":"k1"}`)) + "." + b64.EncodeToString([]byte(`{}`)) + "."},
+		{name: "alg HS256", check: "alg", token: sign(t, map[string]any{"alg": "HS256", "kid": "k1"}, goodClaims(now))},
+		{name: "no kid", check: "kid", token: sign(t, map[string]any{"alg": "RS256"}, goodClaims(now))},
+		{name: "not a JWT", check: "format", token: "abc.def"},
+		{name: "bad base64", check: "format", token: "a.b!.c"},
+		{name: "no exp", check: "exp", token: sign(t, hdr, with("exp", nil))},
+		{name: "exp a string", check: "format", token: sign(t, hdr, with("exp", "tomorrow"))},
+		{name: "expired beyond skew", check: "exp", token: sign(t, hdr, with("exp", now.Add(-6*time.Minute).Unix()))},
+		{name: "expired within skew", token: sign(t, hdr, with("exp", now.Add(-4*time.Minute).Unix()))},
+		{name: "not yet valid", check: "nbf", token: sign(t, hdr, with("nbf", now.Add(10*time.Minute).Unix()))},
+		{name: "no aud", check: "aud", token: sign(t, hdr, with("aud", nil))},
+		{name: "no caller", check: "caller", token: sign(t, hdr, with("appid", nil))},
+		{name: "tid of another tenant", check: "issuer", token: sign(t, hdr, with("tid", "00000000-0000-0000-0000-000000000001"))},
+		{name: "issuer of another authority", check: "issuer", token: sign(t, hdr, with("iss", "https://login.microsoftonline.us/"+testTenant+"/v2.0"))},
+		{name: "issuer without tenant", check: "issuer", token: sign(t, hdr, with("iss", "https://sts.windows.net/common/"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Validate(ctxT(t), tt.token, now)
+			if tt.check == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var ie *InvalidError
+			if !errors.As(err, &ie) || ie.Check != tt.check {
+				t.Fatalf("err = %v, want check %q", err, tt.check)
+			}
+		})
+	}
+}
+
+func TestJWKSCachingAndRotation(t *testing.T) {
+	ks := newKeyServer(t, "k1")
+	clk := &clock{t: time.Now()}
+	j := NewJWKS(KeysURL(ks.URL+"/"), ks.Client())
+	j.Now = clk.Now
+	ctx := ctxT(t)
+
+	for range 5 {
+		if _, err := j.Key(ctx, "k1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ks.hits.Load(); n != 1 {
+		t.Fatalf("fetched %d times for one kid, want 1", n)
+	}
+
+	// Unknown kid right after a fetch: no refetch. After MinRefetch: one refetch, then none again.
+	if _, err := j.Key(ctx, "k2"); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("unknown kid: %v", err)
+	}
+	if n := ks.hits.Load(); n != 1 {
+		t.Fatalf("fetched %d times, want 1 (the set was fetched moments ago)", n)
+	}
+	clk.Advance(DefaultMinRefetch + time.Second)
+	for range 3 {
+		if _, err := j.Key(ctx, "k2"); !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("unknown kid again: %v", err)
+		}
+	}
+	if n := ks.hits.Load(); n != 2 {
+		t.Fatalf("fetched %d times, want 2 (one refetch for the unknown kid)", n)
+	}
+
+	// Rotation: the new key is published; after MinRefetch an unknown kid triggers a refetch that finds it.
+	ks.set(false, "k1", "k2")
+	clk.Advance(DefaultMinRefetch + time.Second)
+	if _, err := j.Key(ctx, "k2"); err != nil {
+		t.Fatalf("rotated key: %v", err)
+	}
+
+	// TTL: an old set is fetched again; if the endpoint is down, the stale keys still serve.
+	ks.set(true)
+	clk.Advance(DefaultTTL + time.Minute)
+	if _, err := j.Key(ctx, "k1"); err != nil {
+		t.Fatalf("stale key while the endpoint is down: %v", err)
+	}
+	hits := ks.hits.Load()
+	clk.Advance(DefaultStaleFor)
+	if _, err := j.Key(ctx, "k1"); err == nil || errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("keys older than StaleFor with the endpoint down: err = %v, want a fetch error", err)
+	}
+	if ks.hits.Load() != hits+1 {
+		t.Fatal("no refetch attempt once the keys were too old")
+	}
+}
+
+func TestJWKSUnavailableIsNotInvalid(t *testing.T) {
+	ks := newKeyServer(t, "k1")
+	ks.set(true)
+	v := &Validator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client()), ClientID: testClient, TenantID: testTenant}
+	now := time.Now()
+	_, err := v.Validate(ctxT(t), sign(t, map[string]any{"alg": "RS256", "kid": "k1"}, goodClaims(now)), now)
+	if err == nil || IsInvalid(err) {
+		t.Fatalf("err = %v, want a keys-unavailable error that is not an *InvalidError", err)
+	}
+}
+
+func TestKeysURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                 "https://login.microsoftonline.com/common/discovery/v2.0/keys",
+		"https://login.microsoftonline.us": "https://login.microsoftonline.us/common/discovery/v2.0/keys",
+		"https://127.0.0.1:8443/":          "https://127.0.0.1:8443/common/discovery/v2.0/keys",
+	} {
+		if got := KeysURL(in); got != want {
+			t.Errorf("KeysURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSmallKeysRefused(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = rsaKey(jwk{Kty: "RSA", Kid: "x", N: b64.EncodeToString(k.N.Bytes()), E: b64.EncodeToString(big.NewInt(int64(k.E)).Bytes())})
+	if err == nil {
+		t.Fatal("a 1024-bit key was accepted")
+	}
+}

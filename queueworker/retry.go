@@ -1,0 +1,171 @@
+package queueworker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+)
+
+// Gate remembers until when Graph asked this process to stay away (the longest Retry-After seen). It is
+// shared by every invocation of a Function and safe for concurrent use.
+type Gate struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+// CloseUntil keeps the gate closed until t at least.
+func (g *Gate) CloseUntil(t time.Time) {
+	g.mu.Lock()
+	if t.After(g.until) {
+		g.until = t
+	}
+	g.mu.Unlock()
+}
+
+// Remaining is how long the gate stays closed after now (0 when open).
+func (g *Gate) Remaining(now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if d := g.until.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// backoff is the delay after a failed attempt: base doubling per attempt, at most max.
+func backoff(base, max time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// jitter adds 0–10 % to d, chosen by seed so that the same work always gets the same delay while different
+// messages spread out.
+func jitter(d time.Duration, seed []byte) time.Duration {
+	sum := sha256.Sum256(seed)
+	frac := binary.BigEndian.Uint64(sum[:8]) % 1000 // 0–999 per mille of 10 %
+	return d + time.Duration(uint64(d)/10*frac/1000)
+}
+
+// reason says why work is left for a later attempt.
+type reason int
+
+const (
+	reasonNone      reason = iota
+	reasonGate             // the gate was closed: nothing was tried
+	reasonThrottled        // 429
+	reasonTransient        // 5xx, network, the invocation's deadline, keys unavailable
+	reasonNotFound         // not (yet) replicated
+)
+
+var reasonNames = [...]string{"", "gate closed", "throttled", "transient failure", "not found yet"}
+
+func (r reason) String() string { return reasonNames[r] }
+
+// retryable classifies an error from Graph, a dependency or a context: throttled and transient failures are
+// retried later, anything else fails the invocation.
+func retryable(err error) (reason, time.Duration) {
+	switch graph.KindOf(err) {
+	case graph.KindThrottled:
+		return reasonThrottled, graph.RetryAfterOf(err)
+	case graph.KindTransient:
+		return reasonTransient, graph.RetryAfterOf(err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return reasonTransient, 0
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		switch {
+		case re.StatusCode == http.StatusTooManyRequests:
+			return reasonThrottled, 0
+		case re.StatusCode == http.StatusRequestTimeout, re.StatusCode >= 500:
+			return reasonTransient, 0
+		}
+		return reasonNone, 0
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return reasonTransient, 0
+	}
+	return reasonNone, 0
+}
+
+// retry describes one re-enqueue.
+type retry struct {
+	notes      []int // indexes into the message's notifications, in order
+	why        reason
+	delay      time.Duration // before jitter
+	sameTry    bool          // nothing was attempted (gate, notBefore): attempt stays
+	dropTokens bool          // the tokens were checked already
+}
+
+// requeue writes the unfinished notifications of m as a new message, or moves them to the poison queue once
+// the message has run out of attempts or age. It returns a line for the invocation's Logs. An error means
+// the work could be neither re-enqueued nor poisoned: the invocation must fail so the host retries it.
+func (f *Function) requeue(ctx context.Context, log *slog.Logger, m *message.Message, r retry) (string, error) {
+	now := f.now().UTC()
+	rem := message.Message{V: message.Version, Kind: m.Kind, ValidationTokens: m.ValidationTokens,
+		Continuation: m.Continuation, Attempt: m.Attempt + 1, FirstSeen: m.FirstSeen}
+	if r.sameTry {
+		rem.Attempt = m.Attempt
+	}
+	if r.dropTokens {
+		rem.ValidationTokens = nil
+	}
+	if rem.FirstSeen.IsZero() {
+		rem.FirstSeen = now.Truncate(time.Second) // a message from elsewhere: its age counts from now
+	}
+	seed := []byte(fmt.Sprintf("%d|%s", rem.Attempt, m.FirstSeen.Format(time.RFC3339Nano)))
+	for _, i := range r.notes {
+		n := m.Notifications[i]
+		rem.Notifications = append(rem.Notifications, n)
+		seed = append(seed, notificationIdentity(&n)...)
+	}
+	delay := min(jitter(r.delay, seed), storagequeue.MaxDelay)
+	nb := now.Add(delay).Truncate(time.Second)
+	rem.NotBefore = &nb
+	text, err := json.Marshal(rem)
+	if err != nil {
+		return "", fmt.Errorf("encoding the re-enqueued message: %w", err)
+	}
+
+	age := now.Sub(rem.FirstSeen)
+	if (!r.sameTry && rem.Attempt > MaxAttempts) || age >= MaxAge {
+		poison := storagequeue.PoisonQueue(f.queue)
+		rem.NotBefore = nil
+		text, _ = json.Marshal(rem)
+		if err := f.put(ctx, poison, text, 0); err != nil {
+			return "", fmt.Errorf("giving up on %d notifications (%s), but moving them to %s failed: %w", len(r.notes), r.why, poison, err)
+		}
+		log.Error("gave up on notifications: moved to the poison queue", "queue", poison, "count", len(r.notes),
+			"reason", r.why.String(), "attempts", m.Attempt+1, "age", age.Round(time.Second).String())
+		return fmt.Sprintf("gave up on %d notifications after %d attempts (%s): moved to %s", len(r.notes), m.Attempt+1, r.why, poison), nil
+	}
+	if err := f.put(ctx, f.queue, text, delay); err != nil {
+		return "", fmt.Errorf("re-enqueueing %d notifications (%s): %w", len(r.notes), r.why, err)
+	}
+	level := slog.LevelInfo
+	if r.why == reasonThrottled || r.why == reasonTransient {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, "re-enqueued unfinished notifications", "count", len(r.notes), "reason", r.why.String(),
+		"delay", delay.Round(time.Second).String(), "next_attempt", rem.Attempt)
+	return fmt.Sprintf("re-enqueued %d notifications (%s) for attempt %d in %s", len(r.notes), r.why, rem.Attempt, delay.Round(time.Second)), nil
+}
