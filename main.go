@@ -51,6 +51,8 @@ With no command, serves the functions on the port the Functions host sets in FUN
 Commands (they read the same app settings as the functions):
   unsubscribe              delete this app's Graph subscription for GRAPH_RESOURCE (clean uninstall)
   replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
+  resync                   start a delta-query resync pass now (after an outage you know of); the queue
+                           worker runs it page by page. A pass already running is not started twice.
 `
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
@@ -60,6 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	a := newApp(cfg, log)
 
 	if len(args) > 1 {
+		ctx = customhandler.WithLogger(ctx, log)
 		switch args[1] {
 		case "-h", "-help", "--help", "help":
 			fmt.Fprint(stdout, usage)
@@ -75,6 +78,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		case "replay-poison":
 			return a.replayPoison(ctx, args[2:], stdout)
+		case "resync":
+			r, err := a.resync.Request(ctx, "requested by hand")
+			if err == nil {
+				fmt.Fprintf(stdout, "resync %s: pass %s (full=%v)\n", r.Action, r.PassID, r.Full)
+			}
+			return err
 		default:
 			fmt.Fprint(stderr, usage)
 			return fmt.Errorf("unknown command %q", args[1])

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -128,6 +129,27 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			return ids
 		}},
+		{"Graph drops notifications for a while (an endpoint marked \"drop\"): 4 users change unseen; then `handler resync` (the daily pass, run now)", func() []string {
+			s.Graph.DropNotifications(true)
+			var ids []string
+			for i := 10; i <= 12; i++ {
+				s.Graph.UpdateUser(devstack.UserID(i), map[string]any{"jobTitle": "changed while Graph dropped notifications"})
+				ids = append(ids, devstack.UserID(i))
+			}
+			s.Graph.SoftDeleteUser(devstack.UserID(13))
+			ids = append(ids, devstack.UserID(13))
+			s.Graph.DropNotifications(false)
+			cmd := exec.CommandContext(ctx, *handler, "resync")
+			for k, v := range s.Settings {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				d.say("  handler resync failed: %v %s", err, out)
+			} else {
+				d.say("  %s", strings.TrimSpace(string(out)))
+			}
+			return ids
+		}},
 	}
 	allOK := true
 	for i, step := range steps {
@@ -157,8 +179,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	d.say("  notifications accepted by the webhook   %d", acc)
 	d.say("  dropped as forged                       %d (events for the forged user: %d)", dropped, forgedEvents)
 	d.say("  change events read from graphchanges    %d, for %d users", len(s.Events()), len(devstack.Latest(s.Events())))
-	d.say("  Graph requests by the worker            %d ($batch %d, deletedItems %d)", d.graphRequests(),
-		s.Graph.Count("POST", "/v1.0/$batch"), s.Graph.Count("GET", "/v1.0/directory/deletedItems"))
+	d.say("  events recovered by resync              %d", d.bySource(message.SourceResync))
+	d.say("  Graph requests by the worker            %d ($batch %d, deletedItems %d, delta %d)", d.graphRequests(),
+		s.Graph.Count("POST", "/v1.0/$batch"), s.Graph.Count("GET", "/v1.0/directory/deletedItems"), s.Graph.Count("GET", "/v1.0/users/delta"))
 	d.say("  handler restarts                        %d", s.Host.Restarts())
 	d.say("  poison messages                         %d", d.poison(ctx))
 	d.say("  time                                    %.1fs (logs in %s)", time.Since(d.start).Seconds(), *logFile)
@@ -205,6 +228,16 @@ func (d *demo) await(ctx context.Context, ids []string, limit time.Duration) boo
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	return d.s.AwaitState(ctx, ids) == nil
+}
+
+func (d *demo) bySource(src message.Source) int {
+	n := 0
+	for _, e := range d.s.Events() {
+		if e.Source == src {
+			n++
+		}
+	}
+	return n
 }
 
 func (d *demo) eventsFor(ids []string) int {

@@ -84,6 +84,9 @@ type Pass struct {
 	Pages    int       `json:"pages"`
 	Events   int       `json:"events"`
 	Restarts int       `json:"restarts,omitempty"` // restarted as full after an expired token
+	// Again holds the reason of a request that arrived while this pass ran. The pass may already be past
+	// the changes that request is about, so when it completes a follow-up pass starts from its deltaLink.
+	Again string `json:"again,omitempty"`
 }
 
 // ETag is the blob's entity tag as Load or Save returned it; "" means no blob.

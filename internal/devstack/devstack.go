@@ -73,7 +73,8 @@ const (
 	ClientID = "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c"
 )
 
-// Start brings everything up and waits until the renew timer's start-up run has created the subscription.
+// Start brings everything up and waits until the renew timer's start-up run has created the subscription
+// and taken the resync starting point.
 func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	s := &Stack{opts: o}
 	defer func() {
@@ -153,7 +154,16 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := s.Graph.WaitFor(wctx, func() bool { return len(s.Graph.Subscriptions()) > 0 }); err != nil {
+	// Ready means the timer's start-up run finished: the subscription exists and the resync starting point
+	// (taken right after the create) is stored.
+	if err := Eventually(wctx, func() bool {
+		for _, inv := range s.Host.Invocations() {
+			if inv.Function == "renewtimer" && inv.Status == fakehost.Succeeded {
+				return len(s.Graph.Subscriptions()) > 0
+			}
+		}
+		return false
+	}); err != nil {
 		return nil, fmt.Errorf("the renew timer did not create the subscription: %w", err)
 	}
 	return s, nil

@@ -319,17 +319,24 @@ func (e *env) checkpoint() checkpoint.Checkpoint {
 	return cp
 }
 
-// baseline runs the first pass (from now) to completion and empties the changes queue.
+// baseline runs the first pass (from now), which Request completes by itself: nothing is queued, nothing is
+// emitted, and the checkpoint holds a starting point.
 func (e *env) baseline() checkpoint.Checkpoint {
 	e.t.Helper()
 	if got := e.request("test baseline"); got.Action != resync.Started || !got.Latest {
 		e.t.Fatalf("first request: %+v", got)
 	}
-	e.driveToEnd()
+	if rs := e.drive(10); len(rs) != 0 {
+		e.t.Fatalf("a pass from now needs no queued step, got %+v", rs)
+	}
 	if evs := e.events(); len(evs) != 0 {
 		e.t.Fatalf("a pass from now must emit nothing, got %d events", len(evs))
 	}
-	return e.checkpoint()
+	cp := e.checkpoint()
+	if cp.Pass != nil || cp.DeltaLink == "" || cp.LastCompleted.IsZero() {
+		e.t.Fatalf("after the pass from now: %+v", cp)
+	}
+	return cp
 }
 
 // deltaRequests returns the wire GETs of /users/delta since the last ResetRequests.

@@ -261,8 +261,18 @@ func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) 
 		if p := cp.Pass; p != nil {
 			out := Requested{PassID: p.ID, Full: p.Full, Latest: p.Latest, Reason: p.Reason}
 			if !r.stalled(p, now) {
+				// The pass may already be past the changes this request is about: have it followed by one
+				// more pass when it completes (once, however many requests collapse into it).
+				if p.Again == "" {
+					p.Again = reason
+					if _, err := st.Save(ctx, res, cp, etag); errors.Is(err, checkpoint.ErrConflict) {
+						continue
+					} else if err != nil {
+						return Requested{}, err
+					}
+				}
 				out.Action = Collapsed
-				log.Info("resync requested: a pass is already in progress", "reason", reason, "pass", p.ID, "page", p.Pages+1)
+				log.Info("resync requested: a pass is in progress; another will follow it", "reason", reason, "pass", p.ID, "page", p.Pages+1)
 				return out, nil
 			}
 			idle := now.Sub(lastMove(p)).Round(time.Second)
@@ -290,8 +300,9 @@ func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) 
 			p.Full = true
 			p.Reason += "; first pass, RESYNC_INITIAL=full"
 		case cp.DeltaLink == "":
-			p.Latest = true
-			p.Reason += "; first pass: from now (RESYNC_INITIAL=latest)"
+			// "From now" is taken at once, not by a queued step: a gap reported before that step ran would
+			// fall before its "now" and be lost.
+			return r.startFromNow(ctx, st, cp, etag, p)
 		case cp.SelectHash != checkpoint.SelectHash(r.cfg.UserSelect):
 			p.Full = true
 			p.Reason += "; GRAPH_USER_SELECT changed"
@@ -320,6 +331,35 @@ func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) 
 		return Requested{Action: Started, PassID: p.ID, Full: p.Full, Latest: p.Latest, Reason: p.Reason}, nil
 	}
 	return Requested{}, errors.New("resync: the checkpoint kept changing under this request; try again")
+}
+
+// startFromNow completes a first pass with RESYNC_INITIAL=latest synchronously: one delta call that returns
+// only a deltaLink ($deltatoken=latest), stored as the point the next pass starts from.
+func (r *Runner) startFromNow(ctx context.Context, st Store, cp checkpoint.Checkpoint, etag checkpoint.ETag, p *checkpoint.Pass) (Requested, error) {
+	g, err := r.graph()
+	if err != nil {
+		return Requested{}, err
+	}
+	page, err := g.DeltaStart(ctx, r.cfg.UserSelect, true)
+	if err != nil {
+		return Requested{}, fmt.Errorf("resync: take the starting point: %w", err)
+	}
+	if page.DeltaLink == "" {
+		return Requested{}, errors.New("resync: Graph returned no deltaLink for $deltatoken=latest")
+	}
+	now := r.now()
+	p.Latest, p.Reason = true, p.Reason+"; first pass: from now (RESYNC_INITIAL=latest)"
+	p.Pages, p.Updated, p.SelectHash = 1, now, checkpoint.SelectHash(r.cfg.UserSelect)
+	cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
+	cp.LastPass, cp.Pass, cp.Writer = p, nil, newWriter()
+	if _, err := st.Save(ctx, r.cfg.Resource, cp, etag); err != nil {
+		if errors.Is(err, checkpoint.ErrConflict) {
+			return Requested{Action: Collapsed, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
+		}
+		return Requested{}, err
+	}
+	customhandler.Logger(ctx).Info("resync starting point taken: later passes report changes from now on", "pass", p.ID, "reason", p.Reason)
+	return Requested{Action: Started, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
 }
 
 // markStalled makes a pass whose continuation could not be enqueued resumable by the next Request at once

@@ -155,9 +155,14 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		p.Prev, p.Link = p.Link, page.NextLink
 	} else {
 		last := *p
-		last.Link, last.Prev = "", ""
+		last.Link, last.Prev, last.Again = "", "", ""
 		cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
 		cp.LastPass, cp.Pass = &last, nil
+		if p.Again != "" {
+			// A request arrived during this pass: the follow-up starts from the deltaLink just stored, in
+			// the same write, so it cannot be lost between two saves.
+			cp.Pass = &checkpoint.Pass{ID: r.newID(now), Reason: "requested during pass " + p.ID + ": " + p.Again, Started: now, Updated: now}
+		}
 		out.Done = true
 	}
 	cp.Writer = newWriter()
@@ -177,6 +182,13 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	if out.Done {
 		log.Info("resync pass completed", "pages", p.Pages, "events", p.Events, "full", p.Full,
 			"took", now.Sub(p.Started).Round(time.Second).String(), "reason", p.Reason)
+		if next := cp.Pass; next != nil {
+			// If this enqueue fails, the follow-up pass stalls and the next Request or timer tick resumes it.
+			if err := r.enqueueContinuation(ctx, q, Continuation{Pass: next.ID}, 0, 0); err != nil {
+				return out, err
+			}
+			log.Info("resync follow-up pass started", "pass", next.ID, "reason", next.Reason)
+		}
 		return out, nil
 	}
 	if err := r.enqueueContinuation(ctx, q, Continuation{Pass: p.ID, Link: p.Link}, 0, 0); err != nil {
