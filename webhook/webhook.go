@@ -60,7 +60,8 @@ func (f *Function) Register(s *customhandler.Server) {
 		customhandler.WithMaxRequestBytes(maxEnvelopeBytes, func() *customhandler.Response {
 			return reply(problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)))
 		}),
-		customhandler.WithSlowWarning(time.Second))
+		customhandler.WithSlowWarning(time.Second),
+		customhandler.WithHTTPTrigger(TriggerName))
 }
 
 // Invoke handles one POST from Graph (or anyone else who knows the function key).

@@ -54,6 +54,7 @@ type route struct {
 	tooLarge func() *Response
 	timeout  time.Duration
 	slow     time.Duration
+	http     string // the httpTrigger binding decoded with the envelope, if any
 }
 
 // WithMaxRequestBytes bounds the invocation request. A larger one is read to the end (up to a hard limit),
@@ -69,6 +70,11 @@ func WithTimeout(d time.Duration) RouteOption { return func(r *route) { r.timeou
 // WithSlowWarning logs a warning for any invocation slower than d (the webhook: Graph marks an endpoint slow
 // when more than 10% of its answers take over 3 s).
 func WithSlowWarning(d time.Duration) RouteOption { return func(r *route) { r.slow = d } }
+
+// WithHTTPTrigger says the function is HTTP-triggered with the trigger binding name, so the server decodes
+// the trigger together with the envelope, in one pass (Request.HTTP returns it). Data then holds no other
+// entries: an HTTP function with input bindings must not use it.
+func WithHTTPTrigger(name string) RouteOption { return func(r *route) { r.http = name } }
 
 // Handle registers fn for POST /<function>. The name is the function's folder name, case and all (§3.1).
 func (s *Server) Handle(function string, fn Func, opts ...RouteOption) {
@@ -115,7 +121,11 @@ func (s *Server) invoke(rt *route) http.Handler {
 		}
 
 		var req Request
-		if err := json.Unmarshal(buf.Bytes(), &req); err != nil {
+		decode := func() error { return json.Unmarshal(buf.Bytes(), &req) }
+		if rt.http != "" {
+			decode = func() error { return decodeHTTPEnvelope(buf.Bytes(), rt.http, &req) }
+		}
+		if err := decode(); err != nil {
 			fail(w, log, "decode invocation request", err)
 			return
 		}

@@ -250,3 +250,27 @@ func TestExitCode(t *testing.T) {
 		t.Error("exit codes wrong")
 	}
 }
+
+func TestHTTPTriggerDecodedWithTheEnvelope(t *testing.T) {
+	s, ts, _, _ := newTestServer(t)
+	got := make(chan *HTTPRequest, 1)
+	s.Handle("hook", func(_ context.Context, r *Request) (*Response, error) {
+		h, err := r.HTTP("req")
+		if err != nil {
+			return nil, err
+		}
+		got <- h
+		return &Response{}, nil
+	}, WithHTTPTrigger("req"))
+	resp, _ := post(t, ts.URL+"/hook", `{"Data":{"req":{"Method":"POST","Query":{"validationToken":"a b"},"Headers":{"X":["1"]},"Body":"{}"}},"Metadata":{"sys":{}}}`)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	h := <-got
+	if tok, _ := h.QueryValue("validationToken"); tok != "a b" || h.Header("x") != "1" || h.Body == nil || *h.Body != "{}" {
+		t.Errorf("decoded %+v", h)
+	}
+	if resp, _ := post(t, ts.URL+"/hook", `{"Data":{"other":{}}}`); resp.StatusCode != 500 {
+		t.Errorf("an invocation without the trigger must fail, got %d", resp.StatusCode)
+	}
+}
