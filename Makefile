@@ -34,9 +34,13 @@ vet:
 race:
 	$(GO) test -race -count=1 ./...
 
-fuzz: ## run each fuzz test for 20 s
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeCollection -fuzztime=20s ./internal/graph
-	$(GO) test -run='^$$' -fuzz=FuzzWebhook -fuzztime=20s ./webhook
+FUZZTIME ?= 20s
+fuzz: ## run every fuzz test for FUZZTIME (20s); failing inputs land in testdata/fuzz/
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list='^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
 
 clean:
 	rm -f handler
