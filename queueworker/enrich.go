@@ -193,7 +193,7 @@ func (f *Function) finish(u *user, m *message.Message, changeType string, softDe
 		ResourceID:  u.id,
 		TenantID:    tenant,
 		ObservedAt:  now.UTC().Truncate(time.Second),
-		User:        project(props, f.d.Config.UserSelect),
+		User:        props.Project(f.d.Config.UserSelect),
 	}
 	if sub := notes[0].SubscriptionID; sub != "" {
 		e.SubscriptionID = &sub

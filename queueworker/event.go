@@ -58,35 +58,7 @@ func eventID(source message.Source, tenant, resourceID, changeType string, softD
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	h := sha256.New()
-	for _, part := range []string{"event/v1", string(source), strings.ToLower(tenant), "users", strings.ToLower(resourceID),
-		changeType, strconv.FormatBool(softDeleted)} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
-	for _, id := range ids {
-		h.Write([]byte(id))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// project keeps the selected properties of a Graph answer (matched without regard to case) and drops
-// annotations such as @odata.type.
-func project(u graph.User, sel []string) map[string]any {
-	if u == nil {
-		return nil
-	}
-	want := make(map[string]bool, len(sel))
-	for _, p := range sel {
-		want[strings.ToLower(p)] = true
-	}
-	out := make(map[string]any, len(sel))
-	for k, v := range u {
-		if strings.HasPrefix(k, "@") || (len(want) > 0 && !want[strings.ToLower(k)]) {
-			continue
-		}
-		out[k] = v
-	}
-	return out
+	parts := append([]string{string(source), strings.ToLower(tenant), "users", strings.ToLower(resourceID),
+		changeType, strconv.FormatBool(softDeleted)}, ids...)
+	return message.EventID(parts...)
 }

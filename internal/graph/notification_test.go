@@ -118,3 +118,14 @@ func FuzzDecodeCollection(f *testing.F) {
 		}
 	})
 }
+
+func TestUserProject(t *testing.T) {
+	u := User{"id": "1", "DisplayName": "A", "mail": "a@x", "@odata.type": "#microsoft.graph.user", "@removed": map[string]any{"reason": "changed"}, "extra": 1}
+	got := u.Project([]string{"id", "displayName", "mail"})
+	if len(got) != 3 || got["DisplayName"] != "A" || got["mail"] != "a@x" {
+		t.Errorf("Project = %v", got)
+	}
+	if User(nil).Project([]string{"id"}) != nil {
+		t.Error("a nil user projects to nil (a deleted user's event carries user: null)")
+	}
+}

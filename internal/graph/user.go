@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"net/http"
+	"strings"
 )
 
 // User is a user as Graph returned it: only the selected properties, with numbers kept as json.Number.
@@ -54,4 +55,24 @@ func (c *Client) getObject(ctx context.Context, op, prefix, id string, selectPro
 	}
 	delete(u, "@odata.context")
 	return u, nil
+}
+
+// Project keeps the selected properties (matched without regard to case) and drops annotations such as
+// @odata.type and @removed: what an event carries of a user.
+func (u User) Project(sel []string) map[string]any {
+	if u == nil {
+		return nil
+	}
+	want := make(map[string]bool, len(sel))
+	for _, p := range sel {
+		want[strings.ToLower(p)] = true
+	}
+	out := make(map[string]any, len(sel))
+	for k, v := range u {
+		if strings.HasPrefix(k, "@") || (len(want) > 0 && !want[strings.ToLower(k)]) {
+			continue
+		}
+		out[k] = v
+	}
+	return out
 }

@@ -33,3 +33,19 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestEventID(t *testing.T) {
+	a := EventID("notification", "t", "users", "u1", "updated", "false")
+	if a != EventID("notification", "t", "users", "u1", "updated", "false") || len(a) != 32 {
+		t.Errorf("not stable: %s", a)
+	}
+	for _, other := range [][]string{
+		{"notification", "t", "users", "u1", "updated", "true"},
+		{"resync", "t", "users", "u1", "updated", "false"},
+		{"notification", "t", "users", "u", "1updated", "false"}, // parts are separated, not concatenated
+	} {
+		if EventID(other...) == a {
+			t.Errorf("%v collides with the first id", other)
+		}
+	}
+}

@@ -3,6 +3,8 @@
 package message
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,4 +136,17 @@ func EncodeAll(ms []Message) (json.RawMessage, error) {
 		out = append(out, "]}"...)
 	}
 	return append(out, ']'), nil
+}
+
+// EventID derives an event id from the parts that identify a change (source, tenant, user, change type and
+// what produced it), so that the same input always yields the same id: 128 bits of a SHA-256 over the
+// NUL-separated parts, in hex.
+func EventID(parts ...string) string {
+	h := sha256.New()
+	h.Write([]byte("event/v1\x00"))
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -61,7 +61,6 @@ package resync
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -446,33 +445,8 @@ func newWriter() string {
 // ---- events ----
 
 func eventID(source message.Source, tenant, userID, changeType string, softDeleted bool, pass, link string) string {
-	h := sha256.New()
-	for _, part := range []string{"event/v1", string(source), strings.ToLower(tenant), "users", strings.ToLower(userID),
-		changeType, strconv.FormatBool(softDeleted), "resync", pass, link} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// project keeps the selected properties of a Graph object (matched without regard to case) and drops
-// annotations such as @odata.type and @removed.
-func project(u graph.User, sel []string) map[string]any {
-	if u == nil {
-		return nil
-	}
-	want := make(map[string]bool, len(sel))
-	for _, p := range sel {
-		want[strings.ToLower(p)] = true
-	}
-	out := make(map[string]any, len(sel))
-	for k, v := range u {
-		if strings.HasPrefix(k, "@") || (len(want) > 0 && !want[strings.ToLower(k)]) {
-			continue
-		}
-		out[k] = v
-	}
-	return out
+	return message.EventID(string(source), strings.ToLower(tenant), "users", strings.ToLower(userID),
+		changeType, strconv.FormatBool(softDeleted), "resync", pass, link)
 }
 
 // complete reports whether u carries every selected property.

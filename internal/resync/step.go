@@ -419,7 +419,7 @@ func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, users []
 		case s.gone:
 			e.ChangeType, e.SoftDeleted, e.User = "deleted", s.user != nil, s.user
 		default:
-			e.ChangeType, e.User = "updated", project(s.u, sel)
+			e.ChangeType, e.User = "updated", s.u.Project(sel)
 		}
 		e.ID = eventID(source, r.cfg.TenantID, s.id, e.ChangeType, e.SoftDeleted, passID, link)
 		out = append(out, e)
@@ -458,7 +458,7 @@ func (r *Runner) lookUpDeleted(ctx context.Context, log *slog.Logger, g Graph, s
 			u, err := dg.GetDeletedUser(ctx, s.id, sel)
 			switch {
 			case err == nil:
-				s.user = project(u, sel)
+				s.user = u.Project(sel)
 			case errors.Is(err, graph.ErrNotFound):
 			case errors.Is(err, graph.ErrThrottled), errors.Is(err, graph.ErrTransient):
 				mu.Lock()
