@@ -35,21 +35,31 @@ type tally struct {
 	foreign, unusable                   int
 }
 
+// prepare checks the settings every kind of work needs, and puts back a message whose notBefore lies ahead
+// (deferred) without touching Graph.
+func (f *Function) prepare(ctx context.Context, log *slog.Logger, m *message.Message, what string) (resp *customhandler.Response, deferred bool, err error) {
+	if err := f.d.Config.Check(config.TenantID, config.ClientID, config.Storage); err != nil {
+		return nil, false, fmt.Errorf("cannot %s: %w", what, err)
+	}
+	resp = &customhandler.Response{}
+	now := f.now()
+	if m.NotBefore == nil || m.NotBefore.Sub(now) <= notBeforeTolerance {
+		return resp, false, nil
+	}
+	line, err := f.requeue(ctx, log, m, retry{notes: allIndexes(m), why: reasonGate, delay: m.NotBefore.Sub(now), sameTry: true})
+	if err != nil {
+		return nil, true, err
+	}
+	resp.Logs = []string{"not due yet: " + line}
+	return resp, true, nil
+}
+
 func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *message.Message) (*customhandler.Response, error) {
-	cfg := f.d.Config
-	if err := cfg.Check(config.TenantID, config.ClientID, config.Storage); err != nil {
-		return nil, fmt.Errorf("cannot enrich notifications: %w", err)
+	resp, deferred, err := f.prepare(ctx, log, m, "enrich notifications")
+	if err != nil || deferred {
+		return resp, err
 	}
 	now := f.now()
-	resp := &customhandler.Response{}
-	if m.NotBefore != nil && m.NotBefore.Sub(now) > notBeforeTolerance {
-		line, err := f.requeue(ctx, log, m, retry{notes: allIndexes(m), why: reasonGate, delay: m.NotBefore.Sub(now), sameTry: true})
-		if err != nil {
-			return nil, err
-		}
-		resp.Logs = []string{"not due yet: " + line}
-		return resp, nil
-	}
 
 	var t tally
 	users, unusable := f.coalesce(m, &t)

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
@@ -24,19 +23,11 @@ const (
 
 func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.Message) (*customhandler.Response, error) {
 	cfg := f.d.Config
-	if err := cfg.Check(config.TenantID, config.ClientID, config.Storage); err != nil {
-		return nil, fmt.Errorf("cannot act on lifecycle notifications: %w", err)
+	resp, deferred, err := f.prepare(ctx, log, m, "act on lifecycle notifications")
+	if err != nil || deferred {
+		return resp, err
 	}
 	now := f.now()
-	resp := &customhandler.Response{}
-	if m.NotBefore != nil && m.NotBefore.Sub(now) > notBeforeTolerance {
-		line, err := f.requeue(ctx, log, m, retry{notes: allIndexes(m), why: reasonGate, delay: m.NotBefore.Sub(now), sameTry: true})
-		if err != nil {
-			return nil, err
-		}
-		resp.Logs = []string{"not due yet: " + line}
-		return resp, nil
-	}
 	work, cancel := f.workContext(ctx)
 	defer cancel()
 
