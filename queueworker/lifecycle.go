@@ -145,6 +145,12 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		reasons = append(reasons, Missed)
 		resyncNotes = append(resyncNotes, missed)
 	}
+	if len(reauth) > 0 {
+		// Graph pauses delivery until a reauthorization; what changed during the pause is lost to webhooks
+		// (reference §5). An incremental pass is cheap, and collapses into one already running.
+		reasons = append(reasons, ReauthorizationRequired)
+		resyncNotes = append(resyncNotes, reauth)
+	}
 	switch {
 	case len(reasons) == 0:
 	case f.d.Resync == nil:

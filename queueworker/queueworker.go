@@ -64,8 +64,9 @@
 // When validationTokens are present every one must pass internal/jwtcheck (as of the message's firstSeen,
 // so a message that waited in the queue is not judged by its age); one bad token drops the message with a
 // warning naming the failed check. The notifications are then coalesced into one call per kind:
-// subscriptionRemoved → Subscriptions.Recreate, then Resync.RequestResync; reauthorizationRequired →
-// Subscriptions.RenewNow (skipped when Recreate ran); missed → a warning and Resync.RequestResync. Transient
+// subscriptionRemoved → Subscriptions.Recreate; reauthorizationRequired → Subscriptions.RenewNow (skipped
+// when Recreate ran); missed → a warning. Each of the three may mean notifications were lost (Graph pauses
+// delivery until a reauthorization), so one Resync.RequestResync names them all. Transient
 // failures of these calls re-enqueue the unfinished part with the backoff above (without the tokens, which
 // were checked and would expire); other failures fail the invocation with the error. A retry after a
 // failed resync request repeats Recreate too: the subscription logic converges when run twice.

@@ -105,6 +105,7 @@ type Keeper struct {
 
 	settleDelay time.Duration // first wait for a competing create to be listed; doubles, five tries
 	mu          sync.Mutex
+	pendingGap  string // a gap whose resync request failed: asked again before anything else
 }
 
 // NewKeeper returns a keeper using the app settings and a lazily built Graph client.
@@ -118,9 +119,10 @@ func (k *Keeper) RenewNow(ctx context.Context) error {
 	return err
 }
 
-// Recreate makes sure a subscription exists after Graph reported it removed.
+// Recreate makes sure a subscription exists after Graph reported it removed. It renews whatever the list
+// still shows, so that a subscription Graph has dropped answers 404 now and is recreated at once.
 func (k *Keeper) Recreate(ctx context.Context) error {
-	_, err := k.Ensure(ctx, Normal)
+	_, err := k.Ensure(ctx, RenewNow)
 	return err
 }
 
@@ -134,6 +136,12 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 	defer k.mu.Unlock()
 	if err := k.cfg.Check(settings...); err != nil {
 		return Outcome{}, err
+	}
+	if k.pendingGap != "" && k.Gap != nil {
+		if err := k.Gap(ctx, k.pendingGap); err != nil {
+			return Outcome{}, fmt.Errorf("resync after %s (still pending): %w", k.pendingGap, err)
+		}
+		k.pendingGap = ""
 	}
 	g, err := k.graph()
 	if err != nil {
@@ -194,7 +202,13 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 	if err != nil {
 		return out, err
 	}
-	if keep, extra := choose(subs); keep != nil && keep.ID != out.ID {
+	var current []graph.Subscription
+	for _, s := range subs {
+		if k.stale(s) == "" {
+			current = append(current, s)
+		}
+	}
+	if keep, extra := choose(current); keep != nil && keep.ID != out.ID {
 		out.ID, out.Expiry = keep.ID, keep.ExpirationDateTime
 		for _, s := range extra {
 			if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
@@ -204,8 +218,12 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 		}
 	}
 	if k.Gap != nil {
-		if err := k.Gap(ctx, "subscription "+string(out.Action)); err != nil {
-			log.Warn("could not request a resync after the subscription changed", "err", err)
+		// Notifications may have been lost before the subscription existed: the resync must happen. If it
+		// cannot be requested now, fail the run (the retry policy runs it again soon) and ask first next time.
+		reason := "subscription " + string(out.Action)
+		if err := k.Gap(ctx, reason); err != nil {
+			k.pendingGap = reason
+			return out, fmt.Errorf("subscription %s, but the resync it needs could not be requested (asked again on the next run): %w", out.Action, err)
 		}
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package renewtimer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -383,5 +384,32 @@ func TestTimerFunction(t *testing.T) {
 	}
 	if len(resp.Logs) != 1 || !strings.Contains(resp.Logs[0], "created") || !strings.Contains(resp.Logs[0], "days left") {
 		t.Errorf("Logs = %v", resp.Logs)
+	}
+}
+
+func TestFailedGapResyncIsAskedAgain(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(t)
+	failing := true
+	var asked []string
+	k.Gap = func(_ context.Context, reason string) error {
+		asked = append(asked, reason)
+		if failing {
+			return errors.New("storage unavailable")
+		}
+		return nil
+	}
+	if _, err := k.Ensure(context.Background(), Normal); err == nil || !strings.Contains(err.Error(), "resync it needs could not be requested") {
+		t.Fatalf("first run: %v", err)
+	}
+	only(t, e.fg) // the subscription exists all the same
+	failing = false
+	out := ensure(t, k, Normal)
+	if out.Action != Unchanged || len(asked) != 2 || asked[1] != "subscription created" {
+		t.Errorf("second run %+v, resync asked %v", out, asked)
+	}
+	ensure(t, k, Normal)
+	if len(asked) != 2 {
+		t.Errorf("the pending gap was asked again after it succeeded: %v", asked)
 	}
 }

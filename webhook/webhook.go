@@ -82,13 +82,14 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 	if f.missing != nil {
 		return nil, fmt.Errorf("cannot verify notifications, so Graph will retry them: %w", f.missing)
 	}
-	if hr.Body == nil || len(*hr.Body) == 0 {
+	body := hr.BodyBytes() // base64-decoded when the host sent it so (octet-stream, multipart)
+	if len(body) == 0 {
 		return reply(problem(http.StatusBadRequest, "the body is empty: expected a change notification collection")), nil
 	}
-	if len(*hr.Body) > MaxBodyBytes {
+	if len(body) > MaxBodyBytes {
 		return reply(problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))), nil
 	}
-	coll, err := graph.DecodeCollection([]byte(*hr.Body))
+	coll, err := graph.DecodeCollection(body)
 	if err != nil {
 		return reply(problem(http.StatusBadRequest, err.Error())), nil
 	}

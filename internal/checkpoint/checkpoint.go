@@ -168,12 +168,12 @@ func (s *Store) Load(ctx context.Context, resource string) (Checkpoint, ETag, er
 		return Checkpoint{V: Version, Resource: resource}, "", nil
 	}
 	if err != nil {
-		return Checkpoint{}, "", fmt.Errorf("checkpoint: read %s: %w", BlobName(resource), err)
+		return Checkpoint{}, "", fmt.Errorf("checkpoint: read %s: %w", BlobName(resource), storagequeue.Scrub(err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBlob+1))
 	if err != nil {
-		return Checkpoint{}, "", fmt.Errorf("checkpoint: read %s: %w", BlobName(resource), err)
+		return Checkpoint{}, "", fmt.Errorf("checkpoint: read %s: %w", BlobName(resource), storagequeue.Scrub(err))
 	}
 	var etag ETag
 	if resp.ETag != nil {
@@ -218,7 +218,7 @@ func (s *Store) Save(ctx context.Context, resource string, cp Checkpoint, etag E
 	case bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists, bloberror.BlobNotFound):
 		return "", ErrConflict
 	case err != nil:
-		return "", fmt.Errorf("checkpoint: write %s: %w", BlobName(resource), err)
+		return "", fmt.Errorf("checkpoint: write %s: %w", BlobName(resource), storagequeue.Scrub(err))
 	case resp.ETag == nil:
 		return "", fmt.Errorf("checkpoint: write %s: no ETag in the answer", BlobName(resource))
 	}
@@ -233,7 +233,7 @@ func (s *Store) ensureContainer(ctx context.Context) error {
 	}
 	_, err := s.cc.Create(ctx, nil)
 	if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-		return fmt.Errorf("checkpoint: create container: %w", err)
+		return fmt.Errorf("checkpoint: create container: %w", storagequeue.Scrub(err))
 	}
 	s.created = true
 	return nil

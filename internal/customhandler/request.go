@@ -83,8 +83,9 @@ func (h *HTTPRequest) Header(key string) string {
 }
 
 // QueueItem decodes a queueTrigger value: the message text, which the real host JSON-encodes a second time
-// and third-party fixtures encode once (§3.4). It unquotes while the value is a JSON string whose content is
-// itself a JSON string, so a message that is a JSON document comes back as that document's text.
+// and third-party fixtures encode once (§3.4). It unquotes a JSON string value up to three times, so a
+// message that is a JSON document comes back as that document's text, and an object sent as-is comes back
+// unchanged.
 func (r *Request) QueueItem(name string) ([]byte, error) {
 	raw, ok := r.Data[name]
 	if !ok || isNull(raw) {

@@ -129,3 +129,11 @@ func TestUserProject(t *testing.T) {
 		t.Error("a nil user projects to nil (a deleted user's event carries user: null)")
 	}
 }
+
+func TestSubscriptionErrorsHideSecrets(t *testing.T) {
+	err := redact(&Error{Op: "create subscription", Status: 400, Message: "Invalid notificationUrl 'https://x/api/webhook?code=FUNCKEY&cs=1' for clientState s3cret"},
+		append(urlKeys("https://x/api/webhook?code=FUNCKEY&cs=1"), "s3cret")...)
+	if msg := err.Error(); strings.Contains(msg, "FUNCKEY") || strings.Contains(msg, "s3cret") {
+		t.Errorf("error shows a secret: %s", msg)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -66,7 +67,7 @@ func (c *Client) CreateSubscription(ctx context.Context, s Subscription) (Subscr
 	err := c.getJSON(ctx, request{op: op, method: http.MethodPost, url: c.url("/subscriptions", ""),
 		body: body, flags: flagSubscriptionWrite}, &out)
 	if err != nil {
-		return Subscription{}, redact(err, s.ClientState)
+		return Subscription{}, redact(err, append(urlKeys(s.NotificationURL, s.LifecycleNotificationURL), s.ClientState)...)
 	}
 	return out, nil
 }
@@ -86,7 +87,7 @@ func (c *Client) UpdateSubscription(ctx context.Context, id string, u Subscripti
 	var out Subscription
 	err = c.getJSON(ctx, request{op: op, method: http.MethodPatch, url: c.url("/subscriptions/"+seg, ""),
 		body: u, flags: flagSubscriptionWrite}, &out)
-	return out, err
+	return out, redact(err, urlKeys(u.NotificationURL)...)
 }
 
 // DeleteSubscription deletes a subscription; KindNotFound (errors.Is(err, ErrNotFound)) means it was
@@ -121,11 +122,27 @@ func wireTime(t time.Time) time.Time {
 }
 
 // redact removes a clientState Graph might echo in an error message.
-func redact(err error, secret string) error {
+func redact(err error, secrets ...string) error {
 	var e *Error
-	if secret == "" || !errors.As(err, &e) {
+	if !errors.As(err, &e) {
 		return err
 	}
-	e.Message = strings.ReplaceAll(e.Message, secret, "[redacted]")
+	for _, secret := range secrets {
+		if secret != "" {
+			e.Message = strings.ReplaceAll(e.Message, secret, "[redacted]")
+		}
+	}
 	return err
+}
+
+// urlKeys returns the function keys (query parameter code) in notification URLs: Graph's error messages may
+// quote a URL, and errors reach the log.
+func urlKeys(urls ...string) []string {
+	var keys []string
+	for _, raw := range urls {
+		if u, err := url.Parse(raw); err == nil {
+			keys = append(keys, u.Query()["code"]...)
+		}
+	}
+	return keys
 }

@@ -264,7 +264,7 @@ func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) 
 				// more pass when it completes (once, however many requests collapse into it).
 				if p.Again == "" {
 					p.Again = reason
-					if _, err := st.Save(ctx, res, cp, etag); errors.Is(err, checkpoint.ErrConflict) {
+					if _, err := r.save(ctx, st, cp, etag); errors.Is(err, checkpoint.ErrConflict) {
 						continue
 					} else if err != nil {
 						return Requested{}, err
@@ -276,7 +276,7 @@ func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) 
 			}
 			idle := now.Sub(lastMove(p)).Round(time.Second)
 			p.Updated, p.Wait = now, time.Time{}
-			etag2, err := st.Save(ctx, res, cp, etag)
+			etag2, err := r.save(ctx, st, cp, etag)
 			if errors.Is(err, checkpoint.ErrConflict) {
 				continue // it moved after all, or another request resumed it: look again
 			}
@@ -307,7 +307,7 @@ func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) 
 			p.Reason += "; GRAPH_USER_SELECT changed"
 		}
 		cp.Pass = p
-		etag2, err := st.Save(ctx, res, cp, etag)
+		etag2, err := r.save(ctx, st, cp, etag)
 		if errors.Is(err, checkpoint.ErrConflict) {
 			continue // another request started one at the same moment: collapse into it
 		}
@@ -350,8 +350,8 @@ func (r *Runner) startFromNow(ctx context.Context, st Store, cp checkpoint.Check
 	p.Latest, p.Reason = true, p.Reason+"; first pass: from now (RESYNC_INITIAL=latest)"
 	p.Pages, p.Updated, p.SelectHash = 1, now, checkpoint.SelectHash(r.cfg.UserSelect)
 	cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
-	cp.LastPass, cp.Pass, cp.Writer = p, nil, newWriter()
-	if _, err := st.Save(ctx, r.cfg.Resource, cp, etag); err != nil {
+	cp.LastPass, cp.Pass = p, nil
+	if _, err := r.save(ctx, st, cp, etag); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			return Requested{Action: Collapsed, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
 		}
@@ -365,7 +365,7 @@ func (r *Runner) startFromNow(ctx context.Context, st Store, cp checkpoint.Check
 // (best effort: if this fails too, it becomes resumable after StallAfter).
 func (r *Runner) markStalled(ctx context.Context, st Store, cp checkpoint.Checkpoint, etag checkpoint.ETag) {
 	cp.Pass.Updated, cp.Pass.Wait = time.Time{}, time.Time{}
-	if _, err := st.Save(ctx, r.cfg.Resource, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, cp, etag); err != nil {
 		customhandler.Logger(ctx).Warn("resync: could not mark the pass for an early resume", "pass", cp.Pass.ID, "err", err)
 	}
 }
@@ -436,6 +436,20 @@ func newPassID(now time.Time) string {
 }
 
 // newWriter is a random nonce for Checkpoint.Writer.
+// save writes cp guarded by etag. Each write carries a fresh Writer nonce, so that when the storage client
+// retries a PUT whose answer was lost and the retry fails its own If-Match (412), the write is recognised as
+// ours rather than taken for another worker's.
+func (r *Runner) save(ctx context.Context, st Store, cp checkpoint.Checkpoint, etag checkpoint.ETag) (checkpoint.ETag, error) {
+	cp.Writer = newWriter()
+	et, err := st.Save(ctx, r.cfg.Resource, cp, etag)
+	if errors.Is(err, checkpoint.ErrConflict) {
+		if got, et2, lerr := st.Load(ctx, r.cfg.Resource); lerr == nil && got.Writer == cp.Writer {
+			return et2, nil
+		}
+	}
+	return et, err
+}
+
 func newWriter() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])

@@ -562,3 +562,40 @@ func TestContinuationRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// lostReply applies a write and then answers as a storage client does when the reply to its PUT was lost
+// and its retry failed its own If-Match: 412, a conflict.
+type lostReply struct {
+	resync.Store
+	armed bool
+}
+
+func (l *lostReply) Save(ctx context.Context, resource string, cp checkpoint.Checkpoint, etag checkpoint.ETag) (checkpoint.ETag, error) {
+	et, err := l.Store.Save(ctx, resource, cp, etag)
+	if err == nil && l.armed {
+		l.armed = false
+		return "", checkpoint.ErrConflict
+	}
+	return et, err
+}
+
+func TestOwnWriteWithALostReplyIsNotAConflict(t *testing.T) {
+	e := newEnv(t, 3)
+	e.baseline()
+	e.fg.UpdateUser(uid(1), map[string]any{"jobTitle": "After a lost reply"})
+	lr := &lostReply{Store: e.store, armed: true}
+	r := resync.New(e.cfg,
+		func() (resync.Graph, error) { return e.graph, nil },
+		func() (resync.Store, error) { return lr, nil },
+		func() (resync.Queue, error) { return e.rq, nil },
+		e.clock.now)
+	r.WorkQueue, r.ChangesQueue = e.work, e.changes
+	got, err := r.Request(e.ctx(), "gap")
+	if err != nil || got.Action != resync.Started {
+		t.Fatalf("Request after a lost reply = %+v, %v: the pass must start, not collapse into itself", got, err)
+	}
+	e.driveToEnd()
+	if ev := latestByUser(e.events())[uid(1)]; ev.User["jobTitle"] != "After a lost reply" {
+		t.Errorf("event: %+v", ev)
+	}
+}

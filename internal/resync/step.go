@@ -2,7 +2,6 @@ package resync
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,17 +164,13 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		}
 		out.Done = true
 	}
-	cp.Writer = newWriter()
-	if _, err := st.Save(ctx, r.cfg.Resource, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, cp, etag); err != nil {
 		if !errors.Is(err, checkpoint.ErrConflict) {
 			return out, err
 		}
-		if !r.stored(ctx, st, cp) {
-			out.Conflict, out.Done = true, false
-			log.Info("resync: another worker advanced the checkpoint first; this step stops", "events", len(events))
-			return out, nil
-		}
-		// Our own write landed and its answer was lost (a retried PUT then fails its If-Match).
+		out.Conflict, out.Done = true, false
+		log.Info("resync: another worker advanced the checkpoint first; this step stops", "events", len(events))
+		return out, nil
 	}
 
 	// 3. Hand the next page to the next invocation.
@@ -197,18 +192,6 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	}
 	log.Info("resync page done", "events", len(events))
 	return out, nil
-}
-
-// stored reports whether the checkpoint now stored is exactly want.
-func (r *Runner) stored(ctx context.Context, st Store, want checkpoint.Checkpoint) bool {
-	got, _, err := st.Load(ctx, r.cfg.Resource)
-	if err != nil {
-		return false
-	}
-	want.V, want.Resource = checkpoint.Version, r.cfg.Resource
-	a, _ := json.Marshal(got)
-	b, _ := json.Marshal(want)
-	return string(a) == string(b)
 }
 
 // workContext ends Graph work Margin before the invocation's deadline, leaving time to re-enqueue.
@@ -258,7 +241,7 @@ func (r *Runner) restart(ctx context.Context, log *slog.Logger, st Store, q Queu
 	p.Reason += "; delta link expired"
 	p.Updated, p.Wait = r.now(), time.Time{}
 	out.Full = true
-	if _, err := st.Save(ctx, r.cfg.Resource, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, cp, etag); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			out.Conflict = true
 			return out, nil
@@ -296,7 +279,7 @@ func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, st Store, q 
 		return out, cause
 	}
 	cp.Pass.Wait = r.now().Add(delay)
-	if _, err := st.Save(ctx, r.cfg.Resource, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, cp, etag); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			out.Conflict = true
 			log.Info("resync: step failed and another worker has moved the checkpoint: leaving it to that one", "err", cause)
@@ -416,8 +399,14 @@ func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, users []
 			e.ChangeType, e.SoftDeleted, e.User = "deleted", true, s.user
 		case s.removed != "":
 			e.ChangeType = "deleted"
+		case s.gone && s.user != nil: // soft-deleted since the round was taken
+			e.ChangeType, e.SoftDeleted, e.User = "deleted", true, s.user
 		case s.gone:
-			e.ChangeType, e.SoftDeleted, e.User = "deleted", s.user != nil, s.user
+			// Readable neither in /users nor in deletedItems: a new user still replicating (reference §6), or
+			// one deleted for good since the round. Report what delta returned, not a deletion that may be
+			// false; a real deletion comes back in the next round as @removed.
+			e.ChangeType, e.User = "updated", s.u.Project(sel)
+			log.Info("resync: user not readable now; reporting the properties delta returned", "id", s.id)
 		default:
 			e.ChangeType, e.User = "updated", s.u.Project(sel)
 		}

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -99,12 +100,12 @@ func (c *Client) enqueueRaw(ctx context.Context, queue, text string, delay time.
 	_, err := q.EnqueueMessage(ctx, text, &opts)
 	if queueerror.HasCode(err, queueerror.QueueNotFound) {
 		if _, cerr := q.Create(ctx, nil); cerr != nil && !queueerror.HasCode(cerr, queueerror.QueueAlreadyExists) {
-			return fmt.Errorf("create queue %s: %w", queue, cerr)
+			return fmt.Errorf("create queue %s: %w", queue, scrub(cerr))
 		}
 		_, err = q.EnqueueMessage(ctx, text, &opts)
 	}
 	if err != nil {
-		return fmt.Errorf("enqueue to %s: %w", queue, err)
+		return fmt.Errorf("enqueue to %s: %w", queue, scrub(err))
 	}
 	return nil
 }
@@ -125,7 +126,7 @@ func (c *Client) Receive(ctx context.Context, queue string, n int32, visibility 
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("receive from %s: %w", queue, err)
+		return nil, fmt.Errorf("receive from %s: %w", queue, scrub(err))
 	}
 	out := make([]Message, 0, len(resp.Messages))
 	for _, m := range resp.Messages {
@@ -147,7 +148,7 @@ func (c *Client) Receive(ctx context.Context, queue string, n int32, visibility 
 func (c *Client) Delete(ctx context.Context, queue string, m Message) error {
 	_, err := c.svc.NewQueueClient(queue).DeleteMessage(ctx, m.ID, m.PopReceipt, nil)
 	if err != nil && !queueerror.HasCode(err, queueerror.MessageNotFound) {
-		return fmt.Errorf("delete from %s: %w", queue, err)
+		return fmt.Errorf("delete from %s: %w", queue, scrub(err))
 	}
 	return nil
 }
@@ -158,31 +159,31 @@ func PoisonQueue(queue string) string { return queue + "-poison" }
 // ReplayResult counts what a replay did.
 type ReplayResult struct{ Moved, Seen int }
 
-// Replay moves every message of queue's poison queue back to queue (or only counts them when dryRun),
-// keeping each message's text as it was. Messages arriving during the replay may be left for a next run.
+// Replay moves the messages in queue's poison queue back to queue (or only counts them when dryRun),
+// keeping each message's text as it was. It moves at most as many as were there when it started: a message
+// that fails again while the replay runs goes back to poison, and must not be moved round in circles.
 func (c *Client) Replay(ctx context.Context, queue string, dryRun bool) (ReplayResult, error) {
 	var r ReplayResult
 	poison := PoisonQueue(queue)
-	if dryRun {
-		props, err := c.svc.NewQueueClient(poison).GetProperties(ctx, nil)
-		if queueerror.HasCode(err, queueerror.QueueNotFound) {
-			return r, nil
-		}
-		if err != nil {
-			return r, fmt.Errorf("inspect %s: %w", poison, err)
-		}
-		if props.ApproximateMessagesCount != nil {
-			r.Seen = int(*props.ApproximateMessagesCount)
-		}
+	props, err := c.svc.NewQueueClient(poison).GetProperties(ctx, nil)
+	if queueerror.HasCode(err, queueerror.QueueNotFound) {
 		return r, nil
 	}
-	for {
-		msgs, err := c.Receive(ctx, poison, 32, time.Minute)
-		if err != nil {
+	if err != nil {
+		return r, fmt.Errorf("inspect %s: %w", poison, scrub(err))
+	}
+	limit := 0
+	if props.ApproximateMessagesCount != nil {
+		limit = int(*props.ApproximateMessagesCount)
+	}
+	if dryRun {
+		r.Seen = limit
+		return r, nil
+	}
+	for r.Seen < limit {
+		msgs, err := c.Receive(ctx, poison, int32(min(32, limit-r.Seen)), time.Minute)
+		if err != nil || len(msgs) == 0 {
 			return r, err
-		}
-		if len(msgs) == 0 {
-			return r, nil
 		}
 		for _, m := range msgs {
 			r.Seen++
@@ -196,7 +197,24 @@ func (c *Client) Replay(ctx context.Context, queue string, dryRun bool) (ReplayR
 			r.Moved++
 		}
 	}
+	return r, nil
 }
+
+// scrub removes the query from the URL inside a transport error: with a SAS connection string it holds the
+// signature, and errors end up in logs.
+func scrub(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && u.RawQuery != "" {
+			u.RawQuery = "[redacted]"
+			ue.URL = u.String()
+		}
+	}
+	return err
+}
+
+// Scrub is scrub for the other storage clients (the checkpoint's blob client).
+func Scrub(err error) error { return scrub(err) }
 
 func deref(s *string) string {
 	if s == nil {

@@ -2,6 +2,8 @@ package storagequeue
 
 import (
 	"context"
+	"errors"
+	"net/url"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -122,5 +124,16 @@ func TestNewErrors(t *testing.T) {
 	_, err := New(config.StorageSettings{ConnectionString: "AccountName=x;AccountKey=SECRETKEY;Broken"}, Options{})
 	if err != nil && strings.Contains(err.Error(), "SECRETKEY") {
 		t.Errorf("error leaks the key: %v", err)
+	}
+}
+
+func TestScrubRemovesTheSAS(t *testing.T) {
+	inner := &url.Error{Op: "Post", URL: "http://127.0.0.1:1/devstoreaccount1/q/messages?sv=2024&sig=SUPERSECRETSIG", Err: errors.New("connection refused")}
+	err := fmt.Errorf("enqueue to q: %w", scrub(inner))
+	if strings.Contains(err.Error(), "SUPERSECRETSIG") || !strings.Contains(err.Error(), "/q/messages?%5Bredacted%5D") && !strings.Contains(err.Error(), "/q/messages?[redacted]") {
+		t.Errorf("err = %v", err)
+	}
+	if !errors.Is(err, inner.Err) {
+		t.Error("scrub must keep the error chain")
 	}
 }
