@@ -66,6 +66,9 @@ Commands (they read the same app settings as the functions):
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	log := customhandler.NewLogger(stdout, stderr, slog.LevelInfo)
+	// Anything that logs without an invocation's logger (the SDKs, a library) goes the same way: information
+	// to stdout, which the host would otherwise log as errors from stderr.
+	slog.SetDefault(log)
 	cfg := config.Load(getenv)
 	a := newApp(cfg, log)
 
@@ -168,7 +171,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		if err != nil {
 			return nil, err
 		}
-		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log})
+		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: customhandler.Logger})
 	})
 	a.queue = sync.OnceValues(func() (*storagequeue.Client, error) {
 		if err := cfg.Check(config.Storage); err != nil {

@@ -44,6 +44,9 @@ type ClientOptions struct {
 	MaxRetries int32
 	// Logger receives a Debug line per call and a Warn line per throttled call; nil discards.
 	Logger *slog.Logger
+	// LoggerFrom, when set, picks the logger for a call from its context instead, so that the lines carry
+	// the invocation they belong to.
+	LoggerFrom func(context.Context) *slog.Logger
 }
 
 // Client is a thin typed Microsoft Graph client on an azcore pipeline. It is safe for concurrent use and
@@ -53,6 +56,7 @@ type Client struct {
 	baseURL string
 	pl      runtime.Pipeline
 	log     *slog.Logger
+	logFrom func(context.Context) *slog.Logger
 	now     func() time.Time // for Retry-After HTTP-dates
 }
 
@@ -88,7 +92,7 @@ func NewClient(cred azcore.TokenCredential, o ClientOptions) (*Client, error) {
 		// PerRetry, so a retry after a long wait gets a fresh token if the old one expired meanwhile.
 		PerRetry: []policy.Policy{runtime.NewBearerTokenPolicy(markTokenErrors{cred}, []string{scope}, nil)},
 	}, &copts)
-	return &Client{base: base, baseURL: base.String(), pl: pl, log: logger, now: time.Now}, nil
+	return &Client{base: base, baseURL: base.String(), pl: pl, log: logger, logFrom: o.LoggerFrom, now: time.Now}, nil
 }
 
 // Scope returns the OAuth scope for a Graph base URL: "<scheme>://<host>/.default". Each national cloud
@@ -159,11 +163,15 @@ func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
 			return nil, localError(r.op, "setting the body: %v", err)
 		}
 	}
+	log := c.log
+	if c.logFrom != nil {
+		log = c.logFrom(ctx)
+	}
 	start := time.Now()
 	resp, err := c.pl.Do(req)
 	if err != nil {
 		e := transportError(r.op, err)
-		c.log.Debug("graph call failed", "op", r.op, "kind", e.Kind.String(), "error", e.Error())
+		log.Debug("graph call failed", "op", r.op, "kind", e.Kind.String(), "error", e.Error())
 		return nil, e
 	}
 	body, err := runtime.Payload(resp)
@@ -171,14 +179,14 @@ func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
 		return nil, transportError(r.op, err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		c.log.Debug("graph call", "op", r.op, "status", resp.StatusCode, "duration", time.Since(start))
+		log.Debug("graph call", "op", r.op, "status", resp.StatusCode, "duration", time.Since(start))
 		return body, nil
 	}
 	e := responseError(r.op, r.flags, resp.StatusCode, resp.Header, body, c.now())
 	if e.Kind == KindThrottled {
-		c.log.Warn("graph call throttled", "op", r.op, "retryAfter", e.RetryAfter, "requestId", e.RequestID)
+		log.Warn("graph call throttled", "op", r.op, "retryAfter", e.RetryAfter, "requestId", e.RequestID)
 	} else {
-		c.log.Debug("graph call", "op", r.op, "status", resp.StatusCode, "code", e.Code, "requestId", e.RequestID)
+		log.Debug("graph call", "op", r.op, "status", resp.StatusCode, "code", e.Code, "requestId", e.RequestID)
 	}
 	return nil, e
 }
