@@ -80,7 +80,7 @@ type Config struct {
 	DisableInstanceDiscovery bool
 
 	GraphBaseURL             string
-	NotificationURL          string // may carry ?code=<function key>: use RedactURL before logging
+	NotificationURL          string // may carry ?code=<function key>: never log it
 	LifecycleNotificationURL string // defaults to NotificationURL
 	ClientState              Secret
 	ClientStatePrevious      Secret

@@ -117,24 +117,3 @@ func parseConnectionString(cs string) map[string]string {
 	}
 	return kv
 }
-
-// RedactURL returns u with the values of secret query parameters (the function key "code") replaced, for
-// logs and error messages.
-func RedactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "[unparseable URL]"
-	}
-	q := p.Query()
-	changed := false
-	for k := range q {
-		if strings.EqualFold(k, "code") || strings.EqualFold(k, "sig") {
-			q.Set(k, "redacted")
-			changed = true
-		}
-	}
-	if changed {
-		p.RawQuery = q.Encode()
-	}
-	return p.String()
-}

@@ -319,12 +319,9 @@ func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) 
 			return Requested{}, err
 		}
 		kind := "incremental"
-		switch {
-		case p.Full:
+		if p.Full {
 			kind = "full"
 			log.Warn("resync: starting a full pass", "pass", p.ID, "reason", p.Reason)
-		case p.Latest:
-			kind = "latest"
 		}
 		log.Info("resync pass started", "pass", p.ID, "kind", kind, "reason", p.Reason)
 		return Requested{Action: Started, PassID: p.ID, Full: p.Full, Latest: p.Latest, Reason: p.Reason}, nil

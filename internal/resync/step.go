@@ -123,7 +123,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	out.Full = p.Full
 	if err != nil {
 		// An expired link restarts the pass as full; a full or latest start cannot expire.
-		if errors.Is(err, graph.ErrResyncRequired) && (link != "" || (!p.Full && !p.Latest)) {
+		if errors.Is(err, graph.ErrResyncRequired) && (link != "" || !p.Full) {
 			return r.restart(ctx, log, st, q, cp, etag, out, err)
 		}
 		return r.retryOrFail(ctx, log, st, q, cp, etag, m, c, out, err)
@@ -202,8 +202,9 @@ func (r *Runner) workContext(ctx context.Context) (context.Context, context.Canc
 	return context.WithCancel(ctx)
 }
 
-// fetch gets the pass's next page. At the start of a pass it decides how: a full round, a round from
-// now, or the changes since the stored deltaLink (unless the select changed since that link was made).
+// fetch gets the pass's next page. At the start of a pass it decides how: a full round, or the changes since
+// the stored deltaLink (unless the select changed since that link was made). A pass "from now" never gets
+// here: Request completes it at once.
 func (r *Runner) fetch(ctx context.Context, log *slog.Logger, g Graph, cp *checkpoint.Checkpoint) (graph.DeltaPage, error) {
 	p := cp.Pass
 	if p.Link != "" {
@@ -211,11 +212,13 @@ func (r *Runner) fetch(ctx context.Context, log *slog.Logger, g Graph, cp *check
 	}
 	sel := r.cfg.UserSelect
 	hash := checkpoint.SelectHash(sel)
-	if p.Latest {
-		p.SelectHash = hash
-		return g.DeltaStart(ctx, sel, true)
-	}
-	if !p.Full && (cp.DeltaLink == "" || cp.SelectHash != hash) {
+	switch {
+	case p.Full:
+	case cp.DeltaLink == "":
+		p.Full = true
+		p.Reason += "; no starting point stored"
+		log.Warn("resync: no delta link is stored: running a full pass")
+	case cp.SelectHash != hash:
 		p.Full = true
 		p.Reason += "; GRAPH_USER_SELECT changed"
 		log.Warn("resync: GRAPH_USER_SELECT differs from the stored delta link's: running a full pass")
@@ -236,7 +239,7 @@ func (r *Runner) restart(ctx context.Context, log *slog.Logger, st Store, q Queu
 		return out, fmt.Errorf("resync: delta links expired %d times in one pass: %w", p.Restarts, cause)
 	}
 	log.Warn("resync: the delta link expired (syncStateNotFound or 410 Gone): restarting as a full pass", "err", cause)
-	p.Full, p.Latest = true, false
+	p.Full = true
 	p.Prev, p.Link = p.Link, ""
 	p.Reason += "; delta link expired"
 	p.Updated, p.Wait = r.now(), time.Time{}

@@ -2,10 +2,10 @@ package storagequeue
 
 import (
 	"context"
-	"errors"
-	"net/url"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
