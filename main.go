@@ -49,6 +49,10 @@ func main() {
 	os.Exit(customhandler.ExitCode(err))
 }
 
+// testHookServer, set only by tests, adds functions to the server run builds (one that holds an invocation
+// open, to test shutdown with work in flight).
+var testHookServer func(*customhandler.Server)
+
 // shutdownGrace is how long in-flight invocations may run after a stop signal.
 const shutdownGrace = 30 * time.Second
 
@@ -130,6 +134,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Sprintf("resync %s (%s): pass %s", r.Action, r.Reason, r.PassID), nil
 	}
 	timer.Register(srv)
+	if testHookServer != nil {
+		testHookServer(srv)
+	}
 
 	ln, err := customhandler.Listen(getenv)
 	if err != nil {
