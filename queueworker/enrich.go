@@ -354,7 +354,9 @@ func (f *Function) lookUpDeleted(work context.Context, m *message.Message, clien
 				f.finish(u, m, "deleted", true, props, now)
 				t.softDeleted++
 			case graph.KindOf(err) == graph.KindNotFound:
-				if m.Attempt < ReplicationRetries {
+				// Attempts spent on throttling or failures are no replication wait: keep retrying until the
+				// message is as old as the ReplicationRetries backoff steps add up to.
+				if m.Attempt < ReplicationRetries || (!m.FirstSeen.IsZero() && now.Sub(m.FirstSeen) < f.replicationWindow()) {
 					u.later(reasonNotFound, 0)
 					return
 				}
@@ -375,4 +377,15 @@ func (f *Function) lookUpDeleted(work context.Context, m *message.Message, clien
 	}
 	wg.Wait()
 	return first
+}
+
+// replicationWindow is how long the backoff steps of ReplicationRetries attempts add up to (30 + 60 + 120 s):
+// a user found nowhere is retried at least that long after its message was first seen, however many attempts
+// throttling or transient failures used up before it was first looked for.
+func (f *Function) replicationWindow() time.Duration {
+	var d time.Duration
+	for i := range ReplicationRetries {
+		d += backoff(f.backoffBase, f.backoffMax, i)
+	}
+	return d
 }

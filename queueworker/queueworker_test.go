@@ -572,3 +572,22 @@ func TestResyncMessagesGoToTheStep(t *testing.T) {
 		t.Error("a resync message was poisoned")
 	}
 }
+
+// Attempts used up by throttling are no replication wait: a new user that replicates late is still found,
+// not reported deleted.
+func TestReplicationWaitNotUsedUpByThrottling(t *testing.T) {
+	e := newEnv(t)
+	e.f.backoffBase = 500 * time.Millisecond // a 3.5 s replication window
+	e.fg.SetReplicationLag(2 * time.Second)
+	late := e.addUsers("a4000000", 1)[0]
+	m := msg(message.KindNotifications, note(late, "updated"))
+	m.Attempt = ReplicationRetries // three throttled attempts before the first lookup
+	m.FirstSeen = time.Now().UTC().Truncate(time.Second)
+	if r := e.invokeMessage(m); len(r.events) != 0 {
+		t.Fatalf("lagging user reported at once: %+v", r.events)
+	}
+	events, _ := e.drain(30 * time.Second)
+	if len(events) != 1 || events[0].ChangeType != "updated" || events[0].User["id"] != late {
+		t.Errorf("late user after throttling: %+v", events)
+	}
+}
