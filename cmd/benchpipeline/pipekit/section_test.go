@@ -1,0 +1,47 @@
+package pipekit
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestWriteSectionKeepsTheOtherSection(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "b.md")
+	doc := "# Report\n\ntext\n\n## Graph economy, end-to-end latency and reliability\n\n" + outerMarker + "\n" + placeholder + " old text\n" + outerEnd + "\n"
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSection(p, "reliability", "R1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSection(p, "economy", "E1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSection(p, "reliability", "R2"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	got := string(b)
+	want := "# Report\n\ntext\n\n## Graph economy, end-to-end latency and reliability\n\n" + outerMarker + "\n" +
+		subBegin("economy") + "\nE1\n" + subEnd("economy") + "\n\n" + subBegin("reliability") + "\nR2\n" + subEnd("reliability") + "\n" + outerEnd + "\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if strings.Contains(got, placeholder) {
+		t.Error("placeholder kept")
+	}
+}
+
+func TestWriteSectionWithoutBlock(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "new.md")
+	if err := WriteSection(p, "economy", "E"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if !strings.Contains(string(b), outerMarker+"\n"+subBegin("economy")+"\nE\n"+subEnd("economy")) || !strings.HasSuffix(string(b), outerEnd+"\n") {
+		t.Errorf("got\n%s", b)
+	}
+}
