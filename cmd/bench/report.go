@@ -162,10 +162,11 @@ func render(r *report) string {
 	p("\n")
 
 	// Micro-benchmark.
-	p("## Micro-benchmark: the webhook function in-process (no HTTP)\n\n")
-	p("`go %s` — `BenchmarkWebhook20` decodes the envelope, runs the function (verify + split 20 notifications) and encodes\n", strings.Join(quoteArgs(r.GoBenchCmd), " "))
-	p("the answer; `BenchmarkBaseline20` decodes the same envelope and body generically and encodes an answer of the same size\n")
-	p("with no checks. Median of %d run(s) [min–max].\n\n", r.Opts.benchCount)
+	p("## Micro-benchmark: one invocation through the handler's server, in-process (no network)\n\n")
+	p("`go %s` — `BenchmarkWebhook20` serves one invocation with the handler's own `http.Handler` (an httptest recorder): it\n", strings.Join(quoteArgs(r.GoBenchCmd), " "))
+	p("reads and decodes the envelope, verifies and splits 20 notifications, encodes the answer and logs its line;\n")
+	p("`BenchmarkBaseline20` reads the same request, decodes the envelope and body generically and encodes an answer of the same\n")
+	p("size, with no checks and no log. Median of %d run(s) [min–max].\n\n", r.Opts.benchCount)
 	p("| benchmark | time/op | MB/s | B/op | allocs/op |\n|---|---:|---:|---:|---:|\n")
 	var wh, base *goBench
 	for i := range r.GoBench {
