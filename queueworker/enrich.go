@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
@@ -127,7 +128,7 @@ func (f *Function) delayFor(u *user, attempt int) time.Duration {
 	if u.retryAfter > 0 || u.why == reasonGate {
 		return u.retryAfter
 	}
-	return backoff(f.backoffBase, f.backoffMax, attempt)
+	return backoff.Step(f.backoffBase, f.backoffMax, attempt)
 }
 
 func allIndexes(m *message.Message) []int {
@@ -385,7 +386,7 @@ func (f *Function) lookUpDeleted(work context.Context, m *message.Message, clien
 func (f *Function) replicationWindow() time.Duration {
 	var d time.Duration
 	for i := range ReplicationRetries {
-		d += backoff(f.backoffBase, f.backoffMax, i)
+		d += backoff.Step(f.backoffBase, f.backoffMax, i)
 	}
 	return d
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
@@ -53,7 +54,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 			default:
 				// The keys could not be fetched: nothing is known about the token yet.
 				line, rerr := f.requeue(ctx, log, m, retry{notes: allIndexes(m), why: reasonTransient,
-					delay: backoff(f.backoffBase, f.backoffMax, m.Attempt)})
+					delay: backoff.Step(f.backoffBase, f.backoffMax, m.Attempt)})
 				if rerr != nil {
 					return nil, rerr
 				}
@@ -176,7 +177,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		slices.Sort(pending)
 		pending = slices.Compact(pending)
 		line, err := f.requeue(ctx, log, m, retry{notes: pending, why: why,
-			delay: max(wait, backoff(f.backoffBase, f.backoffMax, m.Attempt)), dropTokens: true})
+			delay: max(wait, backoff.Step(f.backoffBase, f.backoffMax, m.Attempt)), dropTokens: true})
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
@@ -224,7 +225,7 @@ func TestServiceUnavailableStorm(t *testing.T) {
 	}
 	out := e.enqueuedTo(e.queue)
 	for i, x := range out {
-		if want := backoff(e.f.backoffBase, BackoffMax, i); x.delay < want || x.delay > want+want/10 {
+		if want := backoff.Step(e.f.backoffBase, BackoffMax, i); x.delay < want || x.delay > want+want/10 {
 			t.Errorf("delay %d = %s, want %s + ≤10 %%", i, x.delay, want)
 		}
 	}
@@ -526,13 +527,13 @@ func TestBackoffNumbers(t *testing.T) {
 	want := []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
 	var total time.Duration
 	for i, w := range want {
-		if got := backoff(BackoffBase, BackoffMax, i); got != w {
-			t.Errorf("backoff(%d) = %s, want %s", i, got, w)
+		if got := backoff.Step(BackoffBase, BackoffMax, i); got != w {
+			t.Errorf("backoff.Step(%d) = %s, want %s", i, got, w)
 		}
 	}
 	n := 0
 	for total < MaxAge {
-		total += backoff(BackoffBase, BackoffMax, n)
+		total += backoff.Step(BackoffBase, BackoffMax, n)
 		n++
 	}
 	if n >= MaxAttempts {

@@ -46,15 +46,6 @@ func (g *Gate) Remaining(now time.Time) time.Duration {
 	return 0
 }
 
-// backoff is the delay after a failed attempt: base doubling per attempt, at most max.
-func backoff(base, max time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 0; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
-}
-
 // jitter adds 0–10 % to d, chosen by seed so that the same work always gets the same delay while different
 // messages spread out.
 func jitter(d time.Duration, seed []byte) time.Duration {

@@ -10,8 +10,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -259,15 +259,7 @@ func discoveryOff(s Settings, host string) bool {
 // isLoopback reports whether an authority URL points at this machine: 127.0.0.0/8, ::1 or localhost.
 func isLoopback(authorityURL string) bool {
 	u, err := url.Parse(authorityURL)
-	if err != nil {
-		return false
-	}
-	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && config.IsLoopback(strings.TrimSuffix(u.Hostname(), "."))
 }
 
 func unwrapPathError(err error) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"log/slog"
 	"slices"
 	"strings"
@@ -299,14 +300,7 @@ func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, st Store, q 
 }
 
 func (r *Runner) backoff(attempt int) time.Duration {
-	d := r.BackoffBase
-	for range min(max(attempt, 0), 20) {
-		d *= 2
-		if d >= r.BackoffMax {
-			return r.BackoffMax
-		}
-	}
-	return min(d, r.BackoffMax)
+	return backoff.Step(r.BackoffBase, r.BackoffMax, attempt)
 }
 
 // userState is where a user of the page stands.
