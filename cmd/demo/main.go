@@ -62,7 +62,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	d := &demo{out: out, start: time.Now()}
 	d.say("Starting Azurite (storage), the Graph double with %d users, and the Functions host double running ./%s …", *users, filepath.Base(*handler))
-	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, HandlerOut: logw})
+	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, HandlerOut: logw,
+		Graph: func(o *fakegraph.Options) { o.ControlAPI = *follow }})
 	if err != nil {
 		if errors.Is(err, azuritetest.ErrNotInstalled) {
 			return fmt.Errorf("%w (make demo does this for you)", err)
@@ -191,7 +192,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	d.say("Every change arrived as an enriched event carrying the user's latest state.")
 
 	if *follow {
-		d.say("\nFollowing graphchanges (Ctrl-C to stop). Change users with the Graph double's control API: %s/_control/", s.Graph.URL())
+		d.say("\nFollowing graphchanges (Ctrl-C to stop). Change a user through the Graph double's control API, e.g.:")
+		d.say("  curl -sk -XPOST %s/_control/users/%s -d '{\"jobTitle\":\"CTO\"}'", s.Graph.URL(), devstack.UserID(1))
 		seen := len(s.Events())
 		for ctx.Err() == nil {
 			s.Drain(ctx)
