@@ -28,6 +28,7 @@ type user struct {
 	event      *message.Event
 	why        reason // when left for later
 	retryAfter time.Duration
+	refused    error // Graph refused to read this user for good: its notifications go to poison alone
 }
 
 // tally counts what an invocation did, for its Logs line.
@@ -87,11 +88,31 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		}
 	}
 
+	// A user Graph refused to read (while it read the others) must not hold the rest hostage: its
+	// notifications go to the poison queue on their own, with the reason in the log.
+	var refused []int
+	for _, u := range users {
+		if u.refused != nil {
+			refused = append(refused, u.notes...)
+			log.Error("Graph refused to read a user; its notifications go to the poison queue", "user", u.id, "err", u.refused.Error())
+		}
+	}
+	if len(refused) > 0 {
+		slices.Sort(refused)
+		if err := f.poisonNotes(ctx, log, m, refused); err != nil {
+			return nil, err
+		}
+		logs = append(logs, fmt.Sprintf("moved %d notifications of users Graph refused to read to the poison queue", len(refused)))
+	}
+
 	var events []message.Event
 	var rest retry
 	for _, u := range users {
 		if u.event != nil {
 			events = append(events, *u.event)
+			continue
+		}
+		if u.refused != nil {
 			continue
 		}
 		rest.notes = append(rest.notes, u.notes...)
@@ -272,6 +293,7 @@ func (f *Function) lookUp(ctx context.Context, log *slog.Logger, m *message.Mess
 			f.gate.CloseUntil(f.now().Add(res.RetryAfter))
 		}
 		now := f.now()
+		refused := 0
 		for i, it := range res.Items {
 			u := chunk[i]
 			switch {
@@ -283,7 +305,9 @@ func (f *Function) lookUp(ctx context.Context, log *slog.Logger, m *message.Mess
 			default:
 				why, ra := retryable(it.Err)
 				if why == reasonNone {
-					return fmt.Errorf("reading user %s: %w", u.id, it.Err)
+					u.refused = it.Err
+					refused++
+					continue
 				}
 				if why == reasonThrottled && ra == 0 {
 					ra = res.RetryAfter
@@ -291,6 +315,11 @@ func (f *Function) lookUp(ctx context.Context, log *slog.Logger, m *message.Mess
 				f.throttled(why, ra)
 				u.later(why, ra)
 			}
+		}
+		if refused == len(res.Items) {
+			// Every read refused alike is no bad user but a bad setting (GRAPH_USER_SELECT) or permission:
+			// fail, so the host retries and the message is kept.
+			return fmt.Errorf("reading %d users: Graph refused every one: %w", len(ids), res.Items[0].Err)
 		}
 	}
 	if len(missing) > 0 {

@@ -592,3 +592,36 @@ func TestReplicationWaitNotUsedUpByThrottling(t *testing.T) {
 		t.Errorf("late user after throttling: %+v", events)
 	}
 }
+
+// One user Graph refuses to read must not send the users it did read to the poison queue with it.
+func TestRefusedUserGoesToPoisonAlone(t *testing.T) {
+	e := newEnv(t)
+	ids := e.addUsers("a8000000", 3)
+	e.fg.Inject("GET /v1.0/users/{id}", fakegraph.Fault{Status: 400, Count: 1}) // the batch's first item
+	r := e.invokeMessage(msg(message.KindNotifications, note(ids[0], "updated"), note(ids[1], "updated"), note(ids[2], "updated")))
+	if len(r.events) != 2 || r.events[0].ResourceID != ids[1] || r.events[1].ResourceID != ids[2] {
+		t.Fatalf("events %+v: want the two users Graph read", r.events)
+	}
+	poisoned := e.enqueuedTo(e.poison)
+	if len(poisoned) != 1 {
+		t.Fatalf("%d poison messages, want 1", len(poisoned))
+	}
+	m, err := message.Decode(poisoned[0].text)
+	if err != nil || len(m.Notifications) != 1 || m.Notifications[0].ResourceID() != ids[0] {
+		t.Errorf("poisoned %+v, %v: want only the refused user's notification", m, err)
+	}
+	if len(e.enqueuedTo(e.queue)) != 0 {
+		t.Error("a refused read was re-enqueued")
+	}
+
+	// Refused for every user alike: a setting or permission problem, not a bad user. The invocation fails.
+	e2 := newEnv(t)
+	id := e2.addUsers("a9000000", 1)[0]
+	e2.fg.Inject("GET /v1.0/users/{id}", fakegraph.Fault{Status: 400, Count: -1})
+	if _, err := e2.invoke(hostRequest(t, hostText(t, msg(message.KindNotifications, note(id, "updated"))), 1)); err == nil || !strings.Contains(err.Error(), "refused every one") {
+		t.Errorf("err = %v, want the invocation to fail", err)
+	}
+	if len(e2.enqueuedTo(e2.poison)) != 0 {
+		t.Error("a refusal of every read poisoned the message instead of failing the invocation")
+	}
+}
