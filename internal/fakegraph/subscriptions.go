@@ -494,14 +494,24 @@ func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request)
 	writeGraphJSON(w, http.StatusOK, body)
 }
 
-// handleGetSubscription: clientState comes back null, as on the list (choice: the reference documents null for list only).
-func (s *Server) handleGetSubscription(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+// lockOwn takes the lock and returns this app's live subscription id with the lock held; for any other (gone,
+// expired, another app's) it releases the lock, answers 404 as Graph does, and reports false.
+func (s *Server) lockOwn(w http.ResponseWriter, r *http.Request, id string) (*Subscription, bool) {
 	s.mu.Lock()
 	sub := s.liveLocked(id)
 	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
 		s.mu.Unlock()
 		s.subNotFound(w, r, id)
+		return nil, false
+	}
+	return sub, true
+}
+
+// handleGetSubscription: clientState comes back null, as on the list (choice: the reference documents null for list only).
+func (s *Server) handleGetSubscription(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	sub, ok := s.lockOwn(w, r, id)
+	if !ok {
 		return
 	}
 	body := s.subJSON(sub, false)
@@ -521,11 +531,8 @@ func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request)
 		s.graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid request body: "+err.Error())
 		return
 	}
-	s.mu.Lock()
-	sub := s.liveLocked(id)
-	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
-		s.mu.Unlock()
-		s.subNotFound(w, r, id)
+	sub, ok := s.lockOwn(w, r, id)
+	if !ok {
 		return
 	}
 	cur := *sub
@@ -588,11 +595,8 @@ func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request)
 
 func (s *Server) handleDeleteSubscription(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	s.mu.Lock()
-	sub := s.liveLocked(id)
-	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
-		s.mu.Unlock()
-		s.subNotFound(w, r, id)
+	_, ok := s.lockOwn(w, r, id)
+	if !ok {
 		return
 	}
 	s.removeSubLocked(id)
@@ -602,11 +606,8 @@ func (s *Server) handleDeleteSubscription(w http.ResponseWriter, r *http.Request
 
 func (s *Server) handleReauthorize(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	s.mu.Lock()
-	sub := s.liveLocked(id)
-	if sub == nil || !strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
-		s.mu.Unlock()
-		s.subNotFound(w, r, id)
+	_, ok := s.lockOwn(w, r, id)
+	if !ok {
 		return
 	}
 	m := s.subMeta[id]

@@ -85,7 +85,6 @@ func TestFunctionTimeoutRestartsTheHandler(t *testing.T) {
 	// then, before its own timeout.
 	var wg sync.WaitGroup
 	status := make([]int, 2)
-	t0 := time.Now()
 	for i := range 2 {
 		wg.Add(1)
 		go func() {
@@ -103,9 +102,8 @@ func TestFunctionTimeoutRestartsTheHandler(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if d := time.Since(t0); d > 2900*time.Millisecond {
-		t.Errorf("both calls took %s; B should have failed with A's restart at about 2 s", d)
-	}
+	// That B failed through A's restart, not its own timeout, is asserted on the records below (one timeout,
+	// one aborted by the restart), not on wall-clock time, which a loaded machine stretches.
 	if status[0] != 500 || status[1] != 500 {
 		t.Errorf("statuses %v, want 500 500", status)
 	}
