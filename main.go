@@ -21,6 +21,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	a := newApp(cfg, log)
 
 	if len(args) > 1 {
-		ctx = customhandler.WithLogger(ctx, log)
+		ctx = logctx.With(ctx, log)
 		switch args[1] {
 		case "-h", "-help", "--help", "help":
 			fmt.Fprint(stdout, usage)
@@ -119,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ResyncStep: func(ctx context.Context, m *message.Message) error {
 			res, err := a.resync.Step(ctx, m)
 			if err == nil {
-				customhandler.Logger(ctx).Info(res.Summary())
+				logctx.From(ctx).Info(res.Summary())
 			}
 			return err
 		},
@@ -178,7 +179,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		if err != nil {
 			return nil, err
 		}
-		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: customhandler.Logger})
+		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: logctx.From})
 	})
 	a.queue = sync.OnceValues(func() (*storagequeue.Client, error) {
 		if err := cfg.Check(config.Storage); err != nil {
@@ -223,4 +224,4 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout io.Writer)
 }
 
 // queueworkerQueue is the queue between the webhook and the worker (design.md).
-const queueworkerQueue = "webhooksnotificationqueue"
+const queueworkerQueue = message.WorkQueue

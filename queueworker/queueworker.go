@@ -91,6 +91,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
@@ -101,7 +102,7 @@ const (
 	TriggerName   = "message"
 	ChangesOutput = "changes"
 	// Queue is the trigger's queue, where unfinished work is re-enqueued.
-	Queue = "webhooksnotificationqueue"
+	Queue = message.WorkQueue
 )
 
 // The numbers behind the failure behaviour (see the package documentation).
@@ -196,7 +197,7 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 	if err != nil {
 		return nil, err
 	}
-	log := customhandler.Logger(ctx)
+	log := logctx.From(ctx)
 	meta, _ := req.QueueMetadata() // only for logs: lenient, absent fields stay empty
 	log = log.With("message_id", string(meta.ID), "dequeue_count", meta.Dequeues())
 	resp, err := f.handle(ctx, log, text)

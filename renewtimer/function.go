@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 )
 
 // Binding names, as in renewtimer/function.json.
@@ -36,7 +37,7 @@ func (f *Function) Register(s *customhandler.Server) {
 // Invoke runs the keeper once. A failure fails the invocation, and function.json's retry policy runs it
 // again before the next tick.
 func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*customhandler.Response, error) {
-	log := customhandler.Logger(ctx)
+	log := logctx.From(ctx)
 	if t, err := req.Timer(TriggerName); err != nil {
 		log.Warn("timer info unreadable; running anyway", "err", err)
 	} else if t.IsPastDue {

@@ -32,8 +32,8 @@ import (
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 )
 
 const (
@@ -147,7 +147,7 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, fmt.Errorf("graph client: %w", err)
 	}
-	log := customhandler.Logger(ctx)
+	log := logctx.From(ctx)
 
 	subs, err := k.mine(ctx, g)
 	if err != nil {

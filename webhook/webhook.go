@@ -17,6 +17,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
 
@@ -169,7 +170,7 @@ func (f *Function) accept(ctx context.Context, coll graph.NotificationCollection
 	}
 	t.messages = len(msgs)
 
-	log := customhandler.Logger(ctx)
+	log := logctx.From(ctx)
 	if dropped := t.badClientState + t.foreignTenant; dropped > 0 {
 		log.Warn("dropped notifications that failed verification",
 			"bad_client_state", t.badClientState, "foreign_tenant", t.foreignTenant, "subscriptions", t.droppedSubscriptions)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
 
@@ -239,7 +240,7 @@ func TestNotificationsNeedSettings(t *testing.T) {
 func TestForgedNotificationsAreDroppedQuietly(t *testing.T) {
 	var logBuf bytes.Buffer
 	log := customhandler.NewLogger(io.Discard, &logBuf, slog.LevelInfo)
-	ctx := customhandler.WithLogger(context.Background(), log)
+	ctx := logctx.With(context.Background(), log)
 	forged := "forged-client-state-000000000"
 	body := `{"value":[{"subscriptionId":"sub-1","clientState":"` + forged + `","tenantId":"` + testTenant + `","changeType":"updated","resource":"Users/1"}]}`
 	f := newFunction(testSettings(nil))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 )
 
 // NewLogger returns a logger that writes one text line per record: Info and Debug to stdout, which the host
@@ -44,17 +46,8 @@ func (h *splitHandler) WithGroup(name string) slog.Handler {
 	return &splitHandler{low: h.low.WithGroup(name), high: h.high.WithGroup(name)}
 }
 
-type loggerKey struct{}
-
-// WithLogger returns ctx carrying l.
-func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, l)
-}
+// WithLogger returns ctx carrying l (see internal/logctx).
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context { return logctx.With(ctx, l) }
 
 // Logger returns the invocation's logger (function and invocation id attached), or slog.Default.
-func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return slog.Default()
-}
+func Logger(ctx context.Context) *slog.Logger { return logctx.From(ctx) }

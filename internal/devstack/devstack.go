@@ -34,15 +34,15 @@ import (
 
 // Queue names from the design.
 const (
-	NotificationQueue = "webhooksnotificationqueue"
-	ChangesQueue      = "graphchanges"
+	NotificationQueue = message.WorkQueue
+	ChangesQueue      = message.ChangesQueue
 )
 
 // Options configure a stack.
 type Options struct {
 	Root    string // module root: host.json, */function.json, node_modules (Azurite)
 	Handler string // the built handler binary
-	Users   int    // users seeded in the Graph double (user-001 …)
+	Users   int    // users seeded in the Graph double (SeedUser(1) …)
 	// Graph adjusts the Graph double's options before it starts (delivery timing, page sizes…).
 	Graph func(*fakegraph.Options)
 	// Settings override or add app settings.

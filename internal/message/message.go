@@ -13,6 +13,13 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 )
 
+// The queues, as every function.json names them: the webhook's output and the worker's trigger, and the
+// worker's output. Code that names one of them uses these.
+const (
+	WorkQueue    = "webhooksnotificationqueue"
+	ChangesQueue = "graphchanges"
+)
+
 // Version is the schema version written in every message and event. A reader refuses versions it does not know
 // rather than guessing.
 const Version = 1

@@ -21,10 +21,10 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -203,7 +203,7 @@ func (w tlog) Write(b []byte) (int, error) {
 func (e *env) ctx() context.Context {
 	c, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
 	e.t.Cleanup(cancel)
-	return customhandler.WithLogger(c, slog.New(slog.NewTextHandler(tlog{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	return logctx.With(c, slog.New(slog.NewTextHandler(tlog{e.t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }
 
 func (e *env) request(reason string) resync.Requested {

@@ -73,17 +73,17 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
 
 // Defaults of the Runner's knobs.
 const (
 	// ChangesQueue receives the events, as the queue worker's output binding does.
-	ChangesQueue = "graphchanges"
+	ChangesQueue = message.ChangesQueue
 	// WorkQueue is the queue worker's trigger queue, where continuations go.
-	WorkQueue = "webhooksnotificationqueue"
+	WorkQueue = message.WorkQueue
 	// StallAfter: a pass whose checkpoint has not moved (nor deliberately waited) for this long is resumed
 	// by the next Request.
 	StallAfter = 10 * time.Minute
@@ -238,7 +238,7 @@ func (r *Runner) RequestResync(ctx context.Context, reason string) error {
 // Request starts a pass for reason, unless one is in progress: then it collapses into that pass, or, when
 // that pass has stalled, re-sends its continuation so that it resumes where its checkpoint stands.
 func (r *Runner) Request(ctx context.Context, reason string) (Requested, error) {
-	log := customhandler.Logger(ctx)
+	log := logctx.From(ctx)
 	if err := r.cfg.Check(config.Storage); err != nil {
 		return Requested{}, err
 	}
@@ -354,7 +354,7 @@ func (r *Runner) startFromNow(ctx context.Context, st Store, cp checkpoint.Check
 		}
 		return Requested{}, err
 	}
-	customhandler.Logger(ctx).Info("resync starting point taken: later passes report changes from now on", "pass", p.ID, "reason", p.Reason)
+	logctx.From(ctx).Info("resync starting point taken: later passes report changes from now on", "pass", p.ID, "reason", p.Reason)
 	return Requested{Action: Started, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
 }
 
@@ -363,7 +363,7 @@ func (r *Runner) startFromNow(ctx context.Context, st Store, cp checkpoint.Check
 func (r *Runner) markStalled(ctx context.Context, st Store, cp checkpoint.Checkpoint, etag checkpoint.ETag) {
 	cp.Pass.Updated, cp.Pass.Wait = time.Time{}, time.Time{}
 	if _, err := r.save(ctx, st, cp, etag); err != nil {
-		customhandler.Logger(ctx).Warn("resync: could not mark the pass for an early resume", "pass", cp.Pass.ID, "err", err)
+		logctx.From(ctx).Warn("resync: could not mark the pass for an early resume", "pass", cp.Pass.ID, "err", err)
 	}
 }
 
@@ -474,7 +474,7 @@ func complete(u graph.User, sel []string) bool {
 	return true
 }
 
-func logger(ctx context.Context) *slog.Logger { return customhandler.Logger(ctx) }
+func logger(ctx context.Context) *slog.Logger { return logctx.From(ctx) }
 
 // emit writes events to the changes queue, emitLimit at a time; the first failure is returned.
 func (r *Runner) emit(ctx context.Context, q Queue, events []message.Event) error {
