@@ -13,6 +13,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
@@ -26,7 +27,7 @@ func TestReplayPoisonCommand(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, text := range []string{"one", "two"} {
-		if err := q.Enqueue(ctx, storagequeue.PoisonQueue(queueworkerQueue), []byte(text), 0); err != nil {
+		if err := q.Enqueue(ctx, storagequeue.PoisonQueue(message.WorkQueue), []byte(text), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,7 +39,7 @@ func TestReplayPoisonCommand(t *testing.T) {
 	if err := run(ctx, []string{"handler", "replay-poison"}, getenv, &out, &out); err != nil || !strings.Contains(out.String(), "moved 2 message(s)") {
 		t.Fatalf("replay: %v %q", err, out.String())
 	}
-	got, err := q.Receive(ctx, queueworkerQueue, 32, time.Minute)
+	got, err := q.Receive(ctx, message.WorkQueue, 32, time.Minute)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("main queue holds %d messages (%v)", len(got), err)
 	}

@@ -19,12 +19,15 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 	"github.com/graphwebhooks/graph-webhooks-go/queueworker"
 	"github.com/graphwebhooks/graph-webhooks-go/renewtimer"
 	"github.com/graphwebhooks/graph-webhooks-go/webhook"
@@ -62,9 +65,10 @@ const usage = `usage: handler [command]
 With no command, serves the functions on the port the Functions host sets in FUNCTIONS_CUSTOMHANDLER_PORT.
 
 Commands (they read the same app settings as the functions):
-  unsubscribe              delete this app's Graph subscription for GRAPH_RESOURCE (clean uninstall)
+  unsubscribe              delete this app's Graph subscriptions for GRAPH_RESOURCE (clean uninstall)
   replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
-  resync                   start a delta-query resync pass now (after an outage you know of); the queue
+  resync [collection…]     start a delta-query resync pass now (after an outage you know of) for every
+                           collection GRAPH_RESOURCE names, or for those given (users, groups); the queue
                            worker runs it page by page. A pass already running is not started twice.
 `
 
@@ -95,9 +99,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "replay-poison":
 			return a.replayPoison(ctx, args[2:], stdout)
 		case "resync":
-			r, err := a.resync.Request(ctx, "requested by hand")
-			if err == nil {
-				fmt.Fprintf(stdout, "resync %s: pass %s (full=%v)\n", r.Action, r.PassID, r.Full)
+			rs, err := a.resync.RequestAll(ctx, "requested by hand", args[2:]...)
+			for _, r := range rs {
+				fmt.Fprintf(stdout, "resync %s %s: pass %s (full=%v)\n", r.Collection, r.Action, r.PassID, r.Full)
 			}
 			return err
 		default:
@@ -113,28 +117,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	webhook.New(cfg, time.Now).Register(srv)
 	queueworker.New(queueworker.Deps{
 		Config:        cfg,
-		Graph:         a.graph,
-		Queue:         a.queue,
+		Graph:         func() (directory.Graph, error) { return a.graph() },
+		Queue:         func() (queueworker.Queue, error) { return a.queue() },
+		Events:        a.events,
 		Subscriptions: a.keeper,
 		Resync:        a.resync,
-		ResyncStep: func(ctx context.Context, m *message.Message) error {
-			res, err := a.resync.Step(ctx, m)
-			if err == nil {
-				logctx.From(ctx).Info(res.Summary())
-			}
-			return err
-		},
-		Now: time.Now,
+		Gate:          a.gate,
 	}).Register(srv)
-	timer := renewtimer.NewFunction(a.keeper)
-	timer.ResyncIfDue = func(ctx context.Context) (string, error) {
-		r, started, err := a.resync.RequestIfDue(ctx)
-		if err != nil || !started {
-			return "", err
-		}
-		return fmt.Sprintf("resync %s (%s): pass %s", r.Action, r.Reason, r.PassID), nil
-	}
-	timer.Register(srv)
+	renewtimer.New(a.keeper, a.resync, time.Now).Register(srv)
 	if testHookServer != nil {
 		testHookServer(srv)
 	}
@@ -150,19 +140,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // app holds what the functions share in one process: one Graph credential and client (tokens are cached
-// per credential), one storage client, one checkpoint store, one subscription keeper, one resync runner.
-// Clients are built on first use, so the handler starts at once and a function missing a setting fails with
-// that setting's name.
+// per credential), one throttling gate, one storage client, one checkpoint store, one event writer, one
+// subscription keeper, one resync runner. Clients are built on first use, so the handler starts at once and
+// a function missing a setting fails with that setting's name.
 type app struct {
 	cfg    *config.Config
 	graph  func() (*graph.Client, error)
 	queue  func() (*storagequeue.Client, error)
-	keeper *renewtimer.Keeper
+	gate   *directory.Gate
+	events *events.Writer
+	keeper *subscription.Keeper
 	resync *resync.Runner
 }
 
 func newApp(cfg *config.Config, log *slog.Logger) *app {
-	a := &app{cfg: cfg}
+	a := &app{cfg: cfg, gate: &directory.Gate{}}
 	a.graph = sync.OnceValues(func() (*graph.Client, error) {
 		if err := cfg.Check(config.TenantID, config.AuthorityHost, config.DisableInstanceDiscovery, config.GraphBaseURL); err != nil {
 			return nil, err
@@ -193,14 +185,17 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		}
 		return checkpoint.New(cfg.Storage, cfg.ResyncContainer, checkpoint.Options{})
 	})
-	a.resync = resync.New(cfg,
-		func() (resync.Graph, error) { return a.graph() },
-		func() (resync.Store, error) { return store() },
-		func() (resync.Queue, error) { return a.queue() },
-		time.Now)
-	a.keeper = renewtimer.NewKeeper(cfg, func() (renewtimer.Graph, error) { return a.graph() }, time.Now)
-	// A new or recreated subscription means notifications may have been missed: resync.
-	a.keeper.Gap = a.resync.RequestResync
+	a.events = events.NewWriter(func() (events.Queue, error) { return a.queue() })
+	a.resync = resync.New(resync.Deps{
+		Config: cfg,
+		Graph:  func() (resync.Graph, error) { return a.graph() },
+		Store:  func() (resync.Store, error) { return store() },
+		Queue:  func() (resync.Queue, error) { return a.queue() },
+		Events: a.events,
+		Gate:   a.gate,
+	})
+	// A new or recreated subscription means notifications may have been missed: resync its collection.
+	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
 	return a
 }
 
@@ -214,14 +209,11 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout io.Writer)
 	if err != nil {
 		return err
 	}
-	r, err := q.Replay(ctx, queueworkerQueue, *dry)
+	r, err := q.Replay(ctx, message.WorkQueue, *dry)
 	if *dry {
-		fmt.Fprintf(stdout, "%d message(s) in %s\n", r.Seen, storagequeue.PoisonQueue(queueworkerQueue))
+		fmt.Fprintf(stdout, "%d message(s) in %s\n", r.Seen, storagequeue.PoisonQueue(message.WorkQueue))
 	} else {
-		fmt.Fprintf(stdout, "moved %d message(s) from %s back to %s\n", r.Moved, storagequeue.PoisonQueue(queueworkerQueue), queueworkerQueue)
+		fmt.Fprintf(stdout, "moved %d message(s) from %s back to %s\n", r.Moved, storagequeue.PoisonQueue(message.WorkQueue), message.WorkQueue)
 	}
 	return err
 }
-
-// queueworkerQueue is the queue between the webhook and the worker (design.md).
-const queueworkerQueue = message.WorkQueue

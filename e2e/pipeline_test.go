@@ -83,7 +83,7 @@ func TestGenuineChangesBecomeEventsForgedOnesDoNot(t *testing.T) {
 	latest := devstack.Latest(s.Events())
 	e := latest[devstack.UserID(1)]
 	if e.Source != message.SourceNotification || e.SubscriptionID == nil || *e.SubscriptionID != sub.ID || e.TenantID != devstack.TenantID ||
-		e.User["userPrincipalName"] != "user001@contoso.example" || e.ID == "" {
+		e.Object["userPrincipalName"] != "user001@contoso.example" || e.ID == "" {
 		t.Errorf("event not enriched as the schema says: %+v", e)
 	}
 	if !latest[devstack.UserID(6)].SoftDeleted || latest[devstack.UserID(7)].SoftDeleted {
@@ -207,7 +207,7 @@ func TestPoisonAndReplay(t *testing.T) {
 		t.Fatal("the replayed message produced no event")
 	}
 	e := s.Events()[before]
-	if b, _ := json.Marshal(e); e.ResourceID != devstack.UserID(3) || e.User["jobTitle"] != "replayed" {
+	if b, _ := json.Marshal(e); e.ResourceID != devstack.UserID(3) || e.Object["jobTitle"] != "replayed" {
 		t.Errorf("replayed event %s", b)
 	}
 }

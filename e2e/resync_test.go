@@ -46,7 +46,7 @@ func TestDroppedStretchIsRecoveredByOneResync(t *testing.T) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "resync started") {
+	if err != nil || !strings.Contains(string(out), "resync users started") {
 		t.Fatalf("handler resync: %v\n%s", err, out)
 	}
 	if err := s.AwaitState(ctx, changed); err != nil {

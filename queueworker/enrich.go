@@ -3,38 +3,38 @@ package queueworker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
-// user is the work for one changed user of a message: every notification about it, and the outcome.
-type user struct {
+// object is the work for one changed object of a message: every notification about it, and the outcome.
+type object struct {
+	kind    directory.Kind
 	id      string // resource id as the first notification gave it
 	notes   []int  // indexes into the message's notifications
-	deleted bool   // a permanent deletion among them: no lookup
+	deleted bool   // a permanent deletion among them: confirmed before it is believed
 
 	event      *message.Event
 	why        reason // when left for later
 	retryAfter time.Duration
-	refused    error // Graph refused to read this user for good: its notifications go to poison alone
+	refused    error // Graph refused to read this object for good: its notifications go to poison alone
 }
 
 // tally counts what an invocation did, for its Logs line.
 type tally struct {
-	updated, softDeleted, deleted, gone int
-	foreign, unusable                   int
+	updated, softDeleted, deleted, gone, notDeleted int
+	foreign                                         int
 }
 
 // prepare checks the settings every kind of work needs, and puts back a message whose notBefore lies ahead
@@ -61,64 +61,68 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 	if err != nil || deferred {
 		return resp, err
 	}
-	now := f.now()
 
 	var t tally
-	users, unusable := f.coalesce(m, &t)
+	objs, unusable := f.coalesce(m, &t)
 	var logs []string
 	if len(unusable) > 0 {
-		if err := f.poisonNotes(ctx, log, m, unusable); err != nil {
+		idx := make([]int, 0, len(unusable))
+		whys := map[string]int{}
+		for _, u := range unusable {
+			idx = append(idx, u.i)
+			whys[u.why]++
+		}
+		if err := f.poisonNotes(ctx, m, idx); err != nil {
 			return nil, err
 		}
-		logs = append(logs, fmt.Sprintf("moved %d unusable notifications to the poison queue", len(unusable)))
+		for why, n := range whys {
+			log.Error("malformed notifications moved to the poison queue; they never reach Graph", "reason", why, "count", n)
+		}
+		logs = append(logs, fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)))
 	}
 
-	var lookups []*user
-	for _, u := range users {
-		if u.deleted {
-			f.finish(u, m, "deleted", false, nil, now)
-			t.deleted++
-			continue
-		}
-		lookups = append(lookups, u)
-	}
-	if len(lookups) > 0 {
-		if err := f.lookUp(ctx, log, m, lookups, &t); err != nil {
+	if len(objs) > 0 {
+		if err := f.read(ctx, log, m, objs, &t); err != nil {
 			return nil, err
 		}
 	}
 
-	// A user Graph refused to read (while it read the others) must not hold the rest hostage: its
+	// An object Graph refused to read (while it read the others) must not hold the rest hostage: its
 	// notifications go to the poison queue on their own, with the reason in the log.
 	var refused []int
-	for _, u := range users {
-		if u.refused != nil {
-			refused = append(refused, u.notes...)
-			log.Error("Graph refused to read a user; its notifications go to the poison queue", "user", u.id, "err", u.refused.Error())
+	for _, o := range objs {
+		if o.refused != nil {
+			refused = append(refused, o.notes...)
+			log.Error("Graph refused to read an object; its notifications go to the poison queue", "resource", o.kind.Collection, "id", o.id, "err", o.refused.Error())
 		}
 	}
 	if len(refused) > 0 {
 		slices.Sort(refused)
-		if err := f.poisonNotes(ctx, log, m, refused); err != nil {
+		if err := f.poisonNotes(ctx, m, refused); err != nil {
 			return nil, err
 		}
-		logs = append(logs, fmt.Sprintf("moved %d notifications of users Graph refused to read to the poison queue", len(refused)))
+		logs = append(logs, fmt.Sprintf("moved %d notifications of objects Graph refused to read to the poison queue", len(refused)))
 	}
 
 	var events []message.Event
 	var rest retry
-	for _, u := range users {
-		if u.event != nil {
-			events = append(events, *u.event)
+	groups := false
+	for _, o := range objs {
+		if o.event != nil {
+			events = append(events, *o.event)
+			groups = groups || o.kind == directory.Groups
 			continue
 		}
-		if u.refused != nil {
+		if o.refused != nil {
 			continue
 		}
-		rest.notes = append(rest.notes, u.notes...)
-		rest.why = max(rest.why, u.why)
-		d := f.delayFor(u, m.Attempt)
-		rest.delay = max(rest.delay, d)
+		rest.notes = append(rest.notes, o.notes...)
+		rest.why = max(rest.why, o.why)
+		rest.delay = max(rest.delay, f.delayFor(o, m.Attempt))
+	}
+	// Events first: once they are written, a crash before the re-enqueue only repeats them (same ids).
+	if err := f.d.Events.Write(ctx, events); err != nil {
+		return nil, err
 	}
 	if len(rest.notes) > 0 {
 		rest.sameTry = rest.why == reasonGate
@@ -129,25 +133,30 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		}
 		logs = append(logs, line)
 	}
+	if groups && f.d.Resync != nil {
+		// A group notification may be a membership change the notification does not describe: a groups
+		// delta round reports it (and collapses into a pass already running). If the request fails, the
+		// daily pass still finds the change.
+		if err := f.d.Resync.RequestResync(ctx, config.Groups, "group notifications"); err != nil {
+			log.Warn("could not request a groups resync for membership changes", "err", err)
+		}
+	}
 	if t.foreign > 0 {
 		log.Warn("dropped notifications of another tenant", "count", t.foreign)
 		logs = append(logs, fmt.Sprintf("dropped %d notifications of another tenant", t.foreign))
 	}
-	if len(events) > 0 {
-		resp.SetOutput(ChangesOutput, events)
-	}
-	resp.Logs = []string{fmt.Sprintf("%d events (%d updated, %d soft-deleted, %d deleted, %d not found) from %d notifications, attempt %d",
-		len(events), t.updated, t.softDeleted, t.deleted, t.gone, len(m.Notifications), m.Attempt)}
+	resp.Logs = []string{fmt.Sprintf("%d events (%d updated, %d soft-deleted, %d deleted, %d not found, %d reported deleted but live) from %d notifications, attempt %d",
+		len(events), t.updated, t.softDeleted, t.deleted, t.gone, t.notDeleted, len(m.Notifications), m.Attempt)}
 	resp.Logs = append(resp.Logs, logs...)
 	return resp, nil
 }
 
-// delayFor is how long unfinished work waits: exactly Graph's Retry-After when it gave one (or the gate's
-// remaining time when nothing was tried), as Graph asks (reference §7: waiting longer only delays the
-// change, waiting less burns budget); otherwise the backoff step for the attempt.
-func (f *Function) delayFor(u *user, attempt int) time.Duration {
-	if u.retryAfter > 0 || u.why == reasonGate {
-		return u.retryAfter
+// delayFor is how long unfinished work waits: Graph's Retry-After when it gave one (or the gate's remaining
+// time when nothing was tried), as Graph asks (waiting longer only delays the change, waiting less burns
+// budget); otherwise the backoff step for the attempt. requeue adds the jitter.
+func (f *Function) delayFor(o *object, attempt int) time.Duration {
+	if o.retryAfter > 0 || o.why == reasonGate {
+		return o.retryAfter
 	}
 	return backoff.Step(f.backoffBase, f.backoffMax, attempt)
 }
@@ -160,258 +169,188 @@ func allIndexes(m *message.Message) []int {
 	return out
 }
 
-// coalesce groups the notifications by user, in order of first appearance, and sets aside those that cannot
-// be processed. Notifications of another tenant are dropped (the webhook drops them too).
-func (f *Function) coalesce(m *message.Message, t *tally) (users []*user, unusable []int) {
-	byID := map[string]*user{}
+// malformed is a notification that cannot be processed, and why.
+type malformed struct {
+	i   int
+	why string
+}
+
+// coalesce groups the notifications by object, in order of first appearance, and sets aside those that
+// cannot be processed. Notifications of another tenant are dropped (the webhook drops them too).
+func (f *Function) coalesce(m *message.Message, t *tally) (objs []*object, unusable []malformed) {
+	byID := map[string]*object{}
 	for i := range m.Notifications {
 		n := &m.Notifications[i]
 		if tenant := n.Tenant(); tenant != "" && !strings.EqualFold(tenant, f.d.Config.TenantID) {
 			t.foreign++
 			continue
 		}
-		id := n.ResourceID()
-		ct := strings.ToLower(n.ChangeType)
-		if id == "" || id == "." || id == ".." || n.IsLifecycle() || (ct != "updated" && ct != "created" && ct != "deleted") {
-			unusable = append(unusable, i)
+		if n.IsLifecycle() {
+			unusable = append(unusable, malformed{i, "a lifecycle notification in a notifications message"})
 			continue
 		}
-		key := strings.ToLower(id)
-		u := byID[key]
-		if u == nil {
-			u = &user{id: id}
-			byID[key] = u
-			users = append(users, u)
+		ct, ok := graph.ParseChangeType(n.ChangeType)
+		if !ok {
+			unusable = append(unusable, malformed{i, "unknown changeType"})
+			continue
 		}
-		u.notes = append(u.notes, i)
-		u.deleted = u.deleted || ct == "deleted"
+		kind, ok := directory.OfNotification(n)
+		if !ok {
+			unusable = append(unusable, malformed{i, "resource is neither users nor groups"})
+			continue
+		}
+		id := n.ResourceID()
+		if !graph.IsGUID(id) {
+			unusable = append(unusable, malformed{i, "resource id is not an object id (a GUID)"})
+			continue
+		}
+		key := kind.Collection + "/" + strings.ToLower(id)
+		o := byID[key]
+		if o == nil {
+			o = &object{kind: kind, id: id}
+			byID[key] = o
+			objs = append(objs, o)
+		}
+		o.notes = append(o.notes, i)
+		o.deleted = o.deleted || ct == graph.Deleted
 	}
-	t.unusable = len(unusable)
-	return users, unusable
+	return objs, unusable
 }
 
 // poisonNotes moves notifications that cannot be processed to the poison queue as a message of their own.
-func (f *Function) poisonNotes(ctx context.Context, log *slog.Logger, m *message.Message, idx []int) error {
+func (f *Function) poisonNotes(ctx context.Context, m *message.Message, idx []int) error {
 	out := message.Message{V: message.Version, Kind: m.Kind, ValidationTokens: m.ValidationTokens, Attempt: m.Attempt, FirstSeen: m.FirstSeen}
 	for _, i := range idx {
 		out.Notifications = append(out.Notifications, m.Notifications[i])
 	}
 	text, err := json.Marshal(out)
 	if err != nil {
-		return fmt.Errorf("encoding unusable notifications: %w", err)
+		return fmt.Errorf("encoding notifications for the poison queue: %w", err)
 	}
 	poison := storagequeue.PoisonQueue(f.queue)
 	if err := f.put(ctx, poison, text, 0); err != nil {
-		return fmt.Errorf("moving %d unusable notifications to %s: %w", len(idx), poison, err)
+		return fmt.Errorf("moving %d notifications to %s: %w", len(idx), poison, err)
 	}
-	log.Error("notifications without a usable resource id or changeType moved to the poison queue", "queue", poison, "count", len(idx))
 	return nil
 }
 
-// finish records the event for u.
-func (f *Function) finish(u *user, m *message.Message, changeType string, softDeleted bool, props graph.User, now time.Time) {
-	notes := make([]graph.ChangeNotification, len(u.notes))
-	for i, j := range u.notes {
-		notes[i] = m.Notifications[j]
-	}
-	tenant := f.d.Config.TenantID
-	e := message.Event{
-		V:           message.Version,
-		ID:          eventID(message.SourceNotification, tenant, u.id, changeType, softDeleted, notes),
-		Source:      message.SourceNotification,
-		ChangeType:  changeType,
-		SoftDeleted: softDeleted,
-		Resource:    "users",
-		ResourceID:  u.id,
-		TenantID:    tenant,
-		ObservedAt:  now.UTC().Truncate(time.Second),
-		User:        props.Project(f.d.Config.UserSelect),
-	}
-	if sub := notes[0].SubscriptionID; sub != "" {
-		e.SubscriptionID = &sub
-	}
-	u.event = &e
-}
-
-// later leaves u for a later attempt.
-func (u *user) later(why reason, retryAfter time.Duration) {
-	u.why, u.retryAfter = why, retryAfter
-}
-
-// lookUp reads the users with $batch, and those not found from deletedItems. Throttled and transient
-// failures leave users for later; other failures are returned.
-func (f *Function) lookUp(ctx context.Context, log *slog.Logger, m *message.Message, users []*user, t *tally) error {
-	if wait := f.gate.Remaining(f.now()); wait > 0 {
-		for _, u := range users {
-			u.later(reasonGate, wait)
+// finish records the event for o.
+func (f *Function) finish(o *object, m *message.Message, ct graph.ChangeType, softDeleted bool, props graph.Object, now time.Time) {
+	origin := make([]string, len(o.notes))
+	var members *message.Members
+	for i, j := range o.notes {
+		n := &m.Notifications[j]
+		origin[i] = directory.NotificationIdentity(n)
+		if rd := n.ResourceData; o.kind == directory.Groups && ct == graph.Updated && rd != nil && len(rd.MembersDelta) > 0 {
+			members = directory.MergeMembers(members, directory.MembersDelta(rd.MembersDelta))
 		}
-		return nil
 	}
+	e := directory.NewEvent(f.d.Config.TenantID, f.d.Config.Select(o.kind.Collection), directory.Change{
+		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props, Members: members,
+		Source: message.SourceNotification, SubscriptionID: m.Notifications[o.notes[0]].SubscriptionID, Origin: origin,
+	}, now)
+	o.event = &e
+}
+
+// later leaves o for a later attempt.
+func (o *object) later(why reason, retryAfter time.Duration) {
+	o.why, o.retryAfter = why, retryAfter
+}
+
+// read reads the objects of every kind through directory.Reader and settles each one: an event, a later
+// attempt, or a refusal. A refusal of every read fails the invocation.
+func (f *Function) read(ctx context.Context, log *slog.Logger, m *message.Message, objs []*object, t *tally) error {
 	if f.d.Graph == nil {
-		return errors.New("no Graph client is wired into the queue worker")
+		return fmt.Errorf("no Graph client is wired into the queue worker")
 	}
-	client, err := f.d.Graph()
+	g, err := f.d.Graph()
 	if err != nil {
 		return fmt.Errorf("graph client: %w", err)
 	}
 	work, cancel := f.workContext(ctx)
 	defer cancel()
-	sel := f.d.Config.UserSelect
+	reader := &directory.Reader{Graph: g, Gate: f.d.Gate, Now: f.now, ThrottleDefault: f.backoffBase}
 
-	var missing []*user
-	for start := 0; start < len(users); start += graph.MaxBatch {
-		chunk := users[start:min(start+graph.MaxBatch, len(users))]
-		if stop, err := f.stopping(work, chunk); err != nil {
-			return err
-		} else if stop {
-			continue
-		}
-		if wait := f.gate.Remaining(f.now()); start > 0 && wait > 0 {
-			for _, u := range chunk { // an earlier batch of this message was throttled
-				u.later(reasonGate, wait)
+	refused, asked := 0, 0
+	var firstRefusal error
+	for _, kind := range directory.Kinds {
+		var these []*object
+		var reqs []directory.Request
+		for _, o := range objs {
+			if o.kind != kind {
+				continue
 			}
+			probe := directory.Live
+			if o.deleted {
+				probe = directory.LiveAndDeleted // deletes are rare: confirm them in the same $batch
+			}
+			these = append(these, o)
+			reqs = append(reqs, directory.Request{ID: o.id, Probe: probe})
+		}
+		if len(reqs) == 0 {
 			continue
 		}
-		ids := make([]string, len(chunk))
-		for i, u := range chunk {
-			ids[i] = u.id
-		}
-		res, err := client.GetUsers(work, ids, sel)
+		reads, err := reader.Read(work, kind, f.d.Config.Select(kind.Collection), reqs)
 		if err != nil {
-			why, ra := retryable(err)
-			if why == reasonNone {
-				return fmt.Errorf("reading %d users: %w", len(ids), err)
+			if ctx.Err() != nil {
+				return err
 			}
-			f.throttled(why, ra)
-			for _, u := range chunk {
-				u.later(why, ra)
-			}
-			log.Warn("user batch failed; will retry", "reason", why.String(), "error", err.Error())
-			continue
-		}
-		if res.RetryAfter > 0 {
-			f.gate.CloseUntil(f.now().Add(res.RetryAfter))
+			return fmt.Errorf("reading %d %s: %w", len(reqs), kind.Collection, err)
 		}
 		now := f.now()
-		refused := 0
-		for i, it := range res.Items {
-			u := chunk[i]
-			switch {
-			case it.Err == nil:
-				f.finish(u, m, "updated", false, it.User, now)
+		for i, rd := range reads {
+			o := these[i]
+			asked++
+			switch rd.Outcome {
+			case directory.Found:
+				if o.deleted {
+					log.Warn("a permanent delete was reported, but the object is live: reporting it as updated", "resource", kind.Collection, "id", o.id)
+					t.notDeleted++
+				}
+				f.finish(o, m, graph.Updated, false, rd.Object, now)
 				t.updated++
-			case graph.KindOf(it.Err) == graph.KindNotFound:
-				missing = append(missing, u)
-			default:
-				why, ra := retryable(it.Err)
-				if why == reasonNone {
-					u.refused = it.Err
-					refused++
+			case directory.SoftDeleted:
+				f.finish(o, m, graph.Deleted, true, rd.Object, now)
+				t.softDeleted++
+			case directory.Gone:
+				// A confirmed permanent delete; or an update of an object not replicated yet, whose wait
+				// attempts spent on throttling or failures do not shorten.
+				if !o.deleted && (m.Attempt < ReplicationRetries || (!m.FirstSeen.IsZero() && now.Sub(m.FirstSeen) < f.replicationWindow())) {
+					o.later(reasonNotFound, 0)
 					continue
 				}
-				if why == reasonThrottled && ra == 0 {
-					ra = res.RetryAfter
+				f.finish(o, m, graph.Deleted, false, nil, now)
+				if o.deleted {
+					t.deleted++
+				} else {
+					t.gone++
 				}
-				f.throttled(why, ra)
-				u.later(why, ra)
+			case directory.Refused:
+				o.refused = rd.Err
+				refused++
+				if firstRefusal == nil {
+					firstRefusal = rd.Err
+				}
+			case directory.Deferred:
+				o.later(reasonGate, rd.RetryAfter)
+			case directory.Throttled:
+				o.later(reasonThrottled, rd.RetryAfter)
+			default:
+				o.later(reasonTransient, rd.RetryAfter)
 			}
 		}
-		if refused == len(res.Items) {
-			// Every read refused alike is no bad user but a bad setting (GRAPH_USER_SELECT) or permission:
-			// fail, so the host retries and the message is kept.
-			return fmt.Errorf("reading %d users: Graph refused every one: %w", len(ids), res.Items[0].Err)
-		}
 	}
-	if len(missing) > 0 {
-		return f.lookUpDeleted(work, m, client, missing, t)
+	if refused > 0 && refused == asked {
+		// Every read refused alike is no bad object but a bad setting (the select) or a missing permission:
+		// fail, so the host retries and the message is kept.
+		return fmt.Errorf("graph refused to read every one of %d objects: %w", asked, firstRefusal)
 	}
 	return nil
 }
 
-// stopping leaves the users for later when the work context is over (the invocation's deadline is near).
-// A cancelled invocation is an error: the host is gone or stopping.
-func (f *Function) stopping(work context.Context, users []*user) (stop bool, err error) {
-	switch err := work.Err(); {
-	case err == nil:
-		return false, nil
-	case errors.Is(err, context.DeadlineExceeded):
-		for _, u := range users {
-			u.later(reasonTransient, 0)
-		}
-		return true, nil
-	default:
-		return true, err
-	}
-}
-
-// throttled closes the gate for a throttled answer: for its Retry-After, or one backoff step without one.
-func (f *Function) throttled(why reason, retryAfter time.Duration) {
-	if why != reasonThrottled {
-		return
-	}
-	if retryAfter <= 0 {
-		retryAfter = f.backoffBase
-	}
-	f.gate.CloseUntil(f.now().Add(retryAfter))
-}
-
-// lookUpDeleted reads users that /users did not find from deletedItems, a few at a time.
-func (f *Function) lookUpDeleted(work context.Context, m *message.Message, client *graph.Client, users []*user, t *tally) error {
-	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		sem   = make(chan struct{}, deletedLookups)
-	)
-	sel := f.d.Config.UserSelect
-	for _, u := range users {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			// The gate is not consulted here: these few reads finish users this invocation has
-			// already read once, even when other users of its batch were throttled.
-			if err := work.Err(); err != nil {
-				u.later(reasonTransient, 0)
-				return
-			}
-			props, err := client.GetDeletedUser(work, u.id, sel)
-			now := f.now()
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				f.finish(u, m, "deleted", true, props, now)
-				t.softDeleted++
-			case graph.KindOf(err) == graph.KindNotFound:
-				// Attempts spent on throttling or failures are no replication wait: keep retrying until the
-				// message is as old as the ReplicationRetries backoff steps add up to.
-				if m.Attempt < ReplicationRetries || (!m.FirstSeen.IsZero() && now.Sub(m.FirstSeen) < f.replicationWindow()) {
-					u.later(reasonNotFound, 0)
-					return
-				}
-				f.finish(u, m, "deleted", false, nil, now)
-				t.gone++
-			default:
-				why, ra := retryable(err)
-				if why == reasonNone {
-					if first == nil {
-						first = fmt.Errorf("reading deleted user %s: %w", u.id, err)
-					}
-					return
-				}
-				f.throttled(why, ra)
-				u.later(why, ra)
-			}
-		}()
-	}
-	wg.Wait()
-	return first
-}
-
 // replicationWindow is how long the backoff steps of ReplicationRetries attempts add up to (30 + 60 + 120 s):
-// a user found nowhere is retried at least that long after its message was first seen, however many attempts
-// throttling or transient failures used up before it was first looked for.
+// an object found nowhere is retried at least that long after its message was first seen, however many
+// attempts throttling or transient failures used up before it was first looked for.
 func (f *Function) replicationWindow() time.Duration {
 	var d time.Duration
 	for i := range ReplicationRetries {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,11 +21,13 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
@@ -65,9 +68,60 @@ type env struct {
 	queue  string
 	poison string
 
+	events *recEvents
+
 	mu        sync.Mutex
 	out       []enqueued
 	delivered int // re-enqueued messages drain has delivered
+}
+
+// recQueue records what the function enqueues, and passes it on to Azurite.
+type recQueue struct {
+	e *env
+	q *storagequeue.Client
+}
+
+func (r recQueue) Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error {
+	r.e.mu.Lock()
+	r.e.out = append(r.e.out, enqueued{queue, bytes.Clone(text), delay})
+	r.e.mu.Unlock()
+	return r.q.Enqueue(ctx, queue, text, delay)
+}
+
+// recEvents records the events the function writes; take returns those written since the last take.
+type recEvents struct {
+	mu   sync.Mutex
+	evs  []message.Event
+	fail error
+}
+
+func (r *recEvents) Write(_ context.Context, es []message.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return r.fail
+	}
+	for _, e := range es {
+		// Through JSON, as a consumer reads them.
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		var back message.Event
+		if err := json.Unmarshal(b, &back); err != nil {
+			return err
+		}
+		r.evs = append(r.evs, back)
+	}
+	return nil
+}
+
+func (r *recEvents) take() []message.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.evs
+	r.evs = nil
+	return out
 }
 
 type envOption func(*envConfig)
@@ -126,10 +180,12 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e := &env{t: t, fg: fg, q: qc, cfg: cfg, graph: gc, logs: &syncBuffer{}}
 	e.queue = fmt.Sprintf("qw%d-%d", time.Now().UnixNano()%1e9, queueSeq.Add(1))
 	e.poison = storagequeue.PoisonQueue(e.queue)
+	e.events = &recEvents{}
 	d := Deps{
 		Config: cfg,
-		Graph:  func() (*graph.Client, error) { return gc, nil },
-		Queue:  func() (*storagequeue.Client, error) { return qc, nil },
+		Graph:  func() (directory.Graph, error) { return gc, nil },
+		Queue:  func() (Queue, error) { return recQueue{e, qc}, nil },
+		Events: e.events,
 		Keys:   jwtcheck.NewJWKS(jwtcheck.KeysURL(fg.AuthorityHost()), fg.Client()),
 	}
 	if c.deps != nil {
@@ -138,12 +194,6 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.f = New(d)
 	e.f.queue = e.queue
 	e.f.backoffBase = time.Second // whole seconds: storage delays are whole seconds
-	e.f.enqueue = func(ctx context.Context, queue string, text []byte, delay time.Duration) error {
-		e.mu.Lock()
-		e.out = append(e.out, enqueued{queue, bytes.Clone(text), delay})
-		e.mu.Unlock()
-		return qc.Enqueue(ctx, queue, text, delay)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	e.ctx = logctx.With(ctx, slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -254,6 +304,7 @@ type result struct {
 }
 
 func (e *env) invoke(req *customhandler.Request) (result, error) {
+	e.events.take()
 	resp, err := e.f.Invoke(e.ctx, req)
 	if err != nil {
 		return result{}, err
@@ -269,14 +320,10 @@ func (e *env) invoke(req *customhandler.Request) (result, error) {
 	if err := json.Unmarshal(wire, &got); err != nil {
 		e.t.Fatalf("response the host cannot read: %v", err)
 	}
-	var r result
-	r.logs = got.Logs
-	if raw, ok := got.Outputs[ChangesOutput]; ok {
-		if err := json.Unmarshal(raw, &r.events); err != nil {
-			e.t.Fatalf("changes output is not an array of events: %v\n%s", err, raw)
-		}
+	if len(got.Outputs) > 0 {
+		e.t.Fatalf("the worker writes no output bindings, got %s", wire)
 	}
-	return r, nil
+	return result{events: e.events.take(), logs: got.Logs}, nil
 }
 
 func (e *env) mustInvoke(req *customhandler.Request) result {
@@ -367,21 +414,21 @@ func (s *syncBuffer) String() string {
 
 func (s *syncBuffer) contains(sub string) bool { return strings.Contains(s.String(), sub) }
 
-// fakeSubs is a Subscriptions double counting calls.
+// fakeSubs is a Subscriptions double counting calls per event.
 type fakeSubs struct {
 	renew, recreate atomic.Int32
 	renewErr        error
 	recreateErr     error
+	dropped         bool // answer that the action ran within the interval
 }
 
-func (f *fakeSubs) RenewNow(context.Context) error {
+func (f *fakeSubs) Lifecycle(_ context.Context, _ string, ev graph.LifecycleEvent) (bool, error) {
+	if ev == graph.SubscriptionRemoved {
+		f.recreate.Add(1)
+		return !f.dropped, f.recreateErr
+	}
 	f.renew.Add(1)
-	return f.renewErr
-}
-
-func (f *fakeSubs) Recreate(context.Context) error {
-	f.recreate.Add(1)
-	return f.recreateErr
+	return !f.dropped, f.renewErr
 }
 
 type fakeResync struct {
@@ -390,11 +437,15 @@ type fakeResync struct {
 	err     error
 }
 
-func (f *fakeResync) RequestResync(_ context.Context, reason string) error {
+func (f *fakeResync) RequestResync(_ context.Context, collection, reason string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.reasons = append(f.reasons, reason)
+	f.reasons = append(f.reasons, collection+":"+reason)
 	return f.err
+}
+
+func (f *fakeResync) Step(context.Context, *message.Message) (resync.StepResult, error) {
+	return resync.StepResult{}, errors.New("no resync steps in this test")
 }
 
 func (f *fakeResync) calls() []string {

@@ -11,15 +11,10 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
-)
-
-// Lifecycle events (graph-change-notifications.md §5).
-const (
-	ReauthorizationRequired = "reauthorizationRequired"
-	SubscriptionRemoved     = "subscriptionRemoved"
-	Missed                  = "missed"
 )
 
 func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.Message) (*customhandler.Response, error) {
@@ -65,8 +60,16 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		}
 	}
 
-	// Coalesce: one call per kind, however many notifications ask for it.
-	byEvent := map[string][]int{}
+	// Coalesce: one action per subscription, however many notifications ask for it; a removal covers a
+	// reauthorization of the same subscription.
+	type action struct {
+		sub   string
+		ev    graph.LifecycleEvent
+		notes []int
+	}
+	var actions []*action
+	bySub := map[string]*action{}
+	var missed []int
 	var ignored []string
 	for i := range m.Notifications {
 		n := &m.Notifications[i]
@@ -74,12 +77,26 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 			ignored = append(ignored, "another tenant")
 			continue
 		}
-		switch ev := canonicalEvent(n.LifecycleEvent); ev {
-		case ReauthorizationRequired, SubscriptionRemoved, Missed:
-			byEvent[ev] = append(byEvent[ev], i)
-		default:
+		ev, ok := graph.ParseLifecycleEvent(n.LifecycleEvent)
+		switch {
+		case !ok:
 			ignored = append(ignored, "event "+short(n.LifecycleEvent))
+			continue
+		case ev == graph.Missed:
+			missed = append(missed, i)
+			continue
 		}
+		key := strings.ToLower(n.SubscriptionID)
+		a := bySub[key]
+		if a == nil {
+			a = &action{sub: n.SubscriptionID, ev: ev}
+			bySub[key] = a
+			actions = append(actions, a)
+		}
+		if ev == graph.SubscriptionRemoved {
+			a.ev = ev
+		}
+		a.notes = append(a.notes, i)
 	}
 	if len(ignored) > 0 {
 		slices.Sort(ignored)
@@ -94,72 +111,71 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 	)
 	// fail records a failed call: transient ones leave their notifications for later, others end the
 	// invocation with an error.
-	fail := func(action string, err error, notes ...[]int) error {
-		r, ra := retryable(err)
+	fail := func(what string, err error, notes ...[]int) error {
+		o, ra := directory.Classify(err)
+		r := reasonOf(o)
 		if r == reasonNone {
-			return fmt.Errorf("lifecycle: %s failed: %w", action, err)
+			return fmt.Errorf("lifecycle: %s failed: %w", what, err)
 		}
-		log.Warn("lifecycle action failed; will retry", "action", action, "reason", r.String(), "error", err.Error())
+		log.Warn("lifecycle action failed; will retry", "action", what, "reason", r.String(), "error", err.Error())
 		for _, n := range notes {
 			pending = append(pending, n...)
 		}
 		why, wait = max(why, r), max(wait, ra)
 		return nil
 	}
-	removed, reauth, missed := byEvent[SubscriptionRemoved], byEvent[ReauthorizationRequired], byEvent[Missed]
-	needSubs := len(removed) > 0 || len(reauth) > 0
-	if needSubs && f.d.Subscriptions == nil {
+	if len(actions) > 0 && f.d.Subscriptions == nil {
 		return nil, errors.New("lifecycle: no subscription manager is wired into the queue worker")
 	}
-
-	recreated := false
-	if len(removed) > 0 {
-		if err := f.d.Subscriptions.Recreate(work); err != nil {
-			// Renewing a removed subscription cannot work: both wait for the next attempt.
-			if err := fail("recreating the subscription", err, removed, reauth); err != nil {
+	var count = map[graph.LifecycleEvent]int{}
+	var resyncNotes [][]int
+	var reasons []string
+	for _, a := range actions {
+		count[a.ev] += len(a.notes)
+		what, did := "renewing subscription "+a.sub, "renewed subscription "+a.sub
+		if a.ev == graph.SubscriptionRemoved {
+			what, did = "recreating subscription "+a.sub, "recreated subscription "+a.sub
+		}
+		acted, err := f.d.Subscriptions.Lifecycle(work, a.sub, a.ev)
+		switch {
+		case err != nil:
+			if err := fail(what, err, a.notes); err != nil {
 				return nil, err
 			}
-		} else {
-			recreated = true
-			done = append(done, "recreated the subscription")
+			continue
+		case acted:
+			done = append(done, did)
+		default:
+			log.Info("lifecycle action dropped: one ran for this subscription within the last 10 minutes", "subscription", a.sub, "event", string(a.ev))
+			done = append(done, "dropped a repeated action for "+a.sub)
 		}
-	}
-	if len(reauth) > 0 && len(removed) == 0 {
-		if err := f.d.Subscriptions.RenewNow(work); err != nil {
-			if err := fail("renewing the subscription", err, reauth); err != nil {
-				return nil, err
-			}
-		} else {
-			done = append(done, "renewed the subscription")
-		}
+		// Graph pauses delivery until a reauthorization, and a removed subscription delivered nothing:
+		// what changed meanwhile is lost to notifications. A delta pass is cheap, and collapses into one
+		// already running.
+		reasons = append(reasons, string(a.ev))
+		resyncNotes = append(resyncNotes, a.notes)
 	}
 	if len(missed) > 0 {
 		log.Warn("Graph reports missed change notifications", "count", len(missed))
-	}
-	var reasons []string
-	resyncNotes := [][]int{}
-	if recreated {
-		reasons = append(reasons, SubscriptionRemoved)
-		resyncNotes = append(resyncNotes, removed)
-	}
-	if len(missed) > 0 {
-		reasons = append(reasons, Missed)
+		reasons = append(reasons, string(graph.Missed))
 		resyncNotes = append(resyncNotes, missed)
 	}
-	if len(reauth) > 0 {
-		// Graph pauses delivery until a reauthorization; what changed during the pause is lost to webhooks
-		// (reference §5). An incremental pass is cheap, and collapses into one already running.
-		reasons = append(reasons, ReauthorizationRequired)
-		resyncNotes = append(resyncNotes, reauth)
-	}
+	slices.Sort(reasons)
+	reasons = slices.Compact(reasons)
 	switch {
 	case len(reasons) == 0:
 	case f.d.Resync == nil:
 		log.Warn("no resync is wired: changes Graph did not deliver stay missing until one runs", "reasons", strings.Join(reasons, ","))
 	default:
-		if err := f.d.Resync.RequestResync(work, strings.Join(reasons, ",")); err != nil {
-			// A retry repeats the recreate as well: the subscription logic converges when run twice.
-			if err := fail("requesting a resync", err, resyncNotes...); err != nil {
+		var failed error
+		for _, c := range cfg.Collections() {
+			if err := f.d.Resync.RequestResync(work, c, strings.Join(reasons, ",")); err != nil && failed == nil {
+				failed = err
+			}
+		}
+		if failed != nil {
+			// A retry repeats the subscription action only after its 10 minutes: converging is idempotent.
+			if err := fail("requesting a resync", failed, resyncNotes...); err != nil {
 				return nil, err
 			}
 		} else {
@@ -168,7 +184,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 	}
 
 	summary := fmt.Sprintf("%d lifecycle notifications (%d %s, %d %s, %d %s)", len(m.Notifications),
-		len(reauth), ReauthorizationRequired, len(removed), SubscriptionRemoved, len(missed), Missed)
+		count[graph.ReauthorizationRequired], graph.ReauthorizationRequired, count[graph.SubscriptionRemoved], graph.SubscriptionRemoved, len(missed), graph.Missed)
 	if len(done) > 0 {
 		summary += ": " + strings.Join(done, ", ")
 	}
@@ -184,16 +200,6 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		resp.Logs = append(resp.Logs, line)
 	}
 	return resp, nil
-}
-
-// canonicalEvent matches lifecycle event names without regard to case.
-func canonicalEvent(s string) string {
-	for _, ev := range []string{ReauthorizationRequired, SubscriptionRemoved, Missed} {
-		if strings.EqualFold(s, ev) {
-			return ev
-		}
-	}
-	return s
 }
 
 func short(s string) string {

@@ -47,12 +47,12 @@ func TestLifecycleReauthorizationCoalesced(t *testing.T) {
 	e, subs, rs := lifecycleEnv(t, true)
 	tok := e.fg.ValidationToken("")
 	r := e.invokeMessage(lifecycleMsg([]string{tok, e.fg.ValidationTokenWith(fakegraph.ValidationTokenOptions{Version: "2.0"})},
-		ReauthorizationRequired, ReauthorizationRequired, ReauthorizationRequired))
+		string(graph.ReauthorizationRequired), string(graph.ReauthorizationRequired), string(graph.ReauthorizationRequired)))
 	if n := subs.renew.Load(); n != 1 {
 		t.Errorf("RenewNow called %d times, want once for 3 notifications", n)
 	}
 	// Delivery may have paused before the reauthorization: one resync recovers what it missed.
-	if subs.recreate.Load() != 0 || !slices.Equal(rs.calls(), []string{ReauthorizationRequired}) {
+	if subs.recreate.Load() != 0 || !slices.Equal(rs.calls(), []string{"users:" + string(graph.ReauthorizationRequired)}) {
 		t.Errorf("recreate %d, resync %v", subs.recreate.Load(), rs.calls())
 	}
 	if len(r.events) != 0 || !strings.Contains(r.logs[0], "renewed") {
@@ -65,17 +65,17 @@ func TestLifecycleReauthorizationCoalesced(t *testing.T) {
 
 func TestLifecycleRemovedRecreatesAndResyncs(t *testing.T) {
 	e, subs, rs := lifecycleEnv(t, true)
-	e.invokeMessage(lifecycleMsg(nil, SubscriptionRemoved, ReauthorizationRequired, SubscriptionRemoved))
+	e.invokeMessage(lifecycleMsg(nil, string(graph.SubscriptionRemoved), string(graph.ReauthorizationRequired), string(graph.SubscriptionRemoved)))
 	if subs.recreate.Load() != 1 || subs.renew.Load() != 0 {
 		t.Errorf("recreate %d renew %d, want 1 and 0 (a new subscription needs no reauthorization)", subs.recreate.Load(), subs.renew.Load())
 	}
-	if got := rs.calls(); !slices.Equal(got, []string{SubscriptionRemoved + "," + ReauthorizationRequired}) {
-		t.Errorf("resync calls %v, want one naming both", got)
+	if got := rs.calls(); !slices.Equal(got, []string{"users:" + string(graph.SubscriptionRemoved)}) {
+		t.Errorf("resync calls %v, want one for the removal (which covers the reauthorization)", got)
 	}
 
 	// missed and removed together: one resync naming both.
-	e.invokeMessage(lifecycleMsg(nil, Missed, SubscriptionRemoved, Missed))
-	if got := rs.calls(); len(got) != 2 || got[1] != SubscriptionRemoved+","+Missed {
+	e.invokeMessage(lifecycleMsg(nil, string(graph.Missed), string(graph.SubscriptionRemoved), string(graph.Missed)))
+	if got := rs.calls(); len(got) != 2 || got[1] != "users:"+string(graph.Missed)+","+string(graph.SubscriptionRemoved) {
 		t.Errorf("resync calls %v", got)
 	}
 	if !e.logs.contains("missed change notifications") {
@@ -85,7 +85,7 @@ func TestLifecycleRemovedRecreatesAndResyncs(t *testing.T) {
 
 func TestLifecycleMissedWithoutResync(t *testing.T) {
 	e, subs, _ := lifecycleEnv(t, false)
-	r := e.invokeMessage(lifecycleMsg(nil, Missed, "somethingNew"))
+	r := e.invokeMessage(lifecycleMsg(nil, string(graph.Missed), "somethingNew"))
 	if subs.renew.Load()+subs.recreate.Load() != 0 || len(r.logs) == 0 {
 		t.Errorf("result %+v", r)
 	}
@@ -110,7 +110,7 @@ func TestLifecycleTokens(t *testing.T) {
 	}
 	for name, tt := range forged {
 		t.Run(name, func(t *testing.T) {
-			r := e.invokeMessage(lifecycleMsg([]string{good, tt.token}, ReauthorizationRequired))
+			r := e.invokeMessage(lifecycleMsg([]string{good, tt.token}, string(graph.ReauthorizationRequired)))
 			if n := subs.renew.Load(); n != 0 {
 				t.Fatalf("acted on a message with a forged token (%d renewals)", n)
 			}
@@ -125,7 +125,7 @@ func TestLifecycleTokens(t *testing.T) {
 	if len(e.enqueuedTo(e.queue))+len(e.enqueuedTo(e.poison)) != 0 {
 		t.Error("a dropped message was re-enqueued or poisoned")
 	}
-	e.invokeMessage(lifecycleMsg([]string{good}, ReauthorizationRequired))
+	e.invokeMessage(lifecycleMsg([]string{good}, string(graph.ReauthorizationRequired)))
 	if subs.renew.Load() != 1 {
 		t.Error("a valid token was not accepted")
 	}
@@ -141,7 +141,7 @@ func TestLifecycleKeysUnavailable(t *testing.T) {
 	subs := &fakeSubs{}
 	e := newEnv(t, withDeps(func(d *Deps) { d.Subscriptions = subs; d.Keys = brokenKeys{} }))
 	tok := e.fg.ValidationToken("")
-	e.invokeMessage(lifecycleMsg([]string{tok}, ReauthorizationRequired))
+	e.invokeMessage(lifecycleMsg([]string{tok}, string(graph.ReauthorizationRequired)))
 	out := e.enqueuedTo(e.queue)
 	if subs.renew.Load() != 0 || len(out) != 1 {
 		t.Fatalf("renew %d, re-enqueued %d", subs.renew.Load(), len(out))
@@ -156,7 +156,7 @@ func TestLifecycleFailures(t *testing.T) {
 	t.Run("transient is retried", func(t *testing.T) {
 		e, subs, _ := lifecycleEnv(t, true)
 		subs.renewErr = &graph.Error{Op: "renew subscription", Status: 503, Kind: graph.KindTransient}
-		r := e.invokeMessage(lifecycleMsg([]string{e.fg.ValidationToken("")}, ReauthorizationRequired, ReauthorizationRequired))
+		r := e.invokeMessage(lifecycleMsg([]string{e.fg.ValidationToken("")}, string(graph.ReauthorizationRequired), string(graph.ReauthorizationRequired)))
 		if len(r.logs) < 2 || !strings.Contains(r.logs[1], "re-enqueued 2") {
 			t.Fatalf("logs %q", r.logs)
 		}
@@ -172,7 +172,7 @@ func TestLifecycleFailures(t *testing.T) {
 	t.Run("throttled resync after recreate", func(t *testing.T) {
 		e, subs, rs := lifecycleEnv(t, true)
 		rs.err = &graph.Error{Op: "x", Status: 429, Kind: graph.KindThrottled, RetryAfter: 3 * time.Second}
-		e.invokeMessage(lifecycleMsg(nil, SubscriptionRemoved))
+		e.invokeMessage(lifecycleMsg(nil, string(graph.SubscriptionRemoved)))
 		out := e.enqueuedTo(e.queue)
 		if subs.recreate.Load() != 1 || len(out) != 1 || out[0].delay < 3*time.Second {
 			t.Errorf("recreate %d, re-enqueued %+v", subs.recreate.Load(), out)
@@ -181,14 +181,14 @@ func TestLifecycleFailures(t *testing.T) {
 	t.Run("other errors fail the invocation", func(t *testing.T) {
 		e, subs, _ := lifecycleEnv(t, true)
 		subs.recreateErr = &graph.Error{Op: "create subscription", Status: 403, Kind: graph.KindForbidden, Message: "Insufficient privileges"}
-		_, err := e.invoke(hostRequest(t, hostText(t, lifecycleMsg(nil, SubscriptionRemoved)), 1))
-		if err == nil || !strings.Contains(err.Error(), "recreating the subscription") || !strings.Contains(err.Error(), "403") {
+		_, err := e.invoke(hostRequest(t, hostText(t, lifecycleMsg(nil, string(graph.SubscriptionRemoved))), 1))
+		if err == nil || !strings.Contains(err.Error(), "recreating subscription") || !strings.Contains(err.Error(), "403") {
 			t.Errorf("err = %v", err)
 		}
 	})
 	t.Run("no subscription manager", func(t *testing.T) {
 		e := newEnv(t)
-		if _, err := e.invoke(hostRequest(t, hostText(t, lifecycleMsg(nil, ReauthorizationRequired)), 1)); err == nil {
+		if _, err := e.invoke(hostRequest(t, hostText(t, lifecycleMsg(nil, string(graph.ReauthorizationRequired))), 1)); err == nil {
 			t.Error("succeeded without a subscription manager")
 		}
 	})
@@ -225,7 +225,7 @@ func TestGoldenPayloads(t *testing.T) {
 	for name, r := range map[string]result{"host (encoded twice)": host, "third-party (encoded once)": once} {
 		got := byResource(r.events)
 		if len(r.events) != 3 || got[goldenUser1].ChangeType != "updated" || got[goldenUser2].ChangeType != "updated" ||
-			got[goldenUser3].ChangeType != "deleted" || got[goldenUser1].User["displayName"] != "User 6e1f0000" {
+			got[goldenUser3].ChangeType != "deleted" || got[goldenUser1].Object["displayName"] != "User 6e1f0000" {
 			t.Errorf("%s: events %+v", name, r.events)
 		}
 	}
@@ -280,12 +280,13 @@ func TestRegisteredRoute(t *testing.T) {
 		t.Fatalf("%d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 	var got struct {
-		Outputs struct {
-			Changes []message.Event `json:"changes"`
-		}
-		Logs []string
+		Outputs map[string]json.RawMessage
+		Logs    []string
 	}
-	if err := json.Unmarshal(b, &got); err != nil || len(got.Outputs.Changes) != 3 || len(got.Logs) == 0 {
+	if err := json.Unmarshal(b, &got); err != nil || len(got.Outputs) != 0 || len(got.Logs) == 0 {
 		t.Errorf("answer %s (%v)", b, err)
+	}
+	if evs := e.events.take(); len(evs) != 3 {
+		t.Errorf("%d events written, want 3", len(evs))
 	}
 }

@@ -1,80 +1,76 @@
 // Package queueworker is the queue-triggered function that turns queued Graph notifications into enriched
-// change events. It reads one message of webhooksnotificationqueue per invocation (design.md, "Queue
-// message") and writes events to graphchanges through its `changes` output binding.
+// change events. It reads one message of webhooksnotificationqueue per invocation (the schema is in
+// internal/message) and writes events to graphchanges through internal/events. Reading the objects,
+// classifying Graph's answers and building the events belong to internal/directory; subscription actions to
+// internal/subscription; resync steps to internal/resync. This package orchestrates them.
 //
 // # Change events
 //
-// One event per changed user per message, as a JSON array of message.Event (the host writes one queue
-// message per element):
+// One event per changed object per message (internal/directory builds it; its id covers the coalesced
+// notifications' identities, so a redelivered message, or the re-enqueued remainder of one, yields the same
+// ids for the same outcomes). Notifications for the same object in one message are coalesced into one read;
+// all objects of a message are read with $batch (20 GETs per request) with the collection's select.
+// Outcomes:
+//   - found live: event updated with the selected properties. A reported permanent delete of an object
+//     found live is not believed: the event is updated, with a warning.
+//   - found in directory/deletedItems: event deleted, softDeleted true, with what deletedItems returned (a
+//     soft delete arrives as updated).
+//   - changeType deleted and found nowhere (both places read in the same $batch): event deleted,
+//     softDeleted false, object null.
+//   - changeType updated and found nowhere: the object may be new and not yet replicated, so it is retried
+//     ReplicationRetries (3) times with the backoff below, and at least as long as those steps add up to
+//     (3.5 min) since the message was first seen; after that, event deleted with softDeleted false.
+//   - groups: a members@delta hint in the notification becomes the event's members; since a notification
+//     may carry none, a groups resync is also requested (it collapses into a running pass), and its delta
+//     round reports the membership change.
 //
-//	{ "v": 1, "id": "<32 hex>", "source": "notification", "changeType": "updated" | "deleted",
-//	  "softDeleted": false, "resource": "users", "resourceId": "<user id>", "tenantId": "<tenant>",
-//	  "subscriptionId": "<first notification's>", "observedAt": "<now, whole seconds>",
-//	  "user": { GRAPH_USER_SELECT properties } | null }
-//
-// Notifications for the same user (resource id) in one message are coalesced into one lookup. All users of
-// a message are read with one POST /$batch (20 per batch; a message holds at most 20 notifications) with
-// $select=GRAPH_USER_SELECT. Outcomes:
-//   - changeType deleted (permanent deletion): no lookup; event deleted, user null.
-//   - found: event updated with the selected properties.
-//   - 404 on /users/{id}: GET /directory/deletedItems/{id}; found there: event deleted, softDeleted true,
-//     user = the selected properties deletedItems returned (a soft delete arrives as updated, reference §3.4).
-//   - found nowhere: the user may be new and not yet replicated, so it is retried ReplicationRetries (3)
-//     times with the backoff below (30 s, 60 s, 120 s, counted by the message's attempt); after that, event
-//     deleted with softDeleted false and user null.
-//
-// The event id is the first 128 bits of SHA-256 over the source, tenant, resource id, change type, the
-// soft-deleted flag and the sorted, de-duplicated identities of the coalesced notifications (subscriptionId,
-// changeType, resourceData.sequenceNumber and eventTime, or the canonical notification JSON when those are
-// absent). It depends on neither time nor attempt, so a redelivered message, or the re-enqueued remainder of
-// one, yields the same ids for the same outcomes.
+// A notification that cannot be processed (its id is not a GUID, it names no users or groups, an unknown
+// changeType) never reaches Graph: it is moved to webhooksnotificationqueue-poison as a message of its own,
+// with the reason in the log. So is a message whose notBefore or firstSeen lies more than a day ahead, and
+// one that cannot be understood at all (not JSON, unknown version or kind: its original text is copied).
+// Notifications of another tenant are dropped with a warning, as the webhook does.
 //
 // # Failures
 //
-// Throttling (an inner $batch 429, a 429 whose Retry-After is longer than the Graph client waits) and
-// transient failures (5xx, network errors, the invocation's own deadline) never fail the invocation: the
-// unfinished notifications, and only those, are re-enqueued as a new message (same firstSeen, attempt+1,
-// notBefore) delayed by Graph's Retry-After when it gave one (reference §7: wait exactly that long), else by
-// the backoff step for the attempt — BackoffBase (30 s) doubling per attempt, at most BackoffMax (1 h) per
-// step — plus 0–10 % of deterministic jitter so
-// messages throttled together do not come back together. The invocation then succeeds: no dequeue count is
-// burnt, finished users are not fetched again and their events still go out.
+// Throttling (an inner $batch 429, a 429 whose Retry-After is longer than the Graph client waits, the
+// closed gate) and transient failures never fail the invocation: the unfinished notifications, and only
+// those, are re-enqueued as a new message (same firstSeen, attempt+1, notBefore) delayed by Graph's
+// Retry-After when it gave one, else by the backoff step for the attempt — BackoffBase (30 s) doubling per
+// attempt, at most BackoffMax (1 h) per step — and in both cases 0–10 % of deterministic jitter is added,
+// so that messages throttled together do not come back together. The invocation then succeeds: no dequeue
+// count is burnt, finished objects are not read again and their events still go out.
 //
-// One Gate per Function (so per process) remembers the latest Retry-After; while it is closed, invocations
-// re-enqueue their lookups for the remaining time (attempt unchanged: nothing was tried) without calling
+// One directory.Gate per process remembers the latest Retry-After; while it is closed, invocations
+// re-enqueue their reads for the remaining time (attempt unchanged: nothing was tried) without calling
 // Graph. A message whose notBefore lies more than 5 s ahead is put back the same way.
 //
 // A message is given up when its next attempt would exceed MaxAttempts (40) or it is older than MaxAge (24 h
-// since firstSeen; with the backoff above that is about 30 attempts): the remainder is moved to
-// webhooksnotificationqueue-poison with an Error log, from where storagequeue.Replay can bring it back (a
-// replayed message gets one more full try before it is given up again). A message that cannot be
-// understood at all (not JSON, unknown version or kind) is copied to the poison queue at once, with its
-// original text, and the invocation succeeds; notifications that cannot be processed (no resource id, an
-// unknown changeType) are moved there as a message of their own. Notifications of another tenant are dropped
-// with a warning, as the webhook does.
+// since firstSeen; with the backoff above that is about 30 attempts): the remainder is moved to the poison
+// queue with an Error log, from where `handler replay-poison` can bring it back (a replayed message gets
+// one more full try before it is given up again). An object Graph refuses to read (403) goes to the poison
+// queue alone; a refusal of every object read is a bad setting or permission and fails the invocation.
 //
 // Every invocation ends well within functionTimeout (5 min): Register gives it Timeout (2 min), and Graph
 // work stops deadlineMargin (20 s) before that deadline, leaving the rest to a re-enqueue. Only a failure to
-// re-enqueue (or to poison), a missing app setting, or a Graph failure that waiting cannot cure (401, 403,
-// 400) fails the invocation; the host then retries the whole message, which is harmless since event ids are
-// stable.
+// write events, to re-enqueue or to poison, a missing app setting, or a refusal of every read fails the
+// invocation; the host then retries the whole message, which is harmless since event ids are stable.
 //
 // # Lifecycle messages
 //
 // When validationTokens are present every one must pass internal/jwtcheck (as of the message's firstSeen,
 // so a message that waited in the queue is not judged by its age); one bad token drops the message with a
-// warning naming the failed check. The notifications are then coalesced into one call per kind:
-// subscriptionRemoved → Subscriptions.Recreate; reauthorizationRequired → Subscriptions.RenewNow (skipped
-// when Recreate ran); missed → a warning. Each of the three may mean notifications were lost (Graph pauses
-// delivery until a reauthorization), so one Resync.RequestResync names them all. Transient
-// failures of these calls re-enqueue the unfinished part with the backoff above (without the tokens, which
-// were checked and would expire); other failures fail the invocation with the error. A retry after a
-// failed resync request repeats Recreate too: the subscription logic converges when run twice.
+// warning naming the failed check. The notifications are then coalesced per subscription:
+// subscriptionRemoved and reauthorizationRequired become one subscription.Keeper.Lifecycle call each (at
+// most one action per subscription per 10 minutes; later ones are dropped with a log line); missed → a
+// warning. Each of the three may mean notifications were lost (Graph pauses delivery until a
+// reauthorization), so a resync of every collection is requested. Transient failures of these calls
+// re-enqueue the unfinished part with the backoff above (without the tokens, which were checked and would
+// expire); other failures fail the invocation.
 //
 // # Resync messages
 //
-// A kind "resync" message is one step of a delta resync and goes to Deps.ResyncStep (internal/resync), which
-// handles its own throttling; its errors fail the invocation.
+// A kind "resync" message is one step of a delta resync and goes to the Resync dependency
+// (internal/resync), which handles its own throttling; its errors fail the invocation.
 package queueworker
 
 import (
@@ -89,20 +85,19 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
 // Names, as in queueworker/function.json.
 const (
-	Name          = "queueworker"
-	TriggerName   = "message"
-	ChangesOutput = "changes"
-	// Queue is the trigger's queue, where unfinished work is re-enqueued.
-	Queue = message.WorkQueue
+	Name        = "queueworker"
+	TriggerName = "message"
 )
 
 // The numbers behind the failure behaviour (see the package documentation).
@@ -112,61 +107,68 @@ const (
 	BackoffMax         = time.Hour        // longest backoff step (a longer Retry-After is still honoured)
 	MaxAge             = 24 * time.Hour   // since firstSeen, then the poison queue
 	MaxAttempts        = 40               // a backstop to MaxAge
-	ReplicationRetries = 3                // retries of a user found neither in users nor in deletedItems
+	ReplicationRetries = 3                // retries of an object found neither live nor in deletedItems
+	// MaxAhead is how far in the future a message's notBefore or firstSeen may lie: further is no message
+	// this product wrote, and would park itself for ever.
+	MaxAhead = 24 * time.Hour
 
 	deadlineMargin     = 20 * time.Second // Graph work stops this long before the invocation's deadline
 	notBeforeTolerance = 5 * time.Second
-	deletedLookups     = 4 // concurrent deletedItems reads in one invocation
 )
 
-// Subscriptions is the renew timer's subscription logic, used for lifecycle notifications.
+// Subscriptions acts on lifecycle events (*subscription.Keeper).
 type Subscriptions interface {
-	// RenewNow renews the subscription, which also reauthorizes it (one PATCH).
-	RenewNow(ctx context.Context) error
-	// Recreate creates the subscription again, after subscriptionRemoved or a 404 while renewing.
-	Recreate(ctx context.Context) error
+	// Lifecycle renews (reauthorizationRequired) or recreates (subscriptionRemoved) a subscription; acted
+	// is false when an action for it ran within the last ten minutes and this one was dropped.
+	Lifecycle(ctx context.Context, subscriptionID string, ev graph.LifecycleEvent) (acted bool, err error)
 }
 
-// Resyncer starts a delta-query resync. Deps.Resync may be nil: missed then only warns.
-type Resyncer interface {
-	RequestResync(ctx context.Context, reason string) error
+// Resync is the delta resync (*resync.Runner): the worker runs its steps and asks it for passes.
+type Resync interface {
+	Step(ctx context.Context, m *message.Message) (resync.StepResult, error)
+	RequestResync(ctx context.Context, collection, reason string) error
+}
+
+// Queue writes one message, base64-encoded as the trigger expects (*storagequeue.Client,
+// storagequeue.Memory in tests): re-enqueues and poison moves.
+type Queue interface {
+	Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error
+}
+
+// EventWriter writes change events (*events.Writer).
+type EventWriter interface {
+	Write(ctx context.Context, es []message.Event) error
 }
 
 // KeySource supplies the signing keys of validation tokens (jwtcheck.JWKS in production).
 type KeySource = jwtcheck.KeySource
 
-// Deps are the function's dependencies, built once per process.
+// Deps are the function's dependencies, built once per process. Graph and Queue are built lazily, so a
+// missing setting is reported by the invocation that needs it.
 type Deps struct {
 	Config        *config.Config
-	Graph         func() (*graph.Client, error)        // lazily built, shared per process
-	Queue         func() (*storagequeue.Client, error) // for re-enqueues and poison moves
+	Graph         func() (directory.Graph, error)
+	Queue         func() (Queue, error)
+	Events        EventWriter
 	Subscriptions Subscriptions
-	Resync        Resyncer // may be nil
+	Resync        Resync
+	// Gate is the process's Graph throttling gate, shared with the resync.
+	Gate *directory.Gate
 	// Keys verifies validation tokens; nil means jwtcheck.NewJWKS for AZURE_AUTHORITY_HOST (or the public
 	// cloud) with http.DefaultClient, built on first use.
 	Keys KeySource
 	Now  func() time.Time // nil means time.Now
-	// ResyncStep runs one step of a delta resync for a kind "resync" message: wire
-	// func(ctx, m) error { _, err := runner.Step(ctx, m); return err } with an internal/resync Runner. Its
-	// error fails the invocation (the runner re-enqueues throttled and transient steps itself). While it is
-	// nil, resync messages fail the invocation, so the host keeps them and finally moves them to the poison
-	// queue, from where they can be replayed.
-	ResyncStep func(ctx context.Context, m *message.Message) error
 }
 
-// Function enriches queued notifications. One Function serves every invocation of the process: it holds the
-// throttling Gate they share.
+// Function enriches queued notifications. One Function serves every invocation of the process.
 type Function struct {
-	d    Deps
-	gate *Gate
+	d Deps
 
 	// Knobs tests turn; production uses the constants.
 	queue       string
 	backoffBase time.Duration
 	backoffMax  time.Duration
 	margin      time.Duration
-	// enqueue writes text (base64-encoded by storagequeue) to queue; nil means Deps.Queue().Enqueue.
-	enqueue func(ctx context.Context, queue string, text []byte, delay time.Duration) error
 
 	keysOnce sync.Once
 	keys     KeySource
@@ -180,11 +182,11 @@ func New(d Deps) *Function {
 	if d.Config == nil {
 		d.Config = config.Load(func(string) string { return "" })
 	}
-	return &Function{d: d, gate: &Gate{}, queue: Queue, backoffBase: BackoffBase, backoffMax: BackoffMax, margin: deadlineMargin}
+	if d.Gate == nil {
+		d.Gate = &directory.Gate{}
+	}
+	return &Function{d: d, queue: message.WorkQueue, backoffBase: BackoffBase, backoffMax: BackoffMax, margin: deadlineMargin}
 }
-
-// Gate returns the process-wide throttling gate.
-func (f *Function) Gate() *Gate { return f.gate }
 
 // Register adds the function to the handler's server with its own deadline, well below functionTimeout.
 func (f *Function) Register(s *customhandler.Server) {
@@ -212,6 +214,9 @@ func (f *Function) handle(ctx context.Context, log *slog.Logger, text []byte) (*
 	if err != nil {
 		return f.poisonText(ctx, log, text, describeDecodeError(err))
 	}
+	if err := m.CheckTimes(f.now(), MaxAhead); err != nil {
+		return f.poisonText(ctx, log, text, err.Error())
+	}
 	log = log.With("kind", string(m.Kind), "attempt", m.Attempt, "notifications", len(m.Notifications))
 	switch m.Kind {
 	case message.KindNotifications:
@@ -219,13 +224,15 @@ func (f *Function) handle(ctx context.Context, log *slog.Logger, text []byte) (*
 	case message.KindLifecycle:
 		return f.lifecycle(ctx, log, m)
 	default: // resync (Decode refuses unknown kinds)
-		if f.d.ResyncStep == nil {
-			return nil, errors.New("a resync message arrived, but no resync is wired into the queue worker (Deps.ResyncStep)")
+		if f.d.Resync == nil {
+			return nil, errors.New("a resync message arrived, but no resync is wired into the queue worker")
 		}
-		if err := f.d.ResyncStep(ctx, m); err != nil {
+		res, err := f.d.Resync.Step(ctx, m)
+		if err != nil {
 			return nil, fmt.Errorf("resync step: %w", err)
 		}
-		return &customhandler.Response{Logs: []string{"resync step done"}}, nil
+		log.Info(res.Summary())
+		return &customhandler.Response{Logs: []string{res.Summary()}}, nil
 	}
 }
 
@@ -257,11 +264,8 @@ func (f *Function) poisonText(ctx context.Context, log *slog.Logger, text []byte
 	return &customhandler.Response{Logs: []string{"unreadable message moved to " + poison + ": " + why}}, nil
 }
 
-// put writes one message through storagequeue (or the test hook).
+// put writes one message to a queue.
 func (f *Function) put(ctx context.Context, queue string, text []byte, delay time.Duration) error {
-	if f.enqueue != nil {
-		return f.enqueue(ctx, queue, text, delay)
-	}
 	if f.d.Queue == nil {
 		return errors.New("no storage queue client configured")
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
 func TestCoalescesOneMessageIntoOneBatch(t *testing.T) {
@@ -52,12 +54,12 @@ func TestCoalescesOneMessageIntoOneBatch(t *testing.T) {
 		want := userProps(ids[i])
 		delete(want, "officeLocation")
 		want["id"] = ids[i]
-		if len(ev.User) != len(want) {
-			t.Errorf("user has %v, want exactly the selected properties %v", ev.User, want)
+		if len(ev.Object) != len(want) {
+			t.Errorf("user has %v, want exactly the selected properties %v", ev.Object, want)
 		}
 		for k, v := range want {
-			if ev.User[k] != v {
-				t.Errorf("user[%s] = %v, want %v", k, ev.User[k], v)
+			if ev.Object[k] != v {
+				t.Errorf("user[%s] = %v, want %v", k, ev.Object[k], v)
 			}
 		}
 		if len(ev.ID) != 32 {
@@ -135,19 +137,24 @@ func TestMixedOutcomes(t *testing.T) {
 	if len(r.events) != 3 {
 		t.Fatalf("%d events, want 3: %+v", len(r.events), r.events)
 	}
-	if ev := got[ok]; ev.ChangeType != "updated" || ev.SoftDeleted || ev.User["displayName"] == nil {
+	if ev := got[ok]; ev.ChangeType != "updated" || ev.SoftDeleted || ev.Object["displayName"] == nil {
 		t.Errorf("found user: %+v", ev)
 	}
-	if ev := got[soft]; ev.ChangeType != "deleted" || !ev.SoftDeleted || ev.User["id"] != soft || ev.User["displayName"] == nil {
+	if ev := got[soft]; ev.ChangeType != "deleted" || !ev.SoftDeleted || ev.Object["id"] != soft || ev.Object["displayName"] == nil {
 		t.Errorf("soft-deleted user: %+v", ev)
-	} else if _, has := ev.User["@odata.type"]; has {
-		t.Errorf("soft-deleted user keeps annotations: %v", ev.User)
+	} else if _, has := ev.Object["@odata.type"]; has {
+		t.Errorf("soft-deleted user keeps annotations: %v", ev.Object)
 	}
-	if ev := got[gone]; ev.ChangeType != "deleted" || ev.SoftDeleted || ev.User != nil {
+	if ev := got[gone]; ev.ChangeType != "deleted" || ev.SoftDeleted || ev.Object != nil {
 		t.Errorf("permanently deleted user: %+v", ev)
 	}
-	if n := e.fg.Count("GET", "/v1.0/directory/deletedItems/"); n != 1 {
-		t.Errorf("%d deletedItems reads, want 1", n)
+	// The soft-deleted user is looked for in deletedItems after /users missed it; the reported delete is
+	// confirmed in both places in the first $batch.
+	if n := e.fg.CountBatchItems("GET", "/v1.0/directory/deletedItems/"); n != 2 {
+		t.Errorf("%d deletedItems reads, want 2", n)
+	}
+	if n := e.fg.Count("GET", "/v1.0/"); n != 0 {
+		t.Errorf("%d reads outside $batch, want none", n)
 	}
 
 	out := e.enqueuedTo(e.queue)
@@ -355,12 +362,12 @@ func TestGateStopsOtherInvocations(t *testing.T) {
 	if len(r.events) != 0 {
 		t.Fatalf("events: %+v", r.events)
 	}
-	if rem := e.f.Gate().Remaining(time.Now()); rem < 110*time.Second {
+	if rem := e.f.d.Gate.Remaining(time.Now()); rem < 110*time.Second {
 		t.Fatalf("gate open for %s, want about 120 s", rem)
 	}
 	calls := e.fg.Count("", "/v1.0/")
 
-	// Subsequent and concurrent invocations: no Graph call; deletions still go out.
+	// Subsequent and concurrent invocations: no Graph call, not even to confirm a delete.
 	var wg sync.WaitGroup
 	results := make([]result, 3)
 	for i := range results {
@@ -373,7 +380,7 @@ func TestGateStopsOtherInvocations(t *testing.T) {
 		t.Errorf("%d Graph calls while the gate was closed", n-calls)
 	}
 	for _, r := range results {
-		if len(r.events) != 1 || r.events[0].ChangeType != "deleted" {
+		if len(r.events) != 0 {
 			t.Errorf("events while gated: %+v", r.events)
 		}
 	}
@@ -386,7 +393,7 @@ func TestGateStopsOtherInvocations(t *testing.T) {
 	}
 	for _, x := range out[1:] {
 		m, _ := message.Decode(x.text)
-		if x.delay < 100*time.Second || x.delay > 132*time.Second || m.Attempt != 0 || len(m.Notifications) != 2 {
+		if x.delay < 100*time.Second || x.delay > 132*time.Second || m.Attempt != 0 || len(m.Notifications) != 3 {
 			t.Errorf("gated message: delay %s attempt %d notifications %d", x.delay, m.Attempt, len(m.Notifications))
 		}
 	}
@@ -409,7 +416,7 @@ func TestReplicationRetriesThenGone(t *testing.T) {
 	if len(delivered) != ReplicationRetries {
 		t.Errorf("%d re-deliveries, want %d", len(delivered), ReplicationRetries)
 	}
-	if len(events) != 1 || events[0].ChangeType != "deleted" || events[0].SoftDeleted || events[0].User != nil {
+	if len(events) != 1 || events[0].ChangeType != "deleted" || events[0].SoftDeleted || events[0].Object != nil {
 		t.Errorf("events %+v", events)
 	}
 
@@ -421,7 +428,7 @@ func TestReplicationRetriesThenGone(t *testing.T) {
 		t.Fatalf("lagging user found at once: %+v", r.events)
 	}
 	events, _ = e.drain(30 * time.Second)
-	if len(events) != 1 || events[0].ChangeType != "updated" || events[0].User["id"] != late {
+	if len(events) != 1 || events[0].ChangeType != "updated" || events[0].Object["id"] != late {
 		t.Errorf("late user: %+v", events)
 	}
 }
@@ -468,14 +475,14 @@ func TestDeadlineLeavesWorkForLater(t *testing.T) {
 	if e.fg.Count("", "/v1.0/") != 0 {
 		t.Error("Graph was called after the work deadline")
 	}
-	if resp.Outputs[ChangesOutput] == nil {
-		t.Error("the deletion's event did not go out")
+	if len(resp.Outputs) != 0 || len(e.events.take()) != 0 {
+		t.Error("an event went out although nothing was read (a reported delete is confirmed first)")
 	}
 	out := e.enqueuedTo(e.queue)
 	if len(out) != 1 {
 		t.Fatalf("%d re-enqueued, want 1", len(out))
 	}
-	if m, _ := message.Decode(out[0].text); m.Attempt != 1 || len(m.Notifications) != 1 {
+	if m, _ := message.Decode(out[0].text); m.Attempt != 1 || len(m.Notifications) != 2 {
 		t.Errorf("remainder %s", out[0].text)
 	}
 }
@@ -491,7 +498,9 @@ func TestFailures(t *testing.T) {
 	t.Run("re-enqueue fails", func(t *testing.T) {
 		e := newEnv(t)
 		id := e.addUsers("a5000000", 1)[0]
-		e.f.enqueue = func(context.Context, string, []byte, time.Duration) error { return errors.New("storage is down") }
+		down := storagequeue.NewMemory()
+		down.Fail = func(string) error { return errors.New("storage is down") }
+		e.f.d.Queue = func() (Queue, error) { return down, nil }
 		e.fg.Inject("POST /v1.0/$batch", fakegraph.Fault{Status: 503})
 		if _, err := e.invoke(hostRequest(t, hostText(t, msg(message.KindNotifications, note(id, "updated"))), 1)); err == nil ||
 			!strings.Contains(err.Error(), "storage is down") {
@@ -545,27 +554,39 @@ func TestBackoffNumbers(t *testing.T) {
 			t.Errorf("jitter %s out of range", j)
 		}
 	}
-	if jitter(time.Minute, []byte("x")) != jitter(time.Minute, []byte("x")) {
+	seed := []byte("x")
+	if first := jitter(time.Minute, seed); jitter(time.Minute, seed) != first {
 		t.Error("jitter is not deterministic")
 	}
+}
+
+// stepResync records the resync steps it is given.
+type stepResync struct {
+	fakeResync
+	got []string
+	err error
+}
+
+func (s *stepResync) Step(_ context.Context, m *message.Message) (resync.StepResult, error) {
+	s.got = append(s.got, m.Continuation)
+	return resync.StepResult{PassID: "p1", Page: 1, Done: true}, s.err
 }
 
 func TestResyncMessagesGoToTheStep(t *testing.T) {
 	text := hostText(t, &message.Message{V: 1, Kind: message.KindResync, Continuation: `{"pass":"p1"}`, FirstSeen: firstSeen})
 	e := newEnv(t)
-	if _, err := e.invoke(hostRequest(t, text, 1)); err == nil || !strings.Contains(err.Error(), "ResyncStep") {
-		t.Errorf("without a step: err = %v, want a failure naming Deps.ResyncStep", err)
+	if _, err := e.invoke(hostRequest(t, text, 1)); err == nil || !strings.Contains(err.Error(), "no resync is wired") {
+		t.Errorf("without a resync: err = %v", err)
 	}
-	var got []string
-	e.f.d.ResyncStep = func(_ context.Context, m *message.Message) error {
-		got = append(got, m.Continuation)
-		return nil
+	rs := &stepResync{}
+	e.f.d.Resync = rs
+	if r := e.mustInvoke(hostRequest(t, text, 1)); !strings.Contains(r.logs[0], "pass p1 completed") {
+		t.Errorf("logs %q", r.logs)
 	}
-	e.mustInvoke(hostRequest(t, text, 1))
-	if !slices.Equal(got, []string{`{"pass":"p1"}`}) {
-		t.Errorf("step got %q", got)
+	if !slices.Equal(rs.got, []string{`{"pass":"p1"}`}) {
+		t.Errorf("step got %q", rs.got)
 	}
-	e.f.d.ResyncStep = func(context.Context, *message.Message) error { return errors.New("checkpoint store down") }
+	rs.err = errors.New("checkpoint store down")
 	if _, err := e.invoke(hostRequest(t, text, 1)); err == nil || !strings.Contains(err.Error(), "checkpoint store down") {
 		t.Errorf("err = %v", err)
 	}
@@ -588,7 +609,7 @@ func TestReplicationWaitNotUsedUpByThrottling(t *testing.T) {
 		t.Fatalf("lagging user reported at once: %+v", r.events)
 	}
 	events, _ := e.drain(30 * time.Second)
-	if len(events) != 1 || events[0].ChangeType != "updated" || events[0].User["id"] != late {
+	if len(events) != 1 || events[0].ChangeType != "updated" || events[0].Object["id"] != late {
 		t.Errorf("late user after throttling: %+v", events)
 	}
 }
@@ -618,7 +639,7 @@ func TestRefusedUserGoesToPoisonAlone(t *testing.T) {
 	e2 := newEnv(t)
 	id := e2.addUsers("a9000000", 1)[0]
 	e2.fg.Inject("GET /v1.0/users/{id}", fakegraph.Fault{Status: 400, Count: -1})
-	if _, err := e2.invoke(hostRequest(t, hostText(t, msg(message.KindNotifications, note(id, "updated"))), 1)); err == nil || !strings.Contains(err.Error(), "refused every one") {
+	if _, err := e2.invoke(hostRequest(t, hostText(t, msg(message.KindNotifications, note(id, "updated"))), 1)); err == nil || !strings.Contains(err.Error(), "refused to read every one") {
 		t.Errorf("err = %v, want the invocation to fail", err)
 	}
 	if len(e2.enqueuedTo(e2.poison)) != 0 {

@@ -5,46 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-
-	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
-
-// Gate remembers until when Graph asked this process to stay away (the longest Retry-After seen). It is
-// shared by every invocation of a Function and safe for concurrent use.
-type Gate struct {
-	mu    sync.Mutex
-	until time.Time
-}
-
-// CloseUntil keeps the gate closed until t at least.
-func (g *Gate) CloseUntil(t time.Time) {
-	g.mu.Lock()
-	if t.After(g.until) {
-		g.until = t
-	}
-	g.mu.Unlock()
-}
-
-// Remaining is how long the gate stays closed after now (0 when open).
-func (g *Gate) Remaining(now time.Time) time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if d := g.until.Sub(now); d > 0 {
-		return d
-	}
-	return 0
-}
 
 // jitter adds 0–10 % to d, chosen by seed so that the same work always gets the same delay while different
 // messages spread out.
@@ -65,38 +33,22 @@ const (
 	reasonNotFound         // not (yet) replicated
 )
 
+// reasonOf maps a failed call's classification to why its work waits.
+func reasonOf(o directory.Outcome) reason {
+	switch o {
+	case directory.Deferred:
+		return reasonGate
+	case directory.Throttled:
+		return reasonThrottled
+	case directory.Transient:
+		return reasonTransient
+	}
+	return reasonNone
+}
+
 var reasonNames = [...]string{"", "gate closed", "throttled", "transient failure", "not found yet"}
 
 func (r reason) String() string { return reasonNames[r] }
-
-// retryable classifies an error from Graph, a dependency or a context: throttled and transient failures are
-// retried later, anything else fails the invocation.
-func retryable(err error) (reason, time.Duration) {
-	switch graph.KindOf(err) {
-	case graph.KindThrottled:
-		return reasonThrottled, graph.RetryAfterOf(err)
-	case graph.KindTransient:
-		return reasonTransient, graph.RetryAfterOf(err)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return reasonTransient, 0
-	}
-	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		switch {
-		case re.StatusCode == http.StatusTooManyRequests:
-			return reasonThrottled, 0
-		case re.StatusCode == http.StatusRequestTimeout, re.StatusCode >= 500:
-			return reasonTransient, 0
-		}
-		return reasonNone, 0
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return reasonTransient, 0
-	}
-	return reasonNone, 0
-}
 
 // retry describes one re-enqueue.
 type retry struct {
@@ -127,7 +79,7 @@ func (f *Function) requeue(ctx context.Context, log *slog.Logger, m *message.Mes
 	for _, i := range r.notes {
 		n := m.Notifications[i]
 		rem.Notifications = append(rem.Notifications, n)
-		seed = append(seed, notificationIdentity(&n)...)
+		seed = append(seed, directory.NotificationIdentity(&n)...)
 	}
 	delay := min(jitter(r.delay, seed), storagequeue.MaxDelay)
 	nb := now.Add(delay).Truncate(time.Second)

@@ -1,3 +1,6 @@
+// Package renewtimer is the timer-triggered function that keeps the Graph subscriptions alive
+// (internal/subscription) and starts the daily safety-net resync (internal/resync). It holds no logic of
+// its own beyond running the two and reporting what they did.
 package renewtimer
 
 import (
@@ -7,6 +10,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 )
 
 // Binding names, as in renewtimer/function.json.
@@ -15,27 +19,40 @@ const (
 	TriggerName = "timer"
 )
 
-// Function is the timer-triggered function: one Keeper run per tick, then the daily resync check.
-type Function struct {
-	keeper *Keeper
-	now    func() time.Time
-	// ResyncIfDue, when set, starts a delta resync when the last completed pass is older than a day (or one
-	// stalled); it returns a line for the log, empty when nothing was due. Its failure is a warning: the
-	// subscription is the timer's first duty, and the next tick asks again.
-	ResyncIfDue func(ctx context.Context) (string, error)
+// Keeper converges every configured subscription (*subscription.Keeper).
+type Keeper interface {
+	Ensure(ctx context.Context, mode subscription.Mode) ([]subscription.Outcome, error)
 }
 
-// NewFunction wraps a keeper as the timer function.
-func NewFunction(k *Keeper) *Function { return &Function{keeper: k, now: k.now} }
+// Resync starts the passes that are due: a collection whose last completed pass is older than a day, or
+// whose pass stalled (*resync.Runner). It returns a line per pass it started.
+type Resync interface {
+	RequestIfDue(ctx context.Context) ([]string, error)
+}
 
-// Register adds the function to the handler's server. A run makes a handful of Graph calls, each bounded by
-// the client's retries; two minutes stays far inside functionTimeout (5 minutes).
+// Function is the timer-triggered function: one keeper run per tick, then the daily resync check.
+type Function struct {
+	keeper Keeper
+	resync Resync // may be nil
+	now    func() time.Time
+}
+
+// New builds the function from its dependencies; resync may be nil (no safety-net resync).
+func New(k Keeper, r Resync, now func() time.Time) *Function {
+	if now == nil {
+		now = time.Now
+	}
+	return &Function{keeper: k, resync: r, now: now}
+}
+
+// Register adds the function to the handler's server. A run makes a handful of Graph calls per resource,
+// each bounded by the client's retries; two minutes stays far inside functionTimeout (5 minutes).
 func (f *Function) Register(s *customhandler.Server) {
 	s.Handle(Name, f.Invoke, customhandler.WithTimeout(2*time.Minute))
 }
 
 // Invoke runs the keeper once. A failure fails the invocation, and function.json's retry policy runs it
-// again before the next tick.
+// again before the next tick; the resync check still runs first, since its failure is independent.
 func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*customhandler.Response, error) {
 	log := logctx.From(ctx)
 	if t, err := req.Timer(TriggerName); err != nil {
@@ -46,23 +63,29 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 	if rc, ok := req.Retry(); ok && rc.RetryCount > 0 {
 		log.Info("retrying after a failed run", "retry", rc.RetryCount, "max", rc.MaxRetryCount)
 	}
-	out, err := f.keeper.Ensure(ctx, Normal)
-	if err != nil {
-		return nil, err
+	outs, keepErr := f.keeper.Ensure(ctx, subscription.Normal)
+	var logs []string
+	now := f.now()
+	for _, out := range outs {
+		summary := out.Summary(now)
+		log.Info(summary, "resource", out.Resource, "action", string(out.Action), "id", out.ID,
+			"expires", out.Expiry.UTC().Format(time.RFC3339), "days_left", fmt.Sprintf("%.1f", out.Expiry.Sub(now).Hours()/24))
+		logs = append(logs, "renewtimer: "+summary)
 	}
-	summary := out.Summary(f.now())
-	log.Info(summary, "action", string(out.Action), "id", out.ID, "expires", out.Expiry.UTC().Format(time.RFC3339),
-		"days_left", fmt.Sprintf("%.1f", out.Expiry.Sub(f.now()).Hours()/24))
-	logs := []string{"renewtimer: " + summary}
-	if f.ResyncIfDue != nil {
-		line, err := f.ResyncIfDue(ctx)
-		switch {
-		case err != nil:
+	if f.resync != nil {
+		// The resync's failure is a warning: the subscription is the timer's first duty, and the next tick
+		// asks again.
+		lines, err := f.resync.RequestIfDue(ctx)
+		if err != nil {
 			log.Warn("could not check or start the scheduled resync", "err", err)
-		case line != "":
-			log.Info(line)
-			logs = append(logs, "renewtimer: "+line)
 		}
+		for _, l := range lines {
+			log.Info(l)
+			logs = append(logs, "renewtimer: "+l)
+		}
+	}
+	if keepErr != nil {
+		return nil, keepErr
 	}
 	return &customhandler.Response{Logs: logs}, nil
 }

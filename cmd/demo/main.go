@@ -288,10 +288,10 @@ func (d *demo) poison(ctx context.Context) int {
 }
 
 func userLine(e message.Event) string {
-	if e.User == nil {
+	if e.Object == nil {
 		return fmt.Sprintf("(softDeleted=%v)", e.SoftDeleted)
 	}
-	return strings.TrimSpace(fmt.Sprintf("%v %v", e.User["displayName"], e.User["mail"]))
+	return strings.TrimSpace(fmt.Sprintf("%v %v", e.Object["displayName"], e.Object["mail"]))
 }
 
 func short(id string) string {

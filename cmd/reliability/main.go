@@ -375,7 +375,7 @@ func newUserDuringStorm(ctx context.Context, env *pipekit.Env, o options, rep *r
 	var last string
 	for _, x := range s.Reader.Events() {
 		if x.Event.ResourceID == id {
-			last = fmt.Sprintf("%s (softDeleted %v, user %v) read after %s", x.Event.ChangeType, x.Event.SoftDeleted, x.Event.User != nil, pipekit.Secs(x.ReadAt.Sub(t0)))
+			last = fmt.Sprintf("%s (softDeleted %v, user %v) read after %s", x.Event.ChangeType, x.Event.SoftDeleted, x.Event.Object != nil, pipekit.Secs(x.ReadAt.Sub(t0)))
 		}
 	}
 	_, exists := s.Graph.User(id)
@@ -791,7 +791,7 @@ func dropped(ctx context.Context, env *pipekit.Env, s *pipekit.Stack, rep *repor
 	cmd.Env = s.EnvList()
 	out, err := cmd.CombinedOutput()
 	cancel()
-	if err != nil || !strings.Contains(string(out), "resync started") {
+	if err != nil || !strings.Contains(string(out), "resync users started") {
 		r.problems = append(r.problems, fmt.Sprintf("handler resync: %v: %s", err, strings.TrimSpace(string(out))))
 	}
 	finish(ctx, s, r, changed, t0, 60*time.Second)

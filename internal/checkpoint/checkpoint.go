@@ -87,6 +87,17 @@ type Pass struct {
 	// Again holds the reason of a request that arrived while this pass ran. The pass may already be past
 	// the changes that request is about, so when it completes a follow-up pass starts from its deltaLink.
 	Again string `json:"again,omitempty"`
+	// Carry is an object whose delta entries may go on past this page (a group whose members@delta spans
+	// pages): its event waits for the page where it ends, and the part read so far is kept here.
+	Carry *Carry `json:"carry,omitempty"`
+}
+
+// Carry is the part of one object's delta entries read on earlier pages of a pass.
+type Carry struct {
+	ID      string         `json:"id"`
+	Object  map[string]any `json:"object"`
+	Added   []string       `json:"added,omitempty"`
+	Removed []string       `json:"removed,omitempty"`
 }
 
 // ETag is the blob's entity tag as Load or Save returned it; "" means no blob.
@@ -151,11 +162,11 @@ func New(s config.StorageSettings, containerName string, o Options) (*Store, err
 	return &Store{cc: svc.NewContainerClient(containerName)}, nil
 }
 
-// BlobName is where the checkpoint of resource is stored: delta/users.json, delta/users/<id>.json.
+// BlobName is where the checkpoint of a collection is stored: delta/users.json, delta/groups.json.
 func BlobName(resource string) string {
 	r := strings.ToLower(strings.Trim(resource, "/"))
 	if r == "" {
-		r = config.DefaultResource
+		r = config.Users
 	}
 	return "delta/" + r + ".json"
 }

@@ -35,6 +35,7 @@ const (
 	Resource                 = "GRAPH_RESOURCE"
 	ChangeType               = "GRAPH_CHANGE_TYPE"
 	UserSelect               = "GRAPH_USER_SELECT"
+	GroupSelect              = "GRAPH_GROUP_SELECT"
 	RenewSchedule            = "RENEW_SCHEDULE"
 	ResyncInitial            = "RESYNC_INITIAL"
 	ResyncContainer          = "RESYNC_CONTAINER"
@@ -43,7 +44,6 @@ const (
 // Defaults for optional settings.
 const (
 	DefaultGraphBaseURL    = "https://graph.microsoft.com/v1.0"
-	DefaultResource        = "users"
 	DefaultChangeType      = "updated,deleted"
 	DefaultResyncInitial   = "latest"
 	DefaultResyncContainer = "graph-webhooks"
@@ -51,6 +51,31 @@ const (
 
 // DefaultUserSelect is the set of user properties fetched and put in events when GRAPH_USER_SELECT is empty.
 var DefaultUserSelect = []string{"id", "displayName", "userPrincipalName", "mail", "accountEnabled", "jobTitle", "department"}
+
+// DefaultGroupSelect is the set of group properties fetched and put in events when GRAPH_GROUP_SELECT is empty.
+var DefaultGroupSelect = []string{"id", "displayName", "description", "mail", "mailEnabled", "securityEnabled", "groupTypes", "visibility"}
+
+// The directory collections the product follows. Their ids are GUIDs.
+const (
+	Users  = "users"
+	Groups = "groups"
+)
+
+// ResourceSpec is one entry of GRAPH_RESOURCE: a whole collection ("users"), or one object of it ("groups/{id}").
+type ResourceSpec struct {
+	Collection string // Users or Groups
+	ID         string // a GUID, or "" for the whole collection
+}
+
+// Path is the resource as Graph's subscription API takes it.
+func (r ResourceSpec) Path() string {
+	if r.ID == "" {
+		return r.Collection
+	}
+	return r.Collection + "/" + r.ID
+}
+
+func (r ResourceSpec) String() string { return r.Path() }
 
 // Secret holds a value that must never reach a log: it prints as [redacted] through fmt, slog and JSON.
 type Secret string
@@ -84,9 +109,10 @@ type Config struct {
 	LifecycleNotificationURL string // defaults to NotificationURL
 	ClientState              Secret
 	ClientStatePrevious      Secret
-	Resource                 string   // "users" or "users/{id}"
-	ChangeTypes              []string // sorted, e.g. [deleted updated]
-	UserSelect               []string // always includes id
+	Resources                []ResourceSpec // at least one; at most one whole-collection entry per collection
+	ChangeTypes              []string       // sorted, e.g. [deleted updated]
+	UserSelect               []string       // always includes id
+	GroupSelect              []string       // always includes id
 	RenewSchedule            string
 	ResyncInitial            string // latest or full
 	ResyncContainer          string
@@ -98,6 +124,52 @@ type Config struct {
 
 // ChangeType is the changeType value Graph wants: a comma-separated list.
 func (c *Config) ChangeType() string { return strings.Join(c.ChangeTypes, ",") }
+
+// Collections lists the collections GRAPH_RESOURCE names, each once, in the order first named.
+func (c *Config) Collections() []string {
+	var out []string
+	for _, r := range c.Resources {
+		if !slices.Contains(out, r.Collection) {
+			out = append(out, r.Collection)
+		}
+	}
+	return out
+}
+
+// Select is the property list fetched and put in events for a collection.
+func (c *Config) Select(collection string) []string {
+	if collection == Groups {
+		return c.GroupSelect
+	}
+	return c.UserSelect
+}
+
+// SelectSetting names the setting behind Select(collection), for messages.
+func SelectSetting(collection string) string {
+	if collection == Groups {
+		return GroupSelect
+	}
+	return UserSelect
+}
+
+// Only is, for a collection GRAPH_RESOURCE names by single objects only, the set of those object ids (lower
+// case); nil when the whole collection is followed.
+func (c *Config) Only(collection string) map[string]bool {
+	var only map[string]bool
+	for _, r := range c.Resources {
+		if r.Collection != collection {
+			continue
+		}
+		if r.ID == "" {
+			return nil
+		}
+		if only == nil {
+			only = map[string]bool{}
+		}
+		only[strings.ToLower(r.ID)] = true
+	}
+	return only
+}
 
 // Load reads every setting through getenv. It never fails; see Check.
 func Load(getenv func(string) string) *Config {
@@ -115,9 +187,10 @@ func Load(getenv func(string) string) *Config {
 		LifecycleNotificationURL: l.notificationURL(LifecycleNotificationURL),
 		ClientState:              l.clientState(ClientState),
 		ClientStatePrevious:      l.clientState(ClientStatePrevious),
-		Resource:                 l.resource(),
+		Resources:                l.resources(),
 		ChangeTypes:              l.changeTypes(),
-		UserSelect:               l.userSelect(),
+		UserSelect:               l.selectList(UserSelect, DefaultUserSelect, "user"),
+		GroupSelect:              l.selectList(GroupSelect, DefaultGroupSelect, "group"),
 		RenewSchedule:            l.schedule(),
 		ResyncInitial:            l.oneOf(ResyncInitial, DefaultResyncInitial, "latest", "full"),
 		ResyncContainer:          l.container(),
@@ -300,22 +373,45 @@ func (l *loader) clientState(name string) Secret {
 	return Secret(v)
 }
 
-var userIDRE = regexp.MustCompile(`^[A-Za-z0-9@._-]+$`)
-
-func (l *loader) resource() string {
-	v := strings.Trim(l.get(Resource), "/")
-	if v == "" {
-		return DefaultResource
+// resources parses GRAPH_RESOURCE: a comma-separated list of users, groups, users/{id} and groups/{id}.
+func (l *loader) resources() []ResourceSpec {
+	def := []ResourceSpec{{Collection: Users}}
+	v := l.get(Resource)
+	if strings.TrimSpace(v) == "" {
+		return def
 	}
-	coll, id, hasID := strings.Cut(v, "/")
-	if !strings.EqualFold(coll, "users") || (hasID && !userIDRE.MatchString(id)) {
-		l.fail(Resource, "must be users or users/{id} (other resources are not supported yet)")
-		return DefaultResource
+	var out []ResourceSpec
+	for _, e := range strings.Split(v, ",") {
+		e = strings.Trim(strings.TrimSpace(e), "/")
+		if e == "" {
+			continue
+		}
+		coll, id, hasID := strings.Cut(e, "/")
+		coll = strings.ToLower(coll)
+		if coll != Users && coll != Groups || hasID && !guidRE.MatchString(id) {
+			l.fail(Resource, "must be a comma-separated list of users, groups, users/{id} and groups/{id}, where {id} is an object id (a GUID)")
+			return def
+		}
+		r := ResourceSpec{Collection: coll, ID: strings.ToLower(id)}
+		for _, o := range out {
+			if o.Collection != r.Collection {
+				continue
+			}
+			if o == r {
+				l.fail(Resource, "names %s twice", r.Path())
+				return def
+			}
+			if o.ID == "" || r.ID == "" {
+				l.fail(Resource, "names both %s and one of its objects: the whole collection already covers it", r.Collection)
+				return def
+			}
+		}
+		out = append(out, r)
 	}
-	if hasID {
-		return "users/" + id
+	if len(out) == 0 {
+		return def
 	}
-	return "users"
+	return out
 }
 
 func (l *loader) changeTypes() []string {
@@ -345,10 +441,10 @@ func (l *loader) changeTypes() []string {
 
 var propertyRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
-func (l *loader) userSelect() []string {
-	v := l.get(UserSelect)
+func (l *loader) selectList(name string, def []string, what string) []string {
+	v := l.get(name)
 	if v == "" {
-		return slices.Clone(DefaultUserSelect)
+		return slices.Clone(def)
 	}
 	out := []string{"id"}
 	for _, p := range strings.Split(v, ",") {
@@ -357,8 +453,8 @@ func (l *loader) userSelect() []string {
 			continue
 		}
 		if !propertyRE.MatchString(p) {
-			l.fail(UserSelect, "must be a comma-separated list of user property names such as displayName,mail")
-			return slices.Clone(DefaultUserSelect)
+			l.fail(name, "must be a comma-separated list of %s property names such as displayName,mail", what)
+			return slices.Clone(def)
 		}
 		if !slices.ContainsFunc(out, func(q string) bool { return strings.EqualFold(p, q) }) {
 			out = append(out, p)

@@ -14,8 +14,9 @@ func env(m map[string]string) func(string) string { return func(k string) string
 
 func TestDefaults(t *testing.T) {
 	c := Load(env(nil))
-	if c.GraphBaseURL != DefaultGraphBaseURL || c.Resource != "users" || c.ChangeType() != "deleted,updated" ||
-		c.ResyncInitial != "latest" || c.ResyncContainer != "graph-webhooks" || !slices.Equal(c.UserSelect, DefaultUserSelect) {
+	if c.GraphBaseURL != DefaultGraphBaseURL || !slices.Equal(c.Resources, []ResourceSpec{{Collection: Users}}) || c.ChangeType() != "deleted,updated" ||
+		c.ResyncInitial != "latest" || c.ResyncContainer != "graph-webhooks" || !slices.Equal(c.UserSelect, DefaultUserSelect) ||
+		!slices.Equal(c.GroupSelect, DefaultGroupSelect) {
 		t.Errorf("defaults wrong: %+v", c)
 	}
 	if ps := c.Problems(); len(ps) != 0 {
@@ -43,7 +44,12 @@ func TestMalformedSettingsAreNamed(t *testing.T) {
 		{LifecycleNotificationURL, "ftp://x", "public https URL"},
 		{ClientState, "too-short", "16 to 128 characters long (it has 9)"},
 		{ClientStatePrevious, strings.Repeat("x", 129), "16 to 128"},
-		{Resource, "groups", "users or users/{id}"},
+		{Resource, "devices", "users, groups, users/{id} and groups/{id}"},
+		{Resource, "users/alice@contoso.com", "a GUID"},
+		{Resource, "users/../subscriptions", "a GUID"},
+		{Resource, "groups,groups", "names groups twice"},
+		{Resource, "users,users/6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f", "whole collection already covers it"},
+		{GroupSelect, "displayName,members/$ref", "group property names"},
 		{ChangeType, "created,updated", "cannot contain created"},
 		{ChangeType, "updated,renamed", "comma-separated list of updated and deleted"},
 		{UserSelect, "displayName,mail;drop", "user property names"},
@@ -92,8 +98,8 @@ func TestParsedValues(t *testing.T) {
 		DisableInstanceDiscovery: "true",
 		ClientState:              "  spaces count as characters ",
 	}))
-	if c.Resource != "users/6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f" {
-		t.Errorf("Resource = %q", c.Resource)
+	if want := []ResourceSpec{{Collection: Users, ID: "6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"}}; !slices.Equal(c.Resources, want) {
+		t.Errorf("Resources = %v, want %v", c.Resources, want)
 	}
 	if c.ChangeType() != "deleted,updated" {
 		t.Errorf("ChangeType = %q", c.ChangeType())
@@ -169,4 +175,28 @@ func TestStorageForms(t *testing.T) {
 			t.Errorf("%+v", s)
 		}
 	})
+}
+
+func TestResourceList(t *testing.T) {
+	const g1, g2 = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "1b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+	c := Load(env(map[string]string{Resource: " Users , groups/" + strings.ToUpper(g1) + ",/groups/" + g2 + "/"}))
+	if err := c.Check(Resource); err != nil {
+		t.Fatal(err)
+	}
+	want := []ResourceSpec{{Collection: Users}, {Collection: Groups, ID: g1}, {Collection: Groups, ID: g2}}
+	if !slices.Equal(c.Resources, want) {
+		t.Fatalf("Resources = %v, want %v", c.Resources, want)
+	}
+	if got := c.Collections(); !slices.Equal(got, []string{Users, Groups}) {
+		t.Errorf("Collections = %v", got)
+	}
+	if c.Only(Users) != nil {
+		t.Errorf("Only(users) = %v, want nil (the whole collection)", c.Only(Users))
+	}
+	if only := c.Only(Groups); len(only) != 2 || !only[g1] || !only[g2] {
+		t.Errorf("Only(groups) = %v", only)
+	}
+	if want[1].Path() != "groups/"+g1 {
+		t.Errorf("Path = %q", want[1].Path())
+	}
 }

@@ -285,11 +285,11 @@ func Matches(g *fakegraph.Server, sel []string, id string, e message.Event) bool
 	if !exists {
 		return e.ChangeType == "deleted" && e.SoftDeleted == g.SoftDeleted(id)
 	}
-	if e.ChangeType != "updated" || e.User == nil {
+	if e.ChangeType != "updated" || e.Object == nil {
 		return false
 	}
 	for _, k := range sel {
-		if fmt.Sprint(e.User[k]) != fmt.Sprint(u.Props[k]) {
+		if fmt.Sprint(e.Object[k]) != fmt.Sprint(u.Props[k]) {
 			return false
 		}
 	}

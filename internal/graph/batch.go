@@ -6,21 +6,48 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // MaxBatch is Graph's limit of requests in one JSON batch.
 const MaxBatch = 20
 
-// BatchItem is the outcome for one id of GetUsers. Err is classified like any call: an inner 404 is
-// KindNotFound, an inner 429 KindThrottled with its own RetryAfter.
-type BatchItem struct {
-	ID   string
-	User User
-	Err  error
+// Get is one read in a $batch: a path below the version root, built by ObjectPath or DeletedPath, and the
+// properties to select.
+type Get struct {
+	Path   string
+	Select []string
 }
 
-// BatchResult holds one item per requested id, in input order.
+// ObjectPath is the path of one object of a collection ("users", "groups"), refusing ids that would change
+// the path's meaning.
+func ObjectPath(collection, id string) (string, error) {
+	seg, err := segment("get "+collection, id)
+	if err != nil {
+		return "", err
+	}
+	return "/" + collection + "/" + seg, nil
+}
+
+// DeletedPath is the path of a soft-deleted object in directory/deletedItems.
+func DeletedPath(id string) (string, error) {
+	seg, err := segment("get deleted item", id)
+	if err != nil {
+		return "", err
+	}
+	return "/directory/deletedItems/" + seg, nil
+}
+
+// BatchItem is the outcome of one Get of a Batch. Err is classified like any call: an inner 404 is
+// KindNotFound, an inner 429 KindThrottled with its own RetryAfter.
+type BatchItem struct {
+	Path   string
+	Object Object
+	Err    error
+}
+
+// BatchResult holds one item per Get, in input order.
 type BatchResult struct {
 	Items []BatchItem
 	// RetryAfter is the longest inner Retry-After: Graph throttles each inner request on its own and no
@@ -41,25 +68,36 @@ type batchResponse struct {
 	Body    json.RawMessage `json:"body"`
 }
 
-// GetUsers reads up to MaxBatch users in one POST /$batch. The call itself fails only when the batch
-// does; per-user failures are in the items.
-func (c *Client) GetUsers(ctx context.Context, ids []string, selectProps []string) (BatchResult, error) {
-	const op = "get users"
-	if len(ids) == 0 {
-		return BatchResult{}, nil
-	}
-	if len(ids) > MaxBatch {
-		return BatchResult{}, localError(op, "%d ids, but a batch holds at most %d", len(ids), MaxBatch)
-	}
-	q := selectQuery(selectProps)
-	reqs := make([]batchRequest, len(ids))
+// GetObjects reads up to MaxBatch objects of one collection in one POST /$batch.
+func (c *Client) GetObjects(ctx context.Context, collection string, ids []string, selectProps []string) (BatchResult, error) {
+	gets := make([]Get, len(ids))
 	for i, id := range ids {
-		seg, err := segment(op, id)
+		p, err := ObjectPath(collection, id)
 		if err != nil {
 			return BatchResult{}, err
 		}
-		u := "/users/" + seg // relative to the version root
-		if q != "" {
+		gets[i] = Get{Path: p, Select: selectProps}
+	}
+	return c.Batch(ctx, gets)
+}
+
+// Batch sends up to MaxBatch GETs in one POST /$batch. The call itself fails only when the batch does;
+// per-request failures are in the items.
+func (c *Client) Batch(ctx context.Context, gets []Get) (BatchResult, error) {
+	const op = "batch"
+	if len(gets) == 0 {
+		return BatchResult{}, nil
+	}
+	if len(gets) > MaxBatch {
+		return BatchResult{}, localError(op, "%d requests, but a batch holds at most %d", len(gets), MaxBatch)
+	}
+	reqs := make([]batchRequest, len(gets))
+	for i, g := range gets {
+		if !strings.HasPrefix(g.Path, "/") || strings.ContainsAny(g.Path, "?#") {
+			return BatchResult{}, localError(op, "request %d: %q is not a path built by ObjectPath or DeletedPath", i+1, g.Path)
+		}
+		u := g.Path // relative to the version root
+		if q := selectQuery(g.Select); q != "" {
 			u += "?" + q
 		}
 		reqs[i] = batchRequest{ID: strconv.Itoa(i + 1), Method: http.MethodGet, URL: u}
@@ -73,28 +111,29 @@ func (c *Client) GetUsers(ctx context.Context, ids []string, selectProps []strin
 		return BatchResult{}, err
 	}
 
-	res := BatchResult{Items: make([]BatchItem, len(ids))}
-	got := make([]bool, len(ids))
+	res := BatchResult{Items: make([]BatchItem, len(gets))}
+	got := make([]bool, len(gets))
 	now := c.now()
 	for _, r := range out.Responses {
 		n, err := strconv.Atoi(r.ID)
-		if err != nil || n < 1 || n > len(ids) || got[n-1] {
-			continue // not one of ours; Graph answers each id once
+		if err != nil || n < 1 || n > len(gets) || got[n-1] {
+			continue // not one of ours; Graph answers each request once
 		}
 		i := n - 1
 		got[i] = true
-		item := BatchItem{ID: ids[i]}
+		item := BatchItem{Path: gets[i].Path}
+		opi := "get " + gets[i].Path
 		if r.Status >= 200 && r.Status < 300 {
-			var u User
-			if err := decodeJSON(r.Body, &u); err != nil || u == nil {
-				item.Err = &Error{Op: "get user", Status: r.Status, Kind: KindOther,
+			var o Object
+			if err := decodeJSON(r.Body, &o); err != nil || o == nil {
+				item.Err = &Error{Op: opi, Status: r.Status, Kind: KindOther,
 					Err: fmt.Errorf("decoding the batch item: %v", err)}
 			} else {
-				delete(u, "@odata.context")
-				item.User = u
+				delete(o, "@odata.context")
+				item.Object = o
 			}
 		} else {
-			e := responseError("get user", 0, r.Status, innerHeaders(r.Headers), r.Body, now)
+			e := responseError(opi, 0, r.Status, innerHeaders(r.Headers), r.Body, now)
 			res.RetryAfter = max(res.RetryAfter, e.RetryAfter)
 			item.Err = e
 		}
@@ -102,15 +141,13 @@ func (c *Client) GetUsers(ctx context.Context, ids []string, selectProps []strin
 	}
 	for i, ok := range got {
 		if !ok {
-			res.Items[i] = BatchItem{ID: ids[i], Err: &Error{Op: "get user", Kind: KindTransient,
-				Err: fmt.Errorf("no answer for this id in the batch response")}}
+			res.Items[i] = BatchItem{Path: gets[i].Path, Err: &Error{Op: "get " + gets[i].Path, Kind: KindTransient,
+				Err: fmt.Errorf("no answer for this request in the batch response")}}
 		}
 	}
 	return res, nil
 }
 
-// innerHeaders turns a batch item's header object into an http.Header (names canonicalised, since
-// Graph's casing varies).
 func innerHeaders(m map[string]any) http.Header {
 	h := make(http.Header, len(m))
 	for k, v := range m {

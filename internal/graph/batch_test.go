@@ -30,7 +30,7 @@ func TestGetUsersBatch(t *testing.T) {
 		}})
 	}), ClientOptions{})
 	ids := []string{"a", "b", "c", "d", "e"}
-	res, err := c.GetUsers(t.Context(), ids, []string{"id", "displayName"})
+	res, err := c.GetObjects(t.Context(), "users", ids, []string{"id", "displayName"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,14 +44,14 @@ func TestGetUsersBatch(t *testing.T) {
 		t.Errorf("RetryAfter = %s, want the longest inner one, 30s", res.RetryAfter)
 	}
 	for i, it := range res.Items {
-		if it.ID != ids[i] {
-			t.Errorf("item %d is %q, want input order", i, it.ID)
+		if it.Path != "/users/"+ids[i] {
+			t.Errorf("item %d is %q, want input order", i, it.Path)
 		}
 	}
-	if it := res.Items[0]; it.Err != nil || it.User.ID() != "a" || it.User["displayName"] != "A" {
+	if it := res.Items[0]; it.Err != nil || it.Object.ID() != "a" || it.Object["displayName"] != "A" {
 		t.Errorf("a: %+v", it)
 	}
-	if it := res.Items[1]; !errors.Is(it.Err, ErrNotFound) || it.User != nil {
+	if it := res.Items[1]; !errors.Is(it.Err, ErrNotFound) || it.Object != nil {
 		t.Errorf("b: %+v", it)
 	}
 	if it := res.Items[2]; !errors.Is(it.Err, ErrThrottled) || RetryAfterOf(it.Err) != 7*time.Second {
@@ -74,16 +74,16 @@ func TestGetUsersLimitsAndGaps(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprint("u", i)
 	}
-	if _, err := c.GetUsers(t.Context(), ids, nil); KindOf(err) != KindBadRequest {
+	if _, err := c.GetObjects(t.Context(), "users", ids, nil); KindOf(err) != KindBadRequest {
 		t.Errorf("21 ids: %v", err)
 	}
-	if res, err := c.GetUsers(t.Context(), nil, nil); err != nil || len(res.Items) != 0 {
+	if res, err := c.GetObjects(t.Context(), "users", nil, nil); err != nil || len(res.Items) != 0 {
 		t.Errorf("no ids: %+v %v", res, err)
 	}
 	if rec.count() != 0 {
 		t.Errorf("%d requests for invalid batches", rec.count())
 	}
-	res, err := c.GetUsers(t.Context(), ids[:MaxBatch], nil)
+	res, err := c.GetObjects(t.Context(), "users", ids[:MaxBatch], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestGetUsersBatchItselfThrottled(t *testing.T) {
 		w.Header().Set("Retry-After", "60")
 		graphError(w, 429, "TooManyRequests", "slow")
 	}), ClientOptions{})
-	_, err := c.GetUsers(t.Context(), []string{"a"}, nil)
+	_, err := c.GetObjects(t.Context(), "users", []string{"a"}, nil)
 	if !errors.Is(err, ErrThrottled) || RetryAfterOf(err) != time.Minute || rec.count() != 1 {
 		t.Errorf("err %v after %d requests", err, rec.count())
 	}

@@ -102,7 +102,7 @@ func TestTokenFetchedOnceAndReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if _, err := c.GetUser(t.Context(), "u1", nil); err != nil {
+		if _, err := c.GetObject(t.Context(), "users", "u1", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestRetryAfterBeyondCapReturnsAtOnce(t *testing.T) {
 		w.Header().Set("Retry-After", "120")
 		graphError(w, http.StatusTooManyRequests, "TooManyRequests", "Too many requests")
 	}), ClientOptions{})
-	_, err := c.GetUser(t.Context(), "u1", nil)
+	_, err := c.GetObject(t.Context(), "users", "u1", nil)
 	// One request seen proves azcore did not wait and retry: a retry would come after 120 s.
 	if n := rec.count(); n != 1 {
 		t.Fatalf("server saw %d requests, want 1", n)
@@ -132,7 +132,7 @@ func TestRetryAfterBeyondCapReturnsAtOnce(t *testing.T) {
 	if d := RetryAfterOf(err); d != 120*time.Second {
 		t.Errorf("RetryAfter = %s, want 2m0s", d)
 	}
-	if want := "graph: get user: 429 TooManyRequests: Too many requests (retry after 2m0s)"; err.Error() != want {
+	if want := "graph: get users: 429 TooManyRequests: Too many requests (retry after 2m0s)"; err.Error() != want {
 		t.Errorf("message = %q\nwant      %q", err, want)
 	}
 }
@@ -173,7 +173,7 @@ func TestRetryAfterWithinCapIsRetried(t *testing.T) {
 			writeJSON(w, 200, map[string]any{"id": "u1"})
 		}), ClientOptions{})
 		start := time.Now()
-		u, err := c.GetUser(t.Context(), "u1", nil)
+		u, err := c.GetObject(t.Context(), "users", "u1", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func TestThrottledAfterRetriesExhausted(t *testing.T) {
 			w.Header().Set("Retry-After", "2")
 			graphError(w, http.StatusTooManyRequests, "TooManyRequests", "slow down")
 		}), ClientOptions{MaxRetries: 2})
-		_, err := c.GetUser(t.Context(), "u1", nil)
+		_, err := c.GetObject(t.Context(), "users", "u1", nil)
 		if rec.count() != 3 || KindOf(err) != KindThrottled || RetryAfterOf(err) != 2*time.Second {
 			t.Errorf("%d requests, err %v", rec.count(), err)
 		}
@@ -209,7 +209,7 @@ func TestTransientRetriedWithBackoff(t *testing.T) {
 			}
 			writeJSON(w, 200, map[string]any{"id": "u1"})
 		}), ClientOptions{})
-		if _, err := c.GetUser(t.Context(), "u1", nil); err != nil || rec.count() != 3 {
+		if _, err := c.GetObject(t.Context(), "users", "u1", nil); err != nil || rec.count() != 3 {
 			t.Errorf("%d requests, err %v", rec.count(), err)
 		}
 	})
@@ -263,7 +263,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	}), ClientOptions{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	_, err1 := c.CreateSubscription(t.Context(), Subscription{Resource: "users", ChangeType: "updated",
 		NotificationURL: "https://h/x", ClientState: state, ExpirationDateTime: time.Now().Add(time.Hour)})
-	_, err2 := c.GetUser(t.Context(), "u1", nil)
+	_, err2 := c.GetObject(t.Context(), "users", "u1", nil)
 	for _, s := range []string{err1.Error(), err2.Error(), logs.String()} {
 		if strings.Contains(s, state) || strings.Contains(s, "fake_token") || strings.Contains(s, "Bearer") {
 			t.Errorf("secret leaked: %s", s)

@@ -3,21 +3,26 @@ package graph
 import (
 	"context"
 	"net/http"
+	"strings"
 )
 
-// DeltaPage is one page of a users delta query. Exactly one of NextLink (more pages follow) and
+// DeltaPage is one page of a delta query over a collection. Exactly one of NextLink (more pages follow) and
 // DeltaLink (the round is complete; store it for the next round) is set.
 type DeltaPage struct {
-	// Users may include removals: {"id": …, "@removed": {"reason": "changed"|"deleted"}} (see User.Removed).
-	// The same user can appear more than once; the last occurrence wins.
-	Users               []User
+	// Objects may include removals: {"id": …, "@removed": {"reason": "changed"|"deleted"}} (see
+	// Object.Removed). The same object can appear more than once; the last occurrence wins. A group with
+	// members selected carries "members@delta", and a large group spans several pages, each with a part.
+	Objects             []Object
 	NextLink, DeltaLink string
 }
 
-// DeltaStart begins a delta round: GET /users/delta?$select=… . With latest, Graph returns no users,
-// only a deltaLink from now ($deltatoken=latest). The query is baked into the links that follow, so it
-// is only given here.
-func (c *Client) DeltaStart(ctx context.Context, selectProps []string, latest bool) (DeltaPage, error) {
+// DeltaStart begins a delta round over a collection: GET /{collection}/delta?$select=… . With latest,
+// Graph returns no objects, only a deltaLink from now ($deltatoken=latest). The query is baked into the
+// links that follow, so it is only given here.
+func (c *Client) DeltaStart(ctx context.Context, collection string, selectProps []string, latest bool) (DeltaPage, error) {
+	if _, err := segment("delta", collection); err != nil || strings.Contains(collection, "/") {
+		return DeltaPage{}, localError("delta", "invalid collection %q", collection)
+	}
 	q := selectQuery(selectProps)
 	if latest {
 		if q != "" {
@@ -25,7 +30,7 @@ func (c *Client) DeltaStart(ctx context.Context, selectProps []string, latest bo
 		}
 		q += "$deltatoken=latest"
 	}
-	return c.delta(ctx, c.url("/users/delta", q))
+	return c.delta(ctx, c.url("/"+collection+"/delta", q))
 }
 
 // Delta fetches the page at a nextLink or a stored deltaLink. KindResyncRequired means the link has
@@ -44,7 +49,7 @@ func (c *Client) Delta(ctx context.Context, link string) (DeltaPage, error) {
 
 func (c *Client) delta(ctx context.Context, u string) (DeltaPage, error) {
 	const op = "delta"
-	var p page[User]
+	var p page[Object]
 	if err := c.getJSON(ctx, request{op: op, method: http.MethodGet, url: u, flags: flagDelta}, &p); err != nil {
 		return DeltaPage{}, err
 	}
@@ -58,5 +63,5 @@ func (c *Client) delta(ctx context.Context, u string) (DeltaPage, error) {
 			return DeltaPage{}, err
 		}
 	}
-	return DeltaPage{Users: p.Value, NextLink: p.NextLink, DeltaLink: p.DeltaLink}, nil
+	return DeltaPage{Objects: p.Value, NextLink: p.NextLink, DeltaLink: p.DeltaLink}, nil
 }

@@ -27,20 +27,20 @@ func TestDelta(t *testing.T) {
 	base = srv.URL + "/v1.0"
 	ctx := t.Context()
 
-	p, err := c.DeltaStart(ctx, []string{"id", "displayName"}, true)
-	if err != nil || p.DeltaLink != base+"/users/delta?$deltatoken=T0" || len(p.Users) != 0 {
+	p, err := c.DeltaStart(ctx, "users", []string{"id", "displayName"}, true)
+	if err != nil || p.DeltaLink != base+"/users/delta?$deltatoken=T0" || len(p.Objects) != 0 {
 		t.Fatalf("start latest: %+v %v", p, err)
 	}
 	if r := rec.all()[0]; r.Path != "/v1.0/users/delta" || r.RawQuery != "$select=id,displayName&$deltatoken=latest" {
 		t.Errorf("first request %s?%s", r.Path, r.RawQuery)
 	}
-	p, err = c.DeltaStart(ctx, []string{"id"}, false)
-	if err != nil || len(p.Users) != 1 || rec.all()[1].RawQuery != "$select=id" {
+	p, err = c.DeltaStart(ctx, "users", []string{"id"}, false)
+	if err != nil || len(p.Objects) != 1 || rec.all()[1].RawQuery != "$select=id" {
 		t.Fatalf("start full: %+v %v %q", p, err, rec.all()[1].RawQuery)
 	}
 
 	p, err = c.Delta(ctx, base+"/users/delta?$deltatoken=T0")
-	if err != nil || p.NextLink == "" || p.DeltaLink != "" || len(p.Users) != 2 || p.Users[1].Removed() != "changed" {
+	if err != nil || p.NextLink == "" || p.DeltaLink != "" || len(p.Objects) != 2 || p.Objects[1].Removed() != "changed" {
 		t.Fatalf("delta: %+v %v", p, err)
 	}
 	// A link to another host coming back from the server is refused, and its token is not repeated.

@@ -42,7 +42,7 @@ func TestErrorClasses(t *testing.T) {
 		graphError(w, a.status, a.code, a.msg)
 	}), ClientOptions{MaxRetries: -1}) // no retries: each status is seen as is
 
-	getUser := func(ctx context.Context) error { _, err := c.GetUser(ctx, "u1", nil); return err }
+	getUser := func(ctx context.Context) error { _, err := c.GetObject(ctx, "users", "u1", nil); return err }
 	create := func(ctx context.Context) error {
 		_, err := c.CreateSubscription(ctx, Subscription{Resource: "users", ChangeType: "updated,deleted",
 			NotificationURL: "https://h/n", ExpirationDateTime: time.Now().Add(time.Hour)})
@@ -65,7 +65,7 @@ func TestErrorClasses(t *testing.T) {
 		text     string
 	}{
 		{"404", getUser, answer{status: 404, code: "Request_ResourceNotFound", msg: "Resource 'u1' does not exist"},
-			KindNotFound, ErrNotFound, "graph: get user: 404 Request_ResourceNotFound: Resource 'u1' does not exist"},
+			KindNotFound, ErrNotFound, "graph: get users: 404 Request_ResourceNotFound: Resource 'u1' does not exist"},
 		{"429", getUser, answer{status: 429, code: "TooManyRequests", msg: "x", retryAfter: "30"}, KindThrottled, ErrThrottled, "(retry after 30s)"},
 		{"409", create, answer{status: 409, code: "ExtensionError", msg: "Subscription Id <> already exists for the requested combination"},
 			KindConflict, ErrConflict, "graph: create subscription: 409 ExtensionError"},
@@ -86,7 +86,7 @@ func TestErrorClasses(t *testing.T) {
 		{"500", getUser, answer{status: 500, code: "generalException", msg: "oops"}, KindTransient, ErrTransient, "500 generalException"},
 		{"503 with Retry-After", getUser, answer{status: 503, code: "serviceNotAvailable", msg: "x", retryAfter: "5"}, KindTransient, ErrTransient, "(retry after 5s)"},
 		{"504 from a proxy, not JSON", getUser, answer{status: 504, rawBody: "upstream timed out", contentType: "text/plain"},
-			KindTransient, ErrTransient, "graph: get user: 504: upstream timed out"},
+			KindTransient, ErrTransient, "graph: get users: 504: upstream timed out"},
 		{"408", getUser, answer{status: 408, code: "timeout", msg: "x"}, KindTransient, ErrTransient, ""},
 		{"405", getUser, answer{status: 405, code: "Request_BadRequest", msg: "x"}, KindBadRequest, ErrBadRequest, ""},
 		{"delta 410", deltaNext, answer{status: 410, code: "resyncRequired", msg: "gone"}, KindResyncRequired, ErrResyncRequired, ""},
@@ -126,7 +126,7 @@ func TestErrorClasses(t *testing.T) {
 func TestNetworkErrorIsTransient(t *testing.T) {
 	c, _, srv := newTestClient(t, http.NotFoundHandler(), ClientOptions{MaxRetries: -1})
 	srv.Close()
-	_, err := c.GetUser(t.Context(), "u1", nil)
+	_, err := c.GetObject(t.Context(), "users", "u1", nil)
 	if KindOf(err) != KindTransient || !errors.Is(err, ErrTransient) {
 		t.Errorf("err = %v, kind %s", err, KindOf(err))
 	}
@@ -139,13 +139,13 @@ func TestContextErrors(t *testing.T) {
 	c, _, _ := newTestClient(t, http.NotFoundHandler(), ClientOptions{})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := c.GetUser(ctx, "u1", nil)
+	_, err := c.GetObject(ctx, "users", "u1", nil)
 	if !errors.Is(err, context.Canceled) || KindOf(err) != KindOther {
 		t.Errorf("canceled: err = %v, kind %s", err, KindOf(err))
 	}
 	ctx, cancel = context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
 	defer cancel()
-	_, err = c.GetUser(ctx, "u1", nil)
+	_, err = c.GetObject(ctx, "users", "u1", nil)
 	if !errors.Is(err, context.DeadlineExceeded) || KindOf(err) != KindTransient {
 		t.Errorf("deadline: err = %v, kind %s", err, KindOf(err))
 	}
@@ -172,14 +172,14 @@ func TestTokenErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = c.GetUser(t.Context(), "u1", nil)
+			_, err = c.GetObject(t.Context(), "users", "u1", nil)
 			if KindOf(err) != tt.kind {
 				t.Errorf("kind %s, want %s: %v", KindOf(err), tt.kind, err)
 			}
 			if rec.count() != 0 {
 				t.Error("a request went out without a token")
 			}
-			if !strings.HasPrefix(err.Error(), "graph: get user: acquiring a token: ") {
+			if !strings.HasPrefix(err.Error(), "graph: get users: acquiring a token: ") {
 				t.Errorf("message %q", err)
 			}
 		})

@@ -129,7 +129,7 @@ func TestFakeGraphTokenReusedAcrossCalls(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if _, err := e.c.GetUser(c, "u1", nil); err != nil {
+			if _, err := e.c.GetObject(c, "users", "u1", nil); err != nil {
 				t.Error(err)
 			}
 		})
@@ -138,7 +138,7 @@ func TestFakeGraphTokenReusedAcrossCalls(t *testing.T) {
 	if _, err := e.c.ListSubscriptions(c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.c.DeltaStart(c, nil, true); err != nil {
+	if _, err := e.c.DeltaStart(c, "users", nil, true); err != nil {
 		t.Fatal(err)
 	}
 	if n := tokenRequests(e.fg); n != 1 {
@@ -162,7 +162,7 @@ func TestFakeGraphShortRetryAfterIsRetried(t *testing.T) {
 	e.addUser("u1", "Ada")
 	e.fg.Inject("GET /v1.0/users/{id}", fakegraph.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second})
 	start := time.Now()
-	u, err := e.c.GetUser(ctx(t), "u1", []string{"displayName"})
+	u, err := e.c.GetObject(ctx(t), "users", "u1", []string{"displayName"})
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("GetUser after a 1 s throttle: %v", err)
@@ -190,7 +190,7 @@ func TestFakeGraphLongRetryAfterComesBackAtOnce(t *testing.T) {
 	e.addUser("u1", "Ada")
 	e.fg.Inject("GET /v1.0/users/{id}", fakegraph.Fault{Status: http.StatusTooManyRequests, RetryAfter: 120 * time.Second})
 	start := time.Now()
-	_, err := e.c.GetUser(ctx(t), "u1", nil)
+	_, err := e.c.GetObject(ctx(t), "users", "u1", nil)
 	took := time.Since(start)
 	ge := graphErr(t, err, graph.ErrThrottled)
 	if got := graph.RetryAfterOf(err); got != 120*time.Second {
@@ -219,7 +219,7 @@ func TestFakeGraphBatchMixedResults(t *testing.T) {
 	e.fg.ThrottleBatchItems(1, 2*time.Second)
 	e.fg.Inject("GET /v1.0/users/{id}", fakegraph.Fault{Status: http.StatusTooManyRequests, RetryAfter: 5 * time.Second})
 	ids := []string{"t1", "t2", "u1", "missing", "u2", "sd"}
-	res, err := e.c.GetUsers(ctx(t), ids, []string{"displayName"})
+	res, err := e.c.GetObjects(ctx(t), "users", ids, []string{"displayName"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,8 +227,8 @@ func TestFakeGraphBatchMixedResults(t *testing.T) {
 		t.Fatalf("%d items, want %d", len(res.Items), len(ids))
 	}
 	for i, it := range res.Items {
-		if it.ID != ids[i] {
-			t.Errorf("item %d is %q, want %q (input order)", i, it.ID, ids[i])
+		if it.Path != "/users/"+ids[i] {
+			t.Errorf("item %d is %q, want %q (input order)", i, it.Path, ids[i])
 		}
 	}
 	want := []error{graph.ErrThrottled, graph.ErrThrottled, nil, graph.ErrNotFound, nil, graph.ErrNotFound}
@@ -236,11 +236,11 @@ func TestFakeGraphBatchMixedResults(t *testing.T) {
 		it := res.Items[i]
 		switch {
 		case w == nil && it.Err != nil:
-			t.Errorf("%s: %v", it.ID, it.Err)
-		case w == nil && it.User.ID() != it.ID:
-			t.Errorf("%s: user %v", it.ID, it.User)
+			t.Errorf("%s: %v", it.Path, it.Err)
+		case w == nil && "/users/"+it.Object.ID() != it.Path:
+			t.Errorf("%s: user %v", it.Path, it.Object)
 		case w != nil && !errors.Is(it.Err, w):
-			t.Errorf("%s: error %v, want %v", it.ID, it.Err, w)
+			t.Errorf("%s: error %v, want %v", it.Path, it.Err, w)
 		}
 	}
 	if d := graph.RetryAfterOf(res.Items[0].Err); d != 2*time.Second {
@@ -252,10 +252,10 @@ func TestFakeGraphBatchMixedResults(t *testing.T) {
 	if res.RetryAfter != 5*time.Second {
 		t.Errorf("batch RetryAfter %v, want the longest, 5s", res.RetryAfter)
 	}
-	if got := res.Items[2].User["displayName"]; got != "Ada" {
+	if got := res.Items[2].Object["displayName"]; got != "Ada" {
 		t.Errorf("u1 displayName = %v", got)
 	}
-	if _, ok := res.Items[2].User["@odata.context"]; ok {
+	if _, ok := res.Items[2].Object["@odata.context"]; ok {
 		t.Error("@odata.context left in a batch item")
 	}
 	if n, m := e.fg.Count(http.MethodPost, "/v1.0/$batch"), e.fg.CountBatchItems(http.MethodGet, "/v1.0/users/"); n != 1 || m != len(ids) {
@@ -263,16 +263,16 @@ func TestFakeGraphBatchMixedResults(t *testing.T) {
 	}
 
 	// The soft-deleted user 404s on /users (in the batch and alone) but is in the deleted items.
-	_, err = e.c.GetUser(ctx(t), "sd", nil)
+	_, err = e.c.GetObject(ctx(t), "users", "sd", nil)
 	graphErr(t, err, graph.ErrNotFound)
-	du, err := e.c.GetDeletedUser(ctx(t), "sd", []string{"displayName"})
+	du, err := e.c.GetDeleted(ctx(t), "sd", []string{"displayName"})
 	if err != nil {
 		t.Fatalf("GetDeletedUser: %v", err)
 	}
 	if du.ID() != "sd" || du["displayName"] != "Gone" || du["deletedDateTime"] == nil {
 		t.Errorf("deleted user = %v", du)
 	}
-	_, err = e.c.GetDeletedUser(ctx(t), "u1", nil)
+	_, err = e.c.GetDeleted(ctx(t), "u1", nil)
 	graphErr(t, err, graph.ErrNotFound)
 }
 
@@ -512,7 +512,7 @@ func TestFakeGraphErrorClasses(t *testing.T) {
 		e.fg.ClearFaults()
 		e.fg.ResetRequests()
 		e.fg.Inject(route, tc.fault)
-		_, err := e.c.GetUser(fastRetries(ctx(t), 2), "u1", nil)
+		_, err := e.c.GetObject(fastRetries(ctx(t), 2), "users", "u1", nil)
 		ge := graphErr(t, err, tc.want)
 		if ge.Code != tc.code || ge.Status != tc.fault.Status || ge.RequestID == "" {
 			t.Errorf("%s: status %d code %q request-id %q", tc.name, ge.Status, ge.Code, ge.RequestID)
@@ -527,20 +527,20 @@ func TestFakeGraphErrorClasses(t *testing.T) {
 	noRetry := newClient(t, e.fg, secretCred(t, e.fg, fgSecret), graph.ClientOptions{MaxRetries: -1})
 	e.fg.ResetRequests()
 	e.fg.Inject(route, fakegraph.Fault{Status: 503})
-	_, err := noRetry.GetUser(ctx(t), "u1", nil)
+	_, err := noRetry.GetObject(ctx(t), "users", "u1", nil)
 	graphErr(t, err, graph.ErrTransient)
 	if n := onWire(e.fg, route); n != 1 {
 		t.Errorf("MaxRetries -1: %d requests, want 1", n)
 	}
 
 	// A $select the directory does not know: Graph's 400.
-	_, err = e.c.GetUser(ctx(t), "u1", []string{"noSuchProperty"})
+	_, err = e.c.GetObject(ctx(t), "users", "u1", []string{"noSuchProperty"})
 	if ge := graphErr(t, err, graph.ErrBadRequest); ge.Status != 400 || ge.Code != "Request_BadRequest" {
 		t.Errorf("bad $select: %+v", ge)
 	}
 	// Refused locally: no request.
 	e.fg.ResetRequests()
-	_, err = e.c.GetUser(ctx(t), "..", nil)
+	_, err = e.c.GetObject(ctx(t), "users", "..", nil)
 	if ge := graphErr(t, err, graph.ErrBadRequest); ge.Status != 0 {
 		t.Errorf("local refusal has status %d", ge.Status)
 	}
@@ -550,7 +550,7 @@ func TestFakeGraphErrorClasses(t *testing.T) {
 	// A cancelled context is the caller's doing: not transient.
 	cc, cancel := context.WithCancel(ctx(t))
 	cancel()
-	_, err = e.c.GetUser(cc, "u1", nil)
+	_, err = e.c.GetObject(cc, "users", "u1", nil)
 	if k := graph.KindOf(err); k != graph.KindOther || !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: kind %v, %v", k, err)
 	}
@@ -619,20 +619,20 @@ func TestFakeGraphDelta(t *testing.T) {
 	c := ctx(t)
 	sel := []string{"displayName", "jobTitle"}
 
-	latest, err := e.c.DeltaStart(c, sel, true)
+	latest, err := e.c.DeltaStart(c, "users", sel, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(latest.Users) != 0 || latest.DeltaLink == "" || latest.NextLink != "" {
+	if len(latest.Objects) != 0 || latest.DeltaLink == "" || latest.NextLink != "" {
 		t.Fatalf("latest: %+v", latest)
 	}
 
 	// A full round pages through every user and ends in a deltaLink.
-	full, pages := map[string]graph.User{}, 0
-	p, err := e.c.DeltaStart(c, sel, false)
+	full, pages := map[string]graph.Object{}, 0
+	p, err := e.c.DeltaStart(c, "users", sel, false)
 	for ; err == nil; p, err = e.c.Delta(c, p.NextLink) {
 		pages++
-		for _, u := range p.Users {
+		for _, u := range p.Objects {
 			full[u.ID()] = u
 		}
 		if p.DeltaLink != "" {
@@ -655,17 +655,17 @@ func TestFakeGraphDelta(t *testing.T) {
 	e.fg.SoftDeleteUser("u2")
 	e.fg.PermanentlyDeleteUser("u3")
 	for name, link := range map[string]string{"from latest": latest.DeltaLink, "from full": fullLink} {
-		got := map[string]graph.User{}
+		got := map[string]graph.Object{}
 		p, err := e.c.Delta(c, link)
 		for ; err == nil && p.NextLink != ""; p, err = e.c.Delta(c, p.NextLink) {
-			for _, u := range p.Users {
+			for _, u := range p.Objects {
 				got[u.ID()] = u
 			}
 		}
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for _, u := range p.Users {
+		for _, u := range p.Objects {
 			got[u.ID()] = u
 		}
 		if len(got) != 3 || got["u1"]["displayName"] != "Ada L." || got["u1"].Removed() != "" ||
@@ -684,11 +684,11 @@ func TestFakeGraphDelta(t *testing.T) {
 		t.Errorf("expired token: %+v", ge)
 	}
 	e.fg.Inject("GET /v1.0/users/delta", fakegraph.Fault{Status: http.StatusGone})
-	_, err = e.c.DeltaStart(c, sel, true)
+	_, err = e.c.DeltaStart(c, "users", sel, true)
 	graphErr(t, err, graph.ErrResyncRequired)
 	// The same 410 elsewhere is not a resync.
 	e.fg.Inject("GET /v1.0/users/{id}", fakegraph.Fault{Status: http.StatusGone})
-	_, err = e.c.GetUser(c, "u1", nil)
+	_, err = e.c.GetObject(c, "users", "u1", nil)
 	graphErr(t, err, graph.ErrBadRequest)
 
 	// A link to another host is refused before any request carries the token there.

@@ -37,6 +37,9 @@ type ResourceData struct {
 	OrganizationID string      `json:"organizationId,omitempty"`
 	EventTime      string      `json:"eventTime,omitempty"`
 	SequenceNumber json.Number `json:"sequenceNumber,omitempty"`
+	// MembersDelta is what some group notifications are reported to carry: the members added and removed.
+	// Its shape and completeness are not documented, so it is only ever a hint.
+	MembersDelta json.RawMessage `json:"members@delta,omitempty"`
 }
 
 // wireNotification mirrors the documented fields; decoding into it checks their JSON types.

@@ -9,7 +9,7 @@ import (
 
 const sample = `{"value":[{"subscriptionId":"d850b120","subscriptionExpirationDateTime":"2026-01-20T10:00:00+00:00",
  "changeType":"updated","clientState":"cs","tenantId":"T1","resource":"Users/6e1f",
- "resourceData":{"@odata.type":"#Microsoft.Graph.User","@odata.id":"Users/6e1f","id":"6e1f","organizationId":"T1",
+ "resourceData":{"@odata.type":"#Microsoft.Graph.Object","@odata.id":"Users/6e1f","id":"6e1f","organizationId":"T1",
    "eventTime":"2026-01-12T09:14:00.24Z","sequenceNumber":638700000000000001},
  "futureField":{"nested":[1,2.50,"x"]}}],"validationTokens":["jwt"]}`
 
@@ -120,12 +120,12 @@ func FuzzDecodeCollection(f *testing.F) {
 }
 
 func TestUserProject(t *testing.T) {
-	u := User{"id": "1", "DisplayName": "A", "mail": "a@x", "@odata.type": "#microsoft.graph.user", "@removed": map[string]any{"reason": "changed"}, "extra": 1}
+	u := Object{"id": "1", "DisplayName": "A", "mail": "a@x", "@odata.type": "#microsoft.graph.user", "@removed": map[string]any{"reason": "changed"}, "extra": 1}
 	got := u.Project([]string{"id", "displayName", "mail"})
 	if len(got) != 3 || got["DisplayName"] != "A" || got["mail"] != "a@x" {
 		t.Errorf("Project = %v", got)
 	}
-	if User(nil).Project([]string{"id"}) != nil {
+	if Object(nil).Project([]string{"id"}) != nil {
 		t.Error("a nil user projects to nil (a deleted user's event carries user: null)")
 	}
 }

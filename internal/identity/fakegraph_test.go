@@ -68,7 +68,7 @@ func exercise(t *testing.T, fg *fakegraph.Server, cred azcore.TokenCredential) {
 	var wg sync.WaitGroup
 	for range 5 {
 		wg.Go(func() {
-			if u, err := c.GetUser(ctx, "u1", []string{"displayName"}); err != nil || u["displayName"] != "Ada" {
+			if u, err := c.GetObject(ctx, "users", "u1", []string{"displayName"}); err != nil || u["displayName"] != "Ada" {
 				t.Errorf("GetUser: %v, %v", u, err)
 			}
 		})
@@ -77,11 +77,11 @@ func exercise(t *testing.T, fg *fakegraph.Server, cred azcore.TokenCredential) {
 	if _, err := c.ListSubscriptions(ctx); err != nil {
 		t.Errorf("ListSubscriptions: %v", err)
 	}
-	if res, err := c.GetUsers(ctx, []string{"u1", "nobody"}, nil); err != nil || res.Items[0].Err != nil ||
+	if res, err := c.GetObjects(ctx, "users", []string{"u1", "nobody"}, nil); err != nil || res.Items[0].Err != nil ||
 		!errors.Is(res.Items[1].Err, graph.ErrNotFound) {
 		t.Errorf("GetUsers: %+v, %v", res, err)
 	}
-	if _, err := c.DeltaStart(ctx, nil, true); err != nil {
+	if _, err := c.DeltaStart(ctx, "users", nil, true); err != nil {
 		t.Errorf("DeltaStart: %v", err)
 	}
 	if n := fg.Count("", "/v1.0/") - before; n != 8 {

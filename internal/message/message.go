@@ -3,6 +3,7 @@
 package message
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -83,6 +84,19 @@ func (m *Message) Validate() error {
 	return nil
 }
 
+// CheckTimes reports a message whose notBefore or firstSeen lies more than ahead of now: no writer of this
+// product sets either so far into the future, and such a message would re-enqueue itself for ever.
+func (m *Message) CheckTimes(now time.Time, ahead time.Duration) error {
+	limit := now.Add(ahead)
+	if m.NotBefore != nil && m.NotBefore.After(limit) {
+		return fmt.Errorf("message notBefore is more than %s ahead", ahead)
+	}
+	if m.FirstSeen.After(limit) {
+		return fmt.Errorf("message firstSeen is more than %s ahead", ahead)
+	}
+	return nil
+}
+
 // Source says what produced a change event.
 type Source string
 
@@ -95,17 +109,94 @@ const (
 // Event is one enriched change, written to graphchanges. Delivery is at least once; ID is stable for the
 // same input so consumers can de-duplicate.
 type Event struct {
-	V              int            `json:"v"`
-	ID             string         `json:"id"`
-	Source         Source         `json:"source"`
-	ChangeType     string         `json:"changeType"` // updated or deleted
-	SoftDeleted    bool           `json:"softDeleted"`
-	Resource       string         `json:"resource"`
-	ResourceID     string         `json:"resourceId"`
-	TenantID       string         `json:"tenantId"`
-	SubscriptionID *string        `json:"subscriptionId"` // null for resync events
-	ObservedAt     time.Time      `json:"observedAt"`
-	User           map[string]any `json:"user"` // GRAPH_USER_SELECT properties; null when deleted
+	V           int              `json:"v"`
+	ID          string           `json:"id"`
+	Source      Source           `json:"source"`
+	ChangeType  graph.ChangeType `json:"changeType"` // updated or deleted
+	SoftDeleted bool             `json:"softDeleted"`
+	Resource    string           `json:"resource"` // the collection: users, groups
+	ResourceID  string           `json:"resourceId"`
+	TenantID    string           `json:"tenantId"`
+	// SubscriptionID is null for resync events.
+	SubscriptionID *string   `json:"subscriptionId"`
+	ObservedAt     time.Time `json:"observedAt"`
+	// Members is a group's membership change, when Graph reported one.
+	Members *Members `json:"members,omitempty"`
+	// Changed names the selected properties whose values differ from the last emitted state, and Previous
+	// holds their old values; both are absent when there is no earlier state to compare with.
+	Changed  []string       `json:"changed,omitempty"`
+	Previous map[string]any `json:"previous,omitempty"`
+
+	// Object is the object's selected properties, or nil (JSON null) when it is deleted. It is written
+	// under Field: "user" for users, "group" for groups.
+	Object map[string]any `json:"-"`
+	Field  string         `json:"-"`
+}
+
+// Members lists the member ids a group gained and lost.
+type Members struct {
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+}
+
+// The fields an event's object may be written under.
+const (
+	FieldUser  = "user"
+	FieldGroup = "group"
+)
+
+type eventBase Event // without the methods, so encoding/json handles the common fields
+
+// MarshalJSON writes the event with its object under Field ("user" when Field is empty).
+func (e Event) MarshalJSON() ([]byte, error) {
+	base, err := json.Marshal(eventBase(e))
+	if err != nil {
+		return nil, err
+	}
+	obj, err := json.Marshal(e.Object)
+	if err != nil {
+		return nil, err
+	}
+	field := e.Field
+	if field == "" {
+		field = FieldUser
+	}
+	out := make([]byte, 0, len(base)+len(field)+len(obj)+4)
+	out = append(out, base[:len(base)-1]...)
+	out = append(out, `,"`...)
+	out = append(out, field...)
+	out = append(out, `":`...)
+	out = append(out, obj...)
+	return append(out, '}'), nil
+}
+
+// UnmarshalJSON reads an event written by MarshalJSON: the object from "group" when present, else "user".
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var base eventBase
+	if err := json.Unmarshal(b, &base); err != nil {
+		return err
+	}
+	var objs struct {
+		User  *json.RawMessage `json:"user"`
+		Group *json.RawMessage `json:"group"`
+	}
+	if err := json.Unmarshal(b, &objs); err != nil {
+		return err
+	}
+	*e = Event(base)
+	raw := objs.User
+	e.Field = FieldUser
+	if objs.Group != nil {
+		raw, e.Field = objs.Group, FieldGroup
+	}
+	if raw != nil {
+		d := json.NewDecoder(bytes.NewReader(*raw))
+		d.UseNumber()
+		if err := d.Decode(&e.Object); err != nil {
+			return fmt.Errorf("event %s: %w", e.Field, err)
+		}
+	}
+	return nil
 }
 
 // EncodeAll encodes messages as one JSON array, writing each notification's raw bytes as they are. It

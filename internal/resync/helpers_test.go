@@ -21,6 +21,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
@@ -64,14 +65,19 @@ type sent struct {
 	delay time.Duration
 }
 
-// recQueue records every enqueue and passes it on to Azurite without its delay.
+// recQueue records every enqueue and passes it on to Azurite without its delay, on the env's own queues
+// (rename maps the product's queue names to them, so that tests sharing one Azurite do not meet).
 type recQueue struct {
-	q    *storagequeue.Client
-	mu   sync.Mutex
-	sent []sent
+	q      *storagequeue.Client
+	rename map[string]string
+	mu     sync.Mutex
+	sent   []sent
 }
 
 func (r *recQueue) Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error {
+	if to, ok := r.rename[queue]; ok {
+		queue = to
+	}
 	r.mu.Lock()
 	r.sent = append(r.sent, sent{queue, append([]byte(nil), text...), delay})
 	r.mu.Unlock()
@@ -152,7 +158,7 @@ func newEnv(t *testing.T, users int, opts ...envOption) *env {
 	if e.sq, err = storagequeue.New(e.cfg.Storage, storagequeue.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	e.rq = &recQueue{q: e.sq}
+	e.rq = &recQueue{q: e.sq, rename: map[string]string{message.WorkQueue: e.work, message.ChangesQueue: e.changes}}
 	if e.store, err = checkpoint.New(e.cfg.Storage, e.cfg.ResyncContainer, checkpoint.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -168,13 +174,14 @@ func newEnv(t *testing.T, users int, opts ...envOption) *env {
 
 // runner builds a Runner for cfg on the env's queues, store, clock and Graph.
 func (e *env) runner(cfg *config.Config) *resync.Runner {
-	r := resync.New(cfg,
-		func() (resync.Graph, error) { return e.graph, nil },
-		func() (resync.Store, error) { return e.store, nil },
-		func() (resync.Queue, error) { return e.rq, nil },
-		e.clock.now)
-	r.WorkQueue, r.ChangesQueue = e.work, e.changes
-	return r
+	return resync.New(resync.Deps{
+		Config: cfg,
+		Graph:  func() (resync.Graph, error) { return e.graph, nil },
+		Store:  func() (resync.Store, error) { return e.store, nil },
+		Queue:  func() (resync.Queue, error) { return e.rq, nil },
+		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }),
+		Now:    e.clock.now,
+	})
 }
 
 // withConfig returns a Runner whose settings differ from the env's by the given ones.
@@ -208,7 +215,7 @@ func (e *env) ctx() context.Context {
 
 func (e *env) request(reason string) resync.Requested {
 	e.t.Helper()
-	out, err := e.r.Request(e.ctx(), reason)
+	out, err := e.r.Request(e.ctx(), "users", reason)
 	if err != nil {
 		e.t.Fatalf("Request: %v", err)
 	}
@@ -312,7 +319,7 @@ func (e *env) events() []message.Event {
 
 func (e *env) checkpoint() checkpoint.Checkpoint {
 	e.t.Helper()
-	cp, _, err := e.store.Load(e.ctx(), e.cfg.Resource)
+	cp, _, err := e.store.Load(e.ctx(), "users")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -360,3 +367,9 @@ func latestByUser(evs []message.Event) map[string]message.Event {
 }
 
 var _ io.Writer = tlog{}
+
+// due reports whether a users pass is due.
+func due(r *resync.Runner, ctx context.Context) (bool, error) {
+	why, err := r.DueReason(ctx, "users")
+	return why != "", err
+}

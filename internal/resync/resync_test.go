@@ -12,6 +12,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
@@ -39,11 +40,11 @@ func TestFirstPassFromNowThenCatchUpOnDroppedChanges(t *testing.T) {
 	if reqs := e.deltaRequests(); len(reqs) != 1 || !strings.Contains(reqs[0].RawQuery, "deltatoken=latest") {
 		t.Fatalf("the first pass must ask for $deltatoken=latest once: %+v", reqs)
 	}
-	if due, err := e.r.Due(e.ctx()); err != nil || due {
+	if due, err := due(e.r, e.ctx()); err != nil || due {
 		t.Fatalf("Due right after a pass = %v, %v", due, err)
 	}
 	e.clock.advance(25 * time.Hour)
-	if due, err := e.r.Due(e.ctx()); err != nil || !due {
+	if due, err := due(e.r, e.ctx()); err != nil || !due {
 		t.Fatalf("Due 25 h after a pass = %v, %v", due, err)
 	}
 
@@ -67,15 +68,19 @@ func TestFirstPassFromNowThenCatchUpOnDroppedChanges(t *testing.T) {
 	evs := e.events()
 	by := latestByUser(evs)
 	want := map[string]func(message.Event) bool{
-		uid(1): func(ev message.Event) bool { return ev.ChangeType == "updated" && ev.User["jobTitle"] == "CTO" },
-		uid(2): func(ev message.Event) bool { return ev.ChangeType == "updated" && ev.User["displayName"] == "Renamed" },
-		uid(3): func(ev message.Event) bool {
-			return ev.ChangeType == "deleted" && ev.SoftDeleted && ev.User["displayName"] == "User 3"
+		uid(1): func(ev message.Event) bool { return ev.ChangeType == "updated" && ev.Object["jobTitle"] == "CTO" },
+		uid(2): func(ev message.Event) bool {
+			return ev.ChangeType == "updated" && ev.Object["displayName"] == "Renamed"
 		},
-		uid(4): func(ev message.Event) bool { return ev.ChangeType == "deleted" && !ev.SoftDeleted && ev.User == nil },
-		uid(5): func(ev message.Event) bool { return ev.ChangeType == "updated" && ev.User["department"] == "Marketing" },
+		uid(3): func(ev message.Event) bool {
+			return ev.ChangeType == "deleted" && ev.SoftDeleted && ev.Object["displayName"] == "User 3"
+		},
+		uid(4): func(ev message.Event) bool { return ev.ChangeType == "deleted" && !ev.SoftDeleted && ev.Object == nil },
+		uid(5): func(ev message.Event) bool {
+			return ev.ChangeType == "updated" && ev.Object["department"] == "Marketing"
+		},
 		uid(7): func(ev message.Event) bool {
-			return ev.ChangeType == "updated" && ev.User["displayName"] == "Newcomer" && ev.User["accountEnabled"] == false
+			return ev.ChangeType == "updated" && ev.Object["displayName"] == "Newcomer" && ev.Object["accountEnabled"] == false
 		},
 	}
 	for id, ok := range want {
@@ -96,8 +101,8 @@ func TestFirstPassFromNowThenCatchUpOnDroppedChanges(t *testing.T) {
 			t.Errorf("duplicate event id %s", ev.ID)
 		}
 		ids[ev.ID] = true
-		if ev.User != nil {
-			for k := range ev.User {
+		if ev.Object != nil {
+			for k := range ev.Object {
 				if !slices.ContainsFunc(config.DefaultUserSelect, func(p string) bool { return strings.EqualFold(p, k) }) {
 					t.Errorf("event carries %q, which is not selected", k)
 				}
@@ -108,7 +113,7 @@ func TestFirstPassFromNowThenCatchUpOnDroppedChanges(t *testing.T) {
 	if after.Pass != nil || after.DeltaLink == cp.DeltaLink || after.LastPass == nil || after.LastPass.Pages != len(rs) || after.LastPass.Events != len(evs) {
 		t.Errorf("checkpoint after the pass: %+v (last pass %+v)", after, after.LastPass)
 	}
-	if due, _ := e.r.Due(e.ctx()); due {
+	if due, _ := due(e.r, e.ctx()); due {
 		t.Error("Due right after the catch-up pass")
 	}
 	// Nothing changed since: the next pass is one empty page.
@@ -141,7 +146,7 @@ func TestKilledPassResumesFromItsCheckpoint(t *testing.T) {
 	if got := e.request("lifecycle"); got.Action != resync.Collapsed || got.PassID != cp.Pass.ID {
 		t.Fatalf("request during the pass: %+v", got)
 	}
-	if due, _ := e.r.Due(e.ctx()); due {
+	if due, _ := due(e.r, e.ctx()); due {
 		t.Fatal("a fresh pass is not due")
 	}
 	if n := len(e.drain()); n != 0 {
@@ -149,7 +154,7 @@ func TestKilledPassResumesFromItsCheckpoint(t *testing.T) {
 	}
 
 	e.clock.advance(resync.StallAfter + time.Minute)
-	if due, _ := e.r.Due(e.ctx()); !due {
+	if due, _ := due(e.r, e.ctx()); !due {
 		t.Fatal("a stalled pass must be due")
 	}
 	e.fg.ResetRequests()
@@ -179,7 +184,7 @@ func TestKilledPassResumesFromItsCheckpoint(t *testing.T) {
 	}
 	by := latestByUser(e.events())
 	for i := 1; i <= 6; i++ {
-		if ev := by[uid(i)]; ev.User["jobTitle"] != "Lead" {
+		if ev := by[uid(i)]; ev.Object["jobTitle"] != "Lead" {
 			t.Errorf("user %d: %+v", i, ev)
 		}
 	}
@@ -199,7 +204,7 @@ func TestRedeliveredStepResendsItsContinuationAndKeepsEventIDs(t *testing.T) {
 	if !ok {
 		t.Fatal("no first message")
 	}
-	cp0, etag0, err := e.store.Load(e.ctx(), e.cfg.Resource)
+	cp0, etag0, err := e.store.Load(e.ctx(), "users")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,12 +214,12 @@ func TestRedeliveredStepResendsItsContinuationAndKeepsEventIDs(t *testing.T) {
 	first := e.events()
 
 	// The same page again (the checkpoint put back, as if the save had never happened) gives the same ids.
-	_, etag1, _ := e.store.Load(e.ctx(), e.cfg.Resource)
+	_, etag1, _ := e.store.Load(e.ctx(), "users")
 	if etag1 == etag0 {
 		t.Fatal("the step did not write the checkpoint")
 	}
 	e.drain()
-	if _, err := e.store.Save(e.ctx(), e.cfg.Resource, cp0, etag1); err != nil {
+	if _, err := e.store.Save(e.ctx(), "users", cp0, etag1); err != nil {
 		t.Fatal(err)
 	}
 	if res := e.step(e.r, m1); res.Events != 2 {
@@ -281,7 +286,7 @@ func TestConcurrentRequestsCollapseIntoOnePass(t *testing.T) {
 	for range n {
 		wg.Go(func() {
 			<-start
-			out, err := e.r.Request(e.ctx(), "concurrent")
+			out, err := e.r.Request(e.ctx(), "users", "concurrent")
 			if err != nil {
 				t.Error(err)
 				return
@@ -342,7 +347,7 @@ func TestConcurrentRequestsCollapseIntoOnePass(t *testing.T) {
 	if cp := e.checkpoint(); cp.LastPass.Pages != 1 || cp.Pass == nil || !strings.Contains(cp.Pass.Reason, "requested during pass") {
 		t.Errorf("checkpoint: %+v", cp)
 	}
-	if ev := latestByUser(e.events())[uid(1)]; ev.User["jobTitle"] != "Chief" {
+	if ev := latestByUser(e.events())[uid(1)]; ev.Object["jobTitle"] != "Chief" {
 		t.Errorf("event: %+v", ev)
 	}
 }
@@ -373,7 +378,7 @@ func TestExpiredDeltaTokenRestartsAsFullPass(t *testing.T) {
 			t.Errorf("full-pass event: %+v", ev)
 		}
 	}
-	if len(by) != 4 || by[uid(2)].User["jobTitle"] != "Architect" {
+	if len(by) != 4 || by[uid(2)].Object["jobTitle"] != "Architect" {
 		t.Errorf("a full pass must report every active user (4) with its state: %v", by)
 	}
 	if _, ok := by[uid(5)]; ok {
@@ -389,7 +394,7 @@ func TestExpiredDeltaTokenRestartsAsFullPass(t *testing.T) {
 		t.Errorf("after a full pass the next is incremental: %+v", got)
 	}
 	e.driveToEnd()
-	if evs := e.events(); len(evs) != 1 || evs[0].Source != message.SourceResync || evs[0].User["jobTitle"] != "Again" {
+	if evs := e.events(); len(evs) != 1 || evs[0].Source != message.SourceResync || evs[0].Object["jobTitle"] != "Again" {
 		t.Errorf("incremental events: %+v", evs)
 	}
 }
@@ -398,10 +403,10 @@ func TestChangedSelectRunsFullPass(t *testing.T) {
 	e := newEnv(t, 3)
 	e.baseline()
 	r2 := e.withConfig(config.UserSelect, "displayName,department")
-	if why, err := r2.DueReason(e.ctx()); err != nil || !strings.Contains(why, "GRAPH_USER_SELECT") {
+	if why, err := r2.DueReason(e.ctx(), "users"); err != nil || !strings.Contains(why, "GRAPH_USER_SELECT") {
 		t.Fatalf("DueReason with a new select = %q, %v", why, err)
 	}
-	got, err := r2.Request(e.ctx(), "deploy")
+	got, err := r2.Request(e.ctx(), "users", "deploy")
 	if err != nil || got.Action != resync.Started || !got.Full || !strings.Contains(got.Reason, "GRAPH_USER_SELECT changed") {
 		t.Fatalf("request with a new select: %+v, %v", got, err)
 	}
@@ -412,8 +417,8 @@ func TestChangedSelectRunsFullPass(t *testing.T) {
 		t.Fatalf("%d events, want one per user", len(evs))
 	}
 	for _, ev := range evs {
-		keys := make([]string, 0, len(ev.User))
-		for k := range ev.User {
+		keys := make([]string, 0, len(ev.Object))
+		for k := range ev.Object {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
@@ -424,7 +429,7 @@ func TestChangedSelectRunsFullPass(t *testing.T) {
 	if cp := e.checkpoint(); cp.SelectHash != checkpoint.SelectHash([]string{"id", "department", "displayName"}) {
 		t.Errorf("select hash not updated: %+v", cp)
 	}
-	if due, _ := r2.Due(e.ctx()); due {
+	if due, _ := due(r2, e.ctx()); due {
 		t.Error("still due after the full pass")
 	}
 }
@@ -467,7 +472,7 @@ func TestThrottledDeltaRetriesTheSameStepLater(t *testing.T) {
 	}
 	// The pass waits; it is not taken for stalled while it does.
 	e.clock.advance(resync.StallAfter)
-	if due, _ := e.r.Due(e.ctx()); due {
+	if due, _ := due(e.r, e.ctx()); due {
 		t.Error("a pass waiting for Retry-After is not stalled")
 	}
 	_, m, ok := e.receive()
@@ -480,7 +485,7 @@ func TestThrottledDeltaRetriesTheSameStepLater(t *testing.T) {
 	if res := e.step(e.r, m); !res.Done || res.Events != 1 {
 		t.Errorf("retried step: %+v", res)
 	}
-	if ev := latestByUser(e.events())[uid(3)]; ev.User["jobTitle"] != "Throttled" {
+	if ev := latestByUser(e.events())[uid(3)]; ev.Object["jobTitle"] != "Throttled" {
 		t.Errorf("event: %+v", ev)
 	}
 }
@@ -489,7 +494,7 @@ func TestThrottledDeltaRetriesTheSameStepLater(t *testing.T) {
 type partialGraph struct{ *graph.Client }
 
 func strip(p graph.DeltaPage, err error) (graph.DeltaPage, error) {
-	for _, u := range p.Users {
+	for _, u := range p.Objects {
 		if u.Removed() != "" {
 			continue
 		}
@@ -531,7 +536,7 @@ func TestPartialEntriesAreReadWithBatch(t *testing.T) {
 	by := latestByUser(e.events())
 	for i := 1; i <= 25; i++ {
 		ev := by[uid(i)]
-		if ev.User["department"] != "Dept "+uid(i) || ev.User["userPrincipalName"] == nil {
+		if ev.Object["department"] != "Dept "+uid(i) || ev.Object["userPrincipalName"] == nil {
 			t.Errorf("user %d: %+v", i, ev)
 		}
 	}
@@ -584,18 +589,20 @@ func TestOwnWriteWithALostReplyIsNotAConflict(t *testing.T) {
 	e.baseline()
 	e.fg.UpdateUser(uid(1), map[string]any{"jobTitle": "After a lost reply"})
 	lr := &lostReply{Store: e.store, armed: true}
-	r := resync.New(e.cfg,
-		func() (resync.Graph, error) { return e.graph, nil },
-		func() (resync.Store, error) { return lr, nil },
-		func() (resync.Queue, error) { return e.rq, nil },
-		e.clock.now)
-	r.WorkQueue, r.ChangesQueue = e.work, e.changes
-	got, err := r.Request(e.ctx(), "gap")
+	r := resync.New(resync.Deps{
+		Config: e.cfg,
+		Graph:  func() (resync.Graph, error) { return e.graph, nil },
+		Store:  func() (resync.Store, error) { return lr, nil },
+		Queue:  func() (resync.Queue, error) { return e.rq, nil },
+		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }),
+		Now:    e.clock.now,
+	})
+	got, err := r.Request(e.ctx(), "users", "gap")
 	if err != nil || got.Action != resync.Started {
 		t.Fatalf("Request after a lost reply = %+v, %v: the pass must start, not collapse into itself", got, err)
 	}
 	e.driveToEnd()
-	if ev := latestByUser(e.events())[uid(1)]; ev.User["jobTitle"] != "After a lost reply" {
+	if ev := latestByUser(e.events())[uid(1)]; ev.Object["jobTitle"] != "After a lost reply" {
 		t.Errorf("event: %+v", ev)
 	}
 }

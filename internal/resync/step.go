@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"log/slog"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
@@ -19,10 +22,11 @@ import (
 
 // StepResult says what one Step did.
 type StepResult struct {
-	PassID string
-	Page   int // the page handled, counted from 1 within the pass; 0 when none was
-	Events int // events written
-	Full   bool
+	PassID     string
+	Collection string
+	Page       int // the page handled, counted from 1 within the pass; 0 when none was
+	Events     int // events written
+	Full       bool
 	// Done: the pass completed; the checkpoint holds its deltaLink.
 	Done bool
 	// Stale: the message was not the current step of the current pass (a duplicate, or superseded): dropped.
@@ -53,9 +57,9 @@ func (s StepResult) Summary() string {
 	case s.RetryAfter > 0:
 		return fmt.Sprintf("resync pass %s page %d: %s, retrying in %s", s.PassID, s.Page, s.Why, s.RetryAfter)
 	case s.Done:
-		return fmt.Sprintf("resync pass %s completed: page %d, %d event(s)", s.PassID, s.Page, s.Events)
+		return fmt.Sprintf("resync %s pass %s completed: page %d, %d event(s)", s.Collection, s.PassID, s.Page, s.Events)
 	}
-	return fmt.Sprintf("resync pass %s page %d: %d event(s), continuing", s.PassID, s.Page, s.Events)
+	return fmt.Sprintf("resync %s pass %s page %d: %d event(s), continuing", s.Collection, s.PassID, s.Page, s.Events)
 }
 
 // Step handles one `kind: resync` message: one delta page (see the package documentation). An error means
@@ -72,7 +76,12 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		log.Error("resync message dropped: unreadable continuation", "err", err)
 		return StepResult{Stale: true, Why: err.Error()}, nil
 	}
-	log = log.With("pass", c.Pass)
+	kind, ok := directory.ByCollection(c.collection())
+	if !ok {
+		log.Error("resync message dropped: unknown collection", "collection", c.Collection)
+		return StepResult{Stale: true, Why: "unknown collection"}, nil
+	}
+	log = log.With("pass", c.Pass, "collection", kind.Collection)
 	if err := r.cfg.Check(config.TenantID, config.Storage); err != nil {
 		return StepResult{}, err
 	}
@@ -84,11 +93,11 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	if err != nil {
 		return StepResult{}, err
 	}
-	cp, etag, err := st.Load(ctx, r.cfg.Resource)
+	cp, etag, err := st.Load(ctx, kind.Collection)
 	if err != nil {
 		return StepResult{}, err
 	}
-	out := StepResult{PassID: c.Pass}
+	out := StepResult{PassID: c.Pass, Collection: kind.Collection}
 	p := cp.Pass
 	switch {
 	case p == nil || p.ID != c.Pass:
@@ -99,7 +108,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		if c.Link == p.Prev && !c.Resent {
 			// The step that moved the checkpoint to p.Link was redelivered: its process may have died before
 			// enqueueing the continuation. Re-send it; a duplicate is dropped as stale later.
-			if err := r.enqueueContinuation(ctx, q, Continuation{Pass: p.ID, Link: p.Link, Resent: true}, 0, 0); err != nil {
+			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: kind.Collection, Pass: p.ID, Link: p.Link, Resent: true}, 0, 0); err != nil {
 				return out, err
 			}
 			out.Resent = true
@@ -120,14 +129,14 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	work, cancel := r.workContext(ctx)
 	defer cancel()
 	link := p.Link // this step's identity, for event ids
-	page, err := r.fetch(work, log, g, &cp)
+	page, err := r.fetch(work, log, g, kind, &cp)
 	out.Full = p.Full
 	if err != nil {
 		// An expired link restarts the pass as full; a full or latest start cannot expire.
 		if errors.Is(err, graph.ErrResyncRequired) && (link != "" || !p.Full) {
-			return r.restart(ctx, log, st, q, cp, etag, out, err)
+			return r.restart(ctx, log, st, q, kind, cp, etag, out, err)
 		}
-		return r.retryOrFail(ctx, log, st, q, cp, etag, m, c, out, err)
+		return r.retryOrFail(ctx, log, st, q, kind, cp, etag, m, c, out, err)
 	}
 	if page.NextLink == "" && page.DeltaLink == "" {
 		return out, errors.New("resync: Graph returned a delta page with neither a nextLink nor a deltaLink")
@@ -136,12 +145,12 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	if p.Full {
 		source = message.SourceFullSync
 	}
-	events, err := r.events(work, log, g, page.Users, source, p.ID, link)
+	events, carry, err := r.events(work, log, g, kind, page.Objects, p.Carry, page.NextLink != "", source, p.ID, link)
 	if err != nil {
-		return r.retryOrFail(ctx, log, st, q, cp, etag, m, c, out, err)
+		return r.retryOrFail(ctx, log, st, q, kind, cp, etag, m, c, out, err)
 	}
 	// 1. The events are durable before the checkpoint moves.
-	if err := r.emit(ctx, q, events); err != nil {
+	if err := r.events_.Write(ctx, events); err != nil {
 		return out, err
 	}
 	out.Events = len(events)
@@ -150,7 +159,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	now := r.now()
 	p.Pages++
 	p.Events += len(events)
-	p.Updated, p.Wait = now, time.Time{}
+	p.Updated, p.Wait, p.Carry = now, time.Time{}, carry
 	if page.NextLink != "" {
 		p.Prev, p.Link = p.Link, page.NextLink
 	} else {
@@ -165,7 +174,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		}
 		out.Done = true
 	}
-	if _, err := r.save(ctx, st, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
 		if !errors.Is(err, checkpoint.ErrConflict) {
 			return out, err
 		}
@@ -180,14 +189,14 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 			"took", now.Sub(p.Started).Round(time.Second).String(), "reason", p.Reason)
 		if next := cp.Pass; next != nil {
 			// If this enqueue fails, the follow-up pass stalls and the next Request or timer tick resumes it.
-			if err := r.enqueueContinuation(ctx, q, Continuation{Pass: next.ID}, 0, 0); err != nil {
+			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: kind.Collection, Pass: next.ID}, 0, 0); err != nil {
 				return out, err
 			}
 			log.Info("resync follow-up pass started", "pass", next.ID, "reason", next.Reason)
 		}
 		return out, nil
 	}
-	if err := r.enqueueContinuation(ctx, q, Continuation{Pass: p.ID, Link: p.Link}, 0, 0); err != nil {
+	if err := r.enqueueContinuation(ctx, q, Continuation{Collection: kind.Collection, Pass: p.ID, Link: p.Link}, 0, 0); err != nil {
 		// The host redelivers this message; its link is now the pass's Prev, so the retry re-sends.
 		return out, err
 	}
@@ -206,13 +215,14 @@ func (r *Runner) workContext(ctx context.Context) (context.Context, context.Canc
 // fetch gets the pass's next page. At the start of a pass it decides how: a full round, or the changes since
 // the stored deltaLink (unless the select changed since that link was made). A pass "from now" never gets
 // here: Request completes it at once.
-func (r *Runner) fetch(ctx context.Context, log *slog.Logger, g Graph, cp *checkpoint.Checkpoint) (graph.DeltaPage, error) {
+func (r *Runner) fetch(ctx context.Context, log *slog.Logger, g Graph, kind directory.Kind, cp *checkpoint.Checkpoint) (graph.DeltaPage, error) {
 	p := cp.Pass
 	if p.Link != "" {
 		return g.Delta(ctx, p.Link)
 	}
-	sel := r.cfg.UserSelect
+	sel := r.deltaSelect(kind)
 	hash := checkpoint.SelectHash(sel)
+	setting := config.SelectSetting(kind.Collection)
 	switch {
 	case p.Full:
 	case cp.DeltaLink == "":
@@ -221,19 +231,19 @@ func (r *Runner) fetch(ctx context.Context, log *slog.Logger, g Graph, cp *check
 		log.Warn("resync: no delta link is stored: running a full pass")
 	case cp.SelectHash != hash:
 		p.Full = true
-		p.Reason += "; GRAPH_USER_SELECT changed"
-		log.Warn("resync: GRAPH_USER_SELECT differs from the stored delta link's: running a full pass")
+		p.Reason += "; " + setting + " changed"
+		log.Warn("resync: " + setting + " differs from the stored delta link's: running a full pass")
 	}
 	if p.Full {
 		p.SelectHash = hash
-		return g.DeltaStart(ctx, sel, false)
+		return g.DeltaStart(ctx, kind.Collection, sel, false)
 	}
 	p.SelectHash = cp.SelectHash
 	return g.Delta(ctx, cp.DeltaLink)
 }
 
 // restart turns the pass into a full pass from the beginning, after Graph said its link expired.
-func (r *Runner) restart(ctx context.Context, log *slog.Logger, st Store, q Queue, cp checkpoint.Checkpoint, etag checkpoint.ETag, out StepResult, cause error) (StepResult, error) {
+func (r *Runner) restart(ctx context.Context, log *slog.Logger, st Store, q Queue, kind directory.Kind, cp checkpoint.Checkpoint, etag checkpoint.ETag, out StepResult, cause error) (StepResult, error) {
 	p := cp.Pass
 	p.Restarts++
 	if p.Restarts > MaxRestarts {
@@ -241,18 +251,18 @@ func (r *Runner) restart(ctx context.Context, log *slog.Logger, st Store, q Queu
 	}
 	log.Warn("resync: the delta link expired (syncStateNotFound or 410 Gone): restarting as a full pass", "err", cause)
 	p.Full = true
-	p.Prev, p.Link = p.Link, ""
+	p.Prev, p.Link, p.Carry = p.Link, "", nil
 	p.Reason += "; delta link expired"
 	p.Updated, p.Wait = r.now(), time.Time{}
 	out.Full = true
-	if _, err := r.save(ctx, st, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			out.Conflict = true
 			return out, nil
 		}
 		return out, err
 	}
-	if err := r.enqueueContinuation(ctx, q, Continuation{Pass: p.ID}, 0, 0); err != nil {
+	if err := r.enqueueContinuation(ctx, q, Continuation{Collection: kind.Collection, Pass: p.ID}, 0, 0); err != nil {
 		return out, err
 	}
 	out.Restarted = true
@@ -262,28 +272,29 @@ func (r *Runner) restart(ctx context.Context, log *slog.Logger, st Store, q Queu
 // retryOrFail re-enqueues the same step after a throttled or transient failure, and returns any other
 // failure. The checkpoint's link does not move; the pass's Wait records the delay, so it is not taken for
 // stalled, and the ETag-guarded write makes sure only the current holder of the step re-enqueues it.
-func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, st Store, q Queue, cp checkpoint.Checkpoint, etag checkpoint.ETag, m *message.Message, c Continuation, out StepResult, cause error) (StepResult, error) {
+func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, st Store, q Queue, kind directory.Kind, cp checkpoint.Checkpoint, etag checkpoint.ETag, m *message.Message, c Continuation, out StepResult, cause error) (StepResult, error) {
 	var delay time.Duration
-	switch graph.KindOf(cause) {
-	case graph.KindThrottled:
+	if ctx.Err() != nil {
+		return out, cause // the invocation itself is over
+	}
+	switch o, ra := directory.Classify(cause); {
+	case errors.Is(cause, context.DeadlineExceeded):
+		out.Why = "out of time"
+		delay = r.BackoffBase
+	case o == directory.Throttled || o == directory.Deferred:
 		out.Why = "throttled by Graph"
-		delay = graph.RetryAfterOf(cause)
+		delay = ra
 		if delay <= 0 {
 			delay = r.backoff(m.Attempt)
 		}
-	case graph.KindTransient:
+	case o == directory.Transient:
 		out.Why = "Graph failed transiently"
-		delay = r.backoff(m.Attempt)
+		delay = max(ra, r.backoff(m.Attempt))
 	default:
-		if ctx.Err() == nil && errors.Is(cause, context.DeadlineExceeded) {
-			out.Why = "out of time"
-			delay = r.BackoffBase
-			break
-		}
 		return out, cause
 	}
 	cp.Pass.Wait = r.now().Add(delay)
-	if _, err := r.save(ctx, st, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			out.Conflict = true
 			log.Info("resync: step failed and another worker has moved the checkpoint: leaving it to that one", "err", cause)
@@ -303,160 +314,209 @@ func (r *Runner) backoff(attempt int) time.Duration {
 	return backoff.Step(r.BackoffBase, r.BackoffMax, attempt)
 }
 
-// userState is where a user of the page stands.
-type userState struct {
+// MaxMembersPerEvent bounds the member ids one event carries, so that an event stays far below a queue
+// message's 64 KiB; a larger membership change is split over several events with the same properties.
+const MaxMembersPerEvent = 1000
+
+// maxCarryMembers bounds the member ids carried from one page to the next in the checkpoint: a group whose
+// change is larger is reported in parts instead.
+const maxCarryMembers = 10000
+
+// entry is where one object of the page stands.
+type entry struct {
 	id      string
-	u       graph.User // from delta, then from $batch
-	removed string     // "", "changed" (soft-deleted) or "deleted"
-	gone    bool       // not found by $batch: removed after the delta round was taken
-	user    map[string]any
-	last    int // index of the last occurrence in the page
+	obj     graph.Object // from delta, then from $batch
+	removed string       // "", "changed" (soft-deleted) or "deleted"
+	members *message.Members
+	read    *directory.Read
+	last    int // index of the last occurrence in the page (-1: carried from the previous page)
 }
 
-// events turns a delta page into events: one per user, the last occurrence winning.
-func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, users []graph.User, source message.Source, passID, link string) ([]message.Event, error) {
-	sel := r.cfg.UserSelect
-	only := ""
-	if coll, id, ok := strings.Cut(r.cfg.Resource, "/"); ok && strings.EqualFold(coll, "users") {
-		only = id
+// events turns a delta page into events: one per object (a large membership change in parts), the
+// entries of an object merged in page order. When more pages follow, a group that ends the page may go on
+// at the start of the next one: it is returned as the carry instead, and reported where it ends.
+func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, kind directory.Kind, objs []graph.Object,
+	carry *checkpoint.Carry, more bool, source message.Source, passID, link string) ([]message.Event, *checkpoint.Carry, error) {
+	sel := r.cfg.Select(kind.Collection)
+	only := r.cfg.Only(kind.Collection)
+	byID := map[string]*entry{}
+	var entries []*entry
+	if carry != nil {
+		e := &entry{id: carry.ID, obj: graph.Object(carry.Object), last: -1}
+		if len(carry.Added)+len(carry.Removed) > 0 {
+			e.members = &message.Members{Added: carry.Added, Removed: carry.Removed}
+		}
+		byID[strings.ToLower(carry.ID)] = e
+		entries = append(entries, e)
 	}
-	byID := map[string]*userState{}
-	var states []*userState
-	for i, u := range users {
-		id := u.ID()
-		if id == "" {
-			log.Warn("resync: a delta entry without an id was skipped")
+	skipped := 0
+	for i, o := range objs {
+		id := o.ID()
+		if !graph.IsGUID(id) {
+			skipped++
 			continue
 		}
-		if only != "" && !strings.EqualFold(id, only) && !strings.EqualFold(fmt.Sprint(u["userPrincipalName"]), only) {
+		if only != nil && !only[strings.ToLower(id)] {
 			continue
 		}
 		k := strings.ToLower(id)
-		s := byID[k]
-		if s == nil {
-			s = &userState{id: id}
-			byID[k] = s
-			states = append(states, s)
+		e := byID[k]
+		if e == nil {
+			e = &entry{id: id}
+			byID[k] = e
+			entries = append(entries, e)
 		}
-		s.u, s.removed, s.last = u, u.Removed(), i
+		e.last = i
+		if o.Removed() != "" {
+			e.obj, e.removed = o, o.Removed()
+			continue
+		}
+		if e.removed != "" || e.obj == nil {
+			e.obj, e.removed = graph.Object{}, ""
+		}
+		maps.Copy(e.obj, o) // a later entry of the same object adds to, and overrides, an earlier one
+		if kind == directory.Groups {
+			e.members = directory.MergeMembers(e.members, directory.MembersDelta(o["members@delta"]))
+		}
 	}
-	slices.SortFunc(states, func(a, b *userState) int { return a.last - b.last })
+	if skipped > 0 {
+		log.Warn("resync: delta entries whose id is not an object id (a GUID) were skipped", "count", skipped)
+	}
+	slices.SortFunc(entries, func(a, b *entry) int { return a.last - b.last })
 
-	// Users whose delta entry lacks selected properties are read in full, 20 per $batch.
-	var partial []*userState
-	for _, s := range states {
-		if s.removed == "" && !complete(s.u, sel) {
-			partial = append(partial, s)
+	var next *checkpoint.Carry
+	if more && kind == directory.Groups && len(entries) > 0 {
+		if e := entries[len(entries)-1]; e.removed == "" && e.last >= 0 && e.last == len(objs)-1 && membersCount(e.members) <= maxCarryMembers {
+			next = &checkpoint.Carry{ID: e.id, Object: e.obj}
+			if e.members != nil {
+				next.Added, next.Removed = e.members.Added, e.members.Removed
+			}
+			entries = entries[:len(entries)-1]
 		}
 	}
-	for chunk := range slices.Chunk(partial, graph.MaxBatch) {
-		ids := make([]string, len(chunk))
-		for i, s := range chunk {
-			ids[i] = s.id
+
+	// Objects whose entry lacks selected properties are read in full; soft-deleted ones are looked up in
+	// deletedItems for their properties.
+	var reqs []directory.Request
+	var asked []*entry
+	for _, e := range entries {
+		switch {
+		case e.removed == "changed":
+			reqs = append(reqs, directory.Request{ID: e.id, Probe: directory.DeletedOnly})
+		case e.removed == "" && !complete(e.obj, sel):
+			reqs = append(reqs, directory.Request{ID: e.id, Probe: directory.Live})
+		default:
+			continue
 		}
-		res, err := g.GetUsers(ctx, ids, sel)
+		asked = append(asked, e)
+	}
+	if len(reqs) > 0 {
+		reader := &directory.Reader{Graph: g, Gate: r.gate, Now: r.now}
+		reads, err := reader.Read(ctx, kind, sel, reqs)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		var retry error
-		for i, it := range res.Items {
-			s := chunk[i]
+		refused := 0
+		var retry *graph.Error
+		for i := range reads {
+			rd := &reads[i]
+			asked[i].read = rd
 			switch {
-			case it.Err == nil:
-				s.u = it.User
-			case errors.Is(it.Err, graph.ErrNotFound):
-				s.gone = true
-			case errors.Is(it.Err, graph.ErrThrottled):
-				retry = &graph.Error{Op: "get users", Kind: graph.KindThrottled, RetryAfter: res.RetryAfter, Err: it.Err}
-			case errors.Is(it.Err, graph.ErrTransient) || graph.KindOf(it.Err) == graph.KindOther:
-				if retry == nil {
-					retry = &graph.Error{Op: "get users", Kind: graph.KindTransient, Err: it.Err}
+			case rd.Outcome == directory.Refused:
+				refused++
+			case rd.Outcome.Retryable():
+				k := graph.KindTransient
+				if rd.Outcome != directory.Transient {
+					k = graph.KindThrottled
 				}
-			default:
-				return nil, it.Err
+				if retry == nil || rd.RetryAfter > retry.RetryAfter || k == graph.KindThrottled && retry.Kind != k {
+					retry = &graph.Error{Op: "read " + kind.Collection, Kind: k, RetryAfter: rd.RetryAfter, Err: rd.Err}
+				}
 			}
 		}
 		if retry != nil {
-			return nil, retry
+			return nil, nil, retry
+		}
+		if refused == len(reads) {
+			// Every read refused alike is no bad object but a bad setting or a missing permission.
+			return nil, nil, fmt.Errorf("resync: Graph refused to read all %d %s: %w", refused, kind.Collection, reads[0].Err)
 		}
 	}
 
-	// Soft-deleted users, and users gone since the round, are looked up in deletedItems for their properties.
-	if err := r.lookUpDeleted(ctx, log, g, states); err != nil {
-		return nil, err
-	}
-
-	now := r.now().UTC().Truncate(time.Second)
-	out := make([]message.Event, 0, len(states))
-	for _, s := range states {
-		e := message.Event{V: message.Version, Source: source, Resource: "users", ResourceID: s.id,
-			TenantID: r.cfg.TenantID, ObservedAt: now}
+	now := r.now()
+	out := make([]message.Event, 0, len(entries))
+	for _, e := range entries {
+		c := directory.Change{Kind: kind, ID: e.id, Source: source, ChangeType: graph.Updated, Object: e.obj,
+			Origin: []string{"resync", passID, link}}
+		rd := e.read
 		switch {
-		case s.removed == "changed":
-			e.ChangeType, e.SoftDeleted, e.User = "deleted", true, s.user
-		case s.removed != "":
-			e.ChangeType = "deleted"
-		case s.gone && s.user != nil: // soft-deleted since the round was taken
-			e.ChangeType, e.SoftDeleted, e.User = "deleted", true, s.user
-		case s.gone:
-			// Readable neither in /users nor in deletedItems: a new user still replicating (reference §6), or
-			// one deleted for good since the round. Report what delta returned, not a deletion that may be
-			// false; a real deletion comes back in the next round as @removed.
-			e.ChangeType, e.User = "updated", s.u.Project(sel)
-			log.Info("resync: user not readable now; reporting the properties delta returned", "id", s.id)
-		default:
-			e.ChangeType, e.User = "updated", s.u.Project(sel)
+		case e.removed == "changed":
+			c.ChangeType, c.SoftDeleted, c.Object = graph.Deleted, true, nil
+			if rd != nil && rd.Outcome == directory.SoftDeleted {
+				c.Object = rd.Object
+			} else if rd != nil && rd.Outcome == directory.Refused {
+				log.Warn("resync: could not read a deleted object's properties; its event carries none", "id", e.id, "err", rd.Err)
+			}
+		case e.removed != "":
+			c.ChangeType, c.Object = graph.Deleted, nil
+		case rd == nil:
+		case rd.Outcome == directory.Found:
+			c.Object = rd.Object
+		case rd.Outcome == directory.SoftDeleted: // soft-deleted since the round was taken
+			c.ChangeType, c.SoftDeleted, c.Object = graph.Deleted, true, rd.Object
+		case rd.Outcome == directory.Gone:
+			// Readable neither live nor in deletedItems: a new object still replicating, or one deleted for
+			// good since the round. Report what delta returned, not a deletion that may be false; a real
+			// deletion comes back in the next round as @removed.
+			log.Info("resync: object not readable now; reporting the properties delta returned", "id", e.id)
+		default: // refused: this object alone; the others of the page go on
+			log.Warn("resync: Graph refused to read an object; reporting the properties delta returned", "id", e.id, "err", rd.Err)
 		}
-		e.ID = eventID(source, r.cfg.TenantID, s.id, e.ChangeType, e.SoftDeleted, passID, link)
-		out = append(out, e)
+		if c.ChangeType == graph.Deleted || e.members == nil {
+			out = append(out, directory.NewEvent(r.cfg.TenantID, sel, c, now))
+			continue
+		}
+		for i, part := range splitMembers(e.members, MaxMembersPerEvent) {
+			pc := c
+			pc.Members = part
+			if i > 0 {
+				pc.Origin = append(slices.Clone(c.Origin), "part", strconv.Itoa(i))
+			}
+			out = append(out, directory.NewEvent(r.cfg.TenantID, sel, pc, now))
+		}
 	}
-	return out, nil
+	return out, next, nil
 }
 
-// lookUpDeleted reads soft-deleted and vanished users from deletedItems, deletedLookups at a time, when
-// the Graph client can. A user not found there has no properties (nil); throttling and transient failures
-// are returned so the step is retried; anything else leaves the user without properties, with a warning.
-func (r *Runner) lookUpDeleted(ctx context.Context, log *slog.Logger, g Graph, states []*userState) error {
-	dg, ok := g.(DeletedUserGetter)
-	if !ok {
-		return nil
+func membersCount(m *message.Members) int {
+	if m == nil {
+		return 0
 	}
-	var todo []*userState
-	for _, s := range states {
-		if s.removed == "changed" || s.gone {
-			todo = append(todo, s)
+	return len(m.Added) + len(m.Removed)
+}
+
+// splitMembers cuts a membership change into parts of at most n ids (added first, then removed).
+func splitMembers(m *message.Members, n int) []*message.Members {
+	var parts []*message.Members
+	cur := &message.Members{Added: []string{}, Removed: []string{}}
+	size := 0
+	flush := func() {
+		parts = append(parts, cur)
+		cur, size = &message.Members{Added: []string{}, Removed: []string{}}, 0
+	}
+	for _, id := range m.Added {
+		if size == n {
+			flush()
 		}
+		cur.Added = append(cur.Added, id)
+		size++
 	}
-	if len(todo) == 0 {
-		return nil
+	for _, id := range m.Removed {
+		if size == n {
+			flush()
+		}
+		cur.Removed = append(cur.Removed, id)
+		size++
 	}
-	sel := r.cfg.UserSelect
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		retry error
-		sem   = make(chan struct{}, deletedLookups)
-	)
-	for _, s := range todo {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			u, err := dg.GetDeletedUser(ctx, s.id, sel)
-			switch {
-			case err == nil:
-				s.user = u.Project(sel)
-			case errors.Is(err, graph.ErrNotFound):
-			case errors.Is(err, graph.ErrThrottled), errors.Is(err, graph.ErrTransient):
-				mu.Lock()
-				if retry == nil || errors.Is(err, graph.ErrThrottled) && graph.RetryAfterOf(err) > graph.RetryAfterOf(retry) {
-					retry = err
-				}
-				mu.Unlock()
-			default:
-				log.Warn("resync: could not read a deleted user's properties; its event carries none", "id", s.id, "err", err)
-			}
-		})
-	}
-	wg.Wait()
-	return retry
+	return append(parts, cur)
 }

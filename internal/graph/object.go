@@ -6,20 +6,20 @@ import (
 	"strings"
 )
 
-// User is a user as Graph returned it: only the selected properties, with numbers kept as json.Number.
-// A map, not a struct, because the properties are chosen by configuration (GRAPH_USER_SELECT) and go
-// into change events unchanged.
-type User map[string]any
+// Object is a directory object (a user, a group) as Graph returned it: only the selected properties, with
+// numbers kept as json.Number. A map, not a struct, because the properties are chosen by configuration
+// (GRAPH_USER_SELECT, GRAPH_GROUP_SELECT) and go into change events unchanged.
+type Object map[string]any
 
 // ID returns the user's object id, or "".
-func (u User) ID() string {
+func (u Object) ID() string {
 	id, _ := u["id"].(string)
 	return id
 }
 
 // Removed reports a delta entry's "@removed" reason ("changed": soft-deleted, "deleted": gone for
 // good), or "" when the entry is not a removal.
-func (u User) Removed() string {
+func (u Object) Removed() string {
 	r, ok := u["@removed"].(map[string]any)
 	if !ok {
 		if _, present := u["@removed"]; present {
@@ -34,22 +34,24 @@ func (u User) Removed() string {
 	return reason
 }
 
-// GetUser reads one user. KindNotFound may mean the user was soft-deleted: see GetDeletedUser.
-func (c *Client) GetUser(ctx context.Context, id string, selectProps []string) (User, error) {
-	return c.getObject(ctx, "get user", "/users/", id, selectProps)
+// GetObject reads one object of a collection ("users", "groups"). KindNotFound may mean the object was
+// soft-deleted: see GetDeleted.
+func (c *Client) GetObject(ctx context.Context, collection, id string, selectProps []string) (Object, error) {
+	return c.getObject(ctx, "get "+collection, "/"+collection+"/", id, selectProps)
 }
 
-// GetDeletedUser reads a soft-deleted user from the directory's deleted items (kept 30 days).
-func (c *Client) GetDeletedUser(ctx context.Context, id string, selectProps []string) (User, error) {
-	return c.getObject(ctx, "get deleted user", "/directory/deletedItems/", id, selectProps)
+// GetDeleted reads a soft-deleted object from directory/deletedItems (users and Microsoft 365 groups stay
+// there for 30 days).
+func (c *Client) GetDeleted(ctx context.Context, id string, selectProps []string) (Object, error) {
+	return c.getObject(ctx, "get deleted item", "/directory/deletedItems/", id, selectProps)
 }
 
-func (c *Client) getObject(ctx context.Context, op, prefix, id string, selectProps []string) (User, error) {
+func (c *Client) getObject(ctx context.Context, op, prefix, id string, selectProps []string) (Object, error) {
 	seg, err := segment(op, id)
 	if err != nil {
 		return nil, err
 	}
-	var u User
+	var u Object
 	if err := c.getJSON(ctx, request{op: op, method: http.MethodGet, url: c.url(prefix+seg, selectQuery(selectProps))}, &u); err != nil {
 		return nil, err
 	}
@@ -59,7 +61,7 @@ func (c *Client) getObject(ctx context.Context, op, prefix, id string, selectPro
 
 // Project keeps the selected properties (matched without regard to case) and drops annotations such as
 // @odata.type and @removed: what an event carries of a user.
-func (u User) Project(sel []string) map[string]any {
+func (u Object) Project(sel []string) map[string]any {
 	if u == nil {
 		return nil
 	}

@@ -1,12 +1,15 @@
-// Package renewtimer keeps this app's Graph subscription alive without any state of its own: Graph already
-// knows the app's subscriptions, so every run lists them, and converges on exactly one subscription for
-// GRAPH_RESOURCE and GRAPH_CHANGE_TYPE that is current (right URLs, current clientState) and far from expiry.
+// Package subscription keeps this app's Graph subscriptions alive without any state of its own: Graph
+// already knows the app's subscriptions, so every run lists them, and converges, for each entry of
+// GRAPH_RESOURCE, on exactly one subscription with GRAPH_CHANGE_TYPE that is current (right URLs, current
+// clientState) and far from expiry. The renew timer runs it every hour, the queue worker when a lifecycle
+// notification asks, and `handler unsubscribe` removes what it keeps.
 //
-// The rules, in the order a run applies them:
+// The rules, in the order a run applies them to each resource:
 //   - The candidates are this app's subscriptions for the resource and the change types (Graph allows one per
-//     pair, and lists only the calling app's subscriptions under application permissions, reference §4).
+//     pair, and lists only the calling app's subscriptions under application permissions; see
+//     docs/graph-facts.md).
 //   - A candidate is stale when its lifecycle URL differs from the configured one (Graph cannot PATCH it,
-//     §1.1) or when its clientState is not known to be GRAPH_CLIENT_STATE. Graph never returns clientState,
+//     docs/graph-facts.md) or when its clientState is not known to be GRAPH_CLIENT_STATE. Graph never returns clientState,
 //     so each subscription carries a fingerprint of it in its notification URL (query parameter cs, which
 //     Graph preserves); a missing or other fingerprint is not current. Stale subscriptions are deleted and
 //     a new one is created. Changes that fall between the delete and the create are what a resync recovers.
@@ -17,7 +20,7 @@
 //     notification URL (a rotated function key) rides on the same PATCH. A 404 means Graph dropped it: create.
 //   - With none left, create one for Lifetime, then list again to settle a race with another instance; a 409
 //     on create means another instance won, and its subscription is adopted.
-package renewtimer
+package subscription
 
 import (
 	"context"
@@ -37,14 +40,14 @@ import (
 )
 
 const (
-	// MaxLifetime is Graph's maximum for user subscriptions (41,760 minutes, reference §3.1).
+	// MaxLifetime is Graph's maximum for user and group subscriptions (41,760 minutes; docs/graph-facts.md).
 	MaxLifetime = 41760 * time.Minute
 	// Lifetime is what a create or renewal asks for: the maximum less an hour, so clock skew between this
 	// machine and Graph never pushes a request past the maximum.
 	Lifetime = MaxLifetime - time.Hour
 	// RenewBelow is the remaining life under which a run renews. A renewal leaves about 29 days, so with an
 	// hourly timer a subscription is renewed every three days and always has at least 26 days left: it
-	// survives 26 days without any timer run (the issue asks for 7).
+	// survives 26 days without any timer run.
 	RenewBelow = 26 * 24 * time.Hour
 	// FingerprintParam is the notification-URL query parameter holding the clientState fingerprint.
 	FingerprintParam = "cs"
@@ -76,72 +79,128 @@ const (
 	Unchanged Action = "unchanged"
 )
 
-// Outcome is the result of one run.
+// Outcome is the result of one run for one resource.
 type Outcome struct {
-	Action  Action
-	ID      string
-	Expiry  time.Time
-	Deleted []string // duplicates and stale subscriptions removed
+	Resource string // the GRAPH_RESOURCE entry, e.g. "users"
+	Action   Action
+	ID       string
+	Expiry   time.Time
+	Deleted  []string // duplicates and stale subscriptions removed
 }
 
 // Summary is one line for the log and the invocation's Logs.
 func (o Outcome) Summary(now time.Time) string {
-	s := fmt.Sprintf("subscription %s %s, expires %s (%.1f days left)", o.ID, o.Action, o.Expiry.UTC().Format(time.RFC3339), o.Expiry.Sub(now).Hours()/24)
+	s := fmt.Sprintf("%s: subscription %s %s, expires %s (%.1f days left)", o.Resource, o.ID, o.Action, o.Expiry.UTC().Format(time.RFC3339), o.Expiry.Sub(now).Hours()/24)
 	if len(o.Deleted) > 0 {
 		s += fmt.Sprintf("; deleted %d other(s): %s", len(o.Deleted), strings.Join(o.Deleted, ", "))
 	}
 	return s
 }
 
-// Keeper runs the create-or-renew logic. It is shared by the timer and the queue worker's lifecycle handling;
-// runs within one process are serialized.
+// Gap is told that notifications for a collection may have been lost (a subscription was created or
+// recreated), so that a resync can recover them.
+type Gap func(ctx context.Context, collection, reason string) error
+
+// LifecycleInterval is how often one subscription's lifecycle notifications may cause a renewal or a
+// recreation: Graph asks apps not to reauthorize or PATCH a subscription more often than every 10
+// minutes, and a forged lifecycle message needs only the clientState.
+const LifecycleInterval = 10 * time.Minute
+
+// Keeper runs the create-or-renew logic. It is shared by the timer, the queue worker's lifecycle handling
+// and the commands; runs within one process are serialized.
 type Keeper struct {
 	cfg   *config.Config
 	graph func() (Graph, error)
 	now   func() time.Time
-	// Gap, when set, is told that notifications may have been lost (a subscription was created or
-	// recreated), so that a resync can recover them.
-	Gap func(ctx context.Context, reason string) error
+	gap   Gap
 
 	settleDelay time.Duration // first wait for a competing create to be listed; doubles, five tries
 	mu          sync.Mutex
-	pendingGap  string // a gap whose resync request failed: asked again before anything else
+	pendingGap  map[string]string    // collection → a gap whose resync request failed: asked again first
+	lastAction  map[string]time.Time // subscription id → last lifecycle action
 }
 
-// NewKeeper returns a keeper using the app settings and a lazily built Graph client.
-func NewKeeper(cfg *config.Config, g func() (Graph, error), now func() time.Time) *Keeper {
-	return &Keeper{cfg: cfg, graph: g, now: now, settleDelay: time.Second}
+// New returns a keeper using the app settings and a lazily built Graph client. gap may be nil.
+func New(cfg *config.Config, g func() (Graph, error), gap Gap, now func() time.Time) *Keeper {
+	if now == nil {
+		now = time.Now
+	}
+	return &Keeper{cfg: cfg, graph: g, gap: gap, now: now, settleDelay: time.Second,
+		pendingGap: map[string]string{}, lastAction: map[string]time.Time{}}
 }
 
-// RenewNow renews (and so reauthorizes) the subscription whatever its remaining life, creating it if needed.
-func (k *Keeper) RenewNow(ctx context.Context) error {
-	_, err := k.Ensure(ctx, RenewNow)
-	return err
-}
-
-// Recreate makes sure a subscription exists after Graph reported it removed. It renews whatever the list
-// still shows, so that a subscription Graph has dropped answers 404 now and is recreated at once.
-func (k *Keeper) Recreate(ctx context.Context) error {
-	_, err := k.Ensure(ctx, RenewNow)
-	return err
+// Lifecycle acts on a lifecycle event for one subscription: reauthorizationRequired renews it (which also
+// reauthorizes it), subscriptionRemoved makes sure it exists again. The resource is found by listing; a
+// subscription no longer listed (Graph dropped it) converges every resource. At most one action per
+// subscription runs per LifecycleInterval; later ones are dropped and reported with acted false.
+func (k *Keeper) Lifecycle(ctx context.Context, subscriptionID string, ev graph.LifecycleEvent) (acted bool, err error) {
+	k.mu.Lock()
+	key := strings.ToLower(subscriptionID)
+	if last, ok := k.lastAction[key]; ok && k.now().Sub(last) < LifecycleInterval {
+		k.mu.Unlock()
+		return false, nil
+	}
+	k.mu.Unlock()
+	var target []config.ResourceSpec
+	if g, err := k.graph(); err == nil {
+		if all, err := g.ListSubscriptions(ctx); err == nil {
+			for _, s := range all {
+				if strings.EqualFold(s.ID, subscriptionID) {
+					for _, r := range k.cfg.Resources {
+						if sameResource(s.Resource, r.Path()) {
+							target = append(target, r)
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(target) == 0 {
+		target = k.cfg.Resources
+	}
+	for _, r := range target {
+		if _, err := k.EnsureResource(ctx, r, RenewNow); err != nil {
+			return false, err
+		}
+	}
+	k.mu.Lock()
+	k.lastAction[key] = k.now()
+	k.mu.Unlock()
+	return true, nil
 }
 
 // settings are what every run needs.
 var settings = []string{config.TenantID, config.ClientID, config.NotificationURL, config.LifecycleNotificationURL,
 	config.ClientState, config.ClientStatePrevious, config.Resource, config.ChangeType}
 
-// Ensure runs the rules of the package doc once.
-func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
+// Ensure runs the rules of the package doc once for every resource. A failure for one resource does not
+// stop the others; the errors are returned together.
+func (k *Keeper) Ensure(ctx context.Context, mode Mode) ([]Outcome, error) {
+	var outs []Outcome
+	var errs []error
+	for _, r := range k.cfg.Resources {
+		out, err := k.EnsureResource(ctx, r, mode)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Path(), err))
+			continue
+		}
+		outs = append(outs, out)
+	}
+	return outs, errors.Join(errs...)
+}
+
+// EnsureResource runs the rules of the package doc once for one resource.
+func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mode Mode) (Outcome, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.cfg.Check(settings...); err != nil {
 		return Outcome{}, err
 	}
-	if k.pendingGap != "" && k.Gap != nil {
-		if err := k.Gap(ctx, k.pendingGap); err != nil {
-			return Outcome{}, fmt.Errorf("resync after %s (still pending): %w", k.pendingGap, err)
+	if why := k.pendingGap[res.Collection]; why != "" && k.gap != nil {
+		if err := k.gap(ctx, res.Collection, why); err != nil {
+			return Outcome{}, fmt.Errorf("resync after %s (still pending): %w", why, err)
 		}
-		k.pendingGap = ""
+		delete(k.pendingGap, res.Collection)
 	}
 	g, err := k.graph()
 	if err != nil {
@@ -149,11 +208,11 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 	}
 	log := logctx.From(ctx)
 
-	subs, err := k.mine(ctx, g)
+	subs, err := k.mine(ctx, g, res)
 	if err != nil {
 		return Outcome{}, err
 	}
-	var out Outcome
+	out := Outcome{Resource: res.Path()}
 	var good []graph.Subscription
 	for _, s := range subs {
 		if reason := k.stale(s); reason != "" {
@@ -189,7 +248,7 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 		}
 	}
 
-	created, err := k.create(ctx, g)
+	created, err := k.create(ctx, g, res)
 	if err != nil {
 		return out, err
 	}
@@ -198,7 +257,7 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 		out.Action = Recreated
 	}
 	// Settle a race with another instance that created one at the same moment.
-	subs, err = k.mine(ctx, g)
+	subs, err = k.mine(ctx, g, res)
 	if err != nil {
 		return out, err
 	}
@@ -217,31 +276,37 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) (Outcome, error) {
 			out.Deleted = append(out.Deleted, s.ID)
 		}
 	}
-	if k.Gap != nil {
+	if k.gap != nil {
 		// Notifications may have been lost before the subscription existed: the resync must happen. If it
 		// cannot be requested now, fail the run (the retry policy runs it again soon) and ask first next time.
 		reason := "subscription " + string(out.Action)
-		if err := k.Gap(ctx, reason); err != nil {
-			k.pendingGap = reason
+		if err := k.gap(ctx, res.Collection, reason); err != nil {
+			k.pendingGap[res.Collection] = reason
 			return out, fmt.Errorf("subscription %s, but the resync it needs could not be requested (asked again on the next run): %w", out.Action, err)
 		}
 	}
 	return out, nil
 }
 
-// mine lists this app's subscriptions for the configured resource and change types.
-func (k *Keeper) mine(ctx context.Context, g Graph) ([]graph.Subscription, error) {
+// mine lists this app's subscriptions for a resource and the configured change types.
+func (k *Keeper) mine(ctx context.Context, g Graph, res config.ResourceSpec) ([]graph.Subscription, error) {
 	all, err := g.ListSubscriptions(ctx)
 	if err != nil {
-		return nil, explain("list subscriptions", err)
+		return nil, explain("list subscriptions", res, err)
 	}
+	return Mine(all, res, k.cfg.ChangeTypes), nil
+}
+
+// Mine picks, from a list of this app's subscriptions, those for a resource and change types: the rule
+// the keeper converges by, for anyone who reports on subscriptions.
+func Mine(all []graph.Subscription, res config.ResourceSpec, changeTypes []string) []graph.Subscription {
 	var out []graph.Subscription
 	for _, s := range all {
-		if sameResource(s.Resource, k.cfg.Resource) && sameChangeTypes(s.ChangeType, k.cfg.ChangeTypes) {
+		if sameResource(s.Resource, res.Path()) && sameChangeTypes(s.ChangeType, changeTypes) {
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // stale says why s cannot be kept, or "".
@@ -274,7 +339,7 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode 
 		if errors.Is(err, graph.ErrNotFound) {
 			return s, "", err
 		}
-		return s, "", explain("renew subscription "+s.ID, err)
+		return s, "", explain("renew subscription "+s.ID, config.ResourceSpec{}, err)
 	}
 	if updated.ExpirationDateTime.IsZero() {
 		updated.ExpirationDateTime = u.ExpirationDateTime
@@ -285,12 +350,12 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode 
 	return updated, Renewed, nil
 }
 
-func (k *Keeper) create(ctx context.Context, g Graph) (graph.Subscription, error) {
+func (k *Keeper) create(ctx context.Context, g Graph, res config.ResourceSpec) (graph.Subscription, error) {
 	req := graph.Subscription{
 		ChangeType:                k.cfg.ChangeType(),
 		NotificationURL:           k.notificationURL(),
 		LifecycleNotificationURL:  k.cfg.LifecycleNotificationURL,
-		Resource:                  k.cfg.Resource,
+		Resource:                  res.Path(),
 		ExpirationDateTime:        k.now().Add(Lifetime),
 		ClientState:               k.cfg.ClientState.Reveal(),
 		LatestSupportedTLSVersion: "v1_2",
@@ -301,7 +366,7 @@ func (k *Keeper) create(ctx context.Context, g Graph) (graph.Subscription, error
 		// validation handshake (up to 10 s) is done.
 		delay := k.settleDelay
 		for range 5 {
-			subs, lerr := k.mine(ctx, g)
+			subs, lerr := k.mine(ctx, g, res)
 			if lerr != nil {
 				return created, lerr
 			}
@@ -317,7 +382,7 @@ func (k *Keeper) create(ctx context.Context, g Graph) (graph.Subscription, error
 		}
 	}
 	if err != nil {
-		return created, explain("create subscription", err)
+		return created, explain("create subscription", res, err)
 	}
 	return created, nil
 }
@@ -397,25 +462,36 @@ func choose(subs []graph.Subscription) (keep *graph.Subscription, rest []graph.S
 
 func deleteIgnoringNotFound(ctx context.Context, g Graph, id string) error {
 	if err := g.DeleteSubscription(ctx, id); err != nil && !errors.Is(err, graph.ErrNotFound) {
-		return explain("delete subscription "+id, err)
+		return explain("delete subscription "+id, config.ResourceSpec{}, err)
 	}
 	return nil
 }
 
 // explain adds what a person should check to the errors that have a usual cause.
-func explain(op string, err error) error {
+func explain(op string, res config.ResourceSpec, err error) error {
 	switch {
 	case errors.Is(err, graph.ErrValidationFailed):
 		return fmt.Errorf("%s: Graph could not validate the notification URL. Check that GRAPH_NOTIFICATION_URL is the public HTTPS address of the webhook function (a dev tunnel locally), that it carries the function key (?code=…), and that nothing in front of the function requires sign-in: %w", op, err)
 	case errors.Is(err, graph.ErrForbidden):
-		return fmt.Errorf("%s: Graph refused. Check that the app registration has the application permission User.Read.All with admin consent, and that the subscription quota is not reached: %w", op, err)
+		return fmt.Errorf("%s: Graph refused. Check that the app registration has the application permission %s with admin consent, and that the subscription quota is not reached: %w", op, permissionFor(res), err)
 	case errors.Is(err, graph.ErrUnauthorized):
 		return fmt.Errorf("%s: no token for Graph. Check AZURE_TENANT_ID, AZURE_CLIENT_ID and the client secret or certificate: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// Unsubscribe deletes this app's subscriptions for the configured resource and change types, for a clean
+// permissionFor names the application permission a resource needs (every configured one when res is zero).
+func permissionFor(res config.ResourceSpec) string {
+	switch res.Collection {
+	case config.Users:
+		return "User.Read.All"
+	case config.Groups:
+		return "Group.Read.All"
+	}
+	return "User.Read.All (for users) or Group.Read.All (for groups)"
+}
+
+// Unsubscribe deletes this app's subscriptions for the configured resources and change types, for a clean
 // uninstall, and returns their ids.
 func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 	k.mu.Lock()
@@ -427,16 +503,18 @@ func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph client: %w", err)
 	}
-	subs, err := k.mine(ctx, g)
-	if err != nil {
-		return nil, err
-	}
 	var ids []string
-	for _, s := range subs {
-		if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+	for _, res := range k.cfg.Resources {
+		subs, err := k.mine(ctx, g, res)
+		if err != nil {
 			return ids, err
 		}
-		ids = append(ids, s.ID)
+		for _, s := range subs {
+			if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+				return ids, err
+			}
+			ids = append(ids, s.ID)
+		}
 	}
 	return ids, nil
 }

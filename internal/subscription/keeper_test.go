@@ -1,8 +1,7 @@
-package renewtimer
+package subscription
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
@@ -87,14 +85,13 @@ func newEnv(t *testing.T) *env {
 func (e *env) keeper(t *testing.T) *Keeper {
 	t.Helper()
 	cfg := config.Load(func(k string) string { return e.settings[k] })
-	k := NewKeeper(cfg, func() (Graph, error) { return e.client, nil }, e.clock.Now)
-	k.settleDelay = 10 * time.Millisecond
-	k.Gap = func(_ context.Context, reason string) error {
+	k := New(cfg, func() (Graph, error) { return e.client, nil }, func(_ context.Context, collection, reason string) error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		e.gaps = append(e.gaps, reason)
 		return nil
-	}
+	}, e.clock.Now)
+	k.settleDelay = 10 * time.Millisecond
 	return k
 }
 
@@ -104,11 +101,14 @@ func (e *env) writes() int {
 
 func ensure(t *testing.T, k *Keeper, mode Mode) Outcome {
 	t.Helper()
-	out, err := k.Ensure(context.Background(), mode)
+	outs, err := k.Ensure(context.Background(), mode)
 	if err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
-	return out
+	if len(outs) != 1 {
+		t.Fatalf("Ensure: %d outcomes, want 1", len(outs))
+	}
+	return outs[0]
 }
 
 func only(t *testing.T, fg *fakegraph.Server) fakegraph.Subscription {
@@ -373,26 +373,12 @@ func TestUnsubscribe(t *testing.T) {
 	}
 }
 
-func TestTimerFunction(t *testing.T) {
-	e := newEnv(t)
-	f := NewFunction(e.keeper(t))
-	var req customhandler.Request
-	json.Unmarshal([]byte(`{"Data":{"timer":{"Schedule":{},"ScheduleStatus":null,"IsPastDue":true}},"Metadata":{}}`), &req)
-	resp, err := f.Invoke(context.Background(), &req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Logs) != 1 || !strings.Contains(resp.Logs[0], "created") || !strings.Contains(resp.Logs[0], "days left") {
-		t.Errorf("Logs = %v", resp.Logs)
-	}
-}
-
 func TestFailedGapResyncIsAskedAgain(t *testing.T) {
 	e := newEnv(t)
 	k := e.keeper(t)
 	failing := true
 	var asked []string
-	k.Gap = func(_ context.Context, reason string) error {
+	k.gap = func(_ context.Context, _, reason string) error {
 		asked = append(asked, reason)
 		if failing {
 			return errors.New("storage unavailable")
@@ -412,4 +398,36 @@ func TestFailedGapResyncIsAskedAgain(t *testing.T) {
 	if len(asked) != 2 {
 		t.Errorf("the pending gap was asked again after it succeeded: %v", asked)
 	}
+}
+
+func TestLifecycleActsOncePerInterval(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(t)
+	out := ensure(t, k, Normal)
+	patches := func() int { return e.fg.Count("PATCH", "/v1.0/subscriptions") }
+	acted, err := k.Lifecycle(context.Background(), out.ID, graph.ReauthorizationRequired)
+	if err != nil || !acted || patches() != 1 {
+		t.Fatalf("first lifecycle action: acted %v, err %v, %d PATCHes", acted, err, patches())
+	}
+	for range 3 { // a storm of (perhaps forged) lifecycle messages
+		if acted, err := k.Lifecycle(context.Background(), out.ID, graph.ReauthorizationRequired); err != nil || acted {
+			t.Fatalf("a second action within %s: acted %v, err %v", LifecycleInterval, acted, err)
+		}
+	}
+	if patches() != 1 {
+		t.Fatalf("%d PATCHes, want 1 within the interval", patches())
+	}
+	e.clock.Advance(LifecycleInterval)
+	if acted, err := k.Lifecycle(context.Background(), out.ID, graph.ReauthorizationRequired); err != nil || !acted || patches() != 2 {
+		t.Fatalf("after the interval: acted %v, err %v, %d PATCHes", acted, err, patches())
+	}
+}
+
+func TestLifecycleForAnUnknownSubscriptionConverges(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(t)
+	if acted, err := k.Lifecycle(context.Background(), "no-such-subscription", graph.SubscriptionRemoved); err != nil || !acted {
+		t.Fatalf("acted %v, err %v", acted, err)
+	}
+	only(t, e.fg) // created, since none existed
 }

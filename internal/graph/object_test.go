@@ -12,7 +12,7 @@ func TestGetUser(t *testing.T) {
 		_, _ = w.Write([]byte(`{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users(id,displayName)/$entity",
 			"id":"6e1f","displayName":"Ada","accountEnabled":true,"employeeNumber":638700000000000001,"@odata.type":"#microsoft.graph.user"}`))
 	}), ClientOptions{})
-	u, err := c.GetUser(t.Context(), "6e1f", []string{"id", "displayName", "accountEnabled"})
+	u, err := c.GetObject(t.Context(), "users", "6e1f", []string{"id", "displayName", "accountEnabled"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,14 +30,14 @@ func TestGetUser(t *testing.T) {
 		t.Errorf("request %s?%s", r.Path, r.RawQuery)
 	}
 
-	if _, err := c.GetDeletedUser(t.Context(), "6e1f", nil); err != nil {
+	if _, err := c.GetDeleted(t.Context(), "6e1f", nil); err != nil {
 		t.Fatal(err)
 	}
 	if r := rec.all()[1]; r.Path != "/v1.0/directory/deletedItems/6e1f" || r.RawQuery != "" {
 		t.Errorf("deleted request %s?%s", r.Path, r.RawQuery)
 	}
 	// A UPN with characters that matter in a path stays one segment.
-	if _, err := c.GetUser(t.Context(), "a/b#EXT#@x.com", nil); err != nil {
+	if _, err := c.GetObject(t.Context(), "users", "a/b#EXT#@x.com", nil); err != nil {
 		t.Fatal(err)
 	}
 	if r := rec.all()[2]; r.Path != "/v1.0/users/a/b#EXT#@x.com" {
@@ -47,20 +47,20 @@ func TestGetUser(t *testing.T) {
 
 func TestUserRemoved(t *testing.T) {
 	tests := []struct {
-		u    User
+		u    Object
 		want string
 	}{
-		{User{"id": "1"}, ""},
-		{User{"id": "1", "@removed": map[string]any{"reason": "changed"}}, "changed"},
-		{User{"id": "1", "@removed": map[string]any{"reason": "deleted"}}, "deleted"},
-		{User{"id": "1", "@removed": map[string]any{}}, "deleted"},
+		{Object{"id": "1"}, ""},
+		{Object{"id": "1", "@removed": map[string]any{"reason": "changed"}}, "changed"},
+		{Object{"id": "1", "@removed": map[string]any{"reason": "deleted"}}, "deleted"},
+		{Object{"id": "1", "@removed": map[string]any{}}, "deleted"},
 	}
 	for _, tt := range tests {
 		if got := tt.u.Removed(); got != tt.want {
 			t.Errorf("%v: Removed = %q, want %q", tt.u, got, tt.want)
 		}
 	}
-	if (User{}).ID() != "" || (User{"id": 5}).ID() != "" {
+	if (Object{}).ID() != "" || (Object{"id": 5}).ID() != "" {
 		t.Error("ID of a user without a string id")
 	}
 }
