@@ -77,14 +77,6 @@ type Options struct {
 	MaxSubscriptions       int           // per app+tenant quota, 403 beyond (default DefaultMaxSubscriptions; negative: unlimited)
 	ServicePrincipalID     string        // the app's service principal object id = creatorId (default: random GUID)
 	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"])
-	GroupPageSize          int           // groups per page of GET /groups and /groups/delta (default DefaultGroupPageSize)
-	// GroupMembersPerPage bounds the members of GET /groups/{id}/members per page and the members@delta
-	// entries per /groups/delta page, so a large group spans pages (default DefaultGroupMembersPerPage).
-	GroupMembersPerPage int
-	// NotifyMembersDelta adds a members@delta node (the changed member ids) to the resourceData of a
-	// group notification caused by a membership change. Off by default: users report such a node, but
-	// its shape and completeness are UNCONFIRMED (see the package doc).
-	NotifyMembersDelta bool
 	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, reference §2.5); default 0
 	// NotificationTenantField picks the envelope's tenant field: "tenantId" (default), "organizationId"
 	// (observed variant, reference §2.1/§5), or "none" (only resourceData.organizationId remains).
@@ -93,6 +85,16 @@ type Options struct {
 	// requires text/plain (reference §1.2 step 3), which is stricter than what Graph is known to check.
 	LenientHandshake bool
 	ControlAPI       bool // mount the /_control/ API (see package doc); cmd/fakegraph turns it on
+
+	// Groups.
+	GroupPageSize int // groups per page of GET /groups and /groups/delta (default DefaultGroupPageSize)
+	// GroupMembersPerPage bounds the members of GET /groups/{id}/members per page and the members@delta
+	// entries per /groups/delta page, so a large group spans pages (default DefaultGroupMembersPerPage).
+	GroupMembersPerPage int
+	// NotifyMembersDelta adds a members@delta node (the changed member ids) to the resourceData of a
+	// group notification caused by a membership change. Off by default: users report such a node, but
+	// its shape and completeness are UNCONFIRMED (see the package doc).
+	NotifyMembersDelta bool
 }
 
 // NewOptions returns Options with RejectExpiryBeyondMax true, the documented default.
