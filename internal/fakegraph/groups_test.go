@@ -667,3 +667,28 @@ func TestGroupControlAPI(t *testing.T) {
 		t.Fatalf("bad JSON: %d", st)
 	}
 }
+
+// The members-per-page bound is per page, not per group: groups share a page's budget.
+func TestGroupsDeltaMembersBudgetIsPerPage(t *testing.T) {
+	s := newTestServer(t, func(o *Options) { o.GroupMembersPerPage = 4 })
+	tok := token(t, s)
+	s.AddGroup(Group{ID: "a", Members: []string{"m1", "m2", "m3"}})
+	s.AddGroup(Group{ID: "b", Members: []string{"m4", "m5", "m6"}})
+	s.AddGroup(Group{ID: "c"})
+	var shape []string
+	next := "/v1.0/groups/delta?$select=displayName,members"
+	for next != "" {
+		m := call(t, s, tok, "GET", next, nil).JSON(t)
+		var page []string
+		for _, v := range m["value"].([]any) {
+			it := v.(map[string]any)
+			md, _ := it["members@delta"].([]any)
+			page = append(page, fmt.Sprintf("%s%d", it["id"], len(md)))
+		}
+		shape = append(shape, strings.Join(page, ","))
+		next, _ = m["@odata.nextLink"].(string)
+	}
+	if got := strings.Join(shape, " | "); got != "a3,b1 | b2,c0" {
+		t.Fatalf("pages %q, want %q", got, "a3,b1 | b2,c0")
+	}
+}
