@@ -1,8 +1,9 @@
 // Package fakegraph is a test double — not an implementation — of Microsoft Graph v1.0 (the
 // subset the product uses: subscriptions to `users` and `groups`, users, groups and their members,
-// deleted items, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1 with fault injection, a request log
-// and a record of every delivery to subscribers. It follows /work/shared/reference (cited below as
-// "reference §n" for graph-change-notifications.md, and go-notes.md "Identity") to the letter;
+// deleted items, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1
+// with fault injection, a request log and a record of every delivery to subscribers. It follows
+// /work/shared/reference (cited below as "reference §n" for graph-change-notifications.md, and
+// go-notes.md "Identity") to the letter;
 // every choice beyond the reference is marked "choice" (or [inferred]/UNCONFIRMED, as the
 // reference marks it) in a comment next to the code.
 //
@@ -31,11 +32,12 @@
 // Group.Read.All or higher; a subscription to users and a deleted user a user role. Tokens carry
 // Options.AppRoles (default User.Read.All and Group.Read.All).
 //   - POST /v1.0/subscriptions (reference §1.1–1.3): resource users, users/{id}, groups or
-//     groups/{id}; field validation; users and groups accept only updated and deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for loopback,
-//     choice); expiry under 45 min raised to 45 min; beyond 41,760 min refused with 400 when
+//     groups/{id} (one quota for both); field validation; users and groups accept only updated
+//     and deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for
+//     loopback, choice); expiry under 45 min raised to 45 min; beyond 41,760 min refused with 400 when
 //     RejectExpiryBeyondMax (stricter than Graph, on purpose); 409 "Subscription Id <id> already
 //     exists for the requested combination" for the same resource + changeType set of this app; 403
-//     beyond MaxSubscriptions (§3.2, users and groups counted together); then the validation handshake on notificationUrl and on
+//     beyond MaxSubscriptions (§3.2); then the validation handshake on notificationUrl and on
 //     lifecycleNotificationUrl (twice if equal): POST url?<original query>&validationToken=<token,
 //     query-escaped, with spaces and ':'>, Content-Type text/plain; charset=utf-8, empty body; the
 //     reply must be 200 within HandshakeTimeout with the exact token as body (and text/plain unless
@@ -55,8 +57,8 @@
 //     404 body: Request_ResourceNotFound "Resource '<id>' does not exist or one of its queried
 //     reference-property objects are not present.". A soft-deleted user 404s on /users/{id}
 //     ([inferred], reference §3.4).
-//   - Groups (reference §3.5, §6): GET /v1.0/groups/{id} ($select, else a default set; 404 when
-//     soft-deleted or within replication lag; $select=members is ignored), GET /v1.0/groups
+//   - Groups: GET /v1.0/groups/{id} ($select, else a default set; 404 when soft-deleted or
+//     within replication lag; $select=members is ignored), GET /v1.0/groups
 //     (GroupPageSize per page), GET /v1.0/groups/{id}/members (direct members as {@odata.type, id},
 //     GroupMembersPerPage per page; a member that is a group of the double is #microsoft.graph.group,
 //     any other id #microsoft.graph.user, choice), GET /v1.0/groups/delta (as users/delta, plus
@@ -73,8 +75,8 @@
 //
 // Notifications (reference §2, §3.3–3.4, §5): AddUser, UpdateUser, SoftDeleteUser and RestoreUser
 // send `updated`; PermanentlyDeleteUser sends `deleted` (preceded by `updated` if the user was
-// still active, as it passes through deleted items). Groups likewise (reference §3.5): AddGroup,
-// UpdateGroup, AddMembers, RemoveMembers (membership changes arrive as `updated` on the group),
+// still active, as it passes through deleted items). Groups likewise: AddGroup, UpdateGroup,
+// AddMembers, RemoveMembers (membership changes arrive as `updated` on the group),
 // SoftDeleteGroup and RestoreGroup send `updated`; PermanentlyDeleteGroup sends `deleted`, preceded
 // by `updated` for an active Microsoft 365 group. Only Microsoft 365 groups (groupTypes contains
 // "Unified") are soft-deleted: SoftDeleteGroup on a security group deletes it for good, as Graph's
@@ -85,9 +87,9 @@
 // resource (users or users/{id}; groups or groups/{id}) and changeType match, with subscriptionId,
 // subscriptionExpirationDateTime, changeType, clientState, tenantId, resource "Users/{id}" or
 // "Groups/{id}" and resourceData {@odata.type "#Microsoft.Graph.User" or "#Microsoft.Graph.Group",
-// @odata.id, id, organizationId, eventTime, sequenceNumber > 2^53}. Changes are coalesced per URL for CoalesceWindow (default 20 ms; Flush
-// sends at once) and POSTed as {"value":[…]} in batches of at most NotificationBatchSize (default
-// 50, choice: Graph's maximum is unpublished, §2.1). A non-2xx answer, or none within
+// @odata.id, id, organizationId, eventTime, sequenceNumber > 2^53}. Changes are coalesced per URL
+// for CoalesceWindow (default 20 ms; Flush sends at once) and POSTed as {"value":[…]} in batches
+// of at most NotificationBatchSize (default 50, choice: Graph's maximum is unpublished, §2.1). A non-2xx answer, or none within
 // DeliveryTimeout (retries: RetryAttemptTimeout), is retried with exponential backoff from
 // DeliveryBackoff until DeliveryRetryWindow has passed, then dropped (recorded). Deliveries run in
 // goroutines that Close cancels and waits for; WaitDelivered / WaitFor let tests wait on a
@@ -101,8 +103,8 @@
 //
 // # What it does not model
 //
-// Other resources, rich notifications (users and groups have none, §3.3, §3.5), encryption, Event Hubs/Event Grid
-// delivery, the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
+// Other resources, rich notifications (users and groups have none), encryption, Event Hubs/Event
+// Grid delivery, the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
 // token-expiry pause of deliveries, the resource-unit throttling budget of §7 (throttling is
 // injected, not computed), quotas other than per app+tenant, delegated tokens, multi-tenant apps,
 // writes to users or groups over Graph (the directory is changed through the Go API or the control
