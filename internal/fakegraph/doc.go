@@ -87,9 +87,10 @@
 // resource (users or users/{id}; groups or groups/{id}) and changeType match, with subscriptionId,
 // subscriptionExpirationDateTime, changeType, clientState, tenantId, resource "Users/{id}" or
 // "Groups/{id}" and resourceData {@odata.type "#Microsoft.Graph.User" or "#Microsoft.Graph.Group",
-// @odata.id, id, organizationId, eventTime, sequenceNumber > 2^53}. Changes are coalesced per URL
-// for CoalesceWindow (default 20 ms; Flush sends at once) and POSTed as {"value":[…]} in batches
-// of at most NotificationBatchSize (default 50, choice: Graph's maximum is unpublished, §2.1). A non-2xx answer, or none within
+// @odata.id, id, organizationId, eventTime,
+// sequenceNumber > 2^53}. Changes are coalesced per URL for CoalesceWindow (default 20 ms; Flush
+// sends at once) and POSTed as {"value":[…]} in batches of at most NotificationBatchSize (default
+// 50, choice: Graph's maximum is unpublished, §2.1). A non-2xx answer, or none within
 // DeliveryTimeout (retries: RetryAttemptTimeout), is retried with exponential backoff from
 // DeliveryBackoff until DeliveryRetryWindow has passed, then dropped (recorded). Deliveries run in
 // goroutines that Close cancels and waits for; WaitDelivered / WaitFor let tests wait on a
