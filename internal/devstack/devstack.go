@@ -185,6 +185,21 @@ func SeedUser(i int) fakegraph.User {
 // UserID is the id of seeded user i.
 func UserID(i int) string { return SeedUser(i).ID }
 
+// SeedGroup is group i of a seeded directory, a Microsoft 365 group with the given members. Its id
+// follows a pattern of its own (…-4000-9000-…), distinct from SeedUser's.
+func SeedGroup(i int, members ...string) fakegraph.Group {
+	return fakegraph.Group{ID: fmt.Sprintf("00000000-0000-4000-9000-%012d", i), Members: members, Props: map[string]any{
+		"displayName":     fmt.Sprintf("Group %03d", i),
+		"description":     fmt.Sprintf("Seeded group %d", i),
+		"mail":            fmt.Sprintf("group%03d@contoso.example", i),
+		"mailNickname":    fmt.Sprintf("group%03d", i),
+		"mailEnabled":     true,
+		"securityEnabled": false,
+		"groupTypes":      []any{"Unified"},
+		"visibility":      "Private",
+	}}
+}
+
 // layOutApp builds the app root the host double runs: host.json, each function.json and the handler, as
 // `func azure functionapp publish` would upload them (.funcignore).
 func (s *Stack) layOutApp(o Options) error {

@@ -476,12 +476,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 	if exp, ok := p.num("exp"); !ok || exp <= time.Now().Unix() {
 		return fail("Lifetime validation failed, the token is expired.")
 	}
-	roles, _ := p.claims["roles"].([]any)
-	for _, ro := range roles {
-		switch ro {
-		case "User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All":
-			return true
-		}
+	if roles, _ := p.claims["roles"].([]any); rolesAllow(r.URL.Path, roles) {
+		return true
 	}
 	s.graphError(w, r, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 	return false

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -66,12 +67,22 @@ func (s *Server) setTenant(n map[string]any) {
 	}
 }
 
-// notificationsFor builds the change notifications for every live subscription matching (s.mu held).
+// notificationsFor builds a user's change notifications (s.mu held).
 func (s *Server) notificationsFor(userID, changeType string) []pendingNotification {
+	return s.directoryNotificationsLocked("users", userID, changeType, nil)
+}
+
+// directoryNotificationsLocked builds the change notifications of object id in collection coll
+// ("users" or "groups") for every live subscription matching (s.mu held); extra goes into resourceData.
+func (s *Server) directoryNotificationsLocked(coll, id, changeType string, extra map[string]any) []pendingNotification {
+	prefix, odataType := "Users/", "#Microsoft.Graph.User"
+	if coll == "groups" {
+		prefix, odataType = "Groups/", "#Microsoft.Graph.Group"
+	}
 	var out []pendingNotification
 	for _, sub := range s.liveSubsLocked() {
-		_, only, ok := normResource(sub.Resource)
-		if !ok || (only != "" && !strings.EqualFold(only, userID)) {
+		_, subColl, only, ok := normResource(sub.Resource)
+		if !ok || subColl != coll || (only != "" && !strings.EqualFold(only, id)) {
 			continue
 		}
 		cts, _ := changeTypes(sub.ChangeType)
@@ -83,16 +94,17 @@ func (s *Server) notificationsFor(userID, changeType string) []pendingNotificati
 				"subscriptionId":                 sub.ID,
 				"subscriptionExpirationDateTime": sub.ExpirationDateTime.UTC().Format(notifTime),
 				"changeType":                     changeType,
-				"resource":                       "Users/" + userID,
+				"resource":                       prefix + id,
 				"resourceData": map[string]any{
-					"@odata.type":    "#Microsoft.Graph.User",
-					"@odata.id":      "Users/" + userID,
-					"id":             userID,
+					"@odata.type":    odataType,
+					"@odata.id":      prefix + id,
+					"id":             id,
 					"organizationId": s.opts.TenantID,
 					"eventTime":      s.now().UTC().Format(time.RFC3339Nano),
 					"sequenceNumber": s.nextSequenceNumber(),
 				},
 			}
+			maps.Copy(n["resourceData"].(map[string]any), extra)
 			if sub.ClientState != "" {
 				n["clientState"] = sub.ClientState
 			}

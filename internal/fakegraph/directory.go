@@ -297,6 +297,9 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetDeletedItem(w http.ResponseWriter, r *http.Request) {
+	if s.deletedItemPreamble(w, r, false) {
+		return
+	}
 	id := r.PathValue("id")
 	s.mu.Lock()
 	u := s.users[strings.ToLower(id)]
@@ -321,6 +324,9 @@ func (s *Server) handleGetDeletedItem(w http.ResponseWriter, r *http.Request) {
 
 // handleRestoreDeletedItem is Graph's POST /directory/deletedItems/{id}/restore.
 func (s *Server) handleRestoreDeletedItem(w http.ResponseWriter, r *http.Request) {
+	if s.deletedItemPreamble(w, r, true) {
+		return
+	}
 	id := r.PathValue("id")
 	s.mu.Lock()
 	ok := s.restoreLocked(id)
@@ -351,6 +357,8 @@ type pageToken struct {
 	Full   bool   `json:"full,omitempty"`
 	Issued int64  `json:"t,omitempty"` // Clock unix seconds
 	Gen    int64  `json:"g,omitempty"` // ExpireDeltaTokens generation
+	After  string `json:"a,omitempty"` // groups: resume at the first lower-case id >= After
+	Member int    `json:"m,omitempty"` // groups delta: members of the After group already sent
 }
 
 func encodeToken(t pageToken) string {

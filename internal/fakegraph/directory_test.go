@@ -67,7 +67,7 @@ func TestGetUser(t *testing.T) {
 	if r := call(t, s, tok, "GET", "/v1.0/users/u2", nil); r.Status != 200 {
 		t.Fatalf("after lag: %d", r.Status)
 	}
-	if r := call(t, s, tok, "GET", "/v1.0/groups", nil); r.Status != 400 {
+	if r := call(t, s, tok, "GET", "/v1.0/devices", nil); r.Status != 400 {
 		t.Fatalf("unknown segment: %d", r.Status)
 	}
 }

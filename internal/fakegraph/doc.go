@@ -1,8 +1,9 @@
 // Package fakegraph is a test double — not an implementation — of Microsoft Graph v1.0 (the
-// subset the product uses: subscriptions to `users`, users, deleted items, delta, $batch) and of
-// the Entra ID token endpoints, served over TLS on 127.0.0.1 with fault injection, a request log
-// and a record of every delivery to subscribers. It follows /work/shared/reference (cited below as
-// "reference §n" for graph-change-notifications.md, and go-notes.md "Identity") to the letter;
+// subset the product uses: subscriptions to `users` and `groups`, users, groups and their members,
+// deleted items, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1
+// with fault injection, a request log and a record of every delivery to subscribers. It follows
+// /work/shared/reference (cited below as "reference §n" for graph-change-notifications.md, and
+// go-notes.md "Identity") to the letter;
 // every choice beyond the reference is marked "choice" (or [inferred]/UNCONFIRMED, as the
 // reference marks it) in a comment next to the code.
 //
@@ -24,10 +25,16 @@
 // a string), resource, token_type, client_id. ValidationToken / ValidationTokenWith mint Graph's
 // validationTokens JWTs (reference §2.4), good or bad.
 //
-// Graph (all routes need a bearer token issued by this double; 401/403 in Graph's error form):
-//   - POST /v1.0/subscriptions (reference §1.1–1.3): field validation; users accept only updated and
-//     deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for loopback,
-//     choice); expiry under 45 min raised to 45 min; beyond 41,760 min refused with 400 when
+// Graph (all routes need a bearer token issued by this double; 401/403 in Graph's error form).
+// Application roles are checked per resource: /users needs User.Read.All (or User.ReadWrite.All,
+// Directory.Read.All, Directory.ReadWrite.All); /groups GroupMember.Read.All or higher (Group.Read.All,
+// Group.ReadWrite.All, the Directory ones); a subscription to groups and a deleted group
+// Group.Read.All or higher; a subscription to users and a deleted user a user role. Tokens carry
+// Options.AppRoles (default User.Read.All and Group.Read.All).
+//   - POST /v1.0/subscriptions (reference §1.1–1.3): resource users, users/{id}, groups or
+//     groups/{id} (one quota for both); field validation; users and groups accept only updated
+//     and deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for
+//     loopback, choice); expiry under 45 min raised to 45 min; beyond 41,760 min refused with 400 when
 //     RejectExpiryBeyondMax (stricter than Graph, on purpose); 409 "Subscription Id <id> already
 //     exists for the requested combination" for the same resource + changeType set of this app; 403
 //     beyond MaxSubscriptions (§3.2); then the validation handshake on notificationUrl and on
@@ -50,16 +57,37 @@
 //     404 body: Request_ResourceNotFound "Resource '<id>' does not exist or one of its queried
 //     reference-property objects are not present.". A soft-deleted user 404s on /users/{id}
 //     ([inferred], reference §3.4).
+//   - Groups: GET /v1.0/groups/{id} ($select, else a default set; 404 when soft-deleted or
+//     within replication lag; $select=members is ignored), GET /v1.0/groups
+//     (GroupPageSize per page), GET /v1.0/groups/{id}/members (direct members as {@odata.type, id},
+//     GroupMembersPerPage per page; a member that is a group of the double is #microsoft.graph.group,
+//     any other id #microsoft.graph.user, choice), GET /v1.0/groups/delta (as users/delta, plus
+//     members@delta when $select names members: every member in a full round and for a created or
+//     restored group, else members added and removed since the token, removed ones with
+//     "@removed":{"reason":"deleted"}; at most GroupPageSize groups and GroupMembersPerPage
+//     members@delta entries per page, so a large group spans consecutive pages, [inferred] its
+//     properties on the first part only; $filter unsupported, choice), GET and POST .../restore on
+//     /v1.0/directory/deletedItems/{id} for groups (@odata.type #microsoft.graph.group), and GET
+//     /v1.0/directory/deletedItems/microsoft.graph.group.
 //   - POST /v1.0/$batch (reference §7): at most 20 requests (else 400), dispatched in-process to the
 //     same handlers, per-item status/headers/body, inner 429 with Retry-After, batch 200, 424 for a
 //     failed dependsOn.
 //
 // Notifications (reference §2, §3.3–3.4, §5): AddUser, UpdateUser, SoftDeleteUser and RestoreUser
 // send `updated`; PermanentlyDeleteUser sends `deleted` (preceded by `updated` if the user was
-// still active, as it passes through deleted items). Each goes to every live subscription whose
-// resource (users or users/{id}) and changeType match, with subscriptionId,
-// subscriptionExpirationDateTime, changeType, clientState, tenantId, resource "Users/{id}" and
-// resourceData {@odata.type "#Microsoft.Graph.User", @odata.id, id, organizationId, eventTime,
+// still active, as it passes through deleted items). Groups likewise: AddGroup, UpdateGroup,
+// AddMembers, RemoveMembers (membership changes arrive as `updated` on the group),
+// SoftDeleteGroup and RestoreGroup send `updated`; PermanentlyDeleteGroup sends `deleted`, preceded
+// by `updated` for an active Microsoft 365 group. Only Microsoft 365 groups (groupTypes contains
+// "Unified") are soft-deleted: SoftDeleteGroup on a security group deletes it for good, as Graph's
+// DELETE does (`deleted`, delta "@removed" reason deleted, deletedItems 404). With
+// NotifyMembersDelta a membership change also carries resourceData members@delta (the changed
+// member ids, removed ones with @removed): UNCONFIRMED, users report such a node but its shape and
+// completeness are not documented; off by default. Each goes to every live subscription whose
+// resource (users or users/{id}; groups or groups/{id}) and changeType match, with subscriptionId,
+// subscriptionExpirationDateTime, changeType, clientState, tenantId, resource "Users/{id}" or
+// "Groups/{id}" and resourceData {@odata.type "#Microsoft.Graph.User" or "#Microsoft.Graph.Group",
+// @odata.id, id, organizationId, eventTime,
 // sequenceNumber > 2^53}. Changes are coalesced per URL for CoalesceWindow (default 20 ms; Flush
 // sends at once) and POSTed as {"value":[…]} in batches of at most NotificationBatchSize (default
 // 50, choice: Graph's maximum is unpublished, §2.1). A non-2xx answer, or none within
@@ -76,11 +104,17 @@
 //
 // # What it does not model
 //
-// Other resources, rich notifications (users have none, §3.3), encryption, Event Hubs/Event Grid
-// delivery, the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
+// Other resources, rich notifications (users and groups have none), encryption, Event Hubs/Event
+// Grid delivery, the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
 // token-expiry pause of deliveries, the resource-unit throttling budget of §7 (throttling is
 // injected, not computed), quotas other than per app+tenant, delegated tokens, multi-tenant apps,
-// writes to users over Graph (the directory is changed through the Go API or the control API),
+// writes to users or groups over Graph (the directory is changed through the Go API or the control
+// API), subscriptions to /groups/{id}/members or /groups/{id}/owners, group owners, nested group
+// membership (members are direct only: no transitiveMembers, and a change in a nested group does
+// not touch its parents), dynamic groups (membershipRule is a plain property), the effect of a
+// user's or a member group's deletion on the groups it belongs to, notifications to users
+// subscriptions for their membership changes, mail-enabled security and distribution group rules,
+// the 30-day purge of deleted items,
 // $filter/$orderby/$count, notification latency (delivery is prompt), and ordering guarantees.
 // Exact error messages other than the ones quoted from the reference are the double's own wording:
 // code against statuses and codes, not messages. Access tokens and client assertions are timed on
@@ -97,6 +131,13 @@
 //	POST /_control/users/{id}/restore         restore → 204
 //	POST /_control/users/{id}/delete          permanent delete → 204
 //	GET  /_control/users                      active users
+//	POST /_control/groups                     {"id":"…","props":{…},"members":["…"]}  add a group (id optional) → 201 {"id"}
+//	POST /_control/groups/{id}                {…props…}                update a group → 204
+//	POST /_control/groups/{id}/members        {"add":["…"],"remove":["…"]} → 204
+//	POST /_control/groups/{id}/softdelete     soft delete (a security group is deleted for good) → 204
+//	POST /_control/groups/{id}/restore        restore → 204
+//	POST /_control/groups/{id}/delete         permanent delete → 204
+//	GET  /_control/groups                     active groups, with members; a missing group: 404 above
 //	POST /_control/fault                      {"route":"GET /v1.0/users/{id}","status":429,"retryAfterSeconds":2,"hangSeconds":0,"count":3}
 //	POST /_control/throttle-batch             {"n":3,"retryAfterSeconds":1}
 //	POST /_control/drop-notifications         {"on":true}

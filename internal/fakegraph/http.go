@@ -33,12 +33,18 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1.0/users", s.handleListUsers)
 	m.HandleFunc("GET /v1.0/users/delta", s.handleUsersDelta)
 	m.HandleFunc("GET /v1.0/users/{id}", s.handleGetUser)
+	m.HandleFunc("GET /v1.0/groups", s.handleListGroups)
+	m.HandleFunc("GET /v1.0/groups/delta", s.handleGroupsDelta)
+	m.HandleFunc("GET /v1.0/groups/{id}", s.handleGetGroup)
+	m.HandleFunc("GET /v1.0/groups/{id}/members", s.handleListMembers)
 	m.HandleFunc("GET /v1.0/directory/deletedItems/{id}", s.handleGetDeletedItem)
+	m.HandleFunc("GET /v1.0/directory/deletedItems/microsoft.graph.group", s.handleListDeletedGroups)
 	m.HandleFunc("POST /v1.0/directory/deletedItems/{id}/restore", s.handleRestoreDeletedItem)
 	m.HandleFunc("POST /v1.0/$batch", s.handleBatch)
 
 	if s.opts.ControlAPI {
 		s.controlRoutes()
+		s.groupControlRoutes()
 	}
 }
 

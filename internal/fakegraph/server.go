@@ -33,6 +33,8 @@ const (
 	DefaultDeliveryTimeout       = 3 * time.Second  // reference §2.2
 	DefaultSubscriptionPageSize  = 2                // choice: small so @odata.nextLink paging is exercised
 	DefaultUserPageSize          = 5                // choice: small so paging of /users and /users/delta is exercised
+	DefaultGroupPageSize         = 5                // choice: as DefaultUserPageSize, for /groups and /groups/delta
+	DefaultGroupMembersPerPage   = 100              // members per page of /groups/{id}/members and members@delta entries per /groups/delta page (choice: Graph's default page of members is 100)
 	DefaultMaxSubscriptions      = 100              // per app+tenant quota (reference §3.2)
 	DefaultManagedIdentityHeader = "fakegraph-identity-header"
 	MaxExpiryMinutes             = 41760 // reference §3.1
@@ -74,7 +76,7 @@ type Options struct {
 	UserPageSize           int           // GET /users and /users/delta page size (default DefaultUserPageSize)
 	MaxSubscriptions       int           // per app+tenant quota, 403 beyond (default DefaultMaxSubscriptions; negative: unlimited)
 	ServicePrincipalID     string        // the app's service principal object id = creatorId (default: random GUID)
-	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All"])
+	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"])
 	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, reference §2.5); default 0
 	// NotificationTenantField picks the envelope's tenant field: "tenantId" (default), "organizationId"
 	// (observed variant, reference §2.1/§5), or "none" (only resourceData.organizationId remains).
@@ -83,6 +85,16 @@ type Options struct {
 	// requires text/plain (reference §1.2 step 3), which is stricter than what Graph is known to check.
 	LenientHandshake bool
 	ControlAPI       bool // mount the /_control/ API (see package doc); cmd/fakegraph turns it on
+
+	// Groups.
+	GroupPageSize int // groups per page of GET /groups and /groups/delta (default DefaultGroupPageSize)
+	// GroupMembersPerPage bounds the members of GET /groups/{id}/members per page and the members@delta
+	// entries per /groups/delta page, so a large group spans pages (default DefaultGroupMembersPerPage).
+	GroupMembersPerPage int
+	// NotifyMembersDelta adds a members@delta node (the changed member ids) to the resourceData of a
+	// group notification caused by a membership change. Off by default: users report such a node, but
+	// its shape and completeness are UNCONFIRMED (see the package doc).
+	NotifyMembersDelta bool
 }
 
 // NewOptions returns Options with RejectExpiryBeyondMax true, the documented default.
@@ -107,6 +119,7 @@ type Server struct {
 
 	mu            sync.Mutex
 	users         map[string]*userRec // key: lower-case id
+	groups        groupStore
 	changes       []changeRec
 	changeSeq     int64
 	deltaGen      int64 // delta tokens of an older generation are expired (ExpireDeltaTokens)
@@ -175,6 +188,12 @@ func New(opts Options) *Server {
 	if opts.UserPageSize <= 0 {
 		opts.UserPageSize = DefaultUserPageSize
 	}
+	if opts.GroupPageSize <= 0 {
+		opts.GroupPageSize = DefaultGroupPageSize
+	}
+	if opts.GroupMembersPerPage <= 0 {
+		opts.GroupMembersPerPage = DefaultGroupMembersPerPage
+	}
 	if opts.MaxSubscriptions == 0 {
 		opts.MaxSubscriptions = DefaultMaxSubscriptions
 	}
@@ -182,7 +201,7 @@ func New(opts Options) *Server {
 		opts.ServicePrincipalID = newGUID()
 	}
 	if opts.AppRoles == nil {
-		opts.AppRoles = []string{"User.Read.All"}
+		opts.AppRoles = []string{"User.Read.All", "Group.Read.All"}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -154,25 +154,27 @@ func (s *Server) invalid(w http.ResponseWriter, r *http.Request, msg string) {
 	s.graphError(w, r, http.StatusBadRequest, "InvalidRequest", msg)
 }
 
-// normResource accepts "users" or "users/{id}" (any case, optional leading slash, or an absolute
-// Graph v1.0 URL), and returns Graph's echo of it. ok=false for anything else.
-func normResource(res string) (string, string, bool) {
+// normResource accepts "users", "users/{id}", "groups" or "groups/{id}" (any case, optional leading
+// slash, or an absolute Graph v1.0 URL), and returns Graph's echo of it, the collection ("users" or
+// "groups") and the object id ("" for the whole collection). ok=false for anything else.
+func normResource(res string) (echo, coll, id string, ok bool) {
 	r := strings.TrimPrefix(res, "https://graph.microsoft.com/v1.0")
 	r = strings.TrimPrefix(r, "/")
 	parts := strings.Split(r, "/")
-	if !strings.EqualFold(parts[0], "users") {
-		return "", "", false
+	coll = strings.ToLower(parts[0])
+	if coll != "users" && coll != "groups" {
+		return "", "", "", false
 	}
 	switch len(parts) {
 	case 1:
-		return res, "", true
+		return res, coll, "", true
 	case 2:
 		if parts[1] == "" {
-			return "", "", false
+			return "", "", "", false
 		}
-		return res, parts[1], true
+		return res, coll, parts[1], true
 	}
-	return "", "", false
+	return "", "", "", false
 }
 
 func changeTypes(ct string) ([]string, string) {
@@ -280,10 +282,14 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		s.invalid(w, r, "Missing 'expirationDateTime' attribute.")
 		return
 	}
-	resource, _, ok := normResource(*req.Resource)
+	resource, coll, _, ok := normResource(*req.Resource)
 	if !ok {
-		// Choice: the double models users only.
-		s.invalid(w, r, "Invalid 'resource' attribute: '"+*req.Resource+"' is not supported by the double (users or users/{id} only).")
+		// Choice: the double models users and groups only.
+		s.invalid(w, r, "Invalid 'resource' attribute: '"+*req.Resource+"' is not supported by the double (users, users/{id}, groups or groups/{id} only).")
+		return
+	}
+	if need := subscriptionRoles(coll); !tokenHasRole(r, need) {
+		s.forbidden(w, r)
 		return
 	}
 	if _, bad := changeTypes(*req.ChangeType); bad != "" {
@@ -319,7 +325,7 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		}
 	}
 	if req.IncludeResourceData != nil && *req.IncludeResourceData {
-		s.invalid(w, r, "Invalid 'includeResourceData' attribute: resource data is not supported for users.")
+		s.invalid(w, r, "Invalid 'includeResourceData' attribute: resource data is not supported for "+coll+".")
 		return
 	}
 	exp, err := s.clampExpiry(*req.ExpirationDateTime)

@@ -125,7 +125,7 @@ func TestCreateSubscriptionValidation(t *testing.T) {
 		{"http non-loopback", with("notificationUrl", "http://example.com/hook"), "HTTPS"},
 		{"beyond max", with("expirationDateTime", time.Now().Add(41761*time.Minute).UTC().Format(time.RFC3339)), "41760"},
 		{"no resource", with("resource", nil), "resource"},
-		{"other resource", with("resource", "groups"), "resource"},
+		{"other resource", with("resource", "devices"), "resource"},
 		{"clientState too long", with("clientState", strings.Repeat("x", 129)), "clientState"},
 		{"rich", with("includeResourceData", true), "includeResourceData"},
 	}
