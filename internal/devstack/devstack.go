@@ -28,6 +28,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakehost"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
@@ -43,6 +44,9 @@ type Options struct {
 	Root    string // module root: host.json, */function.json, node_modules (Azurite)
 	Handler string // the built handler binary
 	Users   int    // users seeded in the Graph double (SeedUser(1) …)
+	// Groups are seeded too (SeedGroup(1) …), each with the first three seeded users as members. Follow
+	// them with Settings[GRAPH_RESOURCE] = "users,groups".
+	Groups int
 	// Graph adjusts the Graph double's options before it starts (delivery timing, page sizes…).
 	Graph func(*fakegraph.Options)
 	// Settings override or add app settings.
@@ -94,6 +98,13 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	s.Graph = fakegraph.New(gopts)
 	for i := 1; i <= o.Users; i++ {
 		s.Graph.AddUser(SeedUser(i))
+	}
+	for i := 1; i <= o.Groups; i++ {
+		var members []string
+		for u := 1; u <= min(3, o.Users); u++ {
+			members = append(members, UserID(u))
+		}
+		s.Graph.AddGroup(SeedGroup(i, members...))
 	}
 
 	if s.appRoot, err = os.MkdirTemp("", "devstack-app-"); err != nil {
@@ -154,12 +165,13 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	// Ready means the timer's start-up run finished: the subscription exists and the resync starting point
-	// (taken right after the create) is stored.
+	// Ready means the timer's start-up run finished: the subscriptions exist and the resync starting points
+	// (taken right after each create) are stored.
+	want := len(config.Load(func(k string) string { return s.Settings[k] }).Resources)
 	if err := Eventually(wctx, func() bool {
 		for _, inv := range s.Host.Invocations() {
 			if inv.Function == "renewtimer" && inv.Status == fakehost.Succeeded {
-				return len(s.Graph.Subscriptions()) > 0
+				return len(s.Graph.Subscriptions()) >= want
 			}
 		}
 		return false
@@ -275,14 +287,16 @@ func (s *Stack) WaitEvents(ctx context.Context, cond func([]message.Event) bool)
 	}
 }
 
-// AwaitState waits until every user in ids has a latest event carrying the user's current state in the Graph
-// double: its selected properties when it exists, a deleted event (soft or not, as in Graph) when it does not.
+// AwaitState waits until every object in ids (users or groups) has a latest event carrying its current
+// state in the Graph double: its selected properties when it exists, a deleted event (soft or not, as in
+// Graph) when it does not.
 func (s *Stack) AwaitState(ctx context.Context, ids []string) error {
-	sel := config.Load(func(k string) string { return s.Settings[k] }).UserSelect
+	cfg := config.Load(func(k string) string { return s.Settings[k] })
 	return s.WaitEvents(ctx, func(evs []message.Event) bool {
 		latest := Latest(evs)
 		for _, id := range ids {
-			if !Matches(s.Graph, sel, id, latest[id]) {
+			e := latest[id]
+			if !Matches(s.Graph, cfg.Select(e.Resource), id, e) {
 				return false
 			}
 		}
@@ -290,21 +304,29 @@ func (s *Stack) AwaitState(ctx context.Context, ids []string) error {
 	})
 }
 
-// Matches reports whether e carries user id's current state in the Graph double, as far as the selected
+// Matches reports whether e carries object id's current state in the Graph double, as far as the selected
 // properties go.
 func Matches(g *fakegraph.Server, sel []string, id string, e message.Event) bool {
 	if e.ResourceID != id {
 		return false
 	}
-	u, exists := g.User(id)
-	if !exists {
-		return e.ChangeType == "deleted" && e.SoftDeleted == g.SoftDeleted(id)
+	var props map[string]any
+	var exists, soft bool
+	if e.Resource == config.Groups {
+		gr, ok := g.Group(id)
+		props, exists, soft = gr.Props, ok, g.GroupSoftDeleted(id)
+	} else {
+		u, ok := g.User(id)
+		props, exists, soft = u.Props, ok, g.SoftDeleted(id)
 	}
-	if e.ChangeType != "updated" || e.Object == nil {
+	if !exists {
+		return e.ChangeType == graph.Deleted && e.SoftDeleted == soft
+	}
+	if e.ChangeType != graph.Updated || e.Object == nil {
 		return false
 	}
 	for _, k := range sel {
-		if fmt.Sprint(e.Object[k]) != fmt.Sprint(u.Props[k]) {
+		if fmt.Sprint(e.Object[k]) != fmt.Sprint(props[k]) {
 			return false
 		}
 	}

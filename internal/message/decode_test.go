@@ -2,6 +2,8 @@ package message
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +48,34 @@ func TestEventID(t *testing.T) {
 	} {
 		if EventID(other...) == a {
 			t.Errorf("%v collides with the first id", other)
+		}
+	}
+}
+
+func TestEventObjectField(t *testing.T) {
+	for _, e := range []Event{
+		{V: 1, Resource: "users", Field: FieldUser, Object: map[string]any{"displayName": "Ada"}},
+		{V: 1, Resource: "groups", Field: FieldGroup, Object: map[string]any{"displayName": "Team"}},
+		{V: 1, Resource: "groups", Field: FieldGroup},
+		{V: 1, Resource: "users", Field: FieldUser},
+	} {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := FieldGroup
+		if e.Field == FieldGroup {
+			other = FieldUser
+		}
+		if !strings.Contains(string(b), `"`+e.Field+`":`) || strings.Contains(string(b), `"`+other+`"`) {
+			t.Errorf("%s: want the object under %q only", b, e.Field)
+		}
+		var back Event
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.Field != e.Field || fmt.Sprint(back.Object) != fmt.Sprint(e.Object) || (e.Object == nil) != (back.Object == nil) {
+			t.Errorf("%s read back as %+v", b, back)
 		}
 	}
 }

@@ -176,21 +176,18 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &base); err != nil {
 		return err
 	}
-	var objs struct {
-		User  *json.RawMessage `json:"user"`
-		Group *json.RawMessage `json:"group"`
-	}
-	if err := json.Unmarshal(b, &objs); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
 		return err
 	}
 	*e = Event(base)
-	raw := objs.User
 	e.Field = FieldUser
-	if objs.Group != nil {
-		raw, e.Field = objs.Group, FieldGroup
+	raw, ok := fields[FieldUser]
+	if g, isGroup := fields[FieldGroup]; isGroup {
+		raw, ok, e.Field = g, true, FieldGroup
 	}
-	if raw != nil {
-		d := json.NewDecoder(bytes.NewReader(*raw))
+	if ok {
+		d := json.NewDecoder(bytes.NewReader(raw))
 		d.UseNumber()
 		if err := d.Decode(&e.Object); err != nil {
 			return fmt.Errorf("event %s: %w", e.Field, err)

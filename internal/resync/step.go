@@ -157,12 +157,17 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 
 	// 2. Move the checkpoint, guarded by the ETag it was read with.
 	now := r.now()
-	p.Pages++
-	p.Events += len(events)
-	p.Updated, p.Wait, p.Carry = now, time.Time{}, carry
-	if page.NextLink != "" {
-		p.Prev, p.Link = p.Link, page.NextLink
-	} else {
+	full, reason, selHash := p.Full, p.Reason, p.SelectHash // decided by fetch on a pass's first page
+	cp, err = r.advance(ctx, st, kind.Collection, cp, etag, p.ID, link, func(cp *checkpoint.Checkpoint) {
+		p := cp.Pass
+		p.Full, p.Reason, p.SelectHash = full, reason, selHash
+		p.Pages++
+		p.Events += len(events)
+		p.Updated, p.Wait, p.Carry = now, time.Time{}, carry
+		if page.NextLink != "" {
+			p.Prev, p.Link = p.Link, page.NextLink
+			return
+		}
 		last := *p
 		last.Link, last.Prev, last.Again = "", "", ""
 		cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
@@ -172,15 +177,20 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 			// the same write, so it cannot be lost between two saves.
 			cp.Pass = &checkpoint.Pass{ID: r.newID(now), Reason: "requested during pass " + p.ID + ": " + p.Again, Started: now, Updated: now}
 		}
-		out.Done = true
-	}
-	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
+	})
+	if err != nil {
 		if !errors.Is(err, checkpoint.ErrConflict) {
 			return out, err
 		}
-		out.Conflict, out.Done = true, false
+		out.Conflict = true
 		log.Info("resync: another worker advanced the checkpoint first; this step stops", "events", len(events))
 		return out, nil
+	}
+	out.Done = page.NextLink == ""
+	if out.Done {
+		p = cp.LastPass
+	} else {
+		p = cp.Pass
 	}
 
 	// 3. Hand the next page to the next invocation.
@@ -202,6 +212,33 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	}
 	log.Info("resync page done", "events", len(events))
 	return out, nil
+}
+
+// advance applies move to the checkpoint of a pass standing at link, and saves it guarded by etag. A
+// conflict caused by a request that only marked the pass (Again, a resume's Updated) is no other worker's
+// progress: the checkpoint is read again and move applied to it, so the mark is kept. ErrConflict means
+// the pass itself moved on (another worker did this step) or ended.
+func (r *Runner) advance(ctx context.Context, st Store, collection string, cp checkpoint.Checkpoint, etag checkpoint.ETag,
+	passID, link string, move func(*checkpoint.Checkpoint)) (checkpoint.Checkpoint, error) {
+	for range 5 {
+		next := cp
+		if cp.Pass != nil {
+			p := *cp.Pass
+			next.Pass = &p
+		}
+		move(&next)
+		_, err := r.save(ctx, st, collection, next, etag)
+		if !errors.Is(err, checkpoint.ErrConflict) {
+			return next, err
+		}
+		if cp, etag, err = st.Load(ctx, collection); err != nil {
+			return cp, err
+		}
+		if cp.Pass == nil || cp.Pass.ID != passID || cp.Pass.Link != link {
+			return cp, checkpoint.ErrConflict
+		}
+	}
+	return cp, checkpoint.ErrConflict
 }
 
 // workContext ends Graph work Margin before the invocation's deadline, leaving time to re-enqueue.
@@ -244,25 +281,28 @@ func (r *Runner) fetch(ctx context.Context, log *slog.Logger, g Graph, kind dire
 
 // restart turns the pass into a full pass from the beginning, after Graph said its link expired.
 func (r *Runner) restart(ctx context.Context, log *slog.Logger, st Store, q Queue, kind directory.Kind, cp checkpoint.Checkpoint, etag checkpoint.ETag, out StepResult, cause error) (StepResult, error) {
-	p := cp.Pass
-	p.Restarts++
-	if p.Restarts > MaxRestarts {
-		return out, fmt.Errorf("resync: delta links expired %d times in one pass: %w", p.Restarts, cause)
+	if cp.Pass.Restarts+1 > MaxRestarts {
+		return out, fmt.Errorf("resync: delta links expired %d times in one pass: %w", cp.Pass.Restarts+1, cause)
 	}
 	log.Warn("resync: the delta link expired (syncStateNotFound or 410 Gone): restarting as a full pass", "err", cause)
-	p.Full = true
-	p.Prev, p.Link, p.Carry = p.Link, "", nil
-	p.Reason += "; delta link expired"
-	p.Updated, p.Wait = r.now(), time.Time{}
 	out.Full = true
-	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
+	now := r.now()
+	cp, err := r.advance(ctx, st, kind.Collection, cp, etag, cp.Pass.ID, cp.Pass.Link, func(cp *checkpoint.Checkpoint) {
+		p := cp.Pass
+		p.Restarts++
+		p.Full = true
+		p.Prev, p.Link, p.Carry = p.Link, "", nil
+		p.Reason += "; delta link expired"
+		p.Updated, p.Wait = now, time.Time{}
+	})
+	if err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			out.Conflict = true
 			return out, nil
 		}
 		return out, err
 	}
-	if err := r.enqueueContinuation(ctx, q, Continuation{Collection: kind.Collection, Pass: p.ID}, 0, 0); err != nil {
+	if err := r.enqueueContinuation(ctx, q, Continuation{Collection: kind.Collection, Pass: cp.Pass.ID}, 0, 0); err != nil {
 		return out, err
 	}
 	out.Restarted = true
@@ -293,8 +333,8 @@ func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, st Store, q 
 	default:
 		return out, cause
 	}
-	cp.Pass.Wait = r.now().Add(delay)
-	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
+	wait := r.now().Add(delay)
+	if _, err := r.advance(ctx, st, kind.Collection, cp, etag, cp.Pass.ID, cp.Pass.Link, func(cp *checkpoint.Checkpoint) { cp.Pass.Wait = wait }); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
 			out.Conflict = true
 			log.Info("resync: step failed and another worker has moved the checkpoint: leaving it to that one", "err", cause)

@@ -270,3 +270,57 @@ func TestUnitRequestAllNamesEveryCollection(t *testing.T) {
 		}
 	}
 }
+
+// interfering marks the pass (as a concurrent Request does) just before the step's own save, once.
+type interfering struct {
+	resync.Store
+	armed bool
+}
+
+func (s *interfering) Save(ctx context.Context, c string, cp checkpoint.Checkpoint, etag checkpoint.ETag) (checkpoint.ETag, error) {
+	if s.armed && cp.Pass != nil && cp.Pass.Pages > 0 || s.armed && cp.Pass == nil {
+		s.armed = false
+		cur, et, err := s.Store.Load(ctx, c)
+		if err == nil && cur.Pass != nil {
+			cur.Pass.Again = "a request during the step"
+			s.Store.Save(ctx, c, cur, et)
+		}
+	}
+	return s.Store.Save(ctx, c, cp, etag)
+}
+
+// TestUnitRequestDuringAStepDoesNotStallThePass: a request that only marks the pass in progress changes
+// the checkpoint's ETag under a step; the step must not take that for another worker's progress.
+func TestUnitRequestDuringAStepDoesNotStallThePass(t *testing.T) {
+	e := newUnitEnv(t, "groups")
+	st := &interfering{Store: e.cp}
+	vars := map[string]string{config.TenantID: "8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41", config.Storage: "UseDevelopmentStorage=true", config.Resource: "groups"}
+	e.r = resync.New(resync.Deps{
+		Config: config.Load(func(k string) string { return vars[k] }),
+		Graph:  func() (resync.Graph, error) { return e.g, nil },
+		Store:  func() (resync.Store, error) { return st, nil },
+		Queue:  func() (resync.Queue, error) { return e.q, nil },
+		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }),
+		Now:    func() time.Time { return e.now },
+	})
+	if _, err := e.r.Request(context.Background(), "groups", "baseline"); err != nil {
+		t.Fatal(err)
+	}
+	e.g.pages = [][]graph.Object{{group(1, "displayName", "One")}, {group(2)}}
+	if _, err := e.r.Request(context.Background(), "groups", "test"); err != nil {
+		t.Fatal(err)
+	}
+	st.armed = true
+	e.drive()
+	cp, _, _ := e.cp.Load(context.Background(), "groups")
+	if cp.Pass != nil || cp.LastPass == nil {
+		t.Fatalf("the passes did not complete: %+v", cp)
+	}
+	// The request's mark was kept: a follow-up pass ran after the first (it found nothing more).
+	if !strings.Contains(cp.LastPass.Reason, "a request during the step") {
+		t.Errorf("last pass %+v: want the follow-up the request asked for", cp.LastPass)
+	}
+	if n := len(e.events()); n != 2 {
+		t.Errorf("%d events, want 2", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,11 +57,14 @@ var handshake = func(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, tok)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, adjust ...func(*fakegraph.Options)) *env {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	opts := fakegraph.NewOptions(tenant, clientID, secret)
 	opts.Clock = c.Now
+	for _, a := range adjust {
+		a(&opts)
+	}
 	fg := fakegraph.New(opts)
 	t.Cleanup(fg.Close)
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handshake(w, r) }))
@@ -430,4 +434,52 @@ func TestLifecycleForAnUnknownSubscriptionConverges(t *testing.T) {
 		t.Fatalf("acted %v, err %v", acted, err)
 	}
 	only(t, e.fg) // created, since none existed
+}
+
+func TestUsersAndGroupsConvergeOnOneEach(t *testing.T) {
+	e := newEnv(t)
+	e.settings[config.Resource] = "users,groups"
+	k := e.keeper(t)
+	outs, err := k.Ensure(context.Background(), Normal)
+	if err != nil || len(outs) != 2 || outs[0].Resource != "users" || outs[1].Resource != "groups" {
+		t.Fatalf("Ensure = %+v, %v", outs, err)
+	}
+	var resources []string
+	for _, s := range e.fg.Subscriptions() {
+		resources = append(resources, s.Resource)
+	}
+	slices.Sort(resources)
+	if !slices.Equal(resources, []string{"groups", "users"}) {
+		t.Fatalf("subscriptions for %v", resources)
+	}
+	before := e.writes()
+	if outs, err := k.Ensure(context.Background(), Normal); err != nil || outs[0].Action != Unchanged || outs[1].Action != Unchanged || e.writes() != before {
+		t.Fatalf("a second run wrote %d times: %+v, %v", e.writes()-before, outs, err)
+	}
+	// Two instances at once converge too.
+	k2 := e.keeper(t)
+	var wg sync.WaitGroup
+	for _, kk := range []*Keeper{k, k2} {
+		wg.Go(func() {
+			if _, err := kk.Ensure(context.Background(), RenewNow); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(e.fg.Subscriptions()); n != 2 {
+		t.Fatalf("%d subscriptions after concurrent runs, want 2", n)
+	}
+	if ids, err := k.Unsubscribe(context.Background()); err != nil || len(ids) != 2 {
+		t.Fatalf("Unsubscribe = %v, %v", ids, err)
+	}
+}
+
+func TestForbiddenGroupsSubscriptionNamesGroupReadAll(t *testing.T) {
+	e := newEnv(t, func(o *fakegraph.Options) { o.AppRoles = []string{"User.Read.All"} })
+	e.settings[config.Resource] = "groups"
+	_, err := e.keeper(t).Ensure(context.Background(), Normal)
+	if err == nil || !strings.Contains(err.Error(), "Group.Read.All") {
+		t.Fatalf("err = %v, want the hint naming Group.Read.All", err)
+	}
 }
