@@ -221,10 +221,12 @@ func TestValuesCompareAsJSON(t *testing.T) {
 		prev    any
 	}{
 		"big integer beyond 2^53": {func(m map[string]any) { m["big"] = json.Number("638700000000000002") }, "big", json.Number("638700000000000001")},
-		"array order":             {func(m map[string]any) { m["nested"] = map[string]any{"a": []any{"x", 1, nil}, "b": map[string]any{"c": true}} }, "nested", nil},
-		"null became a value":     {func(m map[string]any) { m["gone"] = "here" }, "gone", nil},
-		"value became null":       {func(m map[string]any) { m["count"] = nil }, "count", json.Number("1")},
-		"value removed":           {func(m map[string]any) { delete(m, "count") }, "count", json.Number("1")},
+		"array order": {func(m map[string]any) {
+			m["nested"] = map[string]any{"a": []any{"x", 1, nil}, "b": map[string]any{"c": true}}
+		}, "nested", nil},
+		"null became a value": {func(m map[string]any) { m["gone"] = "here" }, "gone", nil},
+		"value became null":   {func(m map[string]any) { m["count"] = nil }, "count", json.Number("1")},
+		"value removed":       {func(m map[string]any) { delete(m, "count") }, "count", json.Number("1")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			next := map[string]any{}

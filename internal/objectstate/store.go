@@ -60,6 +60,11 @@ type Options struct {
 	Credential azcore.TokenCredential // identity-based settings; nil: the app's managed identity
 	// ReadConcurrency bounds concurrent point reads in Decide; 0 means 16.
 	ReadConcurrency int
+	// QueryReads makes Decide read rows with one query per 14 ids (RowKey eq … or …) instead of one point
+	// read per id: about 13 times fewer requests, and faster against Azurite, but Table storage answers
+	// such a filter by scanning the whole partition, whose size grows with the directory. Point reads
+	// cost the same whatever the table's size, so they are the default (docs/benchmarks.md).
+	QueryReads bool
 }
 
 // Store decides observations against the stored rows and moves the rows. It is safe for concurrent use.

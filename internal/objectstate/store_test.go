@@ -55,9 +55,18 @@ func newMemoryTable(testing.TB) table {
 	return table{open: func(_ testing.TB, o Options) *Store { return m.Store(o) }}
 }
 
-// forEachStore runs the contract test against the Table store on Azurite and the in-memory one.
+func newAzuriteQueryTable(tb testing.TB) table {
+	tbl := newAzuriteTable(tb)
+	return table{open: func(tb testing.TB, o Options) *Store {
+		o.QueryReads = true
+		return tbl.open(tb, o)
+	}}
+}
+
+// forEachStore runs the contract test against the Table store on Azurite (with point reads, and with
+// queries) and the in-memory one.
 func forEachStore(t *testing.T, test func(t *testing.T, tbl table)) {
-	for name, mk := range map[string]func(testing.TB) table{"azurite": newAzuriteTable, "memory": newMemoryTable} {
+	for name, mk := range map[string]func(testing.TB) table{"azurite": newAzuriteTable, "azurite-query": newAzuriteQueryTable, "memory": newMemoryTable} {
 		t.Run(name, func(t *testing.T) { test(t, mk(t)) })
 	}
 }
