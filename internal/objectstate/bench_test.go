@@ -8,45 +8,50 @@ import (
 
 // BenchmarkDecideCommit measures one invocation's state work against Azurite: Decide and Commit of n
 // objects of one collection, every one changed (emitted, row replaced) or unchanged (suppressed, readAt
-// moved). requests/object is the storage cost per event in the changed case.
+// moved), with point reads (the default) or QueryReads. requests/object is the storage cost per event in
+// the changed case.
 func BenchmarkDecideCommit(b *testing.B) {
 	for _, kind := range []string{"changed", "unchanged"} {
-		for _, n := range []int{20, 100} {
-			b.Run(fmt.Sprintf("%s/objects=%d", kind, n), func(b *testing.B) {
-				ctx := context.Background()
-				st := newAzuriteTable(b).open(b, Options{})
-				seed := make([]Observation, n)
-				for i := range n {
-					seed[i] = user(i, "title 0", 0)
-				}
-				if ds, err := st.Decide(ctx, seed); err != nil || st.Commit(ctx, ds) != nil {
-					b.Fatal(err)
-				}
-				obs := make([]Observation, n)
-				round := 0
-				before := st.Requests()
-				b.ReportAllocs()
-				for b.Loop() {
-					round++
-					title := "title 0"
-					if kind == "changed" {
-						title = fmt.Sprintf("title %d", round)
-					}
-					for i := range n {
-						obs[i] = user(i, title, round)
-					}
-					ds, err := st.Decide(ctx, obs)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := st.Commit(ctx, ds); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(st.Requests()-before)/float64(b.N*n), "requests/object")
-			})
+		for _, reads := range []string{"point", "query"} {
+			for _, n := range []int{20, 100} {
+				b.Run(fmt.Sprintf("%s/%s/objects=%d", kind, reads, n), func(b *testing.B) {
+					benchDecideCommit(b, n, kind == "changed", Options{QueryReads: reads == "query"})
+				})
+			}
 		}
 	}
+}
+
+func benchDecideCommit(b *testing.B, n int, change bool, o Options) {
+	ctx := context.Background()
+	st := newAzuriteTable(b).open(b, o)
+	seed := make([]Observation, n)
+	for i := range n {
+		seed[i] = user(i, "title 0", 0)
+	}
+	decideCommit(b, ctx, st, seed...)
+	obs := make([]Observation, n)
+	round := 0
+	before := st.Requests()
+	b.ReportAllocs()
+	for b.Loop() {
+		round++
+		title := "title 0"
+		if change {
+			title = fmt.Sprintf("title %d", round)
+		}
+		for i := range n {
+			obs[i] = user(i, title, round)
+		}
+		ds, err := st.Decide(ctx, obs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Commit(ctx, ds); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(st.Requests()-before)/float64(b.N*n), "requests/object")
 }
 
 // BenchmarkRead compares the two ways of reading n rows of one partition against Azurite: concurrent point
@@ -63,9 +68,7 @@ func BenchmarkRead(b *testing.B) {
 			seed[i] = user(i, "x", 0)
 			keys[i] = rowKey(userID(i))
 		}
-		if ds, err := st.Decide(ctx, seed); err != nil || st.Commit(ctx, ds) != nil {
-			b.Fatal(err)
-		}
+		decideCommit(b, ctx, st, seed...)
 		b.Run(fmt.Sprintf("point/objects=%d", n), func(b *testing.B) {
 			before := st.Requests()
 			for b.Loop() {

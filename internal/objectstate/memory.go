@@ -76,7 +76,7 @@ func (t *MemoryTable) write(ctx context.Context, p string, ops []op) error {
 			return fmt.Errorf("objectstate: delete of %s/%s without an ETag", p, o.key)
 		case o.etag == "" && r != nil, o.etag != "" && (r == nil || r.ETag != o.etag):
 			return errConflict
-		case o.size > entityLimit:
+		case len(o.entity) > entityLimit:
 			return fmt.Errorf("objectstate: row %s/%s is larger than an entity may be", p, o.key)
 		}
 	}

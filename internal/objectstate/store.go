@@ -18,7 +18,9 @@
 // A crash between 2 and 3 leaves the rows behind the events: the retry decides again against the old rows
 // and re-emits (at least once), never loses an event. Commit's writes are conditional on the ETags Decide
 // read; an object another writer moved meanwhile is read again and decided again, so a row never goes
-// back to an older read.
+// back to an older read. A failed Commit loses no event either: the rows stay behind, and the next
+// observation of those objects is decided against them (it may be emitted again); the caller can log the
+// error and succeed rather than re-run the whole invocation.
 //
 // NewMemoryTable gives the same Store over an in-memory table with ETags and transactions modelled, for
 // tests that need no storage.
@@ -63,7 +65,7 @@ type Options struct {
 	// QueryReads makes Decide read rows with one query per 14 ids (RowKey eq … or …) instead of one point
 	// read per id: about 13 times fewer requests, and faster against Azurite, but Table storage answers
 	// such a filter by scanning the whole partition, whose size grows with the directory. Point reads
-	// cost the same whatever the table's size, so they are the default (docs/benchmarks.md).
+	// cost the same whatever the table's size, so they are the default (BenchmarkRead compares them).
 	QueryReads bool
 }
 
@@ -88,10 +90,10 @@ type backend interface {
 // op is one conditional row write: put row (insert when etag is "", else replace if it still has etag),
 // or delete the row with key if it still has etag.
 type op struct {
-	key  string
-	row  *Record // nil: delete
-	etag string
-	size int // encoded size, for splitting transactions
+	key    string
+	row    *Record // nil: delete
+	etag   string
+	entity []byte // the row encoded for the Table service (nil for a delete)
 }
 
 // errConflict is a failed ETag condition: the row is not what Decide read.
@@ -200,13 +202,9 @@ func (s *Store) Commit(ctx context.Context, ds []Decision) error {
 		if p.last == nil || (p.last.Row == nil && p.last.base == "") {
 			continue
 		}
-		o := op{key: k.row, row: p.last.Row, etag: p.last.base}
-		if o.row != nil {
-			b, err := encodeEntity(o.row)
-			if err != nil {
-				return err
-			}
-			o.size = len(b)
+		o, err := newOp(k.row, p.last)
+		if err != nil {
+			return err
 		}
 		byPartition[k.partition] = append(byPartition[k.partition], o)
 	}
@@ -235,13 +233,24 @@ func (s *Store) Commit(ctx context.Context, ds []Decision) error {
 	return nil
 }
 
+func newOp(rowKey string, d *Decision) (op, error) {
+	o := op{key: rowKey, row: d.Row, etag: d.base}
+	if o.row != nil {
+		var err error
+		if o.entity, err = encodeEntity(o.row); err != nil {
+			return op{}, err
+		}
+	}
+	return o, nil
+}
+
 // batches splits ops into transactions of at most maxBatch entities and maxBatchBytes.
 func batches(ops []op) [][]op {
 	var out [][]op
 	for len(ops) > 0 {
 		n, size := 0, 0
-		for n < len(ops) && n < maxBatch && (n == 0 || size+ops[n].size <= maxBatchBytes) {
-			size += ops[n].size
+		for n < len(ops) && n < maxBatch && (n == 0 || size+len(ops[n].entity) <= maxBatchBytes) {
+			size += len(ops[n].entity)
 			n++
 		}
 		out = append(out, ops[:n])
@@ -280,7 +289,9 @@ func (s *Store) applyOne(ctx context.Context, partition string, o op, obs []Obse
 			logctx.From(ctx).Debug("objectstate: row moved by another writer; nothing left to write", "partition", partition, "id", o.key)
 			return nil
 		}
-		o = op{key: o.key, row: last.Row, etag: last.base}
+		if o, err = newOp(o.key, last); err != nil {
+			return err
+		}
 	}
 	return fmt.Errorf("objectstate: %s/%s kept changing under %d attempts to write it", partition, o.key, maxRetries)
 }

@@ -81,7 +81,7 @@ func user(i int, jobTitle string, s int) Observation {
 		Properties: map[string]any{"id": userID(i), "displayName": fmt.Sprintf("User %d", i), "jobTitle": jobTitle}}
 }
 
-func decideCommit(t *testing.T, ctx context.Context, st *Store, obs ...Observation) []Decision {
+func decideCommit(t testing.TB, ctx context.Context, st *Store, obs ...Observation) []Decision {
 	t.Helper()
 	ds, err := st.Decide(ctx, obs)
 	if err != nil {

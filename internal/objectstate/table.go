@@ -2,6 +2,7 @@ package objectstate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -198,20 +199,15 @@ func (t *tableBackend) submit(ctx context.Context, partition string, ops []op) e
 }
 
 func action(partition string, o op) (aztables.TransactionAction, error) {
-	if o.row == nil {
-		e := fmt.Appendf(nil, `{"PartitionKey":%q,"RowKey":%q}`, partition, o.key)
-		etag := azcore.ETag(o.etag)
-		return aztables.TransactionAction{ActionType: aztables.TransactionTypeDelete, Entity: e, IfMatch: &etag}, nil
-	}
-	e, err := encodeEntity(o.row)
-	if err != nil {
-		return aztables.TransactionAction{}, err
-	}
-	if o.etag == "" {
-		return aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: e}, nil
-	}
 	etag := azcore.ETag(o.etag)
-	return aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: e, IfMatch: &etag}, nil
+	switch {
+	case o.row == nil:
+		e, err := json.Marshal(map[string]string{"PartitionKey": partition, "RowKey": o.key})
+		return aztables.TransactionAction{ActionType: aztables.TransactionTypeDelete, Entity: e, IfMatch: &etag}, err
+	case o.etag == "":
+		return aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: o.entity}, nil
+	}
+	return aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: o.entity, IfMatch: &etag}, nil
 }
 
 func (t *tableBackend) apply(ctx context.Context, partition string, o op) error {
@@ -223,17 +219,11 @@ func (t *tableBackend) apply(ctx context.Context, partition string, o op) error 
 	case o.row == nil:
 		etag := azcore.ETag(o.etag)
 		_, err = t.c.DeleteEntity(ctx, partition, o.key, &aztables.DeleteEntityOptions{IfMatch: &etag})
+	case o.etag == "":
+		_, err = t.c.AddEntity(ctx, o.entity, nil)
 	default:
-		var e []byte
-		if e, err = encodeEntity(o.row); err != nil {
-			return err
-		}
-		if o.etag == "" {
-			_, err = t.c.AddEntity(ctx, e, nil)
-		} else {
-			etag := azcore.ETag(o.etag)
-			_, err = t.c.UpdateEntity(ctx, e, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
-		}
+		etag := azcore.ETag(o.etag)
+		_, err = t.c.UpdateEntity(ctx, o.entity, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
