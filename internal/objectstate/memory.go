@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 )
 
 // MemoryTable is an in-memory stand-in for the state table: ETags, conditional writes and all-or-nothing
@@ -23,17 +22,17 @@ func NewMemoryTable() *MemoryTable { return &MemoryTable{rows: map[key]*Record{}
 // one per row read, one per transaction or single write.
 func (t *MemoryTable) Store(o Options) *Store {
 	s := &Store{mode: modeOrDefault(o.Mode)}
-	s.b = &memBackend{t: t, requests: &s.requests}
+	s.b = &memBackend{t: t, s: s}
 	return s
 }
 
 type memBackend struct {
-	t        *MemoryTable
-	requests *atomic.Int64
+	t *MemoryTable
+	s *Store
 }
 
 func (m *memBackend) get(ctx context.Context, p string, keys []string) (map[string]*Record, error) {
-	m.requests.Add(int64(len(keys)))
+	m.s.count(ctx, int64(len(keys)))
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -50,12 +49,12 @@ func (m *memBackend) get(ctx context.Context, p string, keys []string) (map[stri
 }
 
 func (m *memBackend) submit(ctx context.Context, p string, ops []op) error {
-	m.requests.Add(1)
+	m.s.count(ctx, 1)
 	return m.t.write(ctx, p, ops)
 }
 
 func (m *memBackend) apply(ctx context.Context, p string, o op) error {
-	m.requests.Add(1)
+	m.s.count(ctx, 1)
 	return m.t.write(ctx, p, []op{o})
 }
 

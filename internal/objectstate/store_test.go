@@ -442,3 +442,19 @@ func TestCommitWithNothingToWrite(t *testing.T) {
 		}
 	})
 }
+
+func TestCountRequestsPerContext(t *testing.T) {
+	forEachStore(t, func(t *testing.T, tbl table) {
+		st := tbl.open(t, Options{})
+		var mine, other atomic.Int64
+		ctx := CountRequests(t.Context(), &mine)
+		decideCommit(t, ctx, st, user(1, "Engineer", 0), user(2, "Engineer", 0))
+		decideCommit(t, CountRequests(t.Context(), &other), st, user(3, "Engineer", 0))
+		if mine.Load() == 0 || other.Load() == 0 || mine.Load()+other.Load() != st.Requests() {
+			t.Errorf("counted %d + %d, store sent %d", mine.Load(), other.Load(), st.Requests())
+		}
+		if other.Load() != 2 {
+			t.Errorf("the second call counted %d, want 2 (one read, one transaction)", other.Load())
+		}
+	})
+}

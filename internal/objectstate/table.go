@@ -23,12 +23,12 @@ import (
 // Decide or Commit; the table is created by the first Commit that needs it.
 func New(s config.StorageSettings, table string, o Options) (*Store, error) {
 	if table == "" {
-		table = DefaultTable
+		table = config.DefaultStateTable
 	}
 	st := &Store{mode: modeOrDefault(o.Mode)}
 	opts := &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{
 		Transport:        o.Transport,
-		PerRetryPolicies: []policy.Policy{countingPolicy{&st.requests}},
+		PerRetryPolicies: []policy.Policy{countingPolicy{st}},
 	}}
 	var svc *aztables.ServiceClient
 	switch {
