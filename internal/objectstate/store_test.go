@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
@@ -457,4 +458,34 @@ func TestCountRequestsPerContext(t *testing.T) {
 			t.Errorf("the second call counted %d, want 2 (one read, one transaction)", other.Load())
 		}
 	})
+}
+
+func TestNewNamesTheMissingSetting(t *testing.T) {
+	key := "c2VjcmV0LWtleS1uZXZlci1sb2dnZWQ="
+	for name, c := range map[string]struct {
+		s    config.StorageSettings
+		want string
+	}{
+		"nothing":             {config.StorageSettings{}, "AzureWebJobsStorage is not set"},
+		"identity, no table":  {config.StorageSettings{QueueServiceURL: "https://a.queue.core.windows.net"}, "__tableServiceUri"},
+		"no account name":     {config.StorageSettings{ConnectionString: config.Secret("AccountKey=" + key + ";TableEndpoint=http://127.0.0.1:1/x")}, "not usable by the table client"},
+		"key is not base64":   {config.StorageSettings{ConnectionString: config.Secret("AccountName=a;AccountKey=%%%;TableEndpoint=http://127.0.0.1:1/x")}, "not usable by the table client"},
+		"identity, table URL": {config.StorageSettings{TableServiceURL: "https://a.table.core.windows.net"}, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := Options{}
+			if c.want == "" {
+				o.Credential = &fake.TokenCredential{}
+			}
+			_, err := New(c.s, "", o)
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("New: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("New: %v, want %q", err, c.want)
+			case err != nil && strings.Contains(err.Error(), key):
+				t.Errorf("the error shows the account key: %v", err)
+			}
+		})
+	}
 }
