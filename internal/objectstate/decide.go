@@ -154,8 +154,8 @@ func Decide(stored *Record, o Observation, mode Mode) (Decision, error) {
 				r.ETag = ""
 				next = &r
 			} else {
-				next = &Record{Collection: o.Collection, ID: rowKey(o.ID), SelectHash: checkpoint.SelectHash(o.Select), StateHash: emptyStateHash}
-				next.State = json.RawMessage("{}")
+				// No state known: a restore is then emitted without changed/previous.
+				next = &Record{Collection: o.Collection, ID: rowKey(o.ID), SelectHash: checkpoint.SelectHash(o.Select)}
 			}
 			next.ReadAt = o.ReadAt
 		}
@@ -232,8 +232,6 @@ func checkKey(k string) error {
 }
 
 func rowKey(id string) string { return strings.ToLower(id) }
-
-var emptyStateHash = hashOf([]byte("{}"))
 
 func newRecord(o Observation) (*Record, error) {
 	state, err := Canonical(o.Properties)

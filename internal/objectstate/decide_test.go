@@ -320,3 +320,14 @@ func TestCanonical(t *testing.T) {
 		t.Errorf("Canonical = %s, want %s", got, want)
 	}
 }
+
+func TestSoftDeleteOfAnUnknownObject(t *testing.T) {
+	soft := Observation{Collection: "users", ID: adeleID, Select: userSel, ReadAt: at(0), ChangeType: Deleted, SoftDeleted: true}
+	ds, row := run(t, Suppress, soft, upd(adele("Engineer"), at(5)))
+	if !ds[0].Emit || !ds[0].Write || row == nil {
+		t.Fatalf("soft delete with nothing stored: %+v", ds[0])
+	}
+	if d := ds[1]; !d.Emit || d.Reason != ReasonRestored || d.Changed != nil || d.Previous != nil {
+		t.Errorf("restore of an object whose state was never known: %+v; want emitted without changed/previous", d)
+	}
+}
