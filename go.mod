@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/Azure/azure-sdk-for-go/sdk/azcore v1.24.0
 	github.com/Azure/azure-sdk-for-go/sdk/azidentity v1.15.0
+	github.com/Azure/azure-sdk-for-go/sdk/data/aztables v1.4.0
 	// v1.8.0, not later: 1.8.1 added an Apache Arrow list format that links ~3 MB of Arrow into every
 	// binary using the container package; the checkpoint only gets and puts one blob. Later fixes are in SAS,
 	// batch and structured-message downloads, which it does not use.

@@ -8,19 +8,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
 )
 
-func TestStartQueueAndBlob(t *testing.T) {
+func TestStartQueueBlobAndTable(t *testing.T) {
 	a := azuritetest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	cs := a.ConnectionString()
-	for _, want := range []string{"AccountName=devstoreaccount1", "AccountKey=" + azuritetest.AccountKey, "QueueEndpoint=" + a.QueueURL, "BlobEndpoint=" + a.BlobURL} {
+	for _, want := range []string{"AccountName=devstoreaccount1", "AccountKey=" + azuritetest.AccountKey, "QueueEndpoint=" + a.QueueURL, "BlobEndpoint=" + a.BlobURL, "TableEndpoint=" + a.TableURL} {
 		if !strings.Contains(cs, want) {
 			t.Errorf("connection string %q lacks %q", cs, want)
 		}
@@ -53,6 +54,17 @@ func TestStartQueueAndBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := bc.UploadBuffer(ctx, "azuritetest", "b", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	ts, err := aztables.NewServiceClientFromConnectionString(cs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.CreateTable(ctx, "azuritetest", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.NewClient("azuritetest").AddEntity(ctx, []byte(`{"PartitionKey":"p","RowKey":"r"}`), nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -39,6 +39,8 @@ const (
 	RenewSchedule            = "RENEW_SCHEDULE"
 	ResyncInitial            = "RESYNC_INITIAL"
 	ResyncContainer          = "RESYNC_CONTAINER"
+	StateTable               = "STATE_TABLE"
+	EventsUnchanged          = "EVENTS_UNCHANGED"
 )
 
 // Defaults for optional settings.
@@ -47,6 +49,8 @@ const (
 	DefaultChangeType      = "updated,deleted"
 	DefaultResyncInitial   = "latest"
 	DefaultResyncContainer = "graph-webhooks"
+	DefaultStateTable      = "graphstate"
+	DefaultEventsUnchanged = "suppress"
 )
 
 // DefaultUserSelect is the set of user properties fetched and put in events when GRAPH_USER_SELECT is empty.
@@ -116,6 +120,8 @@ type Config struct {
 	RenewSchedule            string
 	ResyncInitial            string // latest or full
 	ResyncContainer          string
+	StateTable               string // Table storage table of the last emitted object states
+	EventsUnchanged          string // suppress or emit
 
 	Storage StorageSettings
 
@@ -194,6 +200,8 @@ func Load(getenv func(string) string) *Config {
 		RenewSchedule:            l.schedule(),
 		ResyncInitial:            l.oneOf(ResyncInitial, DefaultResyncInitial, "latest", "full"),
 		ResyncContainer:          l.container(),
+		StateTable:               l.stateTable(),
+		EventsUnchanged:          l.oneOf(EventsUnchanged, DefaultEventsUnchanged, "suppress", "emit"),
 		Storage:                  l.storage(),
 	}
 	if c.LifecycleNotificationURL == "" {

@@ -15,13 +15,14 @@ type StorageSettings struct {
 	ConnectionString Secret // holds an account key
 	QueueServiceURL  string // identity-based
 	BlobServiceURL   string // identity-based
+	TableServiceURL  string // identity-based
 	Credential       string // "managedidentity" or "" (identity-based only)
 	ClientID         string // user-assigned identity for storage; never the Graph app's secret
 }
 
 // IsSet reports whether any form of the setting is present.
 func (s StorageSettings) IsSet() bool {
-	return s.ConnectionString != "" || s.QueueServiceURL != "" || s.BlobServiceURL != ""
+	return s.ConnectionString != "" || s.QueueServiceURL != "" || s.BlobServiceURL != "" || s.TableServiceURL != ""
 }
 
 // UsesIdentity reports whether storage is reached with a token rather than an account key.
@@ -39,6 +40,7 @@ func (l *loader) storage() StorageSettings {
 	s := StorageSettings{
 		QueueServiceURL: l.serviceURL(Storage+"__queueServiceUri", ""),
 		BlobServiceURL:  l.serviceURL(Storage+"__blobServiceUri", ""),
+		TableServiceURL: l.serviceURL(Storage+"__tableServiceUri", ""),
 		Credential:      strings.ToLower(l.get(Storage + "__credential")),
 		ClientID:        l.get(Storage + "__clientId"),
 	}
@@ -48,6 +50,9 @@ func (l *loader) storage() StorageSettings {
 		}
 		if s.BlobServiceURL == "" {
 			s.BlobServiceURL = "https://" + name + ".blob.core.windows.net"
+		}
+		if s.TableServiceURL == "" {
+			s.TableServiceURL = "https://" + name + ".table.core.windows.net"
 		}
 	}
 	if s.Credential != "" && s.Credential != "managedidentity" {
@@ -91,7 +96,7 @@ func ExpandDevelopmentStorage(cs string) (string, bool) {
 			";BlobEndpoint=" + base + ":10000/devstoreaccount1;QueueEndpoint=" + base + ":10001/devstoreaccount1" +
 			";TableEndpoint=" + base + ":10002/devstoreaccount1;", true
 	}
-	if kv["accountname"] == "" && kv["queueendpoint"] == "" && kv["blobendpoint"] == "" {
+	if kv["accountname"] == "" && kv["queueendpoint"] == "" && kv["blobendpoint"] == "" && kv["tableendpoint"] == "" {
 		return "", false
 	}
 	return cs, true

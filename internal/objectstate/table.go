@@ -1,0 +1,256 @@
+package objectstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+)
+
+// New builds a store over table (STATE_TABLE, checked by internal/config) in the account of AzureWebJobsStorage: a connection string (with
+// TableEndpoint, or an account name), or the identity-based table service URL. Nothing is contacted until
+// Decide or Commit; the table is created by the first Commit that needs it.
+func New(s config.StorageSettings, table string, o Options) (*Store, error) {
+	if table == "" {
+		table = config.DefaultStateTable
+	}
+	st := &Store{mode: modeOrDefault(o.Mode)}
+	opts := &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{
+		Transport:        o.Transport,
+		PerRetryPolicies: []policy.Policy{countingPolicy{st}},
+	}}
+	var svc *aztables.ServiceClient
+	switch {
+	case s.ConnectionString != "":
+		c, err := aztables.NewServiceClientFromConnectionString(s.ConnectionString.Reveal(), opts)
+		if err != nil {
+			// The SDK's message could quote the string, key included: keep only the fact.
+			return nil, errors.New("AzureWebJobsStorage: the connection string is not usable by the table client (it needs AccountName and AccountKey, and TableEndpoint for an emulator)")
+		}
+		svc = c
+	case s.TableServiceURL != "":
+		cred := o.Credential
+		if cred == nil {
+			var err error
+			if cred, err = storagequeue.ManagedIdentity(s); err != nil {
+				return nil, err
+			}
+		}
+		c, err := aztables.NewServiceClient(s.TableServiceURL, cred, opts)
+		if err != nil {
+			return nil, fmt.Errorf("AzureWebJobsStorage__tableServiceUri: %w", err)
+		}
+		svc = c
+	case s.IsSet():
+		return nil, errors.New("AzureWebJobsStorage: identity-based settings name no table service: set AzureWebJobsStorage__tableServiceUri or __accountName")
+	default:
+		return nil, errors.New("AzureWebJobsStorage is not set: the object state is kept there")
+	}
+	conc := o.ReadConcurrency
+	if conc <= 0 {
+		conc = 16
+	}
+	st.b = &tableBackend{svc: svc, c: svc.NewClient(table), name: table, conc: conc, query: o.QueryReads}
+	return st, nil
+}
+
+type tableBackend struct {
+	svc   *aztables.ServiceClient
+	c     *aztables.Client
+	name  string
+	conc  int
+	query bool
+
+	mu      sync.Mutex
+	created bool
+}
+
+// get reads the rows with concurrent point reads, or with queries when the store was built with
+// QueryReads.
+func (t *tableBackend) get(ctx context.Context, partition string, keys []string) (map[string]*Record, error) {
+	if t.query {
+		return t.query14(ctx, partition, keys)
+	}
+	type result struct {
+		key string
+		r   *Record
+		err error
+	}
+	results := make(chan result, len(keys))
+	sem := make(chan struct{}, t.conc)
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			r, err := t.getOne(ctx, partition, k)
+			results <- result{k, r, err}
+		})
+	}
+	wg.Wait()
+	close(results)
+	out := make(map[string]*Record, len(keys))
+	var errs []error
+	for res := range results {
+		switch {
+		case res.err != nil:
+			errs = append(errs, res.err)
+		case res.r != nil:
+			out[res.key] = res.r
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return out, nil
+}
+
+func (t *tableBackend) getOne(ctx context.Context, partition, k string) (*Record, error) {
+	resp, err := t.c.GetEntity(ctx, partition, k, nil)
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+		return nil, nil // no row, or no table yet
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objectstate: read %s/%s: %w", partition, k, storagequeue.Scrub(err))
+	}
+	r, err := decodeEntity(resp.Value, string(resp.ETag))
+	if errors.Is(err, errCorruptRow) {
+		// Starting the object over is the way out; the next write replaces the row on its ETag.
+		return corruptRecord(r), nil
+	}
+	return r, err
+}
+
+// maxComparisons is how many comparisons Table storage allows in one filter.
+const maxComparisons = 15
+
+// query14 reads keys with one query per 14 of them (PartitionKey eq … and (RowKey eq … or …)), one query
+// after another.
+func (t *tableBackend) query14(ctx context.Context, partition string, keys []string) (map[string]*Record, error) {
+	out := make(map[string]*Record, len(keys))
+	for len(keys) > 0 {
+		chunk := keys[:min(maxComparisons-1, len(keys))]
+		keys = keys[len(chunk):]
+		conds := make([]string, len(chunk))
+		for i, k := range chunk {
+			conds[i] = "RowKey eq " + quote(k)
+		}
+		filter := "PartitionKey eq " + quote(partition) + " and (" + strings.Join(conds, " or ") + ")"
+		pager := t.c.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter})
+		for pager.More() {
+			page, err := pager.NextPage(ctx)
+			var re *azcore.ResponseError
+			if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+				break // no table yet
+			}
+			if err != nil {
+				return nil, fmt.Errorf("objectstate: query %s: %w", partition, storagequeue.Scrub(err))
+			}
+			for _, e := range page.Entities {
+				r, err := decodeEntity(e, "")
+				if errors.Is(err, errCorruptRow) {
+					r, err = corruptRecord(r), nil
+				}
+				if err != nil {
+					return nil, err
+				}
+				if slices.Contains(chunk, r.ID) {
+					out[r.ID] = r
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// quote is an OData string literal.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func (t *tableBackend) submit(ctx context.Context, partition string, ops []op) error {
+	actions := make([]aztables.TransactionAction, 0, len(ops))
+	for _, o := range ops {
+		a, err := action(partition, o)
+		if err != nil {
+			return err
+		}
+		actions = append(actions, a)
+	}
+	if err := t.ensureTable(ctx); err != nil {
+		return err
+	}
+	if _, err := t.c.SubmitTransaction(ctx, actions, nil); err != nil {
+		// The SDK reports a refused entity as an error for the whole answer, without saying which: the
+		// caller writes that batch entity by entity.
+		return fmt.Errorf("objectstate: transaction of %d rows in %s: %w", len(ops), partition, storagequeue.Scrub(err))
+	}
+	return nil
+}
+
+func action(partition string, o op) (aztables.TransactionAction, error) {
+	etag := azcore.ETag(o.etag)
+	switch {
+	case o.row == nil:
+		e, err := json.Marshal(map[string]string{"PartitionKey": partition, "RowKey": o.key})
+		return aztables.TransactionAction{ActionType: aztables.TransactionTypeDelete, Entity: e, IfMatch: &etag}, err
+	case o.etag == "":
+		return aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: o.entity}, nil
+	}
+	return aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: o.entity, IfMatch: &etag}, nil
+}
+
+func (t *tableBackend) apply(ctx context.Context, partition string, o op) error {
+	if err := t.ensureTable(ctx); err != nil {
+		return err
+	}
+	var err error
+	switch {
+	case o.row == nil:
+		etag := azcore.ETag(o.etag)
+		_, err = t.c.DeleteEntity(ctx, partition, o.key, &aztables.DeleteEntityOptions{IfMatch: &etag})
+	case o.etag == "":
+		_, err = t.c.AddEntity(ctx, o.entity, nil)
+	default:
+		etag := azcore.ETag(o.etag)
+		_, err = t.c.UpdateEntity(ctx, o.entity, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		switch re.StatusCode {
+		case http.StatusConflict, http.StatusPreconditionFailed, http.StatusNotFound:
+			// Inserted meanwhile, changed meanwhile, or deleted meanwhile.
+			return errConflict
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("objectstate: write %s/%s: %w", partition, o.key, storagequeue.Scrub(err))
+	}
+	return nil
+}
+
+// ensureTable creates the table once per store; an existing table is fine.
+func (t *tableBackend) ensureTable(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.created {
+		return nil
+	}
+	_, err := t.svc.CreateTable(ctx, t.name, nil)
+	var re *azcore.ResponseError
+	if err != nil && !(errors.As(err, &re) && re.ErrorCode == string(aztables.TableAlreadyExists)) {
+		return fmt.Errorf("objectstate: create table %s: %w", t.name, storagequeue.Scrub(err))
+	}
+	t.created = true
+	return nil
+}
