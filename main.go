@@ -25,6 +25,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
@@ -140,8 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // app holds what the functions share in one process: one Graph credential and client (tokens are cached
-// per credential), one throttling gate, one storage client, one checkpoint store, one event writer, one
-// subscription keeper, one resync runner. Clients are built on first use, so the handler starts at once and
+// per credential), one throttling gate, one storage client, one checkpoint store, one event writer with
+// its object-state store, one subscription keeper, one resync runner. Clients are built on first use, so the handler starts at once and
 // a function missing a setting fails with that setting's name.
 type app struct {
 	cfg    *config.Config
@@ -185,7 +186,13 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		}
 		return checkpoint.New(cfg.Storage, cfg.ResyncContainer, checkpoint.Options{})
 	})
-	a.events = events.NewWriter(func() (events.Queue, error) { return a.queue() })
+	state := sync.OnceValues(func() (*objectstate.Store, error) {
+		if err := cfg.Check(config.Storage, config.StateTable, config.EventsUnchanged); err != nil {
+			return nil, err
+		}
+		return objectstate.New(cfg.Storage, cfg.StateTable, objectstate.Options{Mode: objectstate.Mode(cfg.EventsUnchanged)})
+	})
+	a.events = events.NewWriter(func() (events.Queue, error) { return a.queue() }, func() (events.State, error) { return state() })
 	a.resync = resync.New(resync.Deps{
 		Config: cfg,
 		Graph:  func() (resync.Graph, error) { return a.graph() },

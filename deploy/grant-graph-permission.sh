@@ -11,7 +11,8 @@
 #   deploy/grant-graph-permission.sh --identity-name NAME --resource-group RG     # user-assigned identity
 #   deploy/grant-graph-permission.sh --app NAME --resource-group RG               # a function app's system-assigned identity
 #   deploy/grant-graph-permission.sh --principal-id OBJECT_ID                     # any service principal, by object id
-# Options: --permission NAME (default User.Read.All; repeat for several), --dry-run.
+# Options: --permission NAME (default User.Read.All; repeat for several), --resources LIST (the app's
+# GRAPH_RESOURCE, e.g. users,groups: grants User.Read.All for users and Group.Read.All for groups), --dry-run.
 set -euo pipefail
 
 GRAPH_APP_ID="00000003-0000-0000-c000-000000000000" # Microsoft Graph's well-known application id
@@ -23,7 +24,7 @@ resource_group=""
 dry_run=false
 permissions=()
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 die() {
 	printf 'grant-graph-permission: error: %s\n' "$*" >&2
 	exit 1
@@ -37,6 +38,17 @@ while [ $# -gt 0 ]; do
 	--app) app_name="${2:?--app needs a value}"; shift 2 ;;
 	-g | --resource-group) resource_group="${2:?--resource-group needs a value}"; shift 2 ;;
 	--permission) permissions+=("${2:?--permission needs a value}"); shift 2 ;;
+	--resources)
+		IFS=',' read -r -a resources <<<"${2:?--resources needs a value}"
+		for r in "${resources[@]}"; do
+			case "${r%%/*}" in
+			users) permissions+=(User.Read.All) ;;
+			groups) permissions+=(Group.Read.All) ;;
+			*) die "--resources: $r is neither users nor groups" ;;
+			esac
+		done
+		shift 2
+		;;
 	--dry-run) dry_run=true; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;

@@ -13,6 +13,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -26,7 +27,8 @@ type object struct {
 	deleted bool   // a permanent deletion among them: confirmed before it is believed
 
 	event      *message.Event
-	why        reason // when left for later
+	readAt     time.Time // when Graph was read for the event
+	why        reason    // when left for later
 	retryAfter time.Duration
 	refused    error // Graph refused to read this object for good: its notifications go to poison alone
 }
@@ -104,12 +106,12 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		logs = append(logs, fmt.Sprintf("moved %d notifications of objects Graph refused to read to the poison queue", len(refused)))
 	}
 
-	var events []message.Event
+	var items []events.Item
 	var rest retry
 	groups := false
 	for _, o := range objs {
 		if o.event != nil {
-			events = append(events, *o.event)
+			items = append(items, events.Item{Event: *o.event, ReadAt: o.readAt, Select: f.d.Config.Select(o.kind.Collection)})
 			groups = groups || o.kind == directory.Groups
 			continue
 		}
@@ -121,7 +123,8 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		rest.delay = max(rest.delay, f.delayFor(o, m.Attempt))
 	}
 	// Events first: once they are written, a crash before the re-enqueue only repeats them (same ids).
-	if err := f.d.Events.Write(ctx, events); err != nil {
+	written, err := f.d.Events.Write(ctx, items)
+	if err != nil {
 		return nil, err
 	}
 	if len(rest.notes) > 0 {
@@ -145,8 +148,8 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		log.Warn("dropped notifications of another tenant", "count", t.foreign)
 		logs = append(logs, fmt.Sprintf("dropped %d notifications of another tenant", t.foreign))
 	}
-	resp.Logs = []string{fmt.Sprintf("%d events (%d updated, %d soft-deleted, %d deleted, %d not found, %d reported deleted but live) from %d notifications, attempt %d",
-		len(events), t.updated, t.softDeleted, t.deleted, t.gone, t.notDeleted, len(m.Notifications), m.Attempt)}
+	resp.Logs = []string{fmt.Sprintf("%d events (%d updated, %d soft-deleted, %d deleted, %d not found, %d reported deleted but live; %d suppressed as carrying nothing new) from %d notifications, attempt %d",
+		written.Written, t.updated, t.softDeleted, t.deleted, t.gone, t.notDeleted, written.Suppressed, len(m.Notifications), m.Attempt)}
 	resp.Logs = append(resp.Logs, logs...)
 	return resp, nil
 }
@@ -249,7 +252,7 @@ func (f *Function) finish(o *object, m *message.Message, ct graph.ChangeType, so
 		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props, Members: members,
 		Source: message.SourceNotification, SubscriptionID: m.Notifications[o.notes[0]].SubscriptionID, Origin: origin,
 	}, now)
-	o.event = &e
+	o.event, o.readAt = &e, now
 }
 
 // later leaves o for a later attempt.

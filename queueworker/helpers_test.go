@@ -22,6 +22,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
@@ -88,32 +89,46 @@ func (r recQueue) Enqueue(ctx context.Context, queue string, text []byte, delay 
 	return r.q.Enqueue(ctx, queue, text, delay)
 }
 
-// recEvents records the events the function writes; take returns those written since the last take.
+// recEvents records the events the function writes: in the collector of the invocation's context when it
+// has one (invocations run concurrently), else in evs, which take empties.
 type recEvents struct {
 	mu   sync.Mutex
 	evs  []message.Event
 	fail error
 }
 
-func (r *recEvents) Write(_ context.Context, es []message.Event) error {
+type collectorKey struct{}
+
+// collect returns ctx with a collector for the events written under it.
+func collect(ctx context.Context) (context.Context, *[]message.Event) {
+	var evs []message.Event
+	return context.WithValue(ctx, collectorKey{}, &evs), &evs
+}
+
+func (r *recEvents) Write(ctx context.Context, items []events.Item) (events.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail != nil {
-		return r.fail
+		return events.Result{}, r.fail
 	}
-	for _, e := range es {
+	dst := &r.evs
+	if c, ok := ctx.Value(collectorKey{}).(*[]message.Event); ok {
+		dst = c
+	}
+	for _, it := range items {
+		e := it.Event
 		// Through JSON, as a consumer reads them.
 		b, err := json.Marshal(e)
 		if err != nil {
-			return err
+			return events.Result{}, err
 		}
 		var back message.Event
 		if err := json.Unmarshal(b, &back); err != nil {
-			return err
+			return events.Result{}, err
 		}
-		r.evs = append(r.evs, back)
+		*dst = append(*dst, back)
 	}
-	return nil
+	return events.Result{Written: len(items)}, nil
 }
 
 func (r *recEvents) take() []message.Event {
@@ -304,8 +319,8 @@ type result struct {
 }
 
 func (e *env) invoke(req *customhandler.Request) (result, error) {
-	e.events.take()
-	resp, err := e.f.Invoke(e.ctx, req)
+	ctx, evs := collect(e.ctx)
+	resp, err := e.f.Invoke(ctx, req)
 	if err != nil {
 		return result{}, err
 	}
@@ -323,7 +338,9 @@ func (e *env) invoke(req *customhandler.Request) (result, error) {
 	if len(got.Outputs) > 0 {
 		e.t.Fatalf("the worker writes no output bindings, got %s", wire)
 	}
-	return result{events: e.events.take(), logs: got.Logs}, nil
+	e.events.mu.Lock()
+	defer e.events.mu.Unlock()
+	return result{events: *evs, logs: got.Logs}, nil
 }
 
 func (e *env) mustInvoke(req *customhandler.Request) result {

@@ -86,6 +86,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
@@ -135,9 +136,9 @@ type Queue interface {
 	Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error
 }
 
-// EventWriter writes change events (*events.Writer).
+// EventWriter writes change events, suppressing those that carry nothing new (*events.Writer).
 type EventWriter interface {
-	Write(ctx context.Context, es []message.Event) error
+	Write(ctx context.Context, items []events.Item) (events.Result, error)
 }
 
 // KeySource supplies the signing keys of validation tokens (jwtcheck.JWKS in production).

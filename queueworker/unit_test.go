@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,8 +16,11 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
@@ -78,11 +82,23 @@ func groupNote(id, changeType, membersDelta string) graph.ChangeNotification {
 
 func (u *unit) run(m *message.Message) ([]message.Event, []string) {
 	u.t.Helper()
-	resp, err := u.f.Invoke(context.Background(), hostRequest(u.t, hostText(u.t, m), 1))
+	resp, err := u.f.Invoke(u.ctx(), hostRequest(u.t, hostText(u.t, m), 1))
 	if err != nil {
 		u.t.Fatalf("Invoke: %v", err)
 	}
 	return u.events.take(), resp.Logs
+}
+
+// ctx carries a logger writing to the test log.
+func (u *unit) ctx() context.Context {
+	return logctx.With(context.Background(), slog.New(slog.NewTextHandler(tlog{u.t}, nil)))
+}
+
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
 }
 
 func (u *unit) poisoned() []*message.Message {
@@ -217,7 +233,7 @@ func TestUnitEventsAreWrittenBeforeAnythingElse(t *testing.T) {
 	u := newUnit(t)
 	u.g.Put(directory.Users, u.user(1))
 	u.events.fail = fmt.Errorf("graphchanges unreachable")
-	_, err := u.f.Invoke(context.Background(), hostRequest(t, hostText(t, msg(message.KindNotifications, note(guid(1), "updated"))), 1))
+	_, err := u.f.Invoke(u.ctx(), hostRequest(t, hostText(t, msg(message.KindNotifications, note(guid(1), "updated"))), 1))
 	if err == nil || !strings.Contains(err.Error(), "graphchanges unreachable") {
 		t.Fatalf("err = %v: an event that could not be written must fail the invocation (the host retries)", err)
 	}
@@ -263,5 +279,42 @@ func TestUnitRefusedObjectGoesAlone(t *testing.T) {
 	}
 	if p := u.poisoned(); len(p) != 1 || p[0].Notifications[0].ResourceID() != guid(2) {
 		t.Fatalf("poisoned %+v", p)
+	}
+}
+
+// TestUnitChangeDetection runs the worker with the real event writer and an in-memory state table.
+func TestUnitChangeDetection(t *testing.T) {
+	u := newUnit(t)
+	state := objectstate.NewMemoryTable().Store(objectstate.Options{})
+	u.f.d.Events = events.NewWriter(func() (events.Queue, error) { return u.q, nil }, func() (events.State, error) { return state, nil })
+	written := func() []message.Event {
+		var out []message.Event
+		for _, m := range u.q.Take(message.ChangesQueue) {
+			var e message.Event
+			if err := json.Unmarshal(m.Text, &e); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	u.g.Put(directory.Users, u.user(1))
+	// The same unchanged user notified twice, in separate messages (Graph's duplicates): one event.
+	_, logs := u.run(msg(message.KindNotifications, note(guid(1), "updated")))
+	u.now = u.now.Add(time.Second)
+	_, logs2 := u.run(msg(message.KindNotifications, note(guid(1), "updated")))
+	if evs := written(); len(evs) != 1 {
+		t.Fatalf("%d events for one state, want 1", len(evs))
+	}
+	if !strings.Contains(logs[0], "0 suppressed") || !strings.Contains(logs2[0], "1 suppressed") {
+		t.Errorf("summaries %q / %q: want the suppressed count", logs[0], logs2[0])
+	}
+	// A jobTitle change: changed and previous.
+	u.g.Put(directory.Users, u.user(1, "jobTitle", "CTO"))
+	u.now = u.now.Add(time.Second)
+	u.run(msg(message.KindNotifications, note(guid(1), "updated")))
+	evs := written()
+	if len(evs) != 1 || !slices.Equal(evs[0].Changed, []string{"jobTitle"}) || evs[0].Previous["jobTitle"] != "Engineer" {
+		t.Fatalf("events %+v: want changed [jobTitle], previous Engineer", evs)
 	}
 }

@@ -1,8 +1,14 @@
 // Package events writes change events to graphchanges, the product's output. The queue worker and the
 // resync both write through it, so every event is written the same way: directly by the handler (never
-// through an output binding, because an event must be durable before what follows it, a resync
-// checkpoint, moves), base64-encoded as a queue trigger expects, and with no expiry (a consumer that is
-// away for a week still finds them).
+// through an output binding, because an event must be durable before what follows it moves: a resync
+// checkpoint, an object's stored state), base64-encoded as a queue trigger expects, and with no expiry (a
+// consumer that is away for a week still finds them).
+//
+// With a state store (internal/objectstate) the writer also knows what changed: each event is decided
+// against the object's last emitted state first, gains `changed` and `previous`, and an event that
+// carries nothing new is not written (EVENTS_UNCHANGED=suppress). The order keeps at-least-once: decide
+// (reads), write the events, then move the stored states; a crash between the last two re-emits, never
+// loses.
 package events
 
 import (
@@ -12,7 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 )
 
 // Queue writes one message (*storagequeue.Client; storagequeue.Memory in tests).
@@ -20,31 +29,107 @@ type Queue interface {
 	Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error
 }
 
+// State decides events against the last emitted states and moves them (*objectstate.Store).
+type State interface {
+	Decide(ctx context.Context, obs []objectstate.Observation) ([]objectstate.Decision, error)
+	Commit(ctx context.Context, ds []objectstate.Decision) error
+}
+
 // DefaultConcurrency is how many events are written at once.
 const DefaultConcurrency = 8
+
+// Item is one event to write, with what its object's state was read with.
+type Item struct {
+	Event message.Event
+	// ReadAt is when Graph was read for it, at full precision: per object, a read older than the stored
+	// state is never emitted.
+	ReadAt time.Time
+	// Select is the property list the object was read with.
+	Select []string
+}
+
+// Result counts what Write did.
+type Result struct {
+	Written    int
+	Suppressed int // carried nothing new (unchanged, or read before the stored state)
+}
 
 // Writer writes events.
 type Writer struct {
 	queue       func() (Queue, error)
+	state       func() (State, error)
 	concurrency int
 }
 
-// NewWriter returns a writer that gets its queue lazily, so a missing storage setting is reported by the
-// invocation that writes.
-func NewWriter(q func() (Queue, error)) *Writer {
-	return &Writer{queue: q, concurrency: DefaultConcurrency}
+// NewWriter returns a writer that gets its queue, and its state store when state is not nil, lazily: a
+// missing storage setting is reported by the invocation that writes. With a nil state every event is
+// written as it is.
+func NewWriter(q func() (Queue, error), state func() (State, error)) *Writer {
+	return &Writer{queue: q, state: state, concurrency: DefaultConcurrency}
 }
 
-// Write writes every event to graphchanges, a few at a time, and returns the first failure. Events that
-// were written before a failure stay written: a retry writes them again with the same ids.
-func (w *Writer) Write(ctx context.Context, es []message.Event) error {
-	if len(es) == 0 {
-		return nil
+// Write decides the items against the stored states (when the writer has a store), writes the events
+// that carry something new to graphchanges, a few at a time, then moves the stored states. Events written
+// before a failure stay written: a retry writes them again with the same ids.
+func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
+	if len(items) == 0 {
+		return Result{}, nil
 	}
 	q, err := w.queue()
 	if err != nil {
-		return fmt.Errorf("events: %w", err)
+		return Result{}, fmt.Errorf("events: %w", err)
 	}
+	if w.state == nil {
+		es := make([]message.Event, len(items))
+		for i := range items {
+			es[i] = items[i].Event
+		}
+		return Result{Written: len(es)}, w.put(ctx, q, es)
+	}
+	st, err := w.state()
+	if err != nil {
+		return Result{}, fmt.Errorf("events: state store: %w", err)
+	}
+	obs := make([]objectstate.Observation, len(items))
+	for i, it := range items {
+		e := it.Event
+		ct := objectstate.Updated
+		if e.ChangeType == graph.Deleted {
+			ct = objectstate.Deleted
+		}
+		obs[i] = objectstate.Observation{Collection: e.Resource, ID: e.ResourceID, Properties: e.Object, Select: it.Select,
+			ReadAt: it.ReadAt, ChangeType: ct, SoftDeleted: e.SoftDeleted}
+	}
+	ds, err := st.Decide(ctx, obs)
+	if err != nil {
+		return Result{}, fmt.Errorf("events: %w", err)
+	}
+	var out []message.Event
+	var res Result
+	for i, d := range ds {
+		e := items[i].Event
+		// A membership change is a delta, not a state: it is news whatever the properties did.
+		if !d.Emit && e.Members == nil {
+			res.Suppressed++
+			continue
+		}
+		e.Changed, e.Previous = d.Changed, d.Previous
+		out = append(out, e)
+	}
+	if err := w.put(ctx, q, out); err != nil {
+		return res, err
+	}
+	res.Written = len(out)
+	if err := st.Commit(ctx, ds); err != nil {
+		// The events are written; the states stay behind them, so the next observation of these objects
+		// is compared with older states and may be emitted again. Nothing is lost: not worth a retry.
+		logctx.From(ctx).Warn("events written, but the stored object states could not be moved", "err", err)
+	}
+	return res, nil
+}
+
+// put writes events to graphchanges, a few at a time, and returns the first failure.
+func (w *Writer) put(ctx context.Context, q Queue, es []message.Event) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, max(1, w.concurrency))

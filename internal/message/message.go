@@ -124,8 +124,8 @@ type Event struct {
 	Members *Members `json:"members,omitempty"`
 	// Changed names the selected properties whose values differ from the last emitted state, and Previous
 	// holds their old values; both are absent when there is no earlier state to compare with.
-	Changed  []string       `json:"changed,omitempty"`
-	Previous map[string]any `json:"previous,omitempty"`
+	Changed  []string       `json:"changed,omitzero"`
+	Previous map[string]any `json:"previous,omitzero"`
 
 	// Object is the object's selected properties, or nil (JSON null) when it is deleted. It is written
 	// under Field: "user" for users, "group" for groups.

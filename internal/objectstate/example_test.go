@@ -23,7 +23,7 @@ func Example() {
 	for _, batch := range [][]objectstate.Observation{
 		{read("Engineer", t0)},
 		{read("Engineer", t0.Add(time.Minute))}, // a duplicate notification: nothing new
-		{read("Lead", t0.Add(2 * time.Minute))},
+		{read("Lead", t0.Add(2*time.Minute))},
 	} {
 		decisions, err := store.Decide(ctx, batch)
 		if err != nil {

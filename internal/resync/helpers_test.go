@@ -179,7 +179,7 @@ func (e *env) runner(cfg *config.Config) *resync.Runner {
 		Graph:  func() (resync.Graph, error) { return e.graph, nil },
 		Store:  func() (resync.Store, error) { return e.store, nil },
 		Queue:  func() (resync.Queue, error) { return e.rq, nil },
-		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }),
+		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }, nil),
 		Now:    e.clock.now,
 	})
 }

@@ -82,6 +82,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
@@ -112,9 +113,9 @@ type Graph interface {
 	directory.Graph
 }
 
-// EventWriter writes change events (*events.Writer).
+// EventWriter writes change events, suppressing those that carry nothing new (*events.Writer).
 type EventWriter interface {
-	Write(ctx context.Context, es []message.Event) error
+	Write(ctx context.Context, items []events.Item) (events.Result, error)
 }
 
 // Queue writes one message, base64-encoded as the queue trigger expects (*storagequeue.Client).

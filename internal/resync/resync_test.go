@@ -594,7 +594,7 @@ func TestOwnWriteWithALostReplyIsNotAConflict(t *testing.T) {
 		Graph:  func() (resync.Graph, error) { return e.graph, nil },
 		Store:  func() (resync.Store, error) { return lr, nil },
 		Queue:  func() (resync.Queue, error) { return e.rq, nil },
-		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }),
+		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }, nil),
 		Now:    e.clock.now,
 	})
 	got, err := r.Request(e.ctx(), "users", "gap")

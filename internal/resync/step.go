@@ -13,6 +13,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/backoff"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
@@ -26,6 +27,7 @@ type StepResult struct {
 	Collection string
 	Page       int // the page handled, counted from 1 within the pass; 0 when none was
 	Events     int // events written
+	Suppressed int // events not written: they carried nothing new
 	Full       bool
 	// Done: the pass completed; the checkpoint holds its deltaLink.
 	Done bool
@@ -57,9 +59,9 @@ func (s StepResult) Summary() string {
 	case s.RetryAfter > 0:
 		return fmt.Sprintf("resync pass %s page %d: %s, retrying in %s", s.PassID, s.Page, s.Why, s.RetryAfter)
 	case s.Done:
-		return fmt.Sprintf("resync %s pass %s completed: page %d, %d event(s)", s.Collection, s.PassID, s.Page, s.Events)
+		return fmt.Sprintf("resync %s pass %s completed: page %d, %d event(s), %d suppressed as carrying nothing new", s.Collection, s.PassID, s.Page, s.Events, s.Suppressed)
 	}
-	return fmt.Sprintf("resync %s pass %s page %d: %d event(s), continuing", s.Collection, s.PassID, s.Page, s.Events)
+	return fmt.Sprintf("resync %s pass %s page %d: %d event(s), %d suppressed as carrying nothing new, continuing", s.Collection, s.PassID, s.Page, s.Events, s.Suppressed)
 }
 
 // Step handles one `kind: resync` message: one delta page (see the package documentation). An error means
@@ -145,15 +147,16 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	if p.Full {
 		source = message.SourceFullSync
 	}
-	events, carry, err := r.events(work, log, g, kind, page.Objects, p.Carry, page.NextLink != "", source, p.ID, link)
+	items, carry, err := r.events(work, log, g, kind, page.Objects, p.Carry, page.NextLink != "", source, p.ID, link)
 	if err != nil {
 		return r.retryOrFail(ctx, log, st, q, kind, cp, etag, m, c, out, err)
 	}
 	// 1. The events are durable before the checkpoint moves.
-	if err := r.events_.Write(ctx, events); err != nil {
+	written, err := r.events_.Write(ctx, items)
+	if err != nil {
 		return out, err
 	}
-	out.Events = len(events)
+	out.Events, out.Suppressed = written.Written, written.Suppressed
 
 	// 2. Move the checkpoint, guarded by the ETag it was read with.
 	now := r.now()
@@ -162,7 +165,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		p := cp.Pass
 		p.Full, p.Reason, p.SelectHash = full, reason, selHash
 		p.Pages++
-		p.Events += len(events)
+		p.Events += written.Written
 		p.Updated, p.Wait, p.Carry = now, time.Time{}, carry
 		if page.NextLink != "" {
 			p.Prev, p.Link = p.Link, page.NextLink
@@ -183,7 +186,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 			return out, err
 		}
 		out.Conflict = true
-		log.Info("resync: another worker advanced the checkpoint first; this step stops", "events", len(events))
+		log.Info("resync: another worker advanced the checkpoint first; this step stops", "events", written.Written)
 		return out, nil
 	}
 	out.Done = page.NextLink == ""
@@ -210,7 +213,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		// The host redelivers this message; its link is now the pass's Prev, so the retry re-sends.
 		return out, err
 	}
-	log.Info("resync page done", "events", len(events))
+	log.Info("resync page done", "events", written.Written, "suppressed", written.Suppressed)
 	return out, nil
 }
 
@@ -376,7 +379,7 @@ type entry struct {
 // entries of an object merged in page order. When more pages follow, a group that ends the page may go on
 // at the start of the next one: it is returned as the carry instead, and reported where it ends.
 func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, kind directory.Kind, objs []graph.Object,
-	carry *checkpoint.Carry, more bool, source message.Source, passID, link string) ([]message.Event, *checkpoint.Carry, error) {
+	carry *checkpoint.Carry, more bool, source message.Source, passID, link string) ([]events.Item, *checkpoint.Carry, error) {
 	sel := r.cfg.Select(kind.Collection)
 	only := r.cfg.Only(kind.Collection)
 	byID := map[string]*entry{}
@@ -484,7 +487,10 @@ func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, kind dir
 	}
 
 	now := r.now()
-	out := make([]message.Event, 0, len(entries))
+	item := func(c directory.Change) events.Item {
+		return events.Item{Event: directory.NewEvent(r.cfg.TenantID, sel, c, now), ReadAt: now, Select: sel}
+	}
+	out := make([]events.Item, 0, len(entries))
 	for _, e := range entries {
 		c := directory.Change{Kind: kind, ID: e.id, Source: source, ChangeType: graph.Updated, Object: e.obj,
 			Origin: []string{"resync", passID, link}}
@@ -513,7 +519,7 @@ func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, kind dir
 			log.Warn("resync: Graph refused to read an object; reporting the properties delta returned", "id", e.id, "err", rd.Err)
 		}
 		if c.ChangeType == graph.Deleted || e.members == nil {
-			out = append(out, directory.NewEvent(r.cfg.TenantID, sel, c, now))
+			out = append(out, item(c))
 			continue
 		}
 		for i, part := range splitMembers(e.members, MaxMembersPerEvent) {
@@ -522,7 +528,7 @@ func (r *Runner) events(ctx context.Context, log *slog.Logger, g Graph, kind dir
 			if i > 0 {
 				pc.Origin = append(slices.Clone(c.Origin), "part", strconv.Itoa(i))
 			}
-			out = append(out, directory.NewEvent(r.cfg.TenantID, sel, pc, now))
+			out = append(out, item(pc))
 		}
 	}
 	return out, next, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
@@ -68,24 +69,28 @@ func (d *deltaFake) page(coll string, i int) graph.DeltaPage {
 }
 
 type unitEnv struct {
-	t   *testing.T
-	g   *deltaFake
-	q   *storagequeue.Memory
-	cp  *checkpoint.Memory
-	r   *resync.Runner
-	now time.Time
+	t     *testing.T
+	state func() (events.State, error) // nil: no change detection
+	g     *deltaFake
+	q     *storagequeue.Memory
+	cp    *checkpoint.Memory
+	r     *resync.Runner
+	now   time.Time
 }
 
-func newUnitEnv(t *testing.T, resource string) *unitEnv {
+func newUnitEnv(t *testing.T, resource string, state ...*objectstate.Store) *unitEnv {
 	e := &unitEnv{t: t, g: &deltaFake{FakeGraph: directory.NewFakeGraph()}, q: storagequeue.NewMemory(), cp: checkpoint.NewMemory(),
 		now: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	if len(state) > 0 {
+		e.state = func() (events.State, error) { return state[0], nil }
+	}
 	vars := map[string]string{config.TenantID: "8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41", config.Storage: "UseDevelopmentStorage=true", config.Resource: resource}
 	e.r = resync.New(resync.Deps{
 		Config: config.Load(func(k string) string { return vars[k] }),
 		Graph:  func() (resync.Graph, error) { return e.g, nil },
 		Store:  func() (resync.Store, error) { return e.cp, nil },
 		Queue:  func() (resync.Queue, error) { return e.q, nil },
-		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }),
+		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, e.state),
 		Now:    func() time.Time { return e.now },
 	})
 	return e
@@ -300,7 +305,7 @@ func TestUnitRequestDuringAStepDoesNotStallThePass(t *testing.T) {
 		Graph:  func() (resync.Graph, error) { return e.g, nil },
 		Store:  func() (resync.Store, error) { return st, nil },
 		Queue:  func() (resync.Queue, error) { return e.q, nil },
-		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }),
+		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, e.state),
 		Now:    func() time.Time { return e.now },
 	})
 	if _, err := e.r.Request(context.Background(), "groups", "baseline"); err != nil {
@@ -322,5 +327,48 @@ func TestUnitRequestDuringAStepDoesNotStallThePass(t *testing.T) {
 	}
 	if n := len(e.events()); n != 2 {
 		t.Errorf("%d events, want 2", n)
+	}
+}
+
+// TestUnitResyncAfterNotificationsIsSilent: the changes the notifications already reported (their states
+// stored) yield no events when a resync reports them again; a change only the resync sees yields one.
+func TestUnitResyncAfterNotificationsIsSilent(t *testing.T) {
+	state := objectstate.NewMemoryTable().Store(objectstate.Options{})
+	e := newUnitEnv(t, "users", state)
+	sel := config.DefaultUserSelect
+	full := func(i int, title string) graph.Object {
+		o := graph.Object{}
+		for _, p := range sel {
+			o[p] = nil
+		}
+		o["id"], o["displayName"], o["jobTitle"] = uid(i), fmt.Sprintf("User %d", i), title
+		return o
+	}
+	if _, err := e.r.Request(context.Background(), "users", "baseline"); err != nil {
+		t.Fatal(err)
+	}
+	// What the worker emitted for notifications of users 1 and 2, a moment before the resync.
+	w := events.NewWriter(func() (events.Queue, error) { return e.q, nil }, e.state)
+	var items []events.Item
+	for i := 1; i <= 2; i++ {
+		ev := directory.NewEvent("t", sel, directory.Change{Kind: directory.Users, ID: uid(i), ChangeType: graph.Updated, Object: full(i, "CTO"), Source: message.SourceNotification}, e.now)
+		items = append(items, events.Item{Event: ev, ReadAt: e.now.Add(-time.Second), Select: sel})
+	}
+	if _, err := w.Write(context.Background(), items); err != nil {
+		t.Fatal(err)
+	}
+	e.q.Take(message.ChangesQueue)
+	e.g.pages = [][]graph.Object{{full(1, "CTO"), full(2, "CTO"), full(3, "Dropped change")}}
+	if _, err := e.r.Request(context.Background(), "users", "test"); err != nil {
+		t.Fatal(err)
+	}
+	e.drive()
+	evs := e.events()
+	if len(evs) != 1 || evs[0].ResourceID != uid(3) {
+		t.Fatalf("events %+v: want only the user whose change no notification reported", evs)
+	}
+	cp, _, _ := e.cp.Load(context.Background(), "users")
+	if cp.LastPass == nil || cp.LastPass.Events != 1 {
+		t.Errorf("last pass %+v: events counts what was written", cp.LastPass)
 	}
 }

@@ -1,0 +1,159 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+)
+
+const uid = "6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"
+
+var (
+	sel = []string{"id", "displayName", "jobTitle"}
+	t0  = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+)
+
+func newWriter(mode objectstate.Mode) (*Writer, *storagequeue.Memory, *objectstate.Store) {
+	q := storagequeue.NewMemory()
+	st := objectstate.NewMemoryTable().Store(objectstate.Options{Mode: mode})
+	return NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return st, nil }), q, st
+}
+
+func item(id string, readAt time.Time, props map[string]any) Item {
+	e := message.Event{V: 1, ID: readAt.String(), Resource: "users", ResourceID: id, ChangeType: graph.Updated, Object: props, Field: message.FieldUser}
+	return Item{Event: e, ReadAt: readAt, Select: sel}
+}
+
+func written(t *testing.T, q *storagequeue.Memory) []message.Event {
+	t.Helper()
+	var out []message.Event
+	for _, m := range q.Take(message.ChangesQueue) {
+		var e message.Event
+		if err := json.Unmarshal(m.Text, &e); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestUnchangedStateIsWrittenOnce(t *testing.T) {
+	w, q, _ := newWriter(objectstate.Suppress)
+	props := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Engineer"}
+	for i := range 3 { // the same state read three times: duplicates spread over messages
+		res, err := w.Write(context.Background(), []Item{item(uid, t0.Add(time.Duration(i)*time.Second), props)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (Result{Written: 1}); i == 0 && res != want || i > 0 && res != (Result{Suppressed: 1}) {
+			t.Errorf("write %d: %+v", i, res)
+		}
+	}
+	evs := written(t, q)
+	if len(evs) != 1 || evs[0].Changed != nil || evs[0].Previous != nil {
+		t.Fatalf("events %+v: want one, without changed (nothing to compare with)", evs)
+	}
+}
+
+func TestChangedAndPrevious(t *testing.T) {
+	w, q, _ := newWriter(objectstate.Suppress)
+	ctx := context.Background()
+	w.Write(ctx, []Item{item(uid, t0, map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Engineer"})})
+	written(t, q)
+	w.Write(ctx, []Item{item(uid, t0.Add(time.Second), map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "CTO"})})
+	evs := written(t, q)
+	if len(evs) != 1 || !slices.Equal(evs[0].Changed, []string{"jobTitle"}) || evs[0].Previous["jobTitle"] != "Engineer" {
+		t.Fatalf("events %+v: want changed [jobTitle] with the old value", evs)
+	}
+	b, _ := json.Marshal(evs[0])
+	var raw map[string]any
+	json.Unmarshal(b, &raw)
+	if _, ok := raw["changed"]; !ok {
+		t.Errorf("changed is not in the JSON: %s", b)
+	}
+}
+
+func TestOlderReadNeverMovesStateBack(t *testing.T) {
+	w, q, st := newWriter(objectstate.Suppress)
+	ctx := context.Background()
+	newer := item(uid, t0.Add(2*time.Second), map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "CTO"})
+	older := item(uid, t0.Add(time.Second), map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Engineer"})
+	w.Write(ctx, []Item{newer})
+	if res, _ := w.Write(ctx, []Item{older}); res.Suppressed != 1 {
+		t.Fatalf("an older read was written: %+v", res)
+	}
+	if evs := written(t, q); len(evs) != 1 || evs[0].Object["jobTitle"] != "CTO" {
+		t.Fatalf("events %+v", evs)
+	}
+	r, err := st.Get(ctx, "users", uid)
+	if err != nil || r == nil || !r.ReadAt.Equal(newer.ReadAt) {
+		t.Fatalf("stored row %+v, %v: the state went back", r, err)
+	}
+}
+
+func TestMembershipAndDeletesAreAlwaysWritten(t *testing.T) {
+	w, q, _ := newWriter(objectstate.Suppress)
+	ctx := context.Background()
+	g := map[string]any{"id": uid, "displayName": "Team"}
+	it := item(uid, t0, g)
+	it.Event.Resource, it.Event.Field = "groups", message.FieldGroup
+	w.Write(ctx, []Item{it})
+	it.ReadAt = t0.Add(time.Second)
+	it.Event.Members = &message.Members{Added: []string{"x"}, Removed: []string{}}
+	if res, _ := w.Write(ctx, []Item{it}); res.Written != 1 {
+		t.Fatalf("a membership change with unchanged properties was suppressed: %+v", res)
+	}
+	del := item(uid, t0.Add(-time.Hour), nil) // even read before the stored state
+	del.Event.Resource, del.Event.ChangeType = "groups", graph.Deleted
+	if res, _ := w.Write(ctx, []Item{del}); res.Written != 1 {
+		t.Fatalf("a delete was suppressed: %+v", res)
+	}
+	if n := len(written(t, q)); n != 3 {
+		t.Fatalf("%d events, want 3", n)
+	}
+}
+
+func TestEmitModeWritesEverything(t *testing.T) {
+	w, q, _ := newWriter(objectstate.Emit)
+	props := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Engineer"}
+	w.Write(context.Background(), []Item{item(uid, t0, props)})
+	w.Write(context.Background(), []Item{item(uid, t0.Add(time.Second), props)})
+	evs := written(t, q)
+	if len(evs) != 2 || evs[1].Changed == nil || len(evs[1].Changed) != 0 {
+		t.Fatalf("events %+v: want both, the second with an empty changed list", evs)
+	}
+}
+
+type failingState struct{ State }
+
+func (failingState) Decide(context.Context, []objectstate.Observation) ([]objectstate.Decision, error) {
+	return nil, errors.New("table unreachable")
+}
+
+func TestStateFailuresWriteNothing(t *testing.T) {
+	q := storagequeue.NewMemory()
+	w := NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return failingState{}, nil })
+	if _, err := w.Write(context.Background(), []Item{item(uid, t0, map[string]any{"id": uid})}); err == nil {
+		t.Fatal("a state store that cannot decide must fail the write (the caller retries)")
+	}
+	if len(q.Messages(message.ChangesQueue)) != 0 {
+		t.Fatal("an event was written without a decision")
+	}
+}
+
+func TestWithoutStateEverythingIsWritten(t *testing.T) {
+	q := storagequeue.NewMemory()
+	w := NewWriter(func() (Queue, error) { return q, nil }, nil)
+	props := map[string]any{"id": uid}
+	if res, err := w.Write(context.Background(), []Item{item(uid, t0, props), item(uid, t0, props)}); err != nil || res.Written != 2 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+}
