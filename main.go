@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/eventhub"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
@@ -111,6 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	srv := customhandler.NewServer(log)
 	webhook.New(cfg, time.Now).Register(srv)
+	eventhub.New(cfg, time.Now).Register(srv)
 	queueworker.New(queueworker.Deps{
 		Config:        cfg,
 		Graph:         a.graph,
