@@ -70,11 +70,11 @@ run_deploy() {
 	out="$(env PATH="$tmp/bin:$PATH" AZ_LOG="$log" ${envs[@]+"${envs[@]}"} bash "$DEPLOY" --app ehtest --skip-publish "$@" 2>&1)"
 	rc=$?
 	set -e
-	[ "$rc" -eq 0 ] && pass "$name: exits 0" || fail "$name: exit $rc: $out"
+	if [ "$rc" -eq 0 ]; then pass "$name: exits 0"; else fail "$name: exit $rc: $out"; fi
 }
 
-has() { grep -qF -- "$2" "$log" && pass "$1" || fail "$1: log lacks: $2"; }
-lacks() { grep -qF -- "$2" "$log" && fail "$1: log has: $2" || pass "$1"; }
+has() { if grep -qF -- "$2" "$log"; then pass "$1"; else fail "$1: log lacks: $2"; fi; }
+lacks() { if grep -qF -- "$2" "$log"; then fail "$1: log has: $2"; else pass "$1"; fi; }
 
 # Default: no Event Hubs resources, the function disabled, its hub name resolvable.
 run_deploy default --
@@ -109,7 +109,11 @@ set +e
 out="$(env PATH="$tmp/bin:$PATH" AZ_LOG="$tmp/bad.log" bash "$DEPLOY" --app ehtest --skip-publish --event-hubs --eventhubs-namespace 'x!' 2>&1)"
 rc=$?
 set -e
-[ "$rc" -ne 0 ] && [[ "$out" == *"Event Hubs namespace name"* ]] && pass "bad namespace refused" || fail "bad namespace: rc $rc: $out"
+if [ "$rc" -ne 0 ] && [[ "$out" == *"Event Hubs namespace name"* ]]; then
+	pass "bad namespace refused"
+else
+	fail "bad namespace: rc $rc: $out"
+fi
 
 if [ "$failures" -gt 0 ]; then
 	printf '%d failure(s)\n' "$failures" >&2
