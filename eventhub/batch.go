@@ -10,7 +10,7 @@ import (
 )
 
 // The host's encoding of an eventHubTrigger batch for a custom handler was read from its source and never
-// observed on a running host (docs/operations.md, "Event Hubs delivery"). With cardinality many and dataType
+// observed on a running host (README.md, "Event Hubs delivery"). With cardinality many and dataType
 // string it should be a JSON string whose content is a JSON array of strings, one per event body; but every
 // layer could as well arrive encoded once more or once less, and a dataType left unset gives objects, binary
 // gives base64. The decoder accepts all of these, so a host that differs from that reading still delivers.
