@@ -368,3 +368,24 @@ func TestEventHubConfigurationErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestEventHubHandlerKilledMidBatchIsRetried(t *testing.T) {
+	root := newApp(t, "00:01:00", "hub")
+	h, log := startHost(t, fakehost.Options{AppRoot: root, RetryDelay: compress, Settings: hubSettings()})
+	pos := h.SendEvents("graph-hub", events("sleep, then answer")...)
+	waitFor(t, 10*time.Second, "the invocation to start", func() bool { return strings.Contains(log.String(), "Executing function") })
+	if err := h.KillHandler(); err != nil {
+		t.Fatal(err)
+	}
+	waitHost(t, h, "the batch to be done", func() bool {
+		seq, _ := h.Checkpoint("hub", pos[0].Partition)
+		return seq == 0
+	})
+	recs := records(h, "hub", "")
+	if len(recs) != 2 || recs[0].Status != fakehost.Failed || recs[1].Status != fakehost.Succeeded || recs[1].RetryCount != 1 {
+		t.Fatalf("records = %+v, want the killed attempt then a successful retry of the same batch", recs)
+	}
+	if got := stringArray(t, hubInvocations(t, h, "hub")[0].Data["events"]); !slices.Equal(got, []string{"sleep, then answer"}) {
+		t.Errorf("retried batch = %q", got)
+	}
+}

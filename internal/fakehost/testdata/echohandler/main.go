@@ -6,7 +6,7 @@
 //	work   queue trigger: fails (500) when the message contains "fail", else writes Outputs.done
 //	tick   timer: fails while RetryContext.RetryCount < TICK_FAILS, else writes Outputs.log
 //	hub*   event hub: answers Logs [Data, Metadata] as JSON texts; fails when Data contains "fail" and
-//	       RetryContext.RetryCount < HUB_FAILS (-1: always)
+//	       RetryContext.RetryCount < HUB_FAILS (-1: always); sleeps 300 ms first when Data contains "sleep"
 //	crash  exits with the code in the query
 //	sleep  sleeps for the milliseconds in the query, then answers
 //	null   answers 200 application/json "null"
@@ -140,6 +140,9 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		var data strings.Builder
 		for _, v := range inv.Data {
 			data.Write(v)
+		}
+		if strings.Contains(data.String(), "sleep") {
+			time.Sleep(300 * time.Millisecond)
 		}
 		if strings.Contains(data.String(), "fail") && (fails < 0 || rc.RetryCount < fails) {
 			fail(w, fmt.Sprintf("%s attempt %d fails as asked", fn, rc.RetryCount))
