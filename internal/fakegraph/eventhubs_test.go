@@ -81,6 +81,9 @@ func TestEventHubSubscriptionGetsAValidationEventNotAHandshake(t *testing.T) {
 	// Changes and lifecycle events arrive as event bodies, one changeNotificationCollection each.
 	s.AddUser(User{ID: "u1", Props: map[string]any{"displayName": "One"}})
 	s.Flush()
+	if err := s.WaitDelivered(ctxT(t)); err != nil { // deliveries run concurrently: keep the order known
+		t.Fatal(err)
+	}
 	s.SendLifecycle(id, "missed")
 	s.Flush()
 	if err := s.WaitDelivered(ctxT(t)); err != nil {
