@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strings"
 	"unicode"
@@ -46,16 +45,16 @@ type collection struct {
 	tokens    []string
 	res       Result
 
-	raw  json.RawMessage
 	ms   []member
 	rd   []member
 	seen map[string]struct{}
 	w    wire
 }
 
-// decode streams body, a changeNotificationCollection: it reads the collection's members one at a time and
-// each element of "value" on its own, verifies it and keeps it only when it passes. Memory is bounded by
-// the largest single element and what is kept, never by the number of elements.
+// decode reads body, a changeNotificationCollection, one notification at a time: each element of "value" is
+// verified where it lies in body and kept (as a copy without its clientState) only when it passes. Nothing
+// is built for an element that fails, so memory is bounded by what is kept, never by the number of
+// elements, and a body of a million empty objects costs one pass of validation and one of scanning.
 func (c *collection) decode(body []byte) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -64,106 +63,80 @@ func (c *collection) decode(body []byte) error {
 	if trimmed[0] != '{' {
 		return badInput("body is not a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if _, err := dec.Token(); err != nil { // '{'
-		return bodyError(err)
+	// encoding/json validates the whole text (syntax, nesting depth) without building anything; the scans
+	// below rely on it.
+	if !json.Valid(trimmed) {
+		return bodyError(json.Unmarshal(trimmed, &skip{})) // only for the error's offset
 	}
-	var names []string
-	sawValue := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return bodyError(err)
-		}
-		name, _ := tok.(string)
-		// Two members encoding/json would read as one field (two "value" arrays) make two views of one body:
-		// whichever a reader keeps, another might keep the other. Refuse rather than choose.
-		for _, seen := range names {
-			if strings.EqualFold(seen, name) {
-				return badInput("body is not a notification collection: it has two members named %s", describeName(name, nameValue, nameValidationTokens))
-			}
-		}
-		if len(names) == maxCollectionMembers {
-			return badInput("body is not a notification collection: it has more than %d members", maxCollectionMembers)
-		}
-		names = append(names, name)
-		switch {
+	top, err := members(trimmed, nil, maxCollectionMembers)
+	if err != nil {
+		return badInput("body is not a notification collection: it has more than %d members", maxCollectionMembers)
+	}
+	// Two members encoding/json would read as one field (two "value" arrays) make two views of one body:
+	// whichever a reader keeps, another might keep the other. Refuse rather than choose.
+	if dup, name := c.duplicate(trimmed, top); dup {
+		return badInput("body is not a notification collection: it has two members named %s", describeName(name, nameValue, nameValidationTokens))
+	}
+	var value []byte
+	for _, m := range top {
+		v := trimmed[m.valueStart:m.valueEnd]
+		switch name := string(m.name(trimmed)); {
 		case strings.EqualFold(name, nameValue):
-			isArray, err := c.value(dec)
-			if err != nil {
-				return err
+			switch v[0] {
+			case 'n':
+			case '[':
+				value = v
+			default:
+				return badInput("body is not a notification collection: value must be an array, not %s", rawKind(v))
 			}
-			sawValue = sawValue || isArray
 		case strings.EqualFold(name, nameValidationTokens):
-			if err := dec.Decode(&c.tokens); err != nil {
-				if errors.As(err, new(*json.UnmarshalTypeError)) {
-					return badInput("body is not a notification collection: validationTokens must be an array of strings")
-				}
-				return bodyError(err)
-			}
-		default:
-			if err := dec.Decode(&skip{}); err != nil {
-				return bodyError(err)
+			if err := json.Unmarshal(v, &c.tokens); err != nil {
+				return badInput("body is not a notification collection: validationTokens must be an array of strings")
 			}
 		}
 	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return bodyError(err)
-	}
-	if rest := bytes.TrimSpace(trimmed[dec.InputOffset():]); len(rest) > 0 {
-		return badInput("body is not a notification collection: there is more after the collection's closing brace")
-	}
-	if !sawValue {
+	if value == nil {
 		return badInput(`body has no "value" array`)
+	}
+	for i := skipSpace(value, 1); value[i] != ']'; {
+		end := valueEnd(value, i)
+		if err := c.notification(value[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(value, end)
+		if value[i] == ',' {
+			i = skipSpace(value, i+1)
+		}
 	}
 	return nil
 }
 
-// maxCollectionMembers bounds the top-level members of a body (Graph sends two or three).
-const maxCollectionMembers = 64
+// Bounds on members, far above what Graph sends (two or three in a collection, about ten in a notification),
+// so that one object with a million members cannot make a table of them.
+const (
+	maxCollectionMembers   = 64
+	maxNotificationMembers = 256
+)
 
-// value reads the "value" member: null (as if absent) or an array, each element verified in turn.
-func (c *collection) value(dec *json.Decoder) (isArray bool, err error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return false, bodyError(err)
-	}
-	if tok == nil {
-		return false, nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return false, badInput("body is not a notification collection: value must be an array, not %s", tokenKind(tok))
-	}
-	for dec.More() {
-		c.raw = c.raw[:0]
-		if err := dec.Decode(&c.raw); err != nil {
-			return false, bodyError(err)
-		}
-		if err := c.notification(); err != nil {
-			return false, err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // ']'
-		return false, bodyError(err)
-	}
-	return true, nil
-}
-
-// notification verifies one element of "value" (c.raw) and keeps it, without its clientState, when it
+// notification verifies one element of "value" and keeps it, without its clientState, when it
 // passes. A malformed element refuses the whole body; one that fails verification is counted and dropped.
-func (c *collection) notification() error {
-	raw := c.raw
+func (c *collection) notification(raw []byte) error {
 	if raw[0] != '{' {
 		return badInput("body is not a notification collection: value must be an object, not %s", rawKind(raw))
 	}
-	c.ms = members(raw, c.ms[:0])
+	var err error
+	if c.ms, err = members(raw, c.ms[:0], maxNotificationMembers); err != nil {
+		return badInput("body is not a notification collection: a notification has more than %d members", maxNotificationMembers)
+	}
 	if dup, name := c.duplicate(raw, c.ms); dup {
 		return badInput("body is not a notification collection: a notification has two members named %s", describeName(name, wireNames...))
 	}
 	for _, m := range c.ms {
 		if strings.EqualFold(string(m.name(raw)), nameResourceData) && raw[m.valueStart] == '{' {
 			obj := raw[m.valueStart:m.valueEnd]
-			c.rd = members(obj, c.rd[:0])
+			if c.rd, err = members(obj, c.rd[:0], maxNotificationMembers); err != nil {
+				return badInput("body is not a notification collection: a notification's resourceData has more than %d members", maxNotificationMembers)
+			}
 			if dup, name := c.duplicate(obj, c.rd); dup {
 				return badInput("body is not a notification collection: a notification's resourceData has two members named %s", describeName(name, resourceDataNames...))
 			}
@@ -171,7 +144,9 @@ func (c *collection) notification() error {
 	}
 	// Most forgeries fail on clientState: check it before decoding the rest, so that a body of a million
 	// forged elements costs a scan, not a million decodes.
-	if state, ok := stringMember(raw, c.ms, nameClientState); ok && !c.v.clientStateMatches(state) {
+	// An empty or missing clientState never matches (GRAPH_CLIENT_STATE has at least 16 characters), and
+	// needs no digest to say so.
+	if state, ok := stringMember(raw, c.ms, nameClientState); ok && (state == "" || !c.v.clientStateMatches(state)) {
 		c.res.BadClientState++
 		sub, _ := stringMember(raw, c.ms, "subscriptionId")
 		c.noteDropped(sub)
@@ -366,8 +341,6 @@ func bodyError(err error) error {
 	switch {
 	case errors.As(err, &se):
 		return badInput("body is not a notification collection: invalid JSON at offset %d", se.Offset)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return badInput("body is not a notification collection: it ends before the collection does")
 	}
 	return elementError(err)
 }

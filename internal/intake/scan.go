@@ -3,6 +3,7 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 )
 
 // member is one name/value pair of a JSON object, as offsets into the object's text: the name with its
@@ -11,13 +12,17 @@ type member struct {
 	nameStart, nameEnd, valueStart, valueEnd int
 }
 
-// members appends the members of obj, a valid JSON object (as json.Decoder hands out), to ms. It
-// allocates nothing but ms's growth: the notification path runs it once per element of the collection.
-func members(obj []byte, ms []member) []member {
+// errTooMany says an object has more members than the caller allows.
+var errTooMany = errors.New("too many members")
+
+// members appends the members of obj, a valid JSON object, to ms, at most limit of them. It allocates
+// nothing but ms's growth: the intake runs it once per element of the collection.
+func members(obj []byte, ms []member, limit int) ([]member, error) {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
-		return ms
+		return ms, nil
 	}
+	start := len(ms)
 	i = skipSpace(obj, i+1)
 	for i < len(obj) && obj[i] == '"' {
 		var m member
@@ -25,13 +30,16 @@ func members(obj []byte, ms []member) []member {
 		i = skipSpace(obj, m.nameEnd)
 		i = skipSpace(obj, i+1) // past ':'
 		m.valueStart, m.valueEnd = i, valueEnd(obj, i)
+		if len(ms)-start == limit {
+			return ms, errTooMany
+		}
 		ms = append(ms, m)
 		i = skipSpace(obj, m.valueEnd)
 		if i < len(obj) && obj[i] == ',' {
 			i = skipSpace(obj, i+1)
 		}
 	}
-	return ms
+	return ms, nil
 }
 
 // name returns a member's name as encoding/json reads it: unquoted, escapes resolved. Only a name
