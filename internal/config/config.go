@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 )
 
 // Setting names, as they appear in local.settings.json and the portal.
@@ -66,7 +68,7 @@ func redacted(s Secret) string {
 	if s == "" {
 		return ""
 	}
-	return "[redacted]"
+	return redact.Marker
 }
 
 // Config is every app setting, parsed.

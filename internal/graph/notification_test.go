@@ -3,8 +3,12 @@ package graph
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 )
 
 const sample = `{"value":[{"subscriptionId":"d850b120","subscriptionExpirationDateTime":"2026-01-20T10:00:00+00:00",
@@ -131,9 +135,27 @@ func TestUserProject(t *testing.T) {
 }
 
 func TestSubscriptionErrorsHideSecrets(t *testing.T) {
-	err := redact(&Error{Op: "create subscription", Status: 400, Message: "Invalid notificationUrl 'https://x/api/webhook?code=FUNCKEY&cs=1' for clientState s3cret"},
-		append(urlKeys("https://x/api/webhook?code=FUNCKEY&cs=1"), "s3cret")...)
-	if msg := err.Error(); strings.Contains(msg, "FUNCKEY") || strings.Contains(msg, "s3cret") {
-		t.Errorf("error shows a secret: %s", msg)
+	// A function key as Azure makes them (base64: / + =), configured with a raw + and escaped / and =.
+	notificationURL := "https://hooks.example/api/webhook?code=ab%2Fcd+ef%3D%3D&x=1"
+	const state = "s3cret-client-state-0123"
+	secrets := append(redact.FunctionKeys(notificationURL), redact.Forms(state)...)
+	for _, quoted := range []string{
+		"ab/cd+ef==",         // decoded
+		"ab%2Fcd%2Bef%3D%3D", // query-escaped, as Graph re-encodes it
+		"ab%2fcd%2bef%3d%3d", // the same in lower-case hex
+		"ab%2Fcd+ef%3D%3D",   // as configured
+		"ab/cd ef==",         // + read as a space
+	} {
+		for _, msg := range []string{
+			"Subscription validation request failed. Notification endpoint 'https://hooks.example/api/webhook?code=" + quoted + "' did not respond.",
+			"key " + quoted + " refused; clientState " + state,
+			strings.Repeat("x", 500) + " " + quoted, // cut at 512 bytes: no prefix of the key may survive
+		} {
+			body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "InvalidRequest", "message": msg}})
+			err := responseError("create subscription", flagSubscriptionWrite, 400, http.Header{}, body, time.Now(), secrets...)
+			if got := err.Error(); strings.Contains(got, "ab/") || strings.Contains(strings.ToLower(got), "ab%2f") || strings.Contains(got, "s3cret") {
+				t.Errorf("error shows a secret: %s", got)
+			}
+		}
 	}
 }
