@@ -18,8 +18,11 @@ const sample = `{"value":[{"subscriptionId":"d850b120","subscriptionExpirationDa
  "futureField":{"nested":[1,2.50,"x"]}}],"validationTokens":["jwt"]}`
 
 func TestNotificationKeptFieldForField(t *testing.T) {
-	c, err := DecodeCollection([]byte(sample))
-	if err != nil {
+	var c struct {
+		Value            []ChangeNotification
+		ValidationTokens []string
+	}
+	if err := json.Unmarshal([]byte(sample), &c); err != nil {
 		t.Fatal(err)
 	}
 	n := c.Value[0]
@@ -61,66 +64,6 @@ func TestResourceIDFallsBackToResource(t *testing.T) {
 	if n.ResourceID() != "abc" {
 		t.Errorf("ResourceID = %q", n.ResourceID())
 	}
-}
-
-func TestDecodeCollectionErrors(t *testing.T) {
-	for _, tc := range []struct{ body, want string }{
-		{``, "empty body"},
-		{`   `, "empty body"},
-		{`[1]`, "not a JSON object"},
-		{`{"value":{}}`, "value must be an array"},
-		{`{"value":[1]}`, "value must be an object, not number"},
-		{`{"value":[{"clientState":7}]}`, "value.clientState must be a string, not number"},
-		{`{"value":[{"resourceData":"x"}]}`, "must be an object"},
-		{`{"nothing":1}`, `no "value"`},
-		{`{"value":[{"a":}]}`, "invalid JSON"},
-	} {
-		_, err := DecodeCollection([]byte(tc.body))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("DecodeCollection(%q) = %v, want %q", tc.body, err, tc.want)
-		}
-	}
-	if c, err := DecodeCollection([]byte(`{"value":[],"validationTokens":null}`)); err != nil || len(c.Value) != 0 {
-		t.Errorf("an empty collection is valid: %v", err)
-	}
-}
-
-func FuzzDecodeCollection(f *testing.F) {
-	f.Add([]byte(sample))
-	f.Add([]byte(`{"value":[{"lifecycleEvent":"missed"}]}`))
-	f.Add([]byte(`{"value":[{"resourceData":{"sequenceNumber":1e400}}]}`))
-	f.Add([]byte(`{"Value":[{"a":"]}\\\""}],"x":{"value":[]}, "VALUE" : [ {} , {"b":[1,{}]} ] }`))
-	f.Add([]byte(`{"v\u0061lue":[{}],"validationTokens":["t"]}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		c, err := DecodeCollection(body)
-		if err != nil {
-			return
-		}
-		// The raw bytes kept for each notification are exactly the elements encoding/json sees.
-		var ref struct{ Value []json.RawMessage }
-		if err := json.Unmarshal(body, &ref); err != nil || len(ref.Value) != len(c.Value) {
-			t.Fatalf("reference decode: %v, %d elements vs %d", err, len(ref.Value), len(c.Value))
-		}
-		for i := range ref.Value {
-			if !bytes.Equal(ref.Value[i], c.Value[i].Raw) {
-				t.Fatalf("element %d: raw %q, encoding/json %q", i, c.Value[i].Raw, ref.Value[i])
-			}
-		}
-		// Whatever decodes must re-encode to JSON that decodes to the same notifications.
-		out, err := json.Marshal(c)
-		if err != nil {
-			t.Fatalf("re-encode: %v", err)
-		}
-		c2, err := DecodeCollection(out)
-		if err != nil || len(c2.Value) != len(c.Value) {
-			t.Fatalf("round trip: %v", err)
-		}
-		for i := range c.Value {
-			if c.Value[i].ClientState != c2.Value[i].ClientState || c.Value[i].Tenant() != c2.Value[i].Tenant() || c.Value[i].ResourceID() != c2.Value[i].ResourceID() {
-				t.Fatalf("notification %d changed in a round trip", i)
-			}
-		}
-	})
 }
 
 func TestUserProject(t *testing.T) {
