@@ -51,3 +51,20 @@ func TestURLError(t *testing.T) {
 		t.Error("other errors change")
 	}
 }
+
+// FuzzText feeds texts as Graph quotes them back in errors: whatever surrounds a function key, no form of
+// it survives, and the text is otherwise kept.
+func FuzzText(f *testing.F) {
+	f.Add("Notification endpoint 'https://h.example/api/webhook?code=", "' did not respond")
+	f.Add("key ", " and more")
+	f.Add("http://a/?", "#x")
+	keys := FunctionKeys("https://h.example/api/webhook?code=ab%2Fcd+ef%3D%3D")
+	f.Fuzz(func(t *testing.T, before, after string) {
+		for _, k := range keys {
+			got := Text(before+k+after, keys...)
+			if strings.Contains(got, k) {
+				t.Fatalf("%q survives in %q", k, got)
+			}
+		}
+	})
+}
