@@ -68,6 +68,7 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 		return f.handshake(token), nil
 	}
 	body := hr.BodyBytes() // base64-decoded when the host sent it so (octet-stream, multipart)
+	hr.Body = nil          // the decoded copy is all that is needed: let a large body's string go
 	if len(body) > MaxBodyBytes {
 		return reply(problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))), nil
 	}

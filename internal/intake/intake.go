@@ -10,8 +10,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
@@ -60,6 +58,7 @@ type Result struct {
 
 	BadClientState int // dropped: clientState matches no configured secret
 	ForeignTenant  int // dropped: the tenant is not ours
+	MalformedID    int // dropped: a change notification whose resource id is not a GUID
 	Oversize       int // dropped: too large for a queue message on its own
 
 	// DroppedSubscriptions names up to five subscriptions whose notifications failed verification, for the
@@ -68,12 +67,12 @@ type Result struct {
 }
 
 // Dropped counts every notification not queued.
-func (r Result) Dropped() int { return r.BadClientState + r.ForeignTenant + r.Oversize }
+func (r Result) Dropped() int { return r.BadClientState + r.ForeignTenant + r.MalformedID + r.Oversize }
 
 // Summary is one line for the invocation's Logs.
 func (r Result) Summary() string {
-	return fmt.Sprintf("queued %d change and %d lifecycle notifications in %d messages; dropped %d (clientState %d, tenant %d, oversize %d)",
-		r.Changes, r.Lifecycle, r.Messages, r.Dropped(), r.BadClientState, r.ForeignTenant, r.Oversize)
+	return fmt.Sprintf("queued %d change and %d lifecycle notifications in %d messages; dropped %d (clientState %d, tenant %d, id %d, oversize %d)",
+		r.Changes, r.Lifecycle, r.Messages, r.Dropped(), r.BadClientState, r.ForeignTenant, r.MalformedID, r.Oversize)
 }
 
 // Collection verifies one changeNotificationCollection body and returns what to queue. A body that is not
@@ -82,34 +81,11 @@ func (v *Verifier) Collection(ctx context.Context, body []byte) (Result, error) 
 	if v.missing != nil {
 		return Result{}, fmt.Errorf("cannot verify notifications, so Graph will retry them: %w", v.missing)
 	}
-	if len(body) == 0 {
-		return Result{}, badInput("the body is empty: expected a change notification collection")
+	c := collection{v: v}
+	if err := c.decode(body); err != nil {
+		return Result{}, err
 	}
-	coll, err := graph.DecodeCollection(body)
-	if err != nil {
-		return Result{}, &BadInput{Detail: err.Error()}
-	}
-	var r Result
-	var changes, lifecycle []graph.ChangeNotification
-	for _, n := range coll.Value {
-		okState, okTenant := v.clientStateMatches(n.ClientState), strings.EqualFold(n.Tenant(), v.tenant)
-		if !okState || !okTenant {
-			if !okState {
-				r.BadClientState++
-			} else {
-				r.ForeignTenant++
-			}
-			if len(r.DroppedSubscriptions) < 5 && !slices.Contains(r.DroppedSubscriptions, n.SubscriptionID) {
-				r.DroppedSubscriptions = append(r.DroppedSubscriptions, n.SubscriptionID)
-			}
-			continue
-		}
-		if n.IsLifecycle() {
-			lifecycle = append(lifecycle, n)
-		} else {
-			changes = append(changes, n)
-		}
-	}
+	r, changes, lifecycle := c.res, c.changes, c.lifecycle
 
 	seen := v.now().UTC().Truncate(time.Second)
 	var msgs []message.Message
@@ -120,7 +96,7 @@ func (v *Verifier) Collection(ctx context.Context, body []byte) (Result, error) 
 		if len(batch.ns) == 0 {
 			continue
 		}
-		tmpl := message.Message{V: message.Version, Kind: batch.kind, ValidationTokens: coll.ValidationTokens, FirstSeen: seen}
+		tmpl := message.Message{V: message.Version, Kind: batch.kind, ValidationTokens: c.tokens, FirstSeen: seen}
 		ms, tooBig, err := message.Split(tmpl, batch.ns)
 		if err != nil {
 			return Result{}, fmt.Errorf("queue notifications: %w", err)
@@ -137,9 +113,9 @@ func (v *Verifier) Collection(ctx context.Context, body []byte) (Result, error) 
 	r.Messages = len(msgs)
 
 	log := logctx.From(ctx)
-	if dropped := r.BadClientState + r.ForeignTenant; dropped > 0 {
+	if dropped := r.BadClientState + r.ForeignTenant + r.MalformedID; dropped > 0 {
 		log.Warn("dropped notifications that failed verification",
-			"bad_client_state", r.BadClientState, "foreign_tenant", r.ForeignTenant, "subscriptions", r.DroppedSubscriptions)
+			"bad_client_state", r.BadClientState, "foreign_tenant", r.ForeignTenant, "malformed_id", r.MalformedID, "subscriptions", r.DroppedSubscriptions)
 	}
 	if r.Oversize > 0 {
 		log.Error("dropped notifications too large for a queue message", "count", r.Oversize)
