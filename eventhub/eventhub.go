@@ -36,10 +36,10 @@ const (
 )
 
 // MaxInvocationBytes bounds the invocation request, and so the batch. Graph's notifications for users are
-// about a kilobyte and host.json asks for at most 100 events per batch, so a genuine batch is a few
-// megabytes even with the host's double JSON encoding; a larger one is skipped whole (and logged), since
-// failing it would retry it for ever.
-const MaxInvocationBytes = 32 << 20
+// about a kilobyte and host.json asks for at most 100 events per batch, so a genuine batch is well under a
+// megabyte even with the host's double JSON encoding; a larger one is skipped whole (and logged), since
+// failing it would retry it for ever. Decoding holds about three times this at its peak.
+const MaxInvocationBytes = 16 << 20
 
 // maxInvocationBytes is MaxInvocationBytes, lowered by tests.
 var maxInvocationBytes int64 = MaxInvocationBytes
@@ -90,6 +90,7 @@ func (t *tally) add(r intake.Result) {
 	t.Lifecycle += r.Lifecycle
 	t.BadClientState += r.BadClientState
 	t.ForeignTenant += r.ForeignTenant
+	t.MalformedID += r.MalformedID
 	t.Oversize += r.Oversize
 	for _, id := range r.DroppedSubscriptions {
 		if len(t.DroppedSubscriptions) < 5 && !slices.Contains(t.DroppedSubscriptions, id) {
@@ -154,9 +155,10 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 		return nil, err
 	}
 	t.Messages = len(msgs)
-	if dropped := t.BadClientState + t.ForeignTenant; dropped > 0 {
+	if dropped := t.BadClientState + t.ForeignTenant + t.MalformedID; dropped > 0 {
 		log.Warn("eventhub: dropped notifications that failed verification", "partition", pos.Partition,
-			"bad_client_state", t.BadClientState, "foreign_tenant", t.ForeignTenant, "subscriptions", t.DroppedSubscriptions)
+			"bad_client_state", t.BadClientState, "foreign_tenant", t.ForeignTenant, "malformed_id", t.MalformedID,
+			"subscriptions", t.DroppedSubscriptions)
 	}
 	if t.Oversize > 0 {
 		log.Error("eventhub: dropped notifications too large for a queue message", "partition", pos.Partition, "count", t.Oversize)
