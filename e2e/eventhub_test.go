@@ -91,3 +91,21 @@ func records(h *fakehost.Host, function string) []fakehost.InvocationRecord {
 	}
 	return out
 }
+
+// TestEventHubsIntakeUnderEachEncoding runs a change through the real handler with each way the host
+// might encode an event batch (the default one is covered above): the wire shape was read from the host's
+// source, never observed, so the handler must read them all.
+func TestEventHubsIntakeUnderEachEncoding(t *testing.T) {
+	for _, enc := range []fakehost.EventHubEncoding{fakehost.EventHubEncodingArray, fakehost.EventHubEncodingQuotedElements} {
+		t.Run(string(enc), func(t *testing.T) {
+			s := start(t, devstack.Options{Users: 2, EventHubs: true, Host: func(o *fakehost.Options) { o.EventHubEncoding = enc }})
+			ctx := deadline(t, 60*time.Second)
+			s.Graph.DeleteSubscriptionSilently(s.Graph.Subscriptions()[0].ID)
+			s.Graph.SeedSubscription(fakegraph.Subscription{NotificationURL: devstack.EventHubURL(), ClientState: s.Settings["GRAPH_CLIENT_STATE"]})
+			s.Graph.UpdateUser(devstack.UserID(2), map[string]any{"jobTitle": "encoded " + string(enc)})
+			if err := s.AwaitState(ctx, ids(2, 2)); err != nil {
+				t.Fatalf("%v; events: %+v", err, s.Events())
+			}
+		})
+	}
+}
