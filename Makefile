@@ -55,8 +55,9 @@ SCRIPTS := $(wildcard scripts/*.sh deploy/*.sh) .ci/run
 start: ## build ./handler, start Azurite (data in .azurite/), run func start (ARGS= passes flags to func)
 	./scripts/start.sh $(ARGS)
 
-test-scripts: ## quick shell tests of scripts/start.sh (no Core Tools, no network)
+test-scripts: ## quick shell tests of scripts/start.sh and deploy/deploy.sh (no Core Tools, no Azure, no network)
 	bash scripts/start_test.sh
+	bash deploy/deploy_test.sh
 
 lint-scripts: ## bash -n, then shellcheck when installed, on every shell script
 	@for f in $(SCRIPTS); do bash -n "$$f" || exit 1; done; echo "bash -n: ok ($(words $(SCRIPTS)) files)"

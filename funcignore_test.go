@@ -23,6 +23,7 @@ func TestFuncignorePublishesOnlyTheApp(t *testing.T) {
 	dir := t.TempDir()
 	files := []string{
 		"host.json", "handler", "webhook/function.json", "queueworker/function.json", "renewtimer/function.json",
+		"eventhub/function.json", "eventhub/eventhub.go",
 		"main.go", "go.mod", "go.sum", "webhook/webhook.go", "webhook/testdata/x.json", "internal/config/config.go",
 		"node_modules/azurite/package.json", "local.settings.json", "README.md", "docs/operations.md",
 		"package.json", "Makefile", "e2e/main_test.go", "deploy/deploy.sh", ".ci/run",
@@ -52,7 +53,7 @@ func TestFuncignorePublishesOnlyTheApp(t *testing.T) {
 		}
 	}
 	slices.Sort(published)
-	want := []string{"handler", "host.json", "queueworker/function.json", "renewtimer/function.json", "webhook/function.json"}
+	want := []string{"eventhub/function.json", "handler", "host.json", "queueworker/function.json", "renewtimer/function.json", "webhook/function.json"}
 	if !slices.Equal(published, want) {
 		t.Errorf("published %v, want %v", published, want)
 	}

@@ -2,6 +2,10 @@ module github.com/graphwebhooks/graph-webhooks-go
 
 go 1.26.0
 
+// The newest Go 1.26 patch release, so builds get the standard library's security fixes; with the default
+// GOTOOLCHAIN=auto a Go older than this downloads it from the module proxy.
+toolchain go1.26.11
+
 require (
 	github.com/Azure/azure-sdk-for-go/sdk/azcore v1.24.0
 	github.com/Azure/azure-sdk-for-go/sdk/azidentity v1.15.0

@@ -26,6 +26,15 @@
 #   --grant-graph                                 also run deploy/grant-graph-permission.sh (graph-auth=mi)
 #   --skip-publish                                provision and configure only
 #   --zip-deploy                                  publish with az (zip deploy) even when func is installed
+#   --event-hubs            EVENT_HUBS=true       Graph delivers through Azure Event Hubs (off by default): creates
+#                                                 the namespace (Standard) and hub, gives Microsoft Graph Change
+#                                                 Tracking "Azure Event Hubs Data Sender" and the identity "Data
+#                                                 Receiver", sets GRAPH_EVENTHUB__* and GRAPH_EVENTHUB_NAME,
+#                                                 enables the eventhub function, subscribes with an EventHub: URL
+#   --eventhubs-namespace NAME  EVENTHUBS_NAMESPACE  default: ehns-<app>
+#   --event-hub NAME        EVENT_HUB_NAME        default: graph-notifications
+#   --tenant-domain DOMAIN  EVENTHUB_TENANT_DOMAIN  the tenant's primary domain for the EventHub: URL;
+#                                                 default: looked up with az rest (Graph /organization)
 # Graph settings with design defaults: GRAPH_RESOURCE, GRAPH_CHANGE_TYPE, GRAPH_USER_SELECT, GRAPH_BASE_URL,
 # RENEW_SCHEDULE (hourly), RESYNC_INITIAL, RESYNC_CONTAINER; optional: AZURE_AUTHORITY_HOST,
 # GRAPH_LIFECYCLE_NOTIFICATION_URL, GRAPH_CLIENT_STATE (generated once when absent).
@@ -49,6 +58,12 @@ AZURE_TENANT_ID="${AZURE_TENANT_ID:-}"
 GRANT_GRAPH="${GRANT_GRAPH:-false}"
 SKIP_PUBLISH="${SKIP_PUBLISH:-false}"
 ZIP_DEPLOY="${ZIP_DEPLOY:-false}"
+EVENT_HUBS="${EVENT_HUBS:-false}"
+EVENTHUBS_NAMESPACE="${EVENTHUBS_NAMESPACE:-}"
+EVENT_HUB_NAME="${EVENT_HUB_NAME:-graph-notifications}"
+EVENTHUB_TENANT_DOMAIN="${EVENTHUB_TENANT_DOMAIN:-}"
+# Microsoft Graph Change Tracking, the service principal that sends Graph's events to a hub.
+GRAPH_CHANGE_TRACKING_APP_ID="0bf30f3b-4a52-48df-9a82-234910c4a086"
 # Flex Consumption runtime of a custom handler, as the Functions stacks API names it (checked below).
 FLEX_RUNTIME="${FLEX_RUNTIME:-custom}"
 FLEX_RUNTIME_VERSION="${FLEX_RUNTIME_VERSION:-1.0}"
@@ -68,7 +83,7 @@ die() {
 	printf 'deploy: error: %s\n' "$*" >&2
 	exit 1
 }
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -87,6 +102,10 @@ while [ $# -gt 0 ]; do
 	--grant-graph) GRANT_GRAPH=true; shift ;;
 	--skip-publish) SKIP_PUBLISH=true; shift ;;
 	--zip-deploy) ZIP_DEPLOY=true; shift ;;
+	--event-hubs) EVENT_HUBS=true; shift ;;
+	--eventhubs-namespace) EVENTHUBS_NAMESPACE="${2:?}"; shift 2 ;;
+	--event-hub) EVENT_HUB_NAME="${2:?}"; shift 2 ;;
+	--tenant-domain) EVENTHUB_TENANT_DOMAIN="${2:?}"; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
@@ -116,6 +135,16 @@ secret)
 	fi
 	;;
 *) die "--graph-auth must be mi or secret" ;;
+esac
+case "$EVENT_HUBS" in
+true)
+	EVENTHUBS_NAMESPACE="${EVENTHUBS_NAMESPACE:-ehns-$APP_NAME}"
+	[[ "$EVENTHUBS_NAMESPACE" =~ ^[a-zA-Z][a-zA-Z0-9-]{4,48}[a-zA-Z0-9]$ ]] ||
+		die "Event Hubs namespace name: 6-50 letters, digits and hyphens, starting with a letter"
+	[[ "$EVENT_HUB_NAME" =~ ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,255}$ ]] || die "event hub name: letters, digits, '.', '_' and '-'"
+	;;
+false) ;;
+*) die "EVENT_HUBS must be true or false" ;;
 esac
 
 command -v az >/dev/null 2>&1 || die "the Azure CLI (az) is not installed: https://learn.microsoft.com/cli/azure/install-azure-cli"
@@ -317,6 +346,62 @@ else
 	fi
 fi
 
+# ---- Event Hubs (optional) -------------------------------------------------------------------------------
+# Graph delivers into the hub with its own identity (Microsoft Graph Change Tracking), so that service
+# principal needs the Sender role on the hub; the app reads with its user-assigned identity. Standard tier:
+# Basic caps events at 256 KB, below the 1 MB Graph may send.
+eventhub_settings=("AzureWebJobs.eventhub.Disabled=true")
+if [ "$EVENT_HUBS" = true ]; then
+	say "Event Hubs namespace $EVENTHUBS_NAMESPACE and hub $EVENT_HUB_NAME"
+	if az eventhubs namespace show --name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" --output none 2>/dev/null; then
+		info "$EVENTHUBS_NAMESPACE exists"
+	else
+		az eventhubs namespace create --name "$EVENTHUBS_NAMESPACE" --resource-group "$RESOURCE_GROUP" \
+			--location "$LOCATION" --sku Standard --disable-local-auth true --output none
+		info "created $EVENTHUBS_NAMESPACE (Standard, Entra ID authentication only)"
+	fi
+	if az eventhubs eventhub show --name "$EVENT_HUB_NAME" --namespace-name "$EVENTHUBS_NAMESPACE" \
+		--resource-group "$RESOURCE_GROUP" --output none 2>/dev/null; then
+		info "$EVENT_HUB_NAME exists"
+	else
+		az eventhubs eventhub create --name "$EVENT_HUB_NAME" --namespace-name "$EVENTHUBS_NAMESPACE" \
+			--resource-group "$RESOURCE_GROUP" --partition-count 4 --output none
+		info "created $EVENT_HUB_NAME (4 partitions)"
+	fi
+	hub_id="$(az eventhubs eventhub show --name "$EVENT_HUB_NAME" --namespace-name "$EVENTHUBS_NAMESPACE" \
+		--resource-group "$RESOURCE_GROUP" --query id --output tsv)"
+
+	say "Event Hubs roles"
+	graph_sp="$(az ad sp show --id "$GRAPH_CHANGE_TRACKING_APP_ID" --query id --output tsv 2>/dev/null || true)"
+	if [ -z "$graph_sp" ]; then
+		# Tenants that never used change notifications lack it; creating it needs Application Administrator.
+		graph_sp="$(az ad sp create --id "$GRAPH_CHANGE_TRACKING_APP_ID" --query id --output tsv)" ||
+			die "could not create the Microsoft Graph Change Tracking service principal ($GRAPH_CHANGE_TRACKING_APP_ID): ask an admin to run: az ad sp create --id $GRAPH_CHANGE_TRACKING_APP_ID"
+		info "created the Microsoft Graph Change Tracking service principal"
+	fi
+	ensure_role "Azure Event Hubs Data Sender" "$hub_id" "$graph_sp"
+	ensure_role "Azure Event Hubs Data Receiver" "$hub_id" "$identity_principal_id"
+
+	if [ -z "$EVENTHUB_TENANT_DOMAIN" ]; then
+		EVENTHUB_TENANT_DOMAIN="$(az rest --method get --url https://graph.microsoft.com/v1.0/organization \
+			--query "value[0].verifiedDomains[?isDefault].name | [0]" --output tsv 2>/dev/null || true)"
+		[ -n "$EVENTHUB_TENANT_DOMAIN" ] || die "could not read the tenant's primary domain: pass --tenant-domain"
+	fi
+	eventhub_url="EventHub:https://$EVENTHUBS_NAMESPACE.servicebus.windows.net/eventhubname/$EVENT_HUB_NAME?tenantId=$EVENTHUB_TENANT_DOMAIN"
+	eventhub_settings=(
+		"AzureWebJobs.eventhub.Disabled=false"
+		"GRAPH_EVENTHUB__fullyQualifiedNamespace=$EVENTHUBS_NAMESPACE.servicebus.windows.net"
+		"GRAPH_EVENTHUB__credential=managedidentity"
+		"GRAPH_EVENTHUB__clientId=$identity_client_id"
+		"GRAPH_EVENTHUB_NAME=$EVENT_HUB_NAME"
+		"GRAPH_NOTIFICATION_URL=$eventhub_url"
+	)
+	info "notifications will go to $eventhub_url"
+elif [ -z "$(get_setting GRAPH_EVENTHUB_NAME)" ]; then
+	# %GRAPH_EVENTHUB_NAME% must resolve even while the function is disabled, or the host reports it in error.
+	eventhub_settings+=("GRAPH_EVENTHUB_NAME=not-configured")
+fi
+
 # ---- app settings ---------------------------------------------------------------------------------------
 say "App settings"
 client_state="${GRAPH_CLIENT_STATE:-$(get_setting GRAPH_CLIENT_STATE)}"
@@ -338,6 +423,7 @@ settings=(
 	"RESYNC_INITIAL=$RESYNC_INITIAL"
 	"RESYNC_CONTAINER=$RESYNC_CONTAINER"
 	"${graph_settings[@]}"
+	"${eventhub_settings[@]}"
 )
 [ "${#ai_settings[@]}" -eq 0 ] || settings+=("${ai_settings[@]}")
 [ -z "${AZURE_AUTHORITY_HOST:-}" ] || settings+=("AZURE_AUTHORITY_HOST=$AZURE_AUTHORITY_HOST")
@@ -373,11 +459,12 @@ else
 		say "Publishing with az functionapp deployment source config-zip"
 		command -v zip >/dev/null 2>&1 || die "zip is not installed (it packages host.json, function.json files and handler)"
 		# Exactly what .funcignore lets through: host.json, the handler (execute bit kept) and each function.json.
-		(cd "$ROOT" && zip -q -X "$tmp/app.zip" host.json handler webhook/function.json queueworker/function.json renewtimer/function.json)
+		(cd "$ROOT" && zip -q -X "$tmp/app.zip" host.json handler webhook/function.json queueworker/function.json renewtimer/function.json eventhub/function.json)
 		az functionapp deployment source config-zip --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
 			--src "$tmp/app.zip" --output none
 	fi
-
+fi
+if [ "$SKIP_PUBLISH" != true ] && [ "$EVENT_HUBS" != true ]; then
 	say "Notification URL"
 	host="$(az functionapp show --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --query defaultHostName --output tsv)"
 	key=""
@@ -429,3 +516,10 @@ cat <<EOF
   4. After rotating the webhook's function key, run this script again: it updates GRAPH_NOTIFICATION_URL,
      and the next timer run moves the subscription to it.
 EOF
+if [ "$EVENT_HUBS" = true ]; then
+	cat <<EOF
+  5. Event Hubs: Graph now delivers to $EVENT_HUB_NAME in $EVENTHUBS_NAMESPACE and the eventhub function
+     reads it; the webhook stays deployed but receives nothing. Role assignments can take a few minutes to
+     apply: until then the timer's subscription create fails and is retried at its next run.
+EOF
+fi

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -306,7 +307,7 @@ func TestMessagesFitTheQueue(t *testing.T) {
 	pad := strings.Repeat("p", 9000) // unknown fields are kept, so they count
 	for i := range 30 {
 		items = append(items, `{"subscriptionId":"s","clientState":"`+testState+`","tenantId":"`+testTenant+
-			`","changeType":"updated","resource":"Users/`+string(rune('a'+i%26))+`","extra":"`+pad+`"}`)
+			`","changeType":"updated","resource":"Users/`+fmt.Sprintf("6e1f%04d-7c3a-4b2d-9e8f-0a1b2c3d4e5f", i)+`","extra":"`+pad+`"}`)
 	}
 	body := `{"value":[` + strings.Join(items, ",") + `]}`
 	got, _ := invoke(t, newFunction(testSettings(nil)), httpRequest(t, "POST", nil, &body))

@@ -305,7 +305,7 @@ func jsonShare(ps []profileShare) float64 {
 		switch {
 		case len(p.Path) == 1 && strings.HasPrefix(last, "encoding/json.Unmarshal"):
 			sum += p.Share
-		case len(p.Path) == 2 && (strings.HasSuffix(last, ".(*Request).HTTP") || strings.HasSuffix(last, "graph.DecodeCollection")):
+		case len(p.Path) == 2 && (strings.HasSuffix(last, ".(*Request).HTTP") || strings.HasSuffix(last, "graph.DecodeCollection") || strings.HasSuffix(last, "intake.(*Verifier).Collection")):
 			sum += p.Share
 		}
 	}

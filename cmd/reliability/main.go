@@ -70,6 +70,7 @@ type options struct {
 	only     string
 	timeout  time.Duration
 	logPath  string
+	handler  string
 	poll     time.Duration
 	settle   time.Duration
 	args     []string
@@ -90,8 +91,9 @@ type row struct {
 }
 
 type report struct {
-	mu   sync.Mutex
-	rows []*row
+	mu     sync.Mutex
+	rows   []*row
+	memory *memReport // the hostile-input group's table, when it ran
 }
 
 func (r *report) add(x *row) {
@@ -106,10 +108,11 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	fset.StringVar(&o.out, "out", "docs/benchmarks.md", "report to update (its pipeline block only), relative to the module root; empty: print only")
 	fset.DurationVar(&o.fuzztime, "fuzztime", 8*time.Second, "fuzzing time per Fuzz target")
 	fset.BoolVar(&o.noFuzz, "no-fuzz", false, "skip fuzzing")
-	fset.StringVar(&o.only, "only", "", "comma-separated groups to run: throttle,unavailable,kill,hostile,lag (default all)")
+	fset.StringVar(&o.only, "only", "", "comma-separated groups to run: throttle,unavailable,kill,hostile,lag,memory (default all)")
 	fset.DurationVar(&o.timeout, "timeout", 10*time.Minute, "the whole run's deadline")
 	fset.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "reliability-handler.log"), "handler and host log lines")
 	fset.DurationVar(&o.poll, "poll", 50*time.Millisecond, "how often graphchanges is read when empty")
+	fset.StringVar(&o.handler, "handler", "", "a handler binary to drive instead of building one from this tree (to measure another version)")
 	fset.DurationVar(&o.settle, "settle", 20*time.Second, "how long a scenario may take to settle after converging before its events are counted")
 	if err := fset.Parse(args); err != nil {
 		return 2, err
@@ -128,6 +131,9 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		return 2, err
 	}
 	defer env.Close()
+	if o.handler != "" {
+		env.Handler = o.handler
+	}
 
 	rep := &report{}
 	groups := map[string]func(context.Context, *pipekit.Env, options, *report, func(string, ...any)){
@@ -136,8 +142,9 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		"kill":        killHandler,
 		"hostile":     hostile,
 		"lag":         newUserDuringStorm,
+		"memory":      memoryHostile,
 	}
-	names := []string{"throttle", "unavailable", "kill", "hostile", "lag"}
+	names := []string{"throttle", "unavailable", "kill", "hostile", "lag", "memory"}
 	if o.only != "" {
 		names = strings.Split(o.only, ",")
 	}
@@ -190,7 +197,7 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		}
 		say("reliability: wrote the reliability sub-section of %s (%s)", o.out, pipekit.Secs(elapsed))
 	}
-	failed := panics > 0
+	failed := panics > 0 || len(memoryProblems(rep.memory)) > 0
 	for _, r := range rep.rows {
 		failed = failed || len(r.problems) > 0 || !r.converged
 	}
@@ -985,6 +992,9 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 		p(".\n")
 	}
 	p("- Handler/host log: %d `panic:` / `fatal error:` lines over all stacks.\n\n", panics)
+	if rep.memory != nil {
+		renderMemory(p, rep.memory)
+	}
 
 	if len(fuzz) > 0 {
 		p("#### Fuzzing: every `Fuzz*` target in the repository, %s each\n\n", o.fuzztime)
@@ -1016,6 +1026,9 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 	if panics > 0 {
 		probs = append(probs, fmt.Sprintf("%d panic lines in the handler/host log", panics))
 	}
+	for _, x := range memoryProblems(rep.memory) {
+		probs = append(probs, "hostile input: "+x)
+	}
 	p("**Interpretation.** ")
 	if len(probs) == 0 {
 		total, got, dup, same := 0, 0, 0, 0
@@ -1035,7 +1048,7 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 		for _, x := range probs {
 			p("- %s\n", x)
 		}
-		p("\nReproduce one group alone: `go run ./cmd/reliability -only <throttle|lag|unavailable|kill|hostile> -no-fuzz -out ''`.\n")
+		p("\nReproduce one group alone: `go run ./cmd/reliability -only <throttle|lag|unavailable|kill|hostile|memory> -no-fuzz -out ''`.\n")
 	}
 	p("\n")
 	return b.String()

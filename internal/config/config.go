@@ -13,8 +13,11 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 )
 
 // Setting names, as they appear in local.settings.json and the portal.
@@ -95,7 +98,7 @@ func redacted(s Secret) string {
 	if s == "" {
 		return ""
 	}
-	return "[redacted]"
+	return redact.Marker
 }
 
 // Config is every app setting, parsed.
@@ -239,6 +242,10 @@ func (c *Config) Check(settings ...string) error {
 			ps = append(ps, Problem{s, text})
 			continue
 		}
+		if sub := c.subProblems(s); len(sub) > 0 {
+			ps = append(ps, sub...) // AzureWebJobsStorage__accountName and the like: name the part at fault
+			continue
+		}
 		if c.missing(s) {
 			ps = append(ps, Problem{s, "is not set"})
 		}
@@ -247,6 +254,18 @@ func (c *Config) Check(settings ...string) error {
 		return nil
 	}
 	return &Error{Problems: ps}
+}
+
+// subProblems lists the problems of the parts of a setting given as Setting__part (identity-based storage).
+func (c *Config) subProblems(setting string) []Problem {
+	var ps []Problem
+	for name, text := range c.problems {
+		if strings.HasPrefix(name, setting+"__") {
+			ps = append(ps, Problem{name, text})
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Setting < ps[j].Setting })
+	return ps
 }
 
 // Problems lists every malformed setting, for a start-up warning.

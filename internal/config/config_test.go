@@ -169,6 +169,24 @@ func TestStorageForms(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	t.Run("account name that is not one", func(t *testing.T) {
+		// The name becomes the storage host and receives the identity's token.
+		for _, name := range []string{"evil.example#", "Acct", "ab", "a234567890123456789012345", "acct.queue.core.windows.net/x", "acct-1", "ac ct"} {
+			c := Load(env(map[string]string{Storage + "__accountName": name, Storage + "__credential": "managedidentity"}))
+			err := c.Check(Storage)
+			if err == nil || !strings.Contains(err.Error(), Storage+"__accountName") || strings.Contains(err.Error(), name) {
+				t.Errorf("%q: err = %v, want a problem naming %s__accountName without quoting the value", name, err, Storage)
+			}
+			if c.Storage.QueueServiceURL != "" || c.Storage.BlobServiceURL != "" {
+				t.Errorf("%q: service URLs %q, %q built from a bad name", name, c.Storage.QueueServiceURL, c.Storage.BlobServiceURL)
+			}
+		}
+		for _, name := range []string{"abc", "acct01", "a23456789012345678901234"} {
+			if err := Load(env(map[string]string{Storage + "__accountName": name})).Check(Storage); err != nil {
+				t.Errorf("%q: %v", name, err)
+			}
+		}
+	})
 	t.Run("identity by service URI", func(t *testing.T) {
 		s := Load(env(map[string]string{Storage + "__queueServiceUri": "https://q.example.net/"})).Storage
 		if s.QueueServiceURL != "https://q.example.net" || s.BlobServiceURL != "" {

@@ -45,6 +45,12 @@ func (l *loader) storage() StorageSettings {
 		ClientID:        l.get(Storage + "__clientId"),
 	}
 	if name := l.get(Storage + "__accountName"); name != "" {
+		// The name becomes a host name and receives the identity's storage token: anything but an account
+		// name (evil.example#, a dot, a slash) would send that token elsewhere.
+		if !isAccountName(name) {
+			l.fail(Storage+"__accountName", "must be a storage account name: 3 to 24 lower-case letters and digits")
+			return s
+		}
 		if s.QueueServiceURL == "" {
 			s.QueueServiceURL = "https://" + name + ".queue.core.windows.net"
 		}
@@ -121,4 +127,18 @@ func parseConnectionString(cs string) map[string]string {
 		return nil
 	}
 	return kv
+}
+
+// isAccountName reports whether s follows Azure's rule for storage account names: 3 to 24 characters, lower-case
+// letters and digits only.
+func isAccountName(s string) bool {
+	if len(s) < 3 || len(s) > 24 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -89,6 +89,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// maxPooledBytes is the largest request buffer kept for reuse: typical invocations are a few KiB, and a pool
+// of buffers grown by a few 8 MiB requests would hold that memory for every later one.
+const maxPooledBytes = 1 << 20
+
+func putBuf(b *bytes.Buffer) {
+	if b != nil && b.Cap() <= maxPooledBytes {
+		bufPool.Put(b)
+	}
+}
+
 func (s *Server) invoke(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -103,7 +113,7 @@ func (s *Server) invoke(rt *route) http.Handler {
 
 		buf := bufPool.Get().(*bytes.Buffer)
 		buf.Reset()
-		defer bufPool.Put(buf)
+		defer func() { putBuf(buf) }()
 		n, err := buf.ReadFrom(io.LimitReader(r.Body, rt.maxBytes+1))
 		if err != nil {
 			fail(w, log, "read invocation request", err)
@@ -129,6 +139,10 @@ func (s *Server) invoke(rt *route) http.Handler {
 			fail(w, log, "decode invocation request", err)
 			return
 		}
+		// The decoded request holds copies of everything it needs: let the request's bytes go before the
+		// function runs, so a large invocation does not hold them and its decoded body at once.
+		putBuf(buf)
+		buf = nil
 		resp, err := call(ctx, rt.fn, &req)
 		elapsed := time.Since(start)
 		if err != nil {

@@ -21,6 +21,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +57,35 @@ type Options struct {
 	HandlerOut io.Writer
 	// Host adjusts the host double's options before it starts.
 	Host func(*fakehost.Options)
+	// EventHubs switches the eventhub function on (it is laid out either way, disabled by default as in
+	// local.settings.json) and connects the Graph double's Event Hubs deliveries to the host double's hub
+	// EventHubName, so a subscription with EventHubURL() delivers through it.
+	EventHubs bool
+}
+
+// The event hub of the stack: the host double keeps it in memory.
+const (
+	EventHubNamespace = "devstack.servicebus.windows.net"
+	EventHubName      = "graph-notifications"
+)
+
+// EventHubURL is the notification URL that makes the Graph double deliver to the stack's event hub.
+func EventHubURL() string {
+	return fakegraph.EventHubURL(EventHubNamespace, EventHubName, "contoso.example")
+}
+
+// hubSink hands the Graph double's Event Hubs deliveries to the host double, once it runs.
+type hubSink struct{ s *Stack }
+
+func (h hubSink) SendEvent(_ context.Context, namespace, hub string, body []byte) error {
+	if !strings.EqualFold(namespace, EventHubNamespace) || !strings.EqualFold(hub, EventHubName) {
+		return fmt.Errorf("no event hub %s/%s in this stack", namespace, hub)
+	}
+	if h.s.Host == nil {
+		return errors.New("the host double is not running yet")
+	}
+	h.s.Host.SendEvents(hub, fakehost.EventData{Body: body})
+	return nil
 }
 
 // Stack is a running pipeline.
@@ -92,6 +123,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 
 	secret := randomHex(16)
 	gopts := fakegraph.NewOptions(TenantID, ClientID, secret)
+	gopts.EventHubs = hubSink{s}
 	if o.Graph != nil {
 		o.Graph(&gopts)
 	}
@@ -123,19 +155,22 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}
 	key := randomHex(16)
 	s.Settings = map[string]string{
-		"FUNCTIONS_WORKER_RUNTIME": "custom",
-		config.Storage:             s.Azurite.ConnectionString(),
-		config.TenantID:            TenantID,
-		config.ClientID:            ClientID,
-		config.ClientSecret:        secret,
-		config.AuthorityHost:       s.Graph.AuthorityHost(),
-		config.GraphBaseURL:        s.Graph.GraphBaseURL(),
-		config.NotificationURL:     "http://" + frontAddr + "/api/webhook?code=" + key,
-		config.ClientState:         randomHex(24),
-		config.RenewSchedule:       "0 0 * * * *",
-		config.ResyncInitial:       "latest",
-		config.ResyncContainer:     "graph-webhooks",
-		"SSL_CERT_FILE":            certFile,
+		"FUNCTIONS_WORKER_RUNTIME":                "custom",
+		config.Storage:                            s.Azurite.ConnectionString(),
+		config.TenantID:                           TenantID,
+		config.ClientID:                           ClientID,
+		config.ClientSecret:                       secret,
+		config.AuthorityHost:                      s.Graph.AuthorityHost(),
+		config.GraphBaseURL:                       s.Graph.GraphBaseURL(),
+		config.NotificationURL:                    "http://" + frontAddr + "/api/webhook?code=" + key,
+		config.ClientState:                        randomHex(24),
+		config.RenewSchedule:                      "0 0 * * * *",
+		config.ResyncInitial:                      "latest",
+		config.ResyncContainer:                    "graph-webhooks",
+		"SSL_CERT_FILE":                           certFile,
+		"AzureWebJobs.eventhub.Disabled":          strconv.FormatBool(!o.EventHubs),
+		"GRAPH_EVENTHUB__fullyQualifiedNamespace": EventHubNamespace,
+		"GRAPH_EVENTHUB_NAME":                     EventHubName,
 	}
 	for k, v := range o.Settings {
 		s.Settings[k] = v
@@ -215,7 +250,7 @@ func SeedGroup(i int, members ...string) fakegraph.Group {
 // layOutApp builds the app root the host double runs: host.json, each function.json and the handler, as
 // `func azure functionapp publish` would upload them (.funcignore).
 func (s *Stack) layOutApp(o Options) error {
-	files := []string{"host.json", "webhook/function.json", "queueworker/function.json", "renewtimer/function.json"}
+	files := []string{"host.json", "webhook/function.json", "queueworker/function.json", "renewtimer/function.json", "eventhub/function.json"}
 	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(o.Root, f))
 		if err != nil {

@@ -249,8 +249,12 @@ func (s *Server) deliverBatch(id int, kind, url string, body []byte, count int) 
 	}
 }
 
-// post sends one JSON POST and reports it; a reply slower than timeout is a failure.
+// post sends one JSON POST and reports it; a reply slower than timeout is a failure. An EventHub: URL gets
+// the body as one event instead (eventhubs.go).
 func (s *Server) post(ctx context.Context, url string, body []byte, timeout time.Duration) Delivery {
+	if isEventHubURL(url) {
+		return s.sendEvent(ctx, url, body, timeout)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d := Delivery{URL: url, Time: time.Now(), Body: body}

@@ -104,8 +104,9 @@
 //
 // # What it does not model
 //
-// Other resources, rich notifications (users and groups have none), encryption, Event Hubs/Event
-// Grid delivery, the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
+// Other resources, rich notifications (users and groups have none), encryption, Event Grid
+// delivery, Event Hubs itself (deliveries to an EventHub: URL go to Options.EventHubs, eventhubs.go),
+// the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
 // token-expiry pause of deliveries, the resource-unit throttling budget of §7 (throttling is
 // injected, not computed), quotas other than per app+tenant, delegated tokens, multi-tenant apps,
 // writes to users or groups over Graph (the directory is changed through the Go API or the control

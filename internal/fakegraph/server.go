@@ -67,6 +67,7 @@ type Options struct {
 	// it true by default; with a plain Options literal it is whatever you set.
 	RejectExpiryBeyondMax bool
 	HTTPClient            *http.Client // client used to POST notifications/handshakes (default: trusts system roots + the double's own cert, accepts http:// loopback, does not follow redirects)
+	EventHubs             EventHubSink // receives deliveries to EventHub: notification URLs (eventhubs.go); nil: such deliveries fail
 	Logger                *slog.Logger // default: discards
 
 	// Additions beyond the brief.

@@ -296,14 +296,14 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		s.invalid(w, r, "Invalid 'changeType' attribute: '"+bad+"'")
 		return
 	}
-	if err := checkURL("notificationUrl", *req.NotificationURL); err != nil {
+	if err := checkNotificationURL("notificationUrl", *req.NotificationURL); err != nil {
 		s.invalid(w, r, err.Error())
 		return
 	}
 	lifecycle := ""
 	if req.LifecycleNotificationURL != nil && *req.LifecycleNotificationURL != "" {
 		lifecycle = *req.LifecycleNotificationURL
-		if err := checkURL("lifecycleNotificationUrl", lifecycle); err != nil {
+		if err := checkNotificationURL("lifecycleNotificationUrl", lifecycle); err != nil {
 			s.invalid(w, r, err.Error())
 			return
 		}
@@ -374,11 +374,12 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 	}()
 
 	// Validation handshake (reference §1.2, §1.3): notificationUrl, then lifecycleNotificationUrl (twice if the same URL).
+	// An event hub gets one validation event instead (reference §2.6), once when both URLs name it (choice).
 	if msg := s.handshake(r.Context(), *req.NotificationURL, id); msg != "" {
 		s.graphError(w, r, http.StatusBadRequest, "ValidationError", msg)
 		return
 	}
-	if lifecycle != "" {
+	if lifecycle != "" && !(isEventHubURL(lifecycle) && lifecycle == *req.NotificationURL) {
 		if msg := s.handshake(r.Context(), lifecycle, id); msg != "" {
 			s.graphError(w, r, http.StatusBadRequest, "ValidationError", msg)
 			return
@@ -399,8 +400,12 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 	writeGraphJSON(w, http.StatusCreated, body)
 }
 
-// handshake performs the validation POST and returns "" on success, else Graph's error message.
+// handshake performs the validation POST and returns "" on success, else Graph's error message. An
+// EventHub: URL gets the validation event instead.
 func (s *Server) handshake(ctx context.Context, rawURL, subID string) string {
+	if isEventHubURL(rawURL) {
+		return s.eventHubValidation(ctx, rawURL, subID)
+	}
 	token := "Validation: Testing client application reachability for subscription Request-Id: " + newGUID()
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -569,7 +574,7 @@ func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request)
 	}
 	newURL := cur.NotificationURL
 	if req.NotificationURL != nil && *req.NotificationURL != cur.NotificationURL {
-		if err := checkURL("notificationUrl", *req.NotificationURL); err != nil {
+		if err := checkNotificationURL("notificationUrl", *req.NotificationURL); err != nil {
 			s.invalid(w, r, err.Error())
 			return
 		}

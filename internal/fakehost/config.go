@@ -26,6 +26,7 @@ type hostConfig struct {
 	initTimeout     time.Duration
 	routePrefix     string
 	queues          queueOptions
+	eventHubs       eventHubOptions
 }
 
 type queueOptions struct {
@@ -65,6 +66,7 @@ type hostJSON struct {
 			MaxDequeueCount    *int   `json:"maxDequeueCount"`
 			MessageEncoding    string `json:"messageEncoding"`
 		} `json:"queues"`
+		EventHubs eventHubsJSON `json:"eventHubs"`
 	} `json:"extensions"`
 }
 
@@ -194,6 +196,9 @@ func loadHostConfig(appRoot string, env map[string]string) (*hostConfig, error) 
 	default:
 		return nil, fmt.Errorf("host.json: extensions.queues.messageEncoding %q: want base64 or none", q.MessageEncoding)
 	}
+	if cfg.eventHubs, err = hj.Extensions.EventHubs.options(); err != nil {
+		return nil, fmt.Errorf("host.json: extensions.eventHubs: %w", err)
+	}
 	return cfg, nil
 }
 
@@ -211,13 +216,18 @@ type Binding struct {
 	// queue trigger / output
 	QueueName  string `json:"queueName"`
 	Connection string `json:"connection"`
+	// event hub trigger
+	EventHubName  string `json:"eventHubName"`
+	Cardinality   string `json:"cardinality"`
+	ConsumerGroup string `json:"consumerGroup"`
 	// timer trigger
 	Schedule     string `json:"schedule"`
 	RunOnStartup bool   `json:"runOnStartup"`
 	UseMonitor   *bool  `json:"useMonitor"`
 }
 
-// RetryPolicy is function.json's "retry" (honoured for timer triggers).
+// RetryPolicy is function.json's "retry" (honoured for timer and event hub triggers, the two the host
+// applies it to).
 type RetryPolicy struct {
 	Strategy        string `json:"strategy"`
 	MaxRetryCount   int    `json:"maxRetryCount"`
@@ -252,6 +262,9 @@ type function struct {
 	// queue trigger
 	queueName string
 	storage   string // connection string
+
+	// event hub trigger
+	eventHub *eventHubTrigger
 }
 
 func (f *function) outputs() []*Binding {
@@ -365,13 +378,13 @@ func (h *Host) buildFunction(name string, fj functionJSON) (*function, error) {
 		for _, p := range []struct {
 			prop string
 			v    *string
-		}{{"queueName", &b.QueueName}, {"schedule", &b.Schedule}, {"connection", &b.Connection}} {
+		}{{"queueName", &b.QueueName}, {"schedule", &b.Schedule}, {"connection", &b.Connection}, {"eventHubName", &b.EventHubName}, {"consumerGroup", &b.ConsumerGroup}} {
 			if *p.v, err = resolveSetting(name, p.prop, *p.v, h.env); err != nil {
 				return nil, err
 			}
 		}
 		switch t := strings.ToLower(b.Type); t {
-		case "httptrigger", "queuetrigger", "timertrigger":
+		case "httptrigger", "queuetrigger", "timertrigger", "eventhubtrigger":
 			if fn.trigger != nil {
 				return nil, fmt.Errorf("function %s: more than one trigger binding", name)
 			}
@@ -420,6 +433,12 @@ func (h *Host) buildFunction(name string, fj functionJSON) (*function, error) {
 		if err := validateQueueName(fn.queueName); err != nil {
 			return nil, fmt.Errorf("function %s: %w", name, err)
 		}
+	case "eventhubtrigger":
+		eh, err := h.buildEventHubTrigger(name, tb)
+		if err != nil {
+			return nil, err
+		}
+		fn.eventHub = eh
 	case "timertrigger":
 		if tb.Schedule == "" {
 			return nil, fmt.Errorf("function %s: timerTrigger has no schedule", name)

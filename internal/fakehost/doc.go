@@ -30,10 +30,22 @@
 //     batching, visibility, retry and poison-queue semantics (§1.3, §3.4, §4.5, §7).
 //   - Timer triggers: six-field NCRONTAB (or TimeSpan) schedules, runOnStartup, TimerInfo, and function.json
 //     retry policies (fixedDelay, exponentialBackoff) with Metadata.RetryContext.
+//   - Event hub triggers (§3.6, itself read from source and never observed, so the wire shape is switchable
+//     with Options.EventHubEncoding): an in-memory hub per eventHubName (Options.EventHubPartitions
+//     partitions, filled with SendEvents), one reader per partition handing over batches of up to
+//     extensions.eventHubs.maxEventBatchSize events in order, cardinality one or many, dataType string or
+//     binary, PartitionContext and the per-event metadata arrays, and a checkpoint per partition that moves
+//     after every batch whatever its result, unless function.json's retry policy holds the batch and retries
+//     it (maxRetryCount -1: for ever). Checkpoint, Checkpoints and WaitFor let tests watch it. The
+//     connection must name <conn>__fullyQualifiedNamespace or a connection string, as the extension needs.
 //
 // What it does not model: forwarding and proxying of HTTP requests (enableForwardingHttpRequest,
 // enableProxyingHttpRequest: refused), the legacy httpWorker section, binding types other than httpTrigger,
-// http, queueTrigger, queue and timerTrigger, identity-based storage connections (set Options.Storage),
+// http, queueTrigger, queue, timerTrigger and eventHubTrigger, identity-based storage connections (set
+// Options.Storage), Event Hubs retention, partition ownership across instances and consumer groups shared
+// by two functions, checkpoints in storage (they live in memory, so a new host starts from the beginning),
+// minEventBatchSize/maxWaitTime (a batch goes as soon as events are there), batchCheckpointFrequency above 1,
+// initialOffsetOptions fromEnqueuedTime (refused),
 // the admin API (/admin/functions/<name>; use Invoke or FireTimer), host-level retry policies, persisted
 // timer schedule status (kept in memory), time zones (UTC only), scale-out (one instance), the 230 s
 // Azure front-end limit, Application Insights, and exact header-name casing (Go canonicalises request

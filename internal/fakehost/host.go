@@ -65,8 +65,8 @@ type Options struct {
 	DisableQueueTriggers bool
 	// Now is the clock for sys.UtcNow, timer status and schedules. Default time.Now.
 	Now func() time.Time
-	// RetryDelay, when set, maps the planned delay before retry n (1-based) of a timer function to the delay
-	// used, so tests can compress retry policies.
+	// RetryDelay, when set, maps the planned delay before retry n (1-based) of a timer or event hub function
+	// to the delay used, so tests can compress retry policies.
 	RetryDelay func(n int, planned time.Duration) time.Duration
 	// Addr is the front's listen address (default 127.0.0.1:0). The real `func start` listens on a known
 	// port (Host.LocalHttpPort), which an app setting like GRAPH_NOTIFICATION_URL can then name.
@@ -74,6 +74,11 @@ type Options struct {
 	// FunctionTimeout and InitializationTimeout override host.json when non-zero.
 	FunctionTimeout       time.Duration
 	InitializationTimeout time.Duration
+	// EventHubPartitions is the partition count of every in-memory event hub (default
+	// DefaultEventHubPartitions).
+	EventHubPartitions int
+	// EventHubEncoding picks the wire shape of eventHubTrigger values (default EventHubEncodingHost).
+	EventHubEncoding EventHubEncoding
 }
 
 // Host is a running double of the Functions host.
@@ -112,6 +117,12 @@ type Host struct {
 
 	mu      sync.Mutex
 	records []InvocationRecord
+
+	ehmu      sync.Mutex
+	hubs      map[string]*eventHub   // by lower-case name
+	consumers map[string]*ehConsumer // by function; written only by Start
+	bmu       sync.Mutex
+	changed   chan struct{} // closed and replaced by bump
 }
 
 // Start reads the app's configuration, refuses what the real host refuses, starts the handler and waits for
@@ -204,6 +215,11 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 			listeners = append(listeners, l)
 		case fn.schedule != nil:
 			h.timers[name] = newTimerState(fn)
+		case fn.eventHub != nil:
+			if h.consumers == nil {
+				h.consumers = map[string]*ehConsumer{}
+			}
+			h.consumers[name] = h.newEventHubConsumer(fn)
 		}
 	}
 
@@ -265,7 +281,20 @@ func Start(ctx context.Context, opts Options) (*Host, error) {
 			h.logger.Info("function", "name", name, "trigger", "queue", "queue", fn.queueName)
 		} else if fn.schedule != nil {
 			h.logger.Info("function", "name", name, "trigger", "timer", "schedule", fn.trigger.Schedule)
+		} else if fn.eventHub != nil {
+			h.logger.Info("function", "name", name, "trigger", "eventHub", "hub", fn.eventHub.hub, "cardinality", fn.trigger.Cardinality)
 		}
+	}
+	for _, name := range h.order {
+		c, ok := h.consumers[name]
+		if !ok {
+			continue
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			c.run(h.ctx)
+		}()
 	}
 	for _, l := range listeners {
 		h.wg.Add(1)

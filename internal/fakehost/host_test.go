@@ -61,6 +61,18 @@ var functionJSON = map[string]string{
 		{"type":"timerTrigger","direction":"in","name":"timer","schedule":"%TICK_SCHEDULE%","runOnStartup":true},
 		{"type":"queue","direction":"out","name":"log","queueName":"%TICK_QUEUE%"}],
 		"retry":{"strategy":"fixedDelay","maxRetryCount":2,"delayInterval":"00:01:00"}}`,
+	"hub": `{"bindings":[
+		{"type":"eventHubTrigger","direction":"in","name":"events","cardinality":"many","dataType":"string","eventHubName":"%HUB_NAME%","connection":"HUB_CONN"}],
+		"retry":{"strategy":"exponentialBackoff","maxRetryCount":2,"minimumInterval":"00:00:01","maximumInterval":"00:01:00"}}`,
+	"hubforever": `{"bindings":[
+		{"type":"eventHubTrigger","direction":"in","name":"events","cardinality":"many","dataType":"string","eventHubName":"%HUB_NAME%","connection":"HUB_CONN"}],
+		"retry":{"strategy":"fixedDelay","maxRetryCount":-1,"delayInterval":"00:00:05"}}`,
+	"hubnoretry": `{"bindings":[
+		{"type":"eventHubTrigger","direction":"in","name":"events","cardinality":"many","eventHubName":"%HUB_NAME%","connection":"HUB_CONN","dataType":"string"}]}`,
+	"hubone": `{"bindings":[
+		{"type":"eventHubTrigger","direction":"in","name":"event","eventHubName":"%HUB_NAME%","connection":"HUB_CONN"}]}`,
+	"hubbin": `{"bindings":[
+		{"type":"eventHubTrigger","direction":"in","name":"events","cardinality":"many","dataType":"binary","eventHubName":"%HUB_NAME%","connection":"HUB_CONN"}]}`,
 	"crash": `{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous"},{"type":"http","direction":"out","name":"res"}]}`,
 	"sleep": `{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous"},{"type":"http","direction":"out","name":"res"}]}`,
 	"null":  `{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"anonymous"},{"type":"http","direction":"out","name":"res"}]}`,
@@ -73,7 +85,8 @@ const testHostJSON = `{
   "customHandler": {"description": {"defaultExecutablePath": "handler", "workingDirectory": "", "arguments": []}},
   "functionTimeout": "%s",
   "extensions": {"queues": {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:00",
-    "batchSize": 4, "newBatchThreshold": 2, "maxDequeueCount": 3, "messageEncoding": "base64"}}
+    "batchSize": 4, "newBatchThreshold": 2, "maxDequeueCount": 3, "messageEncoding": "base64"},
+    "eventHubs": {"maxEventBatchSize": 3, "batchCheckpointFrequency": 1}}
 }`
 
 // newApp writes an app root with host.json, the named functions and the echo handler as ./handler.

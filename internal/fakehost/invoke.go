@@ -50,13 +50,13 @@ const (
 type InvocationRecord struct {
 	Function   string
 	ID         string
-	Trigger    string // "http", "queue", "timer" or "manual" (Invoke)
+	Trigger    string // "http", "queue", "timer", "eventhub" or "manual" (Invoke)
 	Start      time.Time
 	Duration   time.Duration
 	Status     InvocationStatus
 	Error      string
 	Logs       []string
-	RetryCount int // timer retries: 0 for the first attempt
+	RetryCount int // timer and event hub retries: 0 for the first attempt
 }
 
 // invocationError is a failed invocation, with the text the host would log.
@@ -121,6 +121,7 @@ func (h *Host) invoke(ctx context.Context, fn *function, trigger string, data, m
 	h.mu.Lock()
 	h.records = append(h.records, rec)
 	h.mu.Unlock()
+	h.bump()
 	return res, err
 }
 

@@ -144,6 +144,9 @@ type request struct {
 	url    string
 	body   any // JSON-encoded when non-nil
 	flags  opFlags
+	// secrets the request carries (every form: internal/redact), removed from Graph's error message, which
+	// may quote them, before it is shortened or kept
+	secrets []string
 }
 
 // send runs one call through the pipeline (token, retries) and returns the body of a 2xx answer; any
@@ -182,7 +185,7 @@ func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
 		log.Debug("graph call", "op", r.op, "status", resp.StatusCode, "duration", time.Since(start))
 		return body, nil
 	}
-	e := responseError(r.op, r.flags, resp.StatusCode, resp.Header, body, c.now())
+	e := responseError(r.op, r.flags, resp.StatusCode, resp.Header, body, c.now(), r.secrets...)
 	if e.Kind == KindThrottled {
 		log.Warn("graph call throttled", "op", r.op, "retryAfter", e.RetryAfter, "requestId", e.RequestID)
 	} else {

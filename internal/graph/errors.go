@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 )
 
 // Kind says what a caller should do about a failed Graph call; it is the stable part of an *Error.
@@ -143,8 +144,10 @@ const (
 // maxMessage bounds the Graph message kept in an error, so a large HTML error page does not flood logs.
 const maxMessage = 512
 
-// responseError builds the *Error for a non-2xx answer.
-func responseError(op string, flags opFlags, status int, h http.Header, body []byte, now time.Time) *Error {
+// responseError builds the *Error for a non-2xx answer. The message loses the query of every URL it quotes
+// (Graph quotes the notification URL, function key and all) and the given secrets, before it is shortened,
+// so that no part of a secret survives.
+func responseError(op string, flags opFlags, status int, h http.Header, body []byte, now time.Time, secrets ...string) *Error {
 	e := &Error{Op: op, Status: status, RetryAfter: parseRetryAfter(h, now), RequestID: h.Get("request-id")}
 	var wire struct {
 		Error struct {
@@ -164,6 +167,7 @@ func responseError(op string, flags opFlags, status int, h http.Header, body []b
 	if e.Message == "" && e.Code == "" && len(body) > 0 && !json.Valid(body) {
 		e.Message = strings.TrimSpace(string(body)) // a proxy's plain-text answer
 	}
+	e.Message = redact.Text(e.Message, secrets...)
 	if len(e.Message) > maxMessage {
 		e.Message = e.Message[:maxMessage] + "…"
 	}

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 )
 
@@ -65,7 +64,18 @@ func (n *ChangeNotification) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*n = fromWire(w, append(json.RawMessage(nil), b...))
+	*n = ChangeNotification{
+		SubscriptionID:                 w.SubscriptionID,
+		SubscriptionExpirationDateTime: w.SubscriptionExpirationDateTime,
+		ChangeType:                     w.ChangeType,
+		LifecycleEvent:                 w.LifecycleEvent,
+		ClientState:                    w.ClientState,
+		Resource:                       w.Resource,
+		TenantID:                       w.TenantID,
+		OrganizationID:                 w.OrganizationID,
+		ResourceData:                   w.ResourceData,
+		Raw:                            append(json.RawMessage(nil), b...),
+	}
 	return nil
 }
 
@@ -115,176 +125,4 @@ func (n *ChangeNotification) ResourceID() string {
 		return n.Resource[i+1:]
 	}
 	return ""
-}
-
-// NotificationCollection is the body Graph POSTs to a notification URL.
-type NotificationCollection struct {
-	Value            []ChangeNotification `json:"value"`
-	ValidationTokens []string             `json:"validationTokens,omitempty"`
-}
-
-// DecodeCollection parses a notification POST body. It is strict about shape (an object with a "value"
-// array of objects, strings where strings belong) and lenient about everything else: unknown fields are
-// kept, validationTokens may be null.
-//
-// It runs on the webhook's hot path, so the body is decoded in one pass and each notification's raw bytes
-// are found by a scan rather than by decoding every element a second time.
-func DecodeCollection(body []byte) (NotificationCollection, error) {
-	var c struct {
-		Value            *[]wireNotification `json:"value"`
-		ValidationTokens []string            `json:"validationTokens"`
-	}
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return NotificationCollection{}, errors.New("empty body")
-	}
-	if trimmed[0] != '{' {
-		return NotificationCollection{}, errors.New("body is not a JSON object")
-	}
-	if err := json.Unmarshal(trimmed, &c); err != nil {
-		return NotificationCollection{}, fmt.Errorf("body is not a notification collection: %w", plainJSONError(err))
-	}
-	if c.Value == nil {
-		return NotificationCollection{}, errors.New(`body has no "value" array`)
-	}
-	raws := valueElements(trimmed)
-	if len(raws) != len(*c.Value) {
-		return NotificationCollection{}, errors.New("body is not a notification collection: value could not be split")
-	}
-	out := make([]ChangeNotification, len(raws))
-	for i, w := range *c.Value {
-		out[i] = fromWire(w, raws[i])
-	}
-	return NotificationCollection{Value: out, ValidationTokens: c.ValidationTokens}, nil
-}
-
-func fromWire(w wireNotification, raw json.RawMessage) ChangeNotification {
-	return ChangeNotification{
-		SubscriptionID:                 w.SubscriptionID,
-		SubscriptionExpirationDateTime: w.SubscriptionExpirationDateTime,
-		ChangeType:                     w.ChangeType,
-		LifecycleEvent:                 w.LifecycleEvent,
-		ClientState:                    w.ClientState,
-		Resource:                       w.Resource,
-		TenantID:                       w.TenantID,
-		OrganizationID:                 w.OrganizationID,
-		ResourceData:                   w.ResourceData,
-		Raw:                            raw,
-	}
-}
-
-// valueElements returns the raw bytes of each element of the top-level "value" array of b, which must be a
-// valid JSON object. Like encoding/json, it matches the key without regard to case and lets the last
-// occurrence win. The slices share b's memory.
-func valueElements(b []byte) []json.RawMessage {
-	var elems []json.RawMessage
-	i := skipSpace(b, 1) // past '{'
-	for i < len(b) && b[i] == '"' {
-		keyEnd := stringEnd(b, i)
-		key := b[i+1 : keyEnd-1]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			var k string
-			json.Unmarshal(b[i:keyEnd], &k)
-			key = []byte(k)
-		}
-		i = skipSpace(b, keyEnd)
-		i = skipSpace(b, i+1) // past ':'
-		if bytes.EqualFold(key, []byte("value")) && b[i] == '[' {
-			elems = elems[:0]
-			i = skipSpace(b, i+1)
-			for b[i] != ']' {
-				end := valueEnd(b, i)
-				elems = append(elems, b[i:end])
-				i = skipSpace(b, end)
-				if b[i] == ',' {
-					i = skipSpace(b, i+1)
-				}
-			}
-			i++
-		} else {
-			i = valueEnd(b, i)
-		}
-		i = skipSpace(b, i)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
-	}
-	return elems
-}
-
-// valueEnd returns the index just past the JSON value starting at b[i].
-func valueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = stringEnd(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return i
-	}
-	for i < len(b) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(b[i])) {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index just past the JSON string starting at b[i] (a quote).
-func stringEnd(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// plainJSONError shortens encoding/json's errors to what a caller can act on, without echoing input.
-func plainJSONError(err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := te.Field
-		if field == "" {
-			field = "value"
-		}
-		return fmt.Errorf("%s must be %s, not %s", field, jsonKind(te.Type.Kind().String()), te.Value)
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("invalid JSON at offset %d", se.Offset)
-	}
-	return err
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "slice", "array":
-		return "an array"
-	case "struct", "map", "ptr":
-		return "an object"
-	}
-	return goKind
 }

@@ -2,11 +2,10 @@ package graph
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 )
 
 // Subscription is Graph's subscription resource, as far as this app uses it.
@@ -65,9 +64,10 @@ func (c *Client) CreateSubscription(ctx context.Context, s Subscription) (Subscr
 	}
 	var out Subscription
 	err := c.getJSON(ctx, request{op: op, method: http.MethodPost, url: c.url("/subscriptions", ""),
-		body: body, flags: flagSubscriptionWrite}, &out)
+		body: body, flags: flagSubscriptionWrite,
+		secrets: append(redact.FunctionKeys(s.NotificationURL, s.LifecycleNotificationURL), redact.Forms(s.ClientState)...)}, &out)
 	if err != nil {
-		return Subscription{}, redact(err, append(urlKeys(s.NotificationURL, s.LifecycleNotificationURL), s.ClientState)...)
+		return Subscription{}, err
 	}
 	return out, nil
 }
@@ -86,8 +86,8 @@ func (c *Client) UpdateSubscription(ctx context.Context, id string, u Subscripti
 	u.ExpirationDateTime = wireTime(u.ExpirationDateTime)
 	var out Subscription
 	err = c.getJSON(ctx, request{op: op, method: http.MethodPatch, url: c.url("/subscriptions/"+seg, ""),
-		body: u, flags: flagSubscriptionWrite}, &out)
-	return out, redact(err, urlKeys(u.NotificationURL)...)
+		body: u, flags: flagSubscriptionWrite, secrets: redact.FunctionKeys(u.NotificationURL)}, &out)
+	return out, err
 }
 
 // DeleteSubscription deletes a subscription; KindNotFound (errors.Is(err, ErrNotFound)) means it was
@@ -119,30 +119,4 @@ func wireTime(t time.Time) time.Time {
 		return t
 	}
 	return t.UTC().Truncate(time.Second)
-}
-
-// redact removes a clientState Graph might echo in an error message.
-func redact(err error, secrets ...string) error {
-	var e *Error
-	if !errors.As(err, &e) {
-		return err
-	}
-	for _, secret := range secrets {
-		if secret != "" {
-			e.Message = strings.ReplaceAll(e.Message, secret, "[redacted]")
-		}
-	}
-	return err
-}
-
-// urlKeys returns the function keys (query parameter code) in notification URLs: Graph's error messages may
-// quote a URL, and errors reach the log.
-func urlKeys(urls ...string) []string {
-	var keys []string
-	for _, raw := range urls {
-		if u, err := url.Parse(raw); err == nil {
-			keys = append(keys, u.Query()["code"]...)
-		}
-	}
-	return keys
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +29,9 @@ const (
 	minRSABits      = 2048
 )
 
-// KeysURL is the published key set for an authority host ("" means DefaultAuthorityHost):
-// {authority}common/discovery/v2.0/keys.
+// KeysURL is the key set Entra ID publishes for all tenants at an authority host ("" means
+// DefaultAuthorityHost): {authority}common/discovery/v2.0/keys. NewTenantJWKS, which finds the tenant's own
+// set through its discovery document, is preferred.
 func KeysURL(authorityHost string) string {
 	if authorityHost == "" {
 		authorityHost = DefaultAuthorityHost
@@ -40,11 +42,34 @@ func KeysURL(authorityHost string) string {
 	return authorityHost + "common/discovery/v2.0/keys"
 }
 
+// DiscoveryURL is a tenant's OpenID Connect discovery document ("" authority means DefaultAuthorityHost):
+// {authority}{tenant}/v2.0/.well-known/openid-configuration.
+func DiscoveryURL(authorityHost, tenant string) string {
+	if authorityHost == "" {
+		authorityHost = DefaultAuthorityHost
+	}
+	if !strings.HasSuffix(authorityHost, "/") {
+		authorityHost += "/"
+	}
+	return authorityHost + url.PathEscape(tenant) + "/v2.0/.well-known/openid-configuration"
+}
+
+// NewTenantJWKS returns a key source for the signing keys the tenant's own discovery document names
+// (its jwks_uri), rather than the /common key set: the keys are then the ones Entra ID publishes for this
+// tenant, found the way OpenID Connect says to find them. The document is read again at each fetch of the
+// keys, which the TTL makes rare. client nil means http.DefaultClient.
+func NewTenantJWKS(authorityHost, tenant string, client *http.Client) *JWKS {
+	j := NewJWKS("", client)
+	j.discovery = DiscoveryURL(authorityHost, tenant)
+	return j
+}
+
 // JWKS is a KeySource that fetches a JSON Web Key Set over HTTPS and caches it. It is safe for concurrent use
 // and meant to be shared by the whole process.
 type JWKS struct {
-	url    string
-	client *http.Client
+	url       string // the key set, or "" to take it from the discovery document
+	discovery string // the discovery document naming the key set, when url is ""
+	client    *http.Client
 
 	TTL        time.Duration    // 0: DefaultTTL
 	MinRefetch time.Duration    // 0: DefaultMinRefetch
@@ -143,28 +168,22 @@ func (j *JWKS) fetch(ctx context.Context) error {
 	j.fetches++
 	j.mu.Unlock()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
-	if err != nil {
-		return fmt.Errorf("signing keys: %w", err)
+	keysURL := j.url
+	if keysURL == "" {
+		var err error
+		if keysURL, err = j.keySetFromDiscovery(ctx); err != nil {
+			return err
+		}
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := j.client.Do(req)
+	body, err := j.get(ctx, keysURL)
 	if err != nil {
-		return fmt.Errorf("signing keys: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxKeysBytes))
-	if err != nil {
-		return fmt.Errorf("signing keys: reading %s: %w", j.url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("signing keys: %s answered %d", j.url, resp.StatusCode)
+		return err
 	}
 	var set struct {
 		Keys []jwk `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return fmt.Errorf("signing keys: %s is not a JSON key set", j.url)
+		return fmt.Errorf("signing keys: %s is not a JSON key set", keysURL)
 	}
 	keys := map[string]*rsa.PublicKey{}
 	for _, k := range set.Keys {
@@ -178,12 +197,55 @@ func (j *JWKS) fetch(ctx context.Context) error {
 		keys[k.Kid] = pub
 	}
 	if len(keys) == 0 {
-		return errors.New("signing keys: " + j.url + " holds no usable RSA signing key")
+		return errors.New("signing keys: " + keysURL + " holds no usable RSA signing key")
 	}
 	j.mu.Lock()
 	j.keys, j.fetched = keys, j.now()
 	j.mu.Unlock()
 	return nil
+}
+
+// keySetFromDiscovery reads jwks_uri from the discovery document. The key set must be served over HTTPS by
+// the same host as the document, the authority: keys from anywhere else would not be Entra ID's.
+func (j *JWKS) keySetFromDiscovery(ctx context.Context) (string, error) {
+	body, err := j.get(ctx, j.discovery)
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil || doc.JWKSURI == "" {
+		return "", fmt.Errorf("signing keys: %s is not a discovery document with a jwks_uri", j.discovery)
+	}
+	d, _ := url.Parse(j.discovery)
+	k, err := url.Parse(doc.JWKSURI)
+	if err != nil || k.Scheme != "https" || d == nil || !strings.EqualFold(k.Host, d.Host) {
+		return "", fmt.Errorf("signing keys: the jwks_uri of %s is not an https URL on its host", j.discovery)
+	}
+	return k.String(), nil
+}
+
+// get reads a JSON document of at most maxKeysBytes.
+func (j *JWKS) get(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := j.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxKeysBytes))
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: reading %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("signing keys: %s answered %d", u, resp.StatusCode)
+	}
+	return body, nil
 }
 
 func rsaKey(k jwk) (*rsa.PublicKey, error) {

@@ -331,3 +331,52 @@ func TestSmallKeysRefused(t *testing.T) {
 		t.Fatal("a 1024-bit key was accepted")
 	}
 }
+
+// TestTenantKeysFromDiscovery checks the keys come from the tenant's own discovery document, through the
+// Graph double, which serves Entra ID's documents: never from /common.
+func TestTenantKeysFromDiscovery(t *testing.T) {
+	fg := fakegraph.New(fakegraph.NewOptions(testTenant, testClient, "secret"))
+	t.Cleanup(fg.Close)
+	v := &Validator{Keys: NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client()), ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
+	if _, err := v.Validate(ctxT(t), fg.ValidationTokenWith(fakegraph.ValidationTokenOptions{}), time.Now()); err != nil {
+		t.Fatalf("a good token was refused: %v", err)
+	}
+	if n := fg.Count("GET", "/"+testTenant+"/v2.0/.well-known/openid-configuration"); n != 1 {
+		t.Errorf("the tenant's discovery document was read %d times, want 1", n)
+	}
+	if n := fg.Count("GET", "/"+testTenant+"/discovery/v2.0/keys"); n != 1 {
+		t.Errorf("the tenant's key set was read %d times, want 1", n)
+	}
+	if n := fg.Count("GET", "/common/"); n != 0 {
+		t.Errorf("/common was read %d times", n)
+	}
+}
+
+func TestDiscoveryMustNameKeysOnItsHost(t *testing.T) {
+	for name, jwksURI := range map[string]string{
+		"another host": "https://keys.evil.example/keys",
+		"plain http":   "http://HOST/keys",
+		"missing":      "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := httptest.NewTLSServer(nil)
+			t.Cleanup(ts.Close)
+			ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				json.NewEncoder(w).Encode(map[string]string{"jwks_uri": strings.ReplaceAll(jwksURI, "HOST", r.Host)})
+			})
+			_, err := NewTenantJWKS(ts.URL, testTenant, ts.Client()).Key(ctxT(t), "k1")
+			if err == nil || !strings.Contains(err.Error(), "jwks_uri") {
+				t.Errorf("err = %v, want a refusal of the jwks_uri", err)
+			}
+		})
+	}
+}
+
+func TestDiscoveryURL(t *testing.T) {
+	if got, want := DiscoveryURL("https://login.microsoftonline.us", testTenant), "https://login.microsoftonline.us/"+testTenant+"/v2.0/.well-known/openid-configuration"; got != want {
+		t.Errorf("DiscoveryURL = %q, want %q", got, want)
+	}
+	if got := DiscoveryURL("", testTenant); !strings.HasPrefix(got, DefaultAuthorityHost) {
+		t.Errorf("default authority: %q", got)
+	}
+}

@@ -11,8 +11,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -202,19 +203,10 @@ func (c *Client) Replay(ctx context.Context, queue string, dryRun bool) (ReplayR
 
 // scrub removes the query from the URL inside a transport error: with a SAS connection string it holds the
 // signature, and errors end up in logs.
-func scrub(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if u, perr := url.Parse(ue.URL); perr == nil && u.RawQuery != "" {
-			u.RawQuery = "[redacted]"
-			ue.URL = u.String()
-		}
-	}
-	return err
-}
+func scrub(err error) error { return redact.URLError(err) }
 
 // Scrub is scrub for the other storage clients (the checkpoint's blob client).
-func Scrub(err error) error { return scrub(err) }
+func Scrub(err error) error { return redact.URLError(err) }
 
 func deref(s *string) string {
 	if s == nil {

@@ -5,6 +5,8 @@
 //	emit   copies the JSON in Data.req.Body to Outputs.out (query nores=1: no res; status=N: res status)
 //	work   queue trigger: fails (500) when the message contains "fail", else writes Outputs.done
 //	tick   timer: fails while RetryContext.RetryCount < TICK_FAILS, else writes Outputs.log
+//	hub*   event hub: answers Logs [Data, Metadata] as JSON texts; fails when Data contains "fail" and
+//	       RetryContext.RetryCount < HUB_FAILS (-1: always); sleeps 300 ms first when Data contains "sleep"
 //	crash  exits with the code in the query
 //	sleep  sleeps for the milliseconds in the query, then answers
 //	null   answers 200 application/json "null"
@@ -131,6 +133,24 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]any{"Outputs": map[string]any{"log": map[string]any{
 			"data": inv.Data, "meta": inv.Metadata,
 		}}})
+	case "hub", "hubone", "hubbin", "hubforever", "hubnoretry":
+		var rc struct{ RetryCount int }
+		json.Unmarshal(inv.Metadata["RetryContext"], &rc)
+		fails, _ := strconv.Atoi(os.Getenv("HUB_FAILS"))
+		var data strings.Builder
+		for _, v := range inv.Data {
+			data.Write(v)
+		}
+		if strings.Contains(data.String(), "sleep") {
+			time.Sleep(300 * time.Millisecond)
+		}
+		if strings.Contains(data.String(), "fail") && (fails < 0 || rc.RetryCount < fails) {
+			fail(w, fmt.Sprintf("%s attempt %d fails as asked", fn, rc.RetryCount))
+			return
+		}
+		d, _ := json.Marshal(inv.Data)
+		m, _ := json.Marshal(inv.Metadata)
+		reply(w, map[string]any{"Outputs": map[string]any{}, "Logs": []string{string(d), string(m)}})
 	case "crash":
 		code, _ := strconv.Atoi(query("code"))
 		fmt.Fprintf(os.Stderr, "echohandler: exiting with code %d\n", code)
