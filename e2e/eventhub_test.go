@@ -2,29 +2,27 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakehost"
 )
 
-// TestEventHubsIntake moves the stack's subscription to the event hub (the timer's side of Event Hubs is
-// not built yet, so the test plants it), then checks that Graph's notifications arrive as events through
-// the eventhub function, that its validation event, a forged event and a malformed one are not, and that
-// nothing goes through the webhook.
+// TestEventHubsIntake: with an EventHub: notification URL the timer subscribes to the hub (no handshake);
+// Graph's notifications arrive as events through the eventhub function; its validation event, a forged
+// event and a malformed one do not; nothing goes through the webhook.
 func TestEventHubsIntake(t *testing.T) {
-	s := start(t, devstack.Options{Users: 10, EventHubs: true})
+	s := start(t, devstack.Options{Users: 10, EventHubs: true, Settings: map[string]string{config.NotificationURL: devstack.EventHubURL()}})
 	ctx := deadline(t, 60*time.Second)
 
-	old := s.Graph.Subscriptions()[0]
-	s.Graph.DeleteSubscriptionSilently(old.ID)
-	s.Graph.SeedSubscription(fakegraph.Subscription{
-		NotificationURL: devstack.EventHubURL(), LifecycleNotificationURL: devstack.EventHubURL(),
-		ClientState: s.Settings["GRAPH_CLIENT_STATE"],
-	})
 	sub := s.Graph.Subscriptions()[0]
+	if !strings.HasPrefix(sub.NotificationURL, "EventHub:") || !strings.HasPrefix(sub.LifecycleNotificationURL, "EventHub:") {
+		t.Fatalf("the timer subscribed with %q / %q", sub.NotificationURL, sub.LifecycleNotificationURL)
+	}
 	webhookCalls := len(records(s.Host, "webhook"))
 
 	hub := devstack.EventHubName

@@ -371,13 +371,24 @@ func (l *loader) notificationURL(name string) string {
 	if v == "" {
 		return ""
 	}
+	if len(v) >= len(eventHubPrefix) && strings.EqualFold(v[:len(eventHubPrefix)], eventHubPrefix) {
+		u, err := url.Parse(v[len(eventHubPrefix):])
+		if err != nil || u.Scheme != "https" || u.Host == "" || !strings.HasPrefix(u.Path, "/eventhubname/") || len(u.Path) == len("/eventhubname/") {
+			l.fail(name, "must be an Event Hubs URL of the form EventHub:https://<namespace>.servicebus.windows.net/eventhubname/<hub>?tenantId=<tenant domain>")
+			return ""
+		}
+		return v
+	}
 	u, err := url.Parse(v)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname()))) {
-		l.fail(name, "must be the public https URL of the webhook function (Graph refuses plain http)")
+		l.fail(name, "must be the public https URL of the webhook function (Graph refuses plain http), or an EventHub: URL")
 		return ""
 	}
 	return v
 }
+
+// eventHubPrefix starts a notification URL that has Graph deliver into Azure Event Hubs.
+const eventHubPrefix = "eventhub:"
 
 // IsLoopback reports whether host names this machine (127.0.0.0/8, ::1, localhost).
 func IsLoopback(host string) bool {

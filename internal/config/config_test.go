@@ -218,3 +218,21 @@ func TestResourceList(t *testing.T) {
 		t.Errorf("Path = %q", want[1].Path())
 	}
 }
+
+func TestEventHubNotificationURL(t *testing.T) {
+	good := "EventHub:https://contoso-ns.servicebus.windows.net/eventhubname/graph?tenantId=contoso.onmicrosoft.com"
+	c := Load(env(map[string]string{NotificationURL: good}))
+	if err := c.Check(NotificationURL); err != nil || c.NotificationURL != good || c.LifecycleNotificationURL != good {
+		t.Fatalf("%v: %q", err, c.NotificationURL)
+	}
+	for _, bad := range []string{
+		"EventHub:http://contoso-ns.servicebus.windows.net/eventhubname/graph",
+		"EventHub:https://contoso-ns.servicebus.windows.net/graph",
+		"EventHub:https://contoso-ns.servicebus.windows.net/eventhubname/",
+		"EventHub:not a url",
+	} {
+		if err := Load(env(map[string]string{NotificationURL: bad})).Check(NotificationURL); err == nil || !strings.Contains(err.Error(), "Event Hubs URL") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -483,3 +483,55 @@ func TestForbiddenGroupsSubscriptionNamesGroupReadAll(t *testing.T) {
 		t.Fatalf("err = %v, want the hint naming Group.Read.All", err)
 	}
 }
+
+// hub collects what the Graph double delivers to Event Hubs.
+type hub struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (h *hub) SendEvent(_ context.Context, _, _ string, body []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bodies = append(h.bodies, string(body))
+	return nil
+}
+
+func TestEventHubSubscriptions(t *testing.T) {
+	h := &hub{}
+	e := newEnv(t, func(o *fakegraph.Options) { o.EventHubs = h })
+	hubURL := fakegraph.EventHubURL("contoso-ns.servicebus.windows.net", "graph", "contoso.example")
+	e.settings[config.NotificationURL] = hubURL
+	k := e.keeper(t)
+	out := ensure(t, k, Normal)
+	s := only(t, e.fg)
+	if out.Action != Created || !IsEventHub(s.NotificationURL) || fingerprintOf(s.NotificationURL) != Fingerprint(config.Secret(stateA)) {
+		t.Fatalf("created %+v with URL %q: want the hub URL with the fingerprint", out, s.NotificationURL)
+	}
+	if !strings.HasPrefix(s.NotificationURL, "EventHub:https://contoso-ns.servicebus.windows.net/eventhubname/graph?") {
+		t.Errorf("URL %q lost its form", s.NotificationURL)
+	}
+	if len(h.bodies) == 0 {
+		t.Error("no validation event reached the hub")
+	}
+	if out := ensure(t, e.keeper(t), Normal); out.Action != Unchanged {
+		t.Errorf("second run: %+v", out)
+	}
+
+	// Graph may not keep the fingerprint in an EventHub: URL: a subscription without one is taken as
+	// current while no rotation is under way…
+	e.fg.DeleteSubscriptionSilently(s.ID)
+	e.fg.SeedSubscription(fakegraph.Subscription{Resource: "users", ChangeType: "updated,deleted", NotificationURL: hubURL,
+		LifecycleNotificationURL: hubURL, ClientState: stateA, ExpirationDateTime: e.clock.Now().Add(28 * 24 * time.Hour)})
+	before := e.writes()
+	if out := ensure(t, e.keeper(t), Normal); out.Action != Unchanged || e.writes() != before {
+		t.Fatalf("a hub subscription without a fingerprint was replaced with no rotation under way: %+v", out)
+	}
+	// …and recreated when one is (GRAPH_CLIENT_STATE_PREVIOUS set).
+	e.settings[config.ClientStatePrevious] = stateA
+	e.settings[config.ClientState] = stateB
+	out = ensure(t, e.keeper(t), Normal)
+	if s := only(t, e.fg); out.Action != Recreated || s.ClientState != stateB {
+		t.Fatalf("rotation: %+v, clientState %q", out, s.ClientState)
+	}
+}
