@@ -70,7 +70,7 @@ type Options struct {
 	EventHubs             EventHubSink // receives deliveries to EventHub: notification URLs (eventhubs.go); nil: such deliveries fail
 	Logger                *slog.Logger // default: discards
 
-	// Additions beyond the brief.
+	// Listening, paging, quotas and identities.
 	Addr                   string        // listen address, must be loopback (default 127.0.0.1:0)
 	CoalesceWindow         time.Duration // default DefaultCoalesceWindow; negative: only Flush sends
 	SubscriptionPageSize   int           // GET /subscriptions page size (default DefaultSubscriptionPageSize)
