@@ -146,13 +146,13 @@ type Deps struct {
 // of its own between calls: everything is in the checkpoints and the queue, so any number of workers may
 // share the work.
 type Runner struct {
-	cfg     *config.Config
-	graph   func() (Graph, error)
-	store   func() (Store, error)
-	queue   func() (Queue, error)
-	events_ EventWriter
-	gate    *directory.Gate
-	now     func() time.Time
+	cfg    *config.Config
+	graph  func() (Graph, error)
+	store  func() (Store, error)
+	queue  func() (Queue, error)
+	writer EventWriter
+	gate   *directory.Gate
+	now    func() time.Time
 
 	// Knobs; New sets the defaults above. Margin is how long before the invocation's deadline Graph work
 	// stops, so a retry can still be enqueued.
@@ -167,7 +167,7 @@ func New(d Deps) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{cfg: d.Config, graph: d.Graph, store: d.Store, queue: d.Queue, events_: d.Events, gate: d.Gate, now: d.Now,
+	return &Runner{cfg: d.Config, graph: d.Graph, store: d.Store, queue: d.Queue, writer: d.Events, gate: d.Gate, now: d.Now,
 		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin, newID: newPassID}
 }
 

@@ -152,7 +152,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		return r.retryOrFail(ctx, log, st, q, kind, cp, etag, m, c, out, err)
 	}
 	// 1. The events are durable before the checkpoint moves.
-	written, err := r.events_.Write(ctx, items)
+	written, err := r.writer.Write(ctx, items)
 	if err != nil {
 		return out, err
 	}
