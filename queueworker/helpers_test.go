@@ -250,7 +250,7 @@ func userProps(id string) map[string]any {
 
 var seqNo atomic.Int64
 
-// note builds a user change notification the way Graph sends it (reference §3.3).
+// note builds a user change notification the way Graph sends it (docs/graph-facts.md §3.3).
 func note(userID, changeType string) graph.ChangeNotification {
 	return noteFor(testSub, userID, changeType, 638700000000000000+seqNo.Add(1))
 }
@@ -295,7 +295,7 @@ func hostText(t testing.TB, m *message.Message) []byte {
 	return buf.Bytes()
 }
 
-// hostRequest is the invocation request the real host sends for a queue message (reference §3.4): the text
+// hostRequest is the invocation request the real host sends for a queue message (docs/host-protocol.md §3.4): the text
 // JSON-encoded twice, DequeueCount as a string, Id and PopReceipt in extra quotes.
 func hostRequest(t testing.TB, text []byte, dequeueCount int) *customhandler.Request {
 	t.Helper()

@@ -4,7 +4,7 @@
 //
 //   - listens on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (FUNCTIONS_HTTPWORKER_PORT as a fallback) with a
 //     plain net/http server and the default ServeMux;
-//   - GET / answers 200 "ok\n" (the host's readiness poll, reference §2.2);
+//   - GET / answers 200 "ok\n" (the host's readiness poll, §2.2);
 //   - POST /webhook reads the invocation request fully, then:
 //   - if the raw bytes contain `"validationToken"`, it decodes only Data.req.Query from the envelope and
 //     echoes the token as the http output (200, text/plain, nosniff), exactly what Graph's handshake needs;
@@ -50,7 +50,7 @@ func main() {
 	mux.HandleFunc("POST /webhook", webhook)
 	err = http.Serve(ln, mux)
 	fmt.Fprintln(os.Stderr, "baseline:", err)
-	os.Exit(1) // never 0: the host would not restart it (§2.3)
+	os.Exit(1) // never 0: the host would not restart it (docs/host-protocol.md §2.3)
 }
 
 func webhook(w http.ResponseWriter, r *http.Request) {

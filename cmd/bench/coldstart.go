@@ -77,7 +77,7 @@ func coldStart(ctx context.Context, bin string, settings map[string]string, poll
 	return run, nil
 }
 
-// setHostHeaders sets the headers the host sends with every invocation (§3.1).
+// setHostHeaders sets the headers the host sends with every invocation (docs/host-protocol.md §3.1).
 func setHostHeaders(req *http.Request, id string) {
 	req.Header.Set("X-Azure-Functions-InvocationId", id)
 	req.Header.Set("X-Azure-Functions-HostVersion", "4.1040.300.0")

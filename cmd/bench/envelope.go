@@ -47,7 +47,7 @@ func notificationBody(n int) string {
 // validationToken is what Graph's handshake carries, already URL-decoded once by the host.
 const validationToken = "Validation: Testing client application reachability for subscription Request-Id: 5b4a6c1e-2f3d-4e5a-8b9c-0d1e2f3a4b5c"
 
-// notificationEnvelope is the host's invocation request for Graph POSTing body to the webhook (§3.3).
+// notificationEnvelope is the host's invocation request for Graph POSTing body to the webhook (docs/host-protocol.md §3.3).
 func notificationEnvelope(body string) []byte {
 	return hostEnvelope(map[string]string{"code": benchFunctionKey}, "application/json; charset=utf-8", &body)
 }
@@ -59,7 +59,7 @@ func handshakeEnvelope(token string) []byte {
 }
 
 // hostEnvelope builds {"Data":{"req":…},"Metadata":…} as the Functions host does for an httpTrigger named req
-// (reference §3.1–§3.3): PascalCase request fields, Query as strings, Headers as string arrays, the
+// (docs/host-protocol.md §3.1–§3.3): PascalCase request fields, Query as strings, Headers as string arrays, the
 // function-key identity, Body as raw text, Metadata with Query, Headers (joined), each query key but code
 // as a JSON-quoted string, and sys.
 func hostEnvelope(query map[string]string, contentType string, body *string) []byte {
@@ -101,7 +101,7 @@ func hostEnvelope(query map[string]string, contentType string, body *string) []b
 	for k, v := range query {
 		if k != "code" {
 			b, _ := json.Marshal(v)
-			meta[k] = string(b) // §3.2: a string arrives JSON-quoted
+			meta[k] = string(b) // docs/host-protocol.md §3.2: a string arrives JSON-quoted
 		}
 	}
 	joined := map[string]string{}

@@ -7,7 +7,7 @@
 //	go run ./cmd/bench -quick -out /tmp/bench.md   (make bench-quick: a smoke run of every step, ~20 s)
 //
 // Both binaries are built with the same `go build` flags and started the way the Functions host starts a
-// custom handler (reference §2.1): a fresh loopback port in FUNCTIONS_CUSTOMHANDLER_PORT, the app settings
+// custom handler (docs/host-protocol.md §2.1): a fresh loopback port in FUNCTIONS_CUSTOMHANDLER_PORT, the app settings
 // in the environment, stdout and stderr read through pipes. The load generator runs in this process and
 // speaks to them over loopback HTTP/1.1 as the host does.
 package main

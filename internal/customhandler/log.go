@@ -10,7 +10,7 @@ import (
 
 // NewLogger returns a logger that writes one text line per record: Info and Debug to stdout, which the host
 // logs at Information, and Warn and Error to stderr, which the host logs at Warning when the line contains
-// "warn" and at Error otherwise (§2.4). slog's "level=WARN" carries that word. The host stamps each line, so
+// "warn" and at Error otherwise (docs/host-protocol.md §2.4). slog's "level=WARN" carries that word. The host stamps each line, so
 // the logger writes no time.
 func NewLogger(stdout, stderr io.Writer, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}

@@ -15,7 +15,7 @@ import (
 )
 
 // Request is one invocation as the host POSTs it to /<FunctionName>: one Data entry per trigger and input
-// binding (named as in function.json), and the trigger's binding data in Metadata (§3.1).
+// binding (named as in function.json), and the trigger's binding data in Metadata (docs/host-protocol.md §3.1).
 type Request struct {
 	Data     map[string]json.RawMessage `json:"Data"`
 	Metadata map[string]json.RawMessage `json:"Metadata"`
@@ -28,7 +28,7 @@ type Request struct {
 // httpEnvelope decodes an HTTP-triggered invocation in one pass. encoding/json validates its whole input on
 // every Unmarshal, so decoding Data into raw values and each value again costs a second pass over the
 // request, which on the webhook is most of its time. Metadata is skipped: for HTTP triggers it only repeats
-// the query, the headers and the body's top-level scalars (§3.3).
+// the query, the headers and the body's top-level scalars (docs/host-protocol.md §3.3).
 type httpEnvelope struct {
 	Data map[string]*HTTPRequest `json:"Data"`
 }
@@ -43,7 +43,7 @@ func decodeHTTPEnvelope(b []byte, name string, r *Request) error {
 	return nil
 }
 
-// HTTPRequest is Data.<name> of an httpTrigger (§3.3).
+// HTTPRequest is Data.<name> of an httpTrigger (docs/host-protocol.md §3.3).
 type HTTPRequest struct {
 	URL     string    `json:"Url"`
 	Method  string    `json:"Method"`
@@ -83,7 +83,7 @@ func (h *HTTPRequest) Header(key string) string {
 }
 
 // QueueItem decodes a queueTrigger value: the message text, which the real host JSON-encodes a second time
-// and third-party fixtures encode once (§3.4). It unquotes a JSON string value up to three times, so a
+// and third-party fixtures encode once (docs/host-protocol.md §3.4). It unquotes a JSON string value up to three times, so a
 // message that is a JSON document comes back as that document's text, and an object sent as-is comes back
 // unchanged.
 func (r *Request) QueueItem(name string) ([]byte, error) {
@@ -108,7 +108,7 @@ func unwrapString(raw json.RawMessage) []byte {
 	return b
 }
 
-// QueueMetadata is a queue trigger's binding data (§3.4). The host sends scalars JSON-encoded as strings
+// QueueMetadata is a queue trigger's binding data (docs/host-protocol.md §3.4). The host sends scalars JSON-encoded as strings
 // (DequeueCount "1", Id "\"…\""); third-party fixtures send them plain. Both decode.
 type QueueMetadata struct {
 	ID              Scalar `json:"Id"`
@@ -143,7 +143,7 @@ func (m QueueMetadata) Dequeues() int {
 	return n
 }
 
-// TimerInfo is a timerTrigger value (§3.5). ScheduleStatus is nil when the host does not monitor the schedule.
+// TimerInfo is a timerTrigger value (docs/host-protocol.md §3.5). ScheduleStatus is nil when the host does not monitor the schedule.
 type TimerInfo struct {
 	ScheduleStatus *ScheduleStatus `json:"ScheduleStatus"`
 	IsPastDue      bool            `json:"IsPastDue"`
@@ -170,7 +170,7 @@ func (r *Request) Timer(name string) (*TimerInfo, error) {
 	return &t, nil
 }
 
-// RetryContext is Metadata.RetryContext, present when a retry policy is active (§3.1).
+// RetryContext is Metadata.RetryContext, present when a retry policy is active (docs/host-protocol.md §3.1).
 type RetryContext struct {
 	RetryCount    int `json:"RetryCount"`
 	MaxRetryCount int `json:"MaxRetryCount"`
@@ -215,7 +215,7 @@ func (s *Scalar) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// StringMap is an object of strings. Query arrived as a JSON-encoded string before host 3.0.14785 (§3.3),
+// StringMap is an object of strings. Query arrived as a JSON-encoded string before host 3.0.14785 (docs/host-protocol.md §3.3),
 // and route values may be null; both decode.
 type StringMap map[string]string
 
@@ -285,7 +285,7 @@ func (m *HeaderMap) UnmarshalJSON(b []byte) error {
 }
 
 // Time is a host timestamp, parsed leniently: RFC 3339 with or without fractional seconds, with or without a
-// zone (then UTC), inside a JSON string or JSON-encoded twice (§3.5, issue #7391).
+// zone (then UTC), inside a JSON string or JSON-encoded twice (docs/host-protocol.md §3.5, issue #7391).
 type Time struct{ time.Time }
 
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.9999999", "2006-01-02T15:04:05", "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05"}
@@ -310,7 +310,7 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	return fmt.Errorf("unreadable timestamp %q", s)
 }
 
-// BodyBytes returns the HTTP body bytes: the host sends octet-stream and multipart bodies base64-encoded (§3.3).
+// BodyBytes returns the HTTP body bytes: the host sends octet-stream and multipart bodies base64-encoded (docs/host-protocol.md §3.3).
 func (h *HTTPRequest) BodyBytes() []byte {
 	if h.Body == nil {
 		return nil

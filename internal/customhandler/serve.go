@@ -13,7 +13,7 @@ import (
 )
 
 // Listen opens the port the host chose, on 127.0.0.1: the host always dials the IPv4 loopback literal
-// (§2.1). FUNCTIONS_HTTPWORKER_PORT is the legacy name of the same value.
+// (docs/host-protocol.md §2.1). FUNCTIONS_HTTPWORKER_PORT is the legacy name of the same value.
 func Listen(getenv func(string) string) (net.Listener, error) {
 	name := "FUNCTIONS_CUSTOMHANDLER_PORT"
 	v := getenv(name)
@@ -37,7 +37,7 @@ func Listen(getenv func(string) string) (net.Listener, error) {
 
 // Serve answers on ln until ctx is done, then stops accepting, lets in-flight invocations finish for up to
 // grace, and returns context.Cause(ctx): a Signaled when a signal stopped it. It never returns nil, because
-// exit status 0 tells the host never to restart the handler (§2.3).
+// exit status 0 tells the host never to restart the handler (docs/host-protocol.md §2.3).
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
 	srv := &http.Server{
 		Handler:           h,

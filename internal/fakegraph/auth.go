@@ -181,7 +181,7 @@ func (s *Server) handleOpenIDConfig(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleOpenIDConfigV1 serves the v1 metadata (what reference §2.4 points validation-token checkers at).
+// handleOpenIDConfigV1 serves the v1 metadata (what docs/graph-facts.md §2.4 points validation-token checkers at).
 func (s *Server) handleOpenIDConfigV1(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
 	base := s.URL() + "/" + tenant
@@ -537,7 +537,7 @@ type ValidationTokenOptions struct {
 }
 
 // ValidationToken returns a validation token like the ones Graph puts in validationTokens
-// (reference §2.4): signed by the key in the double's JWKS, aud = audience (default ClientID),
+// (docs/graph-facts.md §2.4): signed by the key in the double's JWKS, aud = audience (default ClientID),
 // caller = GraphChangeTrackingAppID, v1.0 claims (appid). [inferred] Which token version Graph
 // issues is not in the reference; ValidationTokenWith offers both.
 func (s *Server) ValidationToken(audience string) string {

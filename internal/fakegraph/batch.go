@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-// MaxBatchRequests is JSON batching's limit (reference §7).
+// MaxBatchRequests is JSON batching's limit (docs/graph-facts.md §7).
 const MaxBatchRequests = 20
 
 type batchItem struct {
@@ -23,7 +23,7 @@ type batchItem struct {
 	DependsOn []string          `json:"dependsOn"`
 }
 
-// handleBatch is POST /$batch (reference §7): at most 20 requests, each dispatched in-process to the
+// handleBatch is POST /$batch (docs/graph-facts.md §7): at most 20 requests, each dispatched in-process to the
 // same handlers (faults, request log with InBatch), answered with per-item status, headers and body.
 // The batch itself is 200. ThrottleBatchItems makes inner items 429 with their own Retry-After.
 // An item whose dependsOn item failed gets 424. Choice: items run sequentially in array order and

@@ -44,10 +44,10 @@ type urlQueue struct {
 	timer *time.Timer
 }
 
-// Notification time formats: subscriptionExpirationDateTime with an offset (reference §3.3 example).
+// Notification time formats: subscriptionExpirationDateTime with an offset (docs/graph-facts.md §3.3 example).
 const notifTime = "2006-01-02T15:04:05.9999999-07:00"
 
-// nextSequenceNumber is strictly increasing and above 2^53 (.NET ticks of Clock, reference §3.3).
+// nextSequenceNumber is strictly increasing and above 2^53 (.NET ticks of Clock, §3.3).
 func (s *Server) nextSequenceNumber() int64 {
 	ticks := s.now().UnixNano()/100 + 621355968000000000
 	if ticks <= s.lastSeqNumber {
@@ -199,7 +199,7 @@ func (s *Server) flushKey(key string) {
 	}
 }
 
-// deliverBatch POSTs one batch like Graph (reference §2.2): a 2xx within DeliveryTimeout is delivered;
+// deliverBatch POSTs one batch like Graph (docs/graph-facts.md §2.2): a 2xx within DeliveryTimeout is delivered;
 // otherwise it is retried with exponential backoff from DeliveryBackoff (each retry bounded by
 // RetryAttemptTimeout) until DeliveryRetryWindow has passed, then dropped.
 func (s *Server) deliverBatch(id int, kind, url string, body []byte, count int) {
@@ -308,10 +308,10 @@ func (s *Server) WaitDelivered(ctx context.Context) error {
 	return s.WaitFor(ctx, func() bool { return s.Pending() == 0 })
 }
 
-// SendLifecycle sends a lifecycle notification (reference §5) for a live subscription to its
+// SendLifecycle sends a lifecycle notification (docs/graph-facts.md §5) for a live subscription to its
 // lifecycleNotificationUrl, or its notificationUrl when it has none: reauthorizationRequired,
 // subscriptionRemoved (the subscription is then removed) or missed. It carries one good
-// validationToken, as observed in practice (reference §2.4). Unknown subscription: no-op (logged).
+// validationToken, as observed in practice (docs/graph-facts.md §2.4). Unknown subscription: no-op (logged).
 func (s *Server) SendLifecycle(subID, event string) {
 	s.SendLifecycleWithTokens(subID, event, []string{s.ValidationToken("")})
 }

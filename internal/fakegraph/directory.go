@@ -48,7 +48,7 @@ func init() {
 	}
 }
 
-// AddUser creates a user (a new GUID when ID is empty) and sends `updated` (reference §3.4: creation arrives as updated).
+// AddUser creates a user (a new GUID when ID is empty) and sends `updated` (docs/graph-facts.md §3.4: creation arrives as updated).
 func (s *Server) AddUser(u User) {
 	if u.ID == "" {
 		u.ID = newGUID()
@@ -94,7 +94,7 @@ func (s *Server) UpdateUser(id string, props map[string]any) {
 	s.enqueueAll(n)
 }
 
-// SoftDeleteUser moves an active user to directory/deletedItems and sends `updated` (reference §3.4).
+// SoftDeleteUser moves an active user to directory/deletedItems and sends `updated` (docs/graph-facts.md §3.4).
 func (s *Server) SoftDeleteUser(id string) {
 	s.mu.Lock()
 	u := s.users[strings.ToLower(id)]
@@ -135,7 +135,7 @@ func (s *Server) restoreLocked(id string) bool {
 	return true
 }
 
-// PermanentlyDeleteUser removes a user for good and sends `deleted` (reference §3.4: only permanent
+// PermanentlyDeleteUser removes a user for good and sends `deleted` (docs/graph-facts.md §3.4: only permanent
 // deletion is `deleted`). Choice: an active user first goes through the deleted items, as in Entra ID,
 // so it gets `updated` (soft delete) then `deleted`.
 func (s *Server) PermanentlyDeleteUser(id string) {
@@ -189,7 +189,7 @@ func (s *Server) SoftDeleted(id string) bool {
 	return u != nil && u.deleted
 }
 
-// ExpireDeltaTokens makes every delta link issued so far answer syncStateNotFound (reference §6).
+// ExpireDeltaTokens makes every delta link issued so far answer syncStateNotFound (docs/graph-facts.md §6).
 func (s *Server) ExpireDeltaTokens() {
 	s.mu.Lock()
 	s.deltaGen++
@@ -274,7 +274,7 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	// [inferred] reference §3.4: a soft-deleted user 404s on /users/{id}.
+	// [inferred] docs/graph-facts.md §3.4: a soft-deleted user 404s on /users/{id}.
 	if u == nil || u.deleted || s.now().Before(u.visibleAt) {
 		s.mu.Unlock()
 		s.notFoundUser(w, r, id)
@@ -421,7 +421,7 @@ func nonNil(v []any) []any {
 	return v
 }
 
-// handleUsersDelta is GET /users/delta (reference §6): a full round paged by $skiptoken ending in a
+// handleUsersDelta is GET /users/delta (docs/graph-facts.md §6): a full round paged by $skiptoken ending in a
 // $deltatoken link; $deltatoken=latest gives only a deltaLink; a delta link gives changes since it
 // was issued, the last occurrence per user, @removed with reason "changed" (soft delete) or "deleted".
 // With $select, updates touching none of the selected properties are left out.

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Event Hubs delivery (reference §2.6): a subscription whose notificationUrl or lifecycleNotificationUrl is
+// Event Hubs delivery (docs/graph-facts.md §2.6): a subscription whose notificationUrl or lifecycleNotificationUrl is
 // EventHub:https://<namespace>/eventhubname/<hub>?tenantId=<domain> gets no validation handshake; Graph
 // sends one validation event instead, and every notification batch becomes one event whose body is the
 // changeNotificationCollection. The double hands those events to Options.EventHubs.
@@ -77,7 +77,7 @@ func checkNotificationURL(field, raw string) error {
 }
 
 // validationEvent is the event Graph sends to a hub when a subscription with an EventHub: URL is created
-// (reference §2.6): every field "NA" but changeType, which is not a change type.
+// (docs/graph-facts.md §2.6): every field "NA" but changeType, which is not a change type.
 func validationEvent() []byte {
 	b, _ := json.Marshal(map[string]any{"value": []any{map[string]any{
 		"subscriptionId":                 "NA",

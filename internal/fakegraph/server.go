@@ -25,22 +25,22 @@ import (
 
 // Defaults applied by New when the corresponding Options field is zero.
 const (
-	DefaultNotificationBatchSize = 50                    // choice: Graph's maximum is unpublished (reference §2.1); 50 > the product's 20-per-message chunk, so chunking is exercised
+	DefaultNotificationBatchSize = 50                    // choice: Graph's maximum is unpublished (docs/graph-facts.md §2.1); 50 > the product's 20-per-message chunk, so chunking is exercised
 	DefaultCoalesceWindow        = 20 * time.Millisecond // choice: changes within this window share POSTs
-	DefaultDeliveryRetryWindow   = 2 * time.Minute       // Graph: 4 h (reference §2.2); compressed for tests
+	DefaultDeliveryRetryWindow   = 2 * time.Minute       // Graph: 4 h (docs/graph-facts.md §2.2); compressed for tests
 	DefaultDeliveryBackoff       = 200 * time.Millisecond
-	DefaultHandshakeTimeout      = 10 * time.Second // reference §1.2 step 3
-	DefaultDeliveryTimeout       = 3 * time.Second  // reference §2.2
+	DefaultHandshakeTimeout      = 10 * time.Second // docs/graph-facts.md §1.2 step 3
+	DefaultDeliveryTimeout       = 3 * time.Second  // docs/graph-facts.md §2.2
 	DefaultSubscriptionPageSize  = 2                // choice: small so @odata.nextLink paging is exercised
 	DefaultUserPageSize          = 5                // choice: small so paging of /users and /users/delta is exercised
 	DefaultGroupPageSize         = 5                // choice: as DefaultUserPageSize, for /groups and /groups/delta
 	DefaultGroupMembersPerPage   = 100              // members per page of /groups/{id}/members and members@delta entries per /groups/delta page (choice: Graph's default page of members is 100)
-	DefaultMaxSubscriptions      = 100              // per app+tenant quota (reference §3.2)
+	DefaultMaxSubscriptions      = 100              // per app+tenant quota (docs/graph-facts.md §3.2)
 	DefaultManagedIdentityHeader = "fakegraph-identity-header"
-	MaxExpiryMinutes             = 41760 // reference §3.1
-	MinExpiryMinutes             = 45    // reference §1.1 / §3.1
+	MaxExpiryMinutes             = 41760 // docs/graph-facts.md §3.1
+	MinExpiryMinutes             = 45    // docs/graph-facts.md §1.1 / docs/graph-facts.md §3.1
 
-	// GraphChangeTrackingAppID is the caller (azp/appid) of Graph's validationTokens (reference §2.4).
+	// GraphChangeTrackingAppID is the caller (azp/appid) of Graph's validationTokens (docs/graph-facts.md §2.4).
 	GraphChangeTrackingAppID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 	// GraphResource is Microsoft Graph's resource identifier.
 	GraphResource = "https://graph.microsoft.com"
@@ -59,11 +59,11 @@ type Options struct {
 	DeliveryBackoff       time.Duration     // first retry delay, doubling (default DefaultDeliveryBackoff)
 	HandshakeTimeout      time.Duration     // default 10 s (Graph's limit)
 	DeliveryTimeout       time.Duration     // first attempt: a reply slower than this counts as failure (Graph: 3 s)
-	// RetryAttemptTimeout bounds each retry attempt (Graph: 10 s, reference §2.2).
+	// RetryAttemptTimeout bounds each retry attempt (Graph: 10 s, §2.2).
 	// Default: DeliveryTimeout*10/3, i.e. 10 s when DeliveryTimeout is Graph's 3 s (choice: scales with compressed time).
 	RetryAttemptTimeout time.Duration
 	// RejectExpiryBeyondMax refuses expirationDateTime beyond 41,760 min with 400 (stricter than
-	// Graph, on purpose; reference §3.1 says such requests "may start failing"). Use NewOptions to get
+	// Graph, on purpose; docs/graph-facts.md §3.1 says such requests "may start failing"). Use NewOptions to get
 	// it true by default; with a plain Options literal it is whatever you set.
 	RejectExpiryBeyondMax bool
 	HTTPClient            *http.Client // client used to POST notifications/handshakes (default: trusts system roots + the double's own cert, accepts http:// loopback, does not follow redirects)
@@ -78,12 +78,12 @@ type Options struct {
 	MaxSubscriptions       int           // per app+tenant quota, 403 beyond (default DefaultMaxSubscriptions; negative: unlimited)
 	ServicePrincipalID     string        // the app's service principal object id = creatorId (default: random GUID)
 	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"])
-	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, reference §2.5); default 0
+	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, §2.5); default 0
 	// NotificationTenantField picks the envelope's tenant field: "tenantId" (default), "organizationId"
-	// (observed variant, reference §2.1/§5), or "none" (only resourceData.organizationId remains).
+	// (observed variant, §2.1/§5), or "none" (only resourceData.organizationId remains).
 	NotificationTenantField string
 	// LenientHandshake accepts a validation reply with any Content-Type. By default the double also
-	// requires text/plain (reference §1.2 step 3), which is stricter than what Graph is known to check.
+	// requires text/plain (docs/graph-facts.md §1.2 step 3), which is stricter than what Graph is known to check.
 	LenientHandshake bool
 	ControlAPI       bool // mount the /_control/ API (see package doc); cmd/fakegraph turns it on
 
@@ -483,7 +483,7 @@ func (s *Server) takeFault(pattern string) *Fault {
 }
 
 // ThrottleBatchItems makes the next n inner $batch items answer 429 with their own Retry-After
-// header while the batch itself is 200 (reference §7).
+// header while the batch itself is 200 (docs/graph-facts.md §7).
 func (s *Server) ThrottleBatchItems(n int, retryAfter time.Duration) {
 	s.mu.Lock()
 	s.batchThrottle, s.batchRetry = n, retryAfter
@@ -498,7 +498,7 @@ func (s *Server) SetReplicationLag(d time.Duration) {
 }
 
 // DropNotifications makes the double drop change and lifecycle notifications instead of delivering them
-// (recorded in Deliveries with Outcome "dropped"), as Graph does in its drop state (reference §2.2).
+// (recorded in Deliveries with Outcome "dropped"), as Graph does in its drop state (docs/graph-facts.md §2.2).
 func (s *Server) DropNotifications(on bool) {
 	s.mu.Lock()
 	s.drop = on

@@ -146,7 +146,7 @@ func (s *Server) ExpireSubscription(id string) {
 func (s *Server) DeleteSubscriptionSilently(id string) { s.ExpireSubscription(id) }
 
 func (s *Server) subNotFound(w http.ResponseWriter, r *http.Request, id string) {
-	// Wording is the double's own; the reference fixes only the 404 status (§4).
+	// Wording is the double's own; the reference fixes only the 404 status (docs/graph-facts.md §4).
 	s.graphError(w, r, http.StatusNotFound, "ResourceNotFound", "The object was not found. Subscription '"+id+"' does not exist.")
 }
 
@@ -184,7 +184,7 @@ func changeTypes(ct string) ([]string, string) {
 		switch p {
 		case "updated", "deleted":
 		default:
-			return nil, p // reference §1.1: users accept only updated and deleted
+			return nil, p // docs/graph-facts.md §1.1: users accept only updated and deleted
 		}
 		if !slices.Contains(out, p) {
 			out = append(out, p)
@@ -215,7 +215,7 @@ func checkURL(field, raw string) error {
 	return nil
 }
 
-// clampExpiry applies reference §1.1/§3.1: below 45 min → raised to now+45 min (including values
+// clampExpiry applies docs/graph-facts.md §1.1/§3.1: below 45 min → raised to now+45 min (including values
 // in the past, per the letter of the reference); beyond 41,760 min → error if RejectExpiryBeyondMax.
 func (s *Server) clampExpiry(raw string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, raw)
@@ -312,7 +312,7 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 	if req.ClientState != nil {
 		clientState = *req.ClientState
 	}
-	if len(clientState) > 128 { // reference §1.1: 128 on the subscription page (255 elsewhere)
+	if len(clientState) > 128 { // docs/graph-facts.md §1.1: 128 on the subscription page (255 elsewhere)
 		s.invalid(w, r, "Invalid 'clientState' attribute: the maximum length is 128 characters.")
 		return
 	}
@@ -373,8 +373,8 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		s.mu.Unlock()
 	}()
 
-	// Validation handshake (reference §1.2, §1.3): notificationUrl, then lifecycleNotificationUrl (twice if the same URL).
-	// An event hub gets one validation event instead (reference §2.6), once when both URLs name it (choice).
+	// Validation handshake (docs/graph-facts.md §1.2, §1.3): notificationUrl, then lifecycleNotificationUrl (twice if the same URL).
+	// An event hub gets one validation event instead (docs/graph-facts.md §2.6), once when both URLs name it (choice).
 	if msg := s.handshake(r.Context(), *req.NotificationURL, id); msg != "" {
 		s.graphError(w, r, http.StatusBadRequest, "ValidationError", msg)
 		return
@@ -448,7 +448,7 @@ func (s *Server) handshake(ctx context.Context, rawURL, subID string) string {
 		case !bytes.Equal(body, []byte(token)):
 			msg = "Validation error: Response must exactly match validationToken query parameter."
 		case !s.opts.LenientHandshake && !strings.HasPrefix(strings.ToLower(ct), "text/plain"):
-			// Stricter than Graph is known to be: reference §1.2 step 3 asks for text/plain.
+			// Stricter than Graph is known to be: docs/graph-facts.md §1.2 step 3 asks for text/plain.
 			msg = "Subscription validation request failed. Response must have Content-Type text/plain (fakegraph)."
 		}
 	}
@@ -471,7 +471,7 @@ func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request)
 	offset := 0
 	for k := range q {
 		if k != "$skiptoken" {
-			// reference §4: the list call accepts no OData query parameters.
+			// docs/graph-facts.md §4: the list call accepts no OData query parameters.
 			s.graphError(w, r, http.StatusBadRequest, "BadRequest", "Query option '"+k+"' is not supported on subscriptions.")
 			return
 		}
@@ -487,7 +487,7 @@ func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request)
 	s.mu.Lock()
 	var mine []*Subscription
 	for _, sub := range s.liveSubsLocked() {
-		if strings.EqualFold(sub.ApplicationID, s.opts.ClientID) { // reference §4: app permission lists this app's subscriptions
+		if strings.EqualFold(sub.ApplicationID, s.opts.ClientID) { // docs/graph-facts.md §4: app permission lists this app's subscriptions
 			mine = append(mine, sub)
 		}
 	}
@@ -531,9 +531,9 @@ func (s *Server) handleGetSubscription(w http.ResponseWriter, r *http.Request) {
 	writeGraphJSON(w, http.StatusOK, body)
 }
 
-// handlePatchSubscription renews (reference §4): expirationDateTime and/or notificationUrl.
-// A changed notificationUrl is validated by a handshake (UNCONFIRMED in reference §1.3; the double does it).
-// lifecycleNotificationUrl cannot be added or changed (§1.1); other fields cannot be changed (choice).
+// handlePatchSubscription renews (docs/graph-facts.md §4): expirationDateTime and/or notificationUrl.
+// A changed notificationUrl is validated by a handshake (UNCONFIRMED in docs/graph-facts.md §1.3; the double does it).
+// lifecycleNotificationUrl cannot be added or changed (docs/graph-facts.md §1.1); other fields cannot be changed (choice).
 func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	b, _ := io.ReadAll(r.Body)
@@ -595,9 +595,9 @@ func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request)
 	m := s.subMeta[id]
 	now := s.now()
 	if !m.reauthorizedAt.IsZero() && now.Sub(m.reauthorizedAt) < 10*time.Minute {
-		s.log.Warn("fakegraph: PATCH within 10 minutes of reauthorize (reference §4 warns against it)", "subscription", id)
+		s.log.Warn("fakegraph: PATCH within 10 minutes of reauthorize (docs/graph-facts.md §4 warns against it)", "subscription", id)
 	}
-	m.patchedAt, m.needsReauth = now, false // renewing also reauthorizes (reference §4)
+	m.patchedAt, m.needsReauth = now, false // renewing also reauthorizes (docs/graph-facts.md §4)
 	body := s.subJSON(sub, false)
 	s.mu.Unlock()
 	body["@odata.context"] = s.GraphBaseURL() + "/$metadata#subscriptions/$entity"
@@ -624,7 +624,7 @@ func (s *Server) handleReauthorize(w http.ResponseWriter, r *http.Request) {
 	m := s.subMeta[id]
 	now := s.now()
 	if !m.patchedAt.IsZero() && now.Sub(m.patchedAt) < 10*time.Minute {
-		s.log.Warn("fakegraph: reauthorize within 10 minutes of PATCH (reference §4 warns against it)", "subscription", id)
+		s.log.Warn("fakegraph: reauthorize within 10 minutes of PATCH (docs/graph-facts.md §4 warns against it)", "subscription", id)
 	}
 	m.reauthorizedAt, m.needsReauth = now, false
 	s.mu.Unlock()

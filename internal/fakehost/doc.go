@@ -2,7 +2,7 @@
 // handler binary the way the host does, so the handler can be tested end to end without Azure Functions Core
 // Tools (which cannot be installed offline).
 //
-// It follows the checklist in shared/reference/custom-handler-protocol.md §10, and the sections it points to.
+// It follows docs/host-protocol.md §2–§7.
 // Behaviours the reference marks [inferred] (traced through the host's code but not yet seen on the wire) are
 // marked [inferred] in comments where they are implemented; check them against `func start` with
 // logging.logLevel.default = "Trace" before trusting them.
@@ -21,16 +21,16 @@
 //     timeout fails the invocation and restarts the handler, failing every in-flight invocation. stdout lines
 //     are Information, stderr lines Error (Warning when they contain "warn").
 //   - Invocations: POST /<FunctionName> with the host's headers and a {"Data","Metadata"} body built with
-//     the §3.2 encoding rules; replies handled as §4 (2xx + JSON content type required; null or empty body is
+//     the docs/host-protocol.md §3.2 encoding rules; replies handled as docs/host-protocol.md §4 (2xx + JSON content type required; null or empty body is
 //     no completion; Outputs matched case-sensitively; the base64 rule; queue fan-out and re-printing; the
 //     http output object; $return and ReturnValue). Invocations run concurrently.
 //   - HTTP triggers: a front on 127.0.0.1 with /api/<route>, function keys (`code` or x-functions-key),
-//     Data.req and Metadata as §3.3, a 100 MB body limit.
+//     Data.req and Metadata as docs/host-protocol.md §3.3, a 100 MB body limit.
 //   - Queue triggers and outputs against real Azure Storage (Azurite), with the extension's polling,
-//     batching, visibility, retry and poison-queue semantics (§1.3, §3.4, §4.5, §7).
+//     batching, visibility, retry and poison-queue semantics (docs/host-protocol.md §1.3, §3.4, §4.5, §7).
 //   - Timer triggers: six-field NCRONTAB (or TimeSpan) schedules, runOnStartup, TimerInfo, and function.json
 //     retry policies (fixedDelay, exponentialBackoff) with Metadata.RetryContext.
-//   - Event hub triggers (§3.6, itself read from source and never observed, so the wire shape is switchable
+//   - Event hub triggers (docs/host-protocol.md §3.6, itself read from source and never observed, so the wire shape is switchable
 //     with Options.EventHubEncoding): an in-memory hub per eventHubName (Options.EventHubPartitions
 //     partitions, filled with SendEvents), one reader per partition handing over batches of up to
 //     extensions.eventHubs.maxEventBatchSize events in order, cardinality one or many, dataType string or

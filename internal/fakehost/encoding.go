@@ -15,9 +15,9 @@ import (
 )
 
 // This file holds the .NET/Newtonsoft value conventions the host applies on both sides of the protocol
-// (custom-handler-protocol.md §3.2 and §4.4).
+// (docs/host-protocol.md §3.2 and §4.4).
 
-// EncodeValue applies the host's GetHttpScriptInvocationContextValue rule (§3.2) to one Data or Metadata
+// EncodeValue applies the host's GetHttpScriptInvocationContextValue rule (docs/host-protocol.md §3.2) to one Data or Metadata
 // value: strings, numbers and booleans become their JSON text as a string ("hello" → "\"hello\"", 1 → "1");
 // []byte becomes a base64 string; time.Time is cut to whole seconds; maps, slices of objects and
 // json.RawMessage objects are passed through as nested JSON.
@@ -49,7 +49,7 @@ func EncodeValue(v any) any {
 }
 
 // formatDateSeconds renders a DateTimeOffset the way the host does after its ToString round trip: ISO 8601
-// cut to whole seconds, with the offset (§3.2).
+// cut to whole seconds, with the offset (docs/host-protocol.md §3.2).
 func formatDateSeconds(t time.Time) string {
 	return t.Truncate(time.Second).Format("2006-01-02T15:04:05-07:00")
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// This file models the eventHubTrigger (custom-handler-protocol.md §3.6): an in-memory hub per name with
+// This file models the eventHubTrigger (docs/host-protocol.md §3.6): an in-memory hub per name with
 // partitions, one consumer per function that reads each partition in order, batches of up to
 // maxEventBatchSize events, the payload the host builds for a custom handler, and the checkpoint that moves
 // after every invocation whatever its result, unless function.json's retry policy holds it.
@@ -21,12 +21,12 @@ import (
 const DefaultEventHubPartitions = 2
 
 // EventHubEncoding selects how the double encodes an eventHubTrigger's values. The host's wire shape for
-// event batches was read from its source and never observed on a running host (§3.6), so tests can run a
+// event batches was read from its source and never observed on a running host (docs/host-protocol.md §3.6), so tests can run a
 // handler against each shape a reading of that source allows.
 type EventHubEncoding string
 
 const (
-	// EventHubEncodingHost is §3.6 as read: with cardinality many, Data.<name> is a JSON string whose
+	// EventHubEncodingHost is docs/host-protocol.md §3.6 as read: with cardinality many, Data.<name> is a JSON string whose
 	// content is the JSON array of event bodies (string[] serialised by JsonConvert), and each *Array
 	// metadata value is a JSON string holding an array. The default.
 	EventHubEncodingHost EventHubEncoding = "host"
@@ -58,7 +58,7 @@ type eventHubsJSON struct {
 // batchCheckpointFrequency are checked but not modelled: events are handed over as soon as they arrive, and
 // the checkpoint moves after every batch (batchCheckpointFrequency 1, the default).
 func (j eventHubsJSON) options() (eventHubOptions, error) {
-	o := eventHubOptions{maxEventBatchSize: 100} // extension v6 default (§3.6)
+	o := eventHubOptions{maxEventBatchSize: 100} // extension v6 default (docs/host-protocol.md §3.6)
 	if j.MaxEventBatchSize != nil {
 		if *j.MaxEventBatchSize < 1 {
 			return o, fmt.Errorf("maxEventBatchSize %d: must be at least 1", *j.MaxEventBatchSize)
@@ -425,7 +425,7 @@ func (c *ehConsumer) processBatch(ctx context.Context, p int, batch []storedEven
 	return true
 }
 
-// payload builds Data and Metadata for a batch (§3.2, §3.6).
+// payload builds Data and Metadata for a batch (docs/host-protocol.md §3.2, §3.6).
 func (c *ehConsumer) payload(p int, batch []storedEvent) (data, meta map[string]any) {
 	eh := c.fn.eventHub
 	enc := c.h.opts.EventHubEncoding
@@ -440,7 +440,7 @@ func (c *ehConsumer) payload(p int, batch []storedEvent) (data, meta map[string]
 		"IsCheckpointingAfterInvocation": true,
 	}
 	// The extension also binds TriggerPartitionContext. The reference says it is dropped, but the host's
-	// rule drops keys that end in "trigger" (§3.1), which this one does not: the double sends it, as that
+	// rule drops keys that end in "trigger" (docs/host-protocol.md §3.1), which this one does not: the double sends it, as that
 	// rule would.
 	meta = map[string]any{"PartitionContext": pc, "TriggerPartitionContext": pc}
 	name := c.fn.trigger.Name
@@ -506,7 +506,7 @@ func (c *ehConsumer) payload(p int, batch []storedEvent) (data, meta map[string]
 	return data, meta
 }
 
-// array is a .NET array value on the wire: JsonConvert.SerializeObject's text as a JSON string (§3.2, last
+// array is a .NET array value on the wire: JsonConvert.SerializeObject's text as a JSON string (docs/host-protocol.md §3.2, last
 // row), or the array itself with EventHubEncodingArray.
 func (c *ehConsumer) array(elems []any, enc EventHubEncoding) any {
 	if enc == EventHubEncodingArray {
@@ -520,7 +520,7 @@ func (c *ehConsumer) array(elems []any, enc EventHubEncoding) any {
 	return string(b)
 }
 
-// oneString is a cardinality-one string body: the .NET string JSON-encoded as a string (§3.2), or once only
+// oneString is a cardinality-one string body: the .NET string JSON-encoded as a string (docs/host-protocol.md §3.2), or once only
 // with EventHubEncodingArray (how fixtures that encode once send it).
 func (c *ehConsumer) oneString(body []byte, enc EventHubEncoding) any {
 	s := validUTF8(body)

@@ -290,7 +290,7 @@ func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
-// httpRequestData is Data.<name> for an httpTrigger (§3.3), fields in the host's order.
+// httpRequestData is Data.<name> for an httpTrigger (docs/host-protocol.md §3.3), fields in the host's order.
 type httpRequestData struct {
 	URL        string              `json:"Url"`
 	Method     string              `json:"Method"`
@@ -366,7 +366,7 @@ func newIdentity(keyID string) identity {
 	return id
 }
 
-// buildHTTPRequestData builds Data.req and the trigger's Metadata (§3.3).
+// buildHTTPRequestData builds Data.req and the trigger's Metadata (docs/host-protocol.md §3.3).
 func (h *Host) buildHTTPRequestData(r *http.Request, body []byte, params map[string]any, keyID string) (httpRequestData, map[string]any) {
 	query := parseQuery(r.URL.RawQuery)
 	headers := map[string][]string{}
@@ -396,7 +396,7 @@ func (h *Host) buildHTTPRequestData(r *http.Request, body []byte, params map[str
 
 	meta := map[string]any{}
 	// [inferred] exact shape of HTTP binding data: top-level scalar properties of a JSON body first (as
-	// strings, then JSON-quoted per §3.2), then query keys (except code) and route values, which win.
+	// strings, then JSON-quoted per docs/host-protocol.md §3.2), then query keys (except code) and route values, which win.
 	if len(body) > 0 && isJSONContentType(r.Header.Get("Content-Type")) {
 		var obj map[string]json.RawMessage
 		if json.Unmarshal(body, &obj) == nil {

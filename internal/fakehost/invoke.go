@@ -31,7 +31,7 @@ type InvocationResult struct {
 	Messages map[string][]string
 }
 
-// HTTPResponse is the response built from an http output binding (§4.2).
+// HTTPResponse is the response built from an http output binding (docs/host-protocol.md §4.2).
 type HTTPResponse struct {
 	StatusCode int
 	Header     http.Header
@@ -333,7 +333,7 @@ func parseResult(body []byte, res *InvocationResult) error {
 	return nil
 }
 
-// bindOutputs applies the output bindings (§4.1–4.4).
+// bindOutputs applies the output bindings (docs/host-protocol.md §4.1–4.4).
 func (h *Host) bindOutputs(ctx context.Context, fn *function, body []byte, res *InvocationResult) error {
 	values := map[string]json.RawMessage{}
 	outputsNull := res.Outputs == nil
@@ -406,7 +406,7 @@ func (h *Host) bindOutputs(ctx context.Context, fn *function, body []byte, res *
 }
 
 // applyBase64Rule is GetBindingValue's first step: for a binding whose dataType is not binary, a string value
-// that Convert.FromBase64String accepts becomes those bytes (§4.4). It returns the bytes and true then.
+// that Convert.FromBase64String accepts becomes those bytes (docs/host-protocol.md §4.4). It returns the bytes and true then.
 func applyBase64Rule(v json.RawMessage, binary bool) ([]byte, bool) {
 	if binary || jsonKind(v) != '"' {
 		return nil, false
@@ -418,7 +418,7 @@ func applyBase64Rule(v json.RawMessage, binary bool) ([]byte, bool) {
 	return decodeBase64DotNet(s)
 }
 
-// queueOutputMessages turns one output value into message texts (§4.4 table).
+// queueOutputMessages turns one output value into message texts (docs/host-protocol.md §4.4 table).
 func queueOutputMessages(v json.RawMessage, binary bool) ([]string, error) {
 	if b, ok := applyBase64Rule(v, binary); ok {
 		return []string{string(b)}, nil // the bytes as they are, even when they are not UTF-8
@@ -485,7 +485,7 @@ func arrayMessages(elems []json.RawMessage) ([]string, error) {
 	return out, nil
 }
 
-// httpOutput reads an http output binding value (§4.2).
+// httpOutput reads an http output binding value (docs/host-protocol.md §4.2).
 func httpOutput(v json.RawMessage, binary bool) (*HTTPResponse, error) {
 	raw := []byte(v)
 	if b, ok := applyBase64Rule(v, binary); ok {

@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// Supervision constants from the host (§2.3).
+// Supervision constants from the host (docs/host-protocol.md §2.3).
 const (
 	readinessPollInterval = 25 * time.Millisecond
 	errorEventsThreshold  = 3
@@ -134,7 +134,7 @@ func (s *supervisor) startLocked() error {
 	return nil
 }
 
-// outputLine handles one line of the handler's output (§2.4): stdout at Information, stderr at Error, or
+// outputLine handles one line of the handler's output (docs/host-protocol.md §2.4): stdout at Information, stderr at Error, or
 // Warning when the line contains "warn".
 func (s *supervisor) outputLine(line string, isStderr bool, g *generation) {
 	h := s.h
@@ -190,7 +190,7 @@ func (w *lineWriter) flush() {
 	}
 }
 
-// waitReady polls GET / every 25 ms until any HTTP response, for up to the initialization timeout (§2.2).
+// waitReady polls GET / every 25 ms until any HTTP response, for up to the initialization timeout (docs/host-protocol.md §2.2).
 func (s *supervisor) waitReady(g *generation) {
 	h := s.h
 	client := &http.Client{Timeout: time.Second}
@@ -222,7 +222,7 @@ func (s *supervisor) waitReady(g *generation) {
 	}
 }
 
-// onExit handles a process exit the host did not cause (§2.3).
+// onExit handles a process exit the host did not cause (docs/host-protocol.md §2.3).
 func (s *supervisor) onExit(g *generation) {
 	h := s.h
 	s.mu.Lock()

@@ -100,7 +100,7 @@ func enqueueCreating(ctx context.Context, q *azqueue.QueueClient, text string) e
 	return err
 }
 
-// queueListener polls one queue trigger (§1.3, §3.4, §4.5, §7).
+// queueListener polls one queue trigger (docs/host-protocol.md §1.3, §3.4, §4.5, §7).
 type queueListener struct {
 	h      *Host
 	fn     *function
@@ -228,7 +228,7 @@ func (l *queueListener) process(ctx context.Context, dm *azqueue.DequeuedMessage
 	if h.cfg.queues.base64 {
 		b, ok := decodeBase64DotNet(msg.text)
 		if !ok {
-			// Not valid base64: straight to the poison queue, the function never runs (§7).
+			// Not valid base64: straight to the poison queue, the function never runs (docs/host-protocol.md §7).
 			h.logger.Warn("message is not valid base64: moved to the poison queue without running the function", "function", l.fn.name, "queue", l.fn.queueName, "messageId", msg.id)
 			c, cancel := opCtx()
 			defer cancel()
@@ -269,7 +269,7 @@ func (l *queueListener) process(ctx context.Context, dm *azqueue.DequeuedMessage
 		// [inferred] with dataType binary the value is the message bytes, sent once as base64.
 		value = EncodeValue(payload)
 	} else {
-		// The trigger value is a string, JSON-encoded a second time by §3.2: Data.<name> is the JSON text of
+		// The trigger value is a string, JSON-encoded a second time by docs/host-protocol.md §3.2: Data.<name> is the JSON text of
 		// the JSON string of the message.
 		value = EncodeValue(text)
 	}

@@ -58,7 +58,7 @@ func (h *Host) runTimer(ctx context.Context, ts *timerState) {
 	}
 }
 
-// timerInfo builds the TimerInfo value (§3.5).
+// timerInfo builds the TimerInfo value (docs/host-protocol.md §3.5).
 func (h *Host) timerInfo(ts *timerState, pastDue bool) map[string]any {
 	schedule := map[string]any{}
 	if _, ok := ts.fn.schedule.(*CronSchedule); ok {

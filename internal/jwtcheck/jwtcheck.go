@@ -1,5 +1,5 @@
 // Package jwtcheck validates the validationTokens Microsoft Graph attaches to change and lifecycle
-// notifications (graph-change-notifications.md §2.4), with the standard library only: RS256 signatures are
+// notifications (docs/graph-facts.md §2.4), with the standard library only: RS256 signatures are
 // verified with crypto/rsa against the signing keys Entra ID publishes, fetched and cached by JWKS.
 //
 // A token is accepted when every one of these checks passes, in this order (the failing one is named in the

@@ -11,7 +11,7 @@ const (
 	// MaxNotifications caps a message so one worker invocation fits one Graph $batch (20 requests).
 	MaxNotifications = 20
 	// MaxPrintedBytes caps a message's text as the Functions host re-prints it: an object written to a queue
-	// output binding is stored as indented JSON (custom-handler-protocol.md §4.4), then base64-encoded, and a
+	// output binding is stored as indented JSON (docs/host-protocol.md §4.4), then base64-encoded, and a
 	// queue message may not exceed 64 KiB. 48 KiB of text is 64 KiB of base64.
 	MaxPrintedBytes = 48 << 10
 )
