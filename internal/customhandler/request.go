@@ -1,5 +1,5 @@
 // Package customhandler speaks the Azure Functions custom handler protocol as the real host implements it
-// (shared/reference/custom-handler-protocol.md): invocation requests and responses, lenient decoding of the
+// (docs/host-protocol.md): invocation requests and responses, lenient decoding of the
 // host's quirks, the HTTP server the host starts and polls, and logging routed the way the host reads it.
 package customhandler
 

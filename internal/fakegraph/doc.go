@@ -2,14 +2,13 @@
 // subset the product uses: subscriptions to `users` and `groups`, users, groups and their members,
 // deleted items, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1
 // with fault injection, a request log and a record of every delivery to subscribers. It follows
-// /work/shared/reference (cited below as "reference §n" for graph-change-notifications.md, and
-// go-notes.md "Identity") to the letter;
-// every choice beyond the reference is marked "choice" (or [inferred]/UNCONFIRMED, as the
-// reference marks it) in a comment next to the code.
+// docs/graph-facts.md (cited below as "§n") and docs/sdk-facts.md ("Identity") to the letter;
+// every choice beyond them is marked "choice" (or [inferred]/UNCONFIRMED, as they mark it) in a
+// comment next to the code.
 //
 // # What it models
 //
-// Entra ID (go-notes.md "Identity"): GET /{tenant}/v2.0/.well-known/openid-configuration (issuer
+// Entra ID (docs/sdk-facts.md, "Identity"): GET /{tenant}/v2.0/.well-known/openid-configuration (issuer
 // on the double's host, so MSAL with instance discovery disabled accepts it), the v1 metadata at
 // /{tenant}/.well-known/openid-configuration, JWKS at /common/discovery/v2.0/keys (and
 // /{tenant}/discovery/v2.0/keys, /common/discovery/keys), and POST /{tenant}/oauth2/v2.0/token
@@ -23,7 +22,7 @@
 // (azidentity v1.15) sends it — GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=…
 // [&client_id=…] with X-IDENTITY-HEADER — answered with access_token, expires_on (unix seconds as
 // a string), resource, token_type, client_id. ValidationToken / ValidationTokenWith mint Graph's
-// validationTokens JWTs (reference §2.4), good or bad.
+// validationTokens JWTs (§2.4), good or bad.
 //
 // Graph (all routes need a bearer token issued by this double; 401/403 in Graph's error form).
 // Application roles are checked per resource: /users needs User.Read.All (or User.ReadWrite.All,
@@ -31,7 +30,7 @@
 // Group.ReadWrite.All, the Directory ones); a subscription to groups and a deleted group
 // Group.Read.All or higher; a subscription to users and a deleted user a user role. Tokens carry
 // Options.AppRoles (default User.Read.All and Group.Read.All).
-//   - POST /v1.0/subscriptions (reference §1.1–1.3): resource users, users/{id}, groups or
+//   - POST /v1.0/subscriptions (§1.1–1.3): resource users, users/{id}, groups or
 //     groups/{id} (one quota for both); field validation; users and groups accept only updated
 //     and deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for
 //     loopback, choice); expiry under 45 min raised to 45 min; beyond 41,760 min refused with 400 when
@@ -46,17 +45,17 @@
 //     Response must exactly match validationToken query parameter.". 201 echoes clientState.
 //   - GET /v1.0/subscriptions (this app's only, clientState null, no query options, pages of
 //     SubscriptionPageSize via @odata.nextLink), GET/PATCH/DELETE /v1.0/subscriptions/{id},
-//     POST /v1.0/subscriptions/{id}/reauthorize (204) (reference §4, §5). PATCH takes
+//     POST /v1.0/subscriptions/{id}/reauthorize (204) (§4, §5). PATCH takes
 //     expirationDateTime and notificationUrl (a changed URL is re-validated); lifecycleNotificationUrl
 //     cannot be added or changed (400). Expiry is evaluated with Options.Clock: expired or deleted
 //     subscriptions answer 404 and get no notifications.
 //   - GET /v1.0/users/{id or userPrincipalName} ($select, else Graph's default set), GET /v1.0/users,
-//     GET /v1.0/users/delta (reference §6: nextLink/deltaLink, $deltatoken=latest, @removed
+//     GET /v1.0/users/delta (§6: nextLink/deltaLink, $deltatoken=latest, @removed
 //     changed/deleted, $select filtering, syncStateNotFound after ExpireDeltaTokens or 7 days),
 //     GET /v1.0/directory/deletedItems/{id}, POST /v1.0/directory/deletedItems/{id}/restore.
 //     404 body: Request_ResourceNotFound "Resource '<id>' does not exist or one of its queried
 //     reference-property objects are not present.". A soft-deleted user 404s on /users/{id}
-//     ([inferred], reference §3.4).
+//     ([inferred], §3.4).
 //   - Groups: GET /v1.0/groups/{id} ($select, else a default set; 404 when soft-deleted or
 //     within replication lag; $select=members is ignored), GET /v1.0/groups
 //     (GroupPageSize per page), GET /v1.0/groups/{id}/members (direct members as {@odata.type, id},
@@ -69,11 +68,11 @@
 //     properties on the first part only; $filter unsupported, choice), GET and POST .../restore on
 //     /v1.0/directory/deletedItems/{id} for groups (@odata.type #microsoft.graph.group), and GET
 //     /v1.0/directory/deletedItems/microsoft.graph.group.
-//   - POST /v1.0/$batch (reference §7): at most 20 requests (else 400), dispatched in-process to the
+//   - POST /v1.0/$batch (§7): at most 20 requests (else 400), dispatched in-process to the
 //     same handlers, per-item status/headers/body, inner 429 with Retry-After, batch 200, 424 for a
 //     failed dependsOn.
 //
-// Notifications (reference §2, §3.3–3.4, §5): AddUser, UpdateUser, SoftDeleteUser and RestoreUser
+// Notifications (§2, §3.3–3.4, §5): AddUser, UpdateUser, SoftDeleteUser and RestoreUser
 // send `updated`; PermanentlyDeleteUser sends `deleted` (preceded by `updated` if the user was
 // still active, as it passes through deleted items). Groups likewise: AddGroup, UpdateGroup,
 // AddMembers, RemoveMembers (membership changes arrive as `updated` on the group),

@@ -14,7 +14,7 @@ import (
 // routes registers every route of the double. Fault routes (Inject) name these patterns.
 func (s *Server) routes() {
 	m := s.mux
-	// Entra ID (reference: go-notes.md "Identity")
+	// Entra ID (docs/sdk-facts.md, "Identity")
 	m.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.handleOpenIDConfig)
 	m.HandleFunc("GET /{tenant}/.well-known/openid-configuration", s.handleOpenIDConfigV1)
 	m.HandleFunc("GET /{tenant}/discovery/v2.0/keys", s.handleJWKS)

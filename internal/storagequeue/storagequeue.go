@@ -3,7 +3,7 @@
 //
 // Messages are base64-encoded on the way in, because the Functions queue trigger expects base64 by default
 // and moves anything else straight to the poison queue (custom-handler-protocol.md §7); azqueue itself never
-// encodes (go-notes.md).
+// encodes (docs/sdk-facts.md).
 package storagequeue
 
 import (
