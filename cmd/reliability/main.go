@@ -460,7 +460,7 @@ func killHandler(ctx context.Context, env *pipekit.Env, o options, rep *report, 
 				return
 			}
 			defer s.Close()
-			t0 := time.Now()
+			var t0 time.Time // set when the first burst starts
 			change := func(from, to int, v string) {
 				for i := from; i <= to; i++ {
 					s.Graph.UpdateUser(devstack.UserID(i), map[string]any{"jobTitle": v})
