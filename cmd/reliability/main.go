@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		"kill":        killHandler,
 		"hostile":     hostile,
 		"lag":         newUserDuringStorm,
-		}
+	}
 	names := []string{"throttle", "unavailable", "kill", "hostile", "lag", "memory"}
 	if o.only != "" {
 		names = strings.Split(o.only, ",")

@@ -11,7 +11,9 @@ import (
 // staticKeys serves the test key under every kid, so the fuzzer reaches signature checking.
 type staticKeys struct{}
 
-func (staticKeys) Key(context.Context, string) (*rsa.PublicKey, error) { return &testKey().PublicKey, nil }
+func (staticKeys) Key(context.Context, string) (*rsa.PublicKey, error) {
+	return &testKey().PublicKey, nil
+}
 
 // FuzzValidate feeds validation tokens as a queue message would carry them (anyone who knows clientState can
 // queue one): the validator must neither panic nor accept a token it did not see signed, and what it does
