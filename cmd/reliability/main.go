@@ -18,6 +18,10 @@
 //     lifecycle events) while genuine changes flow.
 //   - malformed and oversized bodies POSTed to the webhook front: expect 400 / 413 and nothing queued.
 //   - dropped notifications (Graph's drop state), recovered by `handler resync`.
+//   - hostile input (group memory, run alone after the others): 4 MiB bodies of 1.4 million empty or forged
+//     notifications, one and three at once, bodies with two views (duplicate members), ids that are not
+//     GUIDs, a 1 MiB string sequenceNumber, and a genuine 4 MiB POST; the handler's peak RSS, CPU time and
+//     what reached the queue (read back: no clientState) for each.
 //
 // Counting: each change touches a different user (one change per user per scenario), so every event read
 // for that user after the scenario started belongs to that change. A change *got an event* when the user's
