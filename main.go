@@ -36,20 +36,7 @@ import (
 )
 
 func main() {
-	// The handler answers many small invocations that each allocate ~170 KB and keep nothing: with Go's
-	// default GOGC=100 and its 4 MiB minimum heap target that is a collection every few milliseconds under
-	// load, which shows in the webhook's tail latency (docs/benchmarks.md). Collect a quarter as often unless
-	// the operator chose GOGC; the heap stays in the tens of MiB.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	// GOGC=400 lets the heap grow to five times what a collection left live, and one large invocation (a
-	// 4 MiB webhook body is about 10 MiB live while its envelope is decoded) would set that bar for all that
-	// follow. A soft limit makes the collector run sooner only when the heap nears it, so small invocations
-	// keep the cheap setting and a burst of large ones stays bounded. GOMEMLIMIT overrides it.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
-	}
+	tuneGC(os.Getenv)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -62,8 +49,26 @@ func main() {
 	os.Exit(customhandler.ExitCode(err))
 }
 
-// memoryLimit is the default soft limit on the Go runtime's memory (see main).
+// memoryLimit is the default soft limit on the Go runtime's memory (see tuneGC).
 const memoryLimit = 40 << 20
+
+// tuneGC sets the collector for the handler's load unless the operator chose (GOGC, GOMEMLIMIT).
+func tuneGC(getenv func(string) string) {
+	// The handler answers many small invocations that each allocate ~170 KB and keep nothing: with Go's
+	// default GOGC=100 and its 4 MiB minimum heap target that is a collection every few milliseconds under
+	// load, which shows in the webhook's tail latency (docs/benchmarks.md). Collect a quarter as often unless
+	// the operator chose GOGC; the heap stays in the tens of MiB.
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	// GOGC=400 lets the heap grow to five times what a collection left live, and one large invocation (a
+	// 4 MiB webhook body is about 10 MiB live while its envelope is decoded) would set that bar for all that
+	// follow. A soft limit makes the collector run sooner only when the heap nears it, so small invocations
+	// keep the cheap setting and a burst of large ones stays bounded. GOMEMLIMIT overrides it.
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
+}
 
 // testHookServer, set only by tests, adds functions to the server run builds (one that holds an invocation
 // open, to test shutdown with work in flight).

@@ -100,7 +100,7 @@ func TestRunServesTheFunctions(t *testing.T) {
 	}
 
 	// A notification is queued as usual.
-	body := fmt.Sprintf(`{"value":[{"subscriptionId":"s","changeType":"updated","clientState":%q,"tenantId":%q,"resource":"Users/1","resourceData":{"id":"1"}}]}`, state, tenant)
+	body := fmt.Sprintf(`{"value":[{"subscriptionId":"s","changeType":"updated","clientState":%q,"tenantId":%q,"resource":"Users/6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f","resourceData":{"id":"6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"}}]}`, state, tenant)
 	envelope, _ := json.Marshal(map[string]any{"Data": map[string]any{"req": map[string]any{"Method": "POST", "Query": map[string]string{}, "Body": body}}, "Metadata": map[string]any{}})
 	resp, err := http.Post(base+"/webhook", "application/json", bytes.NewReader(envelope))
 	if err != nil {

@@ -177,8 +177,10 @@ func memoryHostile(ctx context.Context, env *pipekit.Env, o options, rep *report
 			if c.hwm > hostileRSSOne {
 				c.problems = append(c.problems, fmt.Sprintf("peak RSS %s over the %s target", mib(c.hwm), mib(hostileRSSOne)))
 			}
-			if c.took > hostileTimeOne {
-				c.problems = append(c.problems, fmt.Sprintf("answered in %s, over the %s target", pipekit.Ms(c.took), hostileTimeOne))
+			// The time target is judged on the handler's CPU time: on a shared machine the wall time also
+			// measures everyone else's load (shown next to it, with the load average).
+			if c.cpu > hostileTimeOne {
+				c.problems = append(c.problems, fmt.Sprintf("the handler spent %s of CPU on it, over the %s target", pipekit.Ms(c.cpu), hostileTimeOne))
 			}
 		case c.bodies == 3 && c.hwm > hostileRSSThree:
 			c.problems = append(c.problems, fmt.Sprintf("peak RSS %s over the %s target", mib(c.hwm), mib(hostileRSSThree)))
@@ -302,8 +304,8 @@ func renderMemory(p func(string, ...any), mr *memReport) {
 	p("The built handler under the host double (queue trigger off, so its memory is the webhook's alone), bodies POSTed to the\n")
 	p("webhook's front with the function key. *Peak RSS* is the handler process's VmHWM after the case, reset before it\n")
 	p("(`/proc/<pid>/clear_refs`; memory an earlier case left mapped counts); *time* is the slowest answer at the front, *CPU* the\n")
-	p("handler's user+system time for the case (the machine is shared: load average at the start %s). Targets: one 4 MiB hostile\n", mr.load)
-	p("body ≤ %s and ≤ %s, ", mib(hostileRSSOne), hostileTimeOne)
+	p("handler's user+system time for the case (the machine is shared: load average at the start %s, so the time target is judged\n", mr.load)
+	p("on CPU). Targets: one 4 MiB hostile body ≤ %s and ≤ %s, ", mib(hostileRSSOne), hostileTimeOne)
 	p("three at once ≤ %s; the genuine 4 MiB POST fully queued. Handler at rest: RSS %s.\n\n", mib(hostileRSSThree), mib(mr.baseRSS))
 	p("| input | bodies × size | answer | time | CPU | peak RSS | queued | dropped | longest answer | verdict |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, c := range mr.cases {

@@ -391,23 +391,6 @@ func kindName(t reflect.Type) string {
 	return t.Kind().String()
 }
 
-func tokenKind(tok json.Token) string {
-	switch t := tok.(type) {
-	case json.Delim:
-		if t == '{' {
-			return "object"
-		}
-		return "array"
-	case string:
-		return "string"
-	case float64, json.Number:
-		return "number"
-	case bool:
-		return "bool"
-	}
-	return "null"
-}
-
 func rawKind(raw []byte) string {
 	switch raw[0] {
 	case '[':
