@@ -13,7 +13,7 @@ import (
 )
 
 // TestDroppedStretchIsRecoveredByOneResync: Graph drops every notification for a while (an endpoint marked
-// "drop", §2.2). One resync later, every change of that stretch has an event carrying the latest
+// "drop", docs/graph-facts.md §2.2). One resync later, every change of that stretch has an event carrying the latest
 // state — updates, a soft delete, a permanent delete, a user changed twice, a new user.
 func TestDroppedStretchIsRecoveredByOneResync(t *testing.T) {
 	s := start(t, devstack.Options{Users: 12, Graph: func(o *fakegraph.Options) { o.UserPageSize = 3 }})

@@ -201,7 +201,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Graph:  func() (directory.Graph, error) { return gc, nil },
 		Queue:  func() (Queue, error) { return recQueue{e, qc}, nil },
 		Events: e.events,
-		Keys:   jwtcheck.NewJWKS(jwtcheck.KeysURL(fg.AuthorityHost()), fg.Client()),
+		Keys:   jwtcheck.NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client()),
 	}
 	if c.deps != nil {
 		c.deps(&d)

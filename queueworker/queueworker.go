@@ -155,8 +155,8 @@ type Deps struct {
 	Resync        Resync
 	// Gate is the process's Graph throttling gate, shared with the resync.
 	Gate *directory.Gate
-	// Keys verifies validation tokens; nil means jwtcheck.NewJWKS for AZURE_AUTHORITY_HOST (or the public
-	// cloud) with http.DefaultClient, built on first use.
+	// Keys verifies validation tokens; nil means the keys named by the tenant's own OpenID discovery
+	// document at AZURE_AUTHORITY_HOST (or the public cloud), fetched with http.DefaultClient on first use.
 	Keys KeySource
 	Now  func() time.Time // nil means time.Now
 }
@@ -293,7 +293,7 @@ func (f *Function) keySource() KeySource {
 	f.keysOnce.Do(func() {
 		f.keys = f.d.Keys
 		if f.keys == nil {
-			f.keys = jwtcheck.NewJWKS(jwtcheck.KeysURL(f.d.Config.AuthorityHost), http.DefaultClient)
+			f.keys = jwtcheck.NewTenantJWKS(f.d.Config.AuthorityHost, f.d.Config.TenantID, http.DefaultClient)
 		}
 	})
 	return f.keys

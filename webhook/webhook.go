@@ -23,7 +23,7 @@ const (
 	TriggerName   = "req"
 	ResponseName  = "res"
 	QueueOutput   = "notifications"
-	MaxBodyBytes  = 4 << 20 // Graph publishes no batch limit (§2.1): generous, still bounded
+	MaxBodyBytes  = 4 << 20 // Graph publishes no batch limit (docs/graph-facts.md §2.1): generous, still bounded
 	MaxTokenBytes = 8 << 10 // a validation token is about 100 bytes; anything near this is not from Graph
 )
 
@@ -63,7 +63,7 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 		r.Headers["Allow"] = http.MethodPost
 		return reply(r), nil
 	}
-	// Graph's validation request: echo the token, which the host has already URL-decoded once (§1.2).
+	// Graph's validation request: echo the token, which the host has already URL-decoded once (docs/graph-facts.md §1.2).
 	if token, ok := hr.QueryValue("validationToken"); ok {
 		return f.handshake(token), nil
 	}

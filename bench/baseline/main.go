@@ -4,7 +4,7 @@
 //
 //   - listens on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT (FUNCTIONS_HTTPWORKER_PORT as a fallback) with a
 //     plain net/http server and the default ServeMux;
-//   - GET / answers 200 "ok\n" (the host's readiness poll, §2.2);
+//   - GET / answers 200 "ok\n" (the host's readiness poll, docs/host-protocol.md §2.2);
 //   - POST /webhook reads the invocation request fully, then:
 //   - if the raw bytes contain `"validationToken"`, it decodes only Data.req.Query from the envelope and
 //     echoes the token as the http output (200, text/plain, nosniff), exactly what Graph's handshake needs;

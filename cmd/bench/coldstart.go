@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// coldRun is one cold start: from exec to the first answer to GET / (what the host waits for, §2.2), and to
+// coldRun is one cold start: from exec to the first answer to GET / (what the host waits for, docs/host-protocol.md §2.2), and to
 // the answer of the first invocation, Graph's validation handshake.
 type coldRun struct {
 	Ready, Handshake time.Duration

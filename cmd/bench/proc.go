@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// proc is one running handler (or baseline) process, started the way the host starts it (§2.1): its own
+// proc is one running handler (or baseline) process, started the way the host starts it (docs/host-protocol.md §2.1): its own
 // port in FUNCTIONS_CUSTOMHANDLER_PORT and the legacy name, a worker id, the app root, the app settings,
 // stdout and stderr read through pipes.
 type proc struct {
@@ -96,7 +96,7 @@ func (p *proc) exitError() error {
 	return fmt.Errorf("%s exited early (%v); stderr: %s", p.cmd.Path, p.err, p.stderr.tail())
 }
 
-// stop kills the process and waits for it (the host kills, too, §2.3).
+// stop kills the process and waits for it (the host kills, too, docs/host-protocol.md §2.3).
 func (p *proc) stop() {
 	if p.alive() {
 		p.cmd.Process.Kill()

@@ -106,8 +106,8 @@ func render(r *report) string {
 	// Cold start.
 	p("## Cold start\n\n")
 	p("%d starts of each binary, interleaved, after one unmeasured start of each. Each start: exec → poll `GET /` every %s\n", r.Opts.runs, r.Opts.poll)
-	p("until it answers (the host polls every 25 ms and counts any answer as ready, §2.2) → POST Graph's validation handshake\n")
-	p("as the host wraps it (§3.3: `Query.validationToken`, no `Body`) → answer read and checked. Median (p10–p90).\n\n")
+	p("until it answers (the host polls every 25 ms and counts any answer as ready, docs/host-protocol.md §2.2) → POST Graph's validation handshake\n")
+	p("as the host wraps it (docs/host-protocol.md §3.3: `Query.validationToken`, no `Body`) → answer read and checked. Median (p10–p90).\n\n")
 	p("| build | figure | handler | baseline | handler ÷ baseline |\n|---|---|---:|---:|---:|\n")
 	coldLabels := []string{"`go build`", "deploy (`CGO_ENABLED=0 -trimpath -ldflags='-s -w'`)"}
 	for k := 0; k+1 < len(r.Cold); k += 2 {

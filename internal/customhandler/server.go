@@ -16,7 +16,7 @@ import (
 )
 
 // Func runs one invocation. A returned error fails the invocation: the host sees HTTP 500 and the error is
-// logged as one stderr line. Errors meant for an HTTP caller belong in an http output instead (§4.2).
+// logged as one stderr line. Errors meant for an HTTP caller belong in an http output instead (docs/host-protocol.md §4.2).
 type Func func(ctx context.Context, req *Request) (*Response, error)
 
 // Server is the http.Handler the host talks to: GET / for readiness and pings, POST /<FunctionName> for
@@ -36,7 +36,7 @@ const drainLimit = 256 << 20
 // NewServer returns a server with the readiness route and no functions.
 func NewServer(log *slog.Logger) *Server {
 	s := &Server{mux: http.NewServeMux(), log: log}
-	// The host polls GET / every 25 ms until anything answers, then pings it for health (§2.2).
+	// The host polls GET / every 25 ms until anything answers, then pings it for health (docs/host-protocol.md §2.2).
 	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
@@ -64,7 +64,7 @@ func WithMaxRequestBytes(n int64, tooLarge func() *Response) RouteOption {
 }
 
 // WithTimeout gives the function a deadline of its own, which should sit well below host.json's
-// functionTimeout: a host timeout restarts the handler and fails every invocation in flight (§4.5).
+// functionTimeout: a host timeout restarts the handler and fails every invocation in flight (docs/host-protocol.md §4.5).
 func WithTimeout(d time.Duration) RouteOption { return func(r *route) { r.timeout = d } }
 
 // WithSlowWarning logs a warning for any invocation slower than d (the webhook: Graph marks an endpoint slow
@@ -76,7 +76,7 @@ func WithSlowWarning(d time.Duration) RouteOption { return func(r *route) { r.sl
 // entries: an HTTP function with input bindings must not use it.
 func WithHTTPTrigger(name string) RouteOption { return func(r *route) { r.http = name } }
 
-// Handle registers fn for POST /<function>. The name is the function's folder name, case and all (§3.1).
+// Handle registers fn for POST /<function>. The name is the function's folder name, case and all (docs/host-protocol.md §3.1).
 func (s *Server) Handle(function string, fn Func, opts ...RouteOption) {
 	rt := &route{name: function, fn: fn, maxBytes: DefaultMaxRequestBytes}
 	for _, o := range opts {
@@ -168,7 +168,7 @@ func done(log *slog.Logger, rt *route, elapsed time.Duration, resp *Response) {
 }
 
 // call runs fn, turning a panic into a failed invocation: the process must survive, since every crash counts
-// toward the host's three-in-30-minutes limit (§2.3).
+// toward the host's three-in-30-minutes limit (docs/host-protocol.md §2.3).
 func call(ctx context.Context, fn Func, req *Request) (resp *Response, err error) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -199,7 +199,7 @@ func fail(w http.ResponseWriter, log *slog.Logger, what string, err error) {
 	json.NewEncoder(w).Encode(map[string]string{"error": what})
 }
 
-// answer writes a successful invocation result: 200, application/json, a JSON object (§4.1).
+// answer writes a successful invocation result: 200, application/json, a JSON object (docs/host-protocol.md §4.1).
 func answer(w http.ResponseWriter, log *slog.Logger, resp *Response) {
 	if resp == nil {
 		resp = &Response{}

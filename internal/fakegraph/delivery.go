@@ -47,7 +47,7 @@ type urlQueue struct {
 // Notification time formats: subscriptionExpirationDateTime with an offset (docs/graph-facts.md §3.3 example).
 const notifTime = "2006-01-02T15:04:05.9999999-07:00"
 
-// nextSequenceNumber is strictly increasing and above 2^53 (.NET ticks of Clock, §3.3).
+// nextSequenceNumber is strictly increasing and above 2^53 (.NET ticks of Clock, docs/graph-facts.md §3.3).
 func (s *Server) nextSequenceNumber() int64 {
 	ticks := s.now().UnixNano()/100 + 621355968000000000
 	if ticks <= s.lastSeqNumber {

@@ -22,7 +22,7 @@
 // (azidentity v1.15) sends it — GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=…
 // [&client_id=…] with X-IDENTITY-HEADER — answered with access_token, expires_on (unix seconds as
 // a string), resource, token_type, client_id. ValidationToken / ValidationTokenWith mint Graph's
-// validationTokens JWTs (§2.4), good or bad.
+// validationTokens JWTs (docs/graph-facts.md §2.4), good or bad.
 //
 // Graph (all routes need a bearer token issued by this double; 401/403 in Graph's error form).
 // Application roles are checked per resource: /users needs User.Read.All (or User.ReadWrite.All,
@@ -30,13 +30,13 @@
 // Group.ReadWrite.All, the Directory ones); a subscription to groups and a deleted group
 // Group.Read.All or higher; a subscription to users and a deleted user a user role. Tokens carry
 // Options.AppRoles (default User.Read.All and Group.Read.All).
-//   - POST /v1.0/subscriptions (§1.1–1.3): resource users, users/{id}, groups or
+//   - POST /v1.0/subscriptions (docs/graph-facts.md §1.1–1.3): resource users, users/{id}, groups or
 //     groups/{id} (one quota for both); field validation; users and groups accept only updated
 //     and deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for
 //     loopback, choice); expiry under 45 min raised to 45 min; beyond 41,760 min refused with 400 when
 //     RejectExpiryBeyondMax (stricter than Graph, on purpose); 409 "Subscription Id <id> already
 //     exists for the requested combination" for the same resource + changeType set of this app; 403
-//     beyond MaxSubscriptions (§3.2); then the validation handshake on notificationUrl and on
+//     beyond MaxSubscriptions (docs/graph-facts.md §3.2); then the validation handshake on notificationUrl and on
 //     lifecycleNotificationUrl (twice if equal): POST url?<original query>&validationToken=<token,
 //     query-escaped, with spaces and ':'>, Content-Type text/plain; charset=utf-8, empty body; the
 //     reply must be 200 within HandshakeTimeout with the exact token as body (and text/plain unless
@@ -45,17 +45,17 @@
 //     Response must exactly match validationToken query parameter.". 201 echoes clientState.
 //   - GET /v1.0/subscriptions (this app's only, clientState null, no query options, pages of
 //     SubscriptionPageSize via @odata.nextLink), GET/PATCH/DELETE /v1.0/subscriptions/{id},
-//     POST /v1.0/subscriptions/{id}/reauthorize (204) (§4, §5). PATCH takes
+//     POST /v1.0/subscriptions/{id}/reauthorize (204) (docs/graph-facts.md §4, §5). PATCH takes
 //     expirationDateTime and notificationUrl (a changed URL is re-validated); lifecycleNotificationUrl
 //     cannot be added or changed (400). Expiry is evaluated with Options.Clock: expired or deleted
 //     subscriptions answer 404 and get no notifications.
 //   - GET /v1.0/users/{id or userPrincipalName} ($select, else Graph's default set), GET /v1.0/users,
-//     GET /v1.0/users/delta (§6: nextLink/deltaLink, $deltatoken=latest, @removed
+//     GET /v1.0/users/delta (docs/graph-facts.md §6: nextLink/deltaLink, $deltatoken=latest, @removed
 //     changed/deleted, $select filtering, syncStateNotFound after ExpireDeltaTokens or 7 days),
 //     GET /v1.0/directory/deletedItems/{id}, POST /v1.0/directory/deletedItems/{id}/restore.
 //     404 body: Request_ResourceNotFound "Resource '<id>' does not exist or one of its queried
 //     reference-property objects are not present.". A soft-deleted user 404s on /users/{id}
-//     ([inferred], §3.4).
+//     ([inferred], docs/graph-facts.md §3.4).
 //   - Groups: GET /v1.0/groups/{id} ($select, else a default set; 404 when soft-deleted or
 //     within replication lag; $select=members is ignored), GET /v1.0/groups
 //     (GroupPageSize per page), GET /v1.0/groups/{id}/members (direct members as {@odata.type, id},
@@ -68,11 +68,11 @@
 //     properties on the first part only; $filter unsupported, choice), GET and POST .../restore on
 //     /v1.0/directory/deletedItems/{id} for groups (@odata.type #microsoft.graph.group), and GET
 //     /v1.0/directory/deletedItems/microsoft.graph.group.
-//   - POST /v1.0/$batch (§7): at most 20 requests (else 400), dispatched in-process to the
+//   - POST /v1.0/$batch (docs/graph-facts.md §7): at most 20 requests (else 400), dispatched in-process to the
 //     same handlers, per-item status/headers/body, inner 429 with Retry-After, batch 200, 424 for a
 //     failed dependsOn.
 //
-// Notifications (§2, §3.3–3.4, §5): AddUser, UpdateUser, SoftDeleteUser and RestoreUser
+// Notifications (docs/graph-facts.md §2, §3.3–3.4, §5): AddUser, UpdateUser, SoftDeleteUser and RestoreUser
 // send `updated`; PermanentlyDeleteUser sends `deleted` (preceded by `updated` if the user was
 // still active, as it passes through deleted items). Groups likewise: AddGroup, UpdateGroup,
 // AddMembers, RemoveMembers (membership changes arrive as `updated` on the group),
@@ -89,7 +89,7 @@
 // @odata.id, id, organizationId, eventTime,
 // sequenceNumber > 2^53}. Changes are coalesced per URL for CoalesceWindow (default 20 ms; Flush
 // sends at once) and POSTed as {"value":[…]} in batches of at most NotificationBatchSize (default
-// 50, choice: Graph's maximum is unpublished, §2.1). A non-2xx answer, or none within
+// 50, choice: Graph's maximum is unpublished, docs/graph-facts.md §2.1). A non-2xx answer, or none within
 // DeliveryTimeout (retries: RetryAttemptTimeout), is retried with exponential backoff from
 // DeliveryBackoff until DeliveryRetryWindow has passed, then dropped (recorded). Deliveries run in
 // goroutines that Close cancels and waits for; WaitDelivered / WaitFor let tests wait on a
@@ -105,8 +105,8 @@
 //
 // Other resources, rich notifications (users and groups have none), encryption, Event Grid
 // delivery, Event Hubs itself (deliveries to an EventHub: URL go to Options.EventHubs, eventhubs.go),
-// the slow/drop endpoint states of §2.2 (except DropNotifications by hand), Graph's
-// token-expiry pause of deliveries, the resource-unit throttling budget of §7 (throttling is
+// the slow/drop endpoint states of docs/graph-facts.md §2.2 (except DropNotifications by hand), Graph's
+// token-expiry pause of deliveries, the resource-unit throttling budget of docs/graph-facts.md §7 (throttling is
 // injected, not computed), quotas other than per app+tenant, delegated tokens, multi-tenant apps,
 // writes to users or groups over Graph (the directory is changed through the Go API or the control
 // API), subscriptions to /groups/{id}/members or /groups/{id}/owners, group owners, nested group

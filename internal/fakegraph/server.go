@@ -59,7 +59,7 @@ type Options struct {
 	DeliveryBackoff       time.Duration     // first retry delay, doubling (default DefaultDeliveryBackoff)
 	HandshakeTimeout      time.Duration     // default 10 s (Graph's limit)
 	DeliveryTimeout       time.Duration     // first attempt: a reply slower than this counts as failure (Graph: 3 s)
-	// RetryAttemptTimeout bounds each retry attempt (Graph: 10 s, §2.2).
+	// RetryAttemptTimeout bounds each retry attempt (Graph: 10 s, docs/graph-facts.md §2.2).
 	// Default: DeliveryTimeout*10/3, i.e. 10 s when DeliveryTimeout is Graph's 3 s (choice: scales with compressed time).
 	RetryAttemptTimeout time.Duration
 	// RejectExpiryBeyondMax refuses expirationDateTime beyond 41,760 min with 400 (stricter than
@@ -78,9 +78,9 @@ type Options struct {
 	MaxSubscriptions       int           // per app+tenant quota, 403 beyond (default DefaultMaxSubscriptions; negative: unlimited)
 	ServicePrincipalID     string        // the app's service principal object id = creatorId (default: random GUID)
 	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"])
-	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, §2.5); default 0
+	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, docs/graph-facts.md §2.5); default 0
 	// NotificationTenantField picks the envelope's tenant field: "tenantId" (default), "organizationId"
-	// (observed variant, §2.1/§5), or "none" (only resourceData.organizationId remains).
+	// (observed variant, docs/graph-facts.md §2.1/§5), or "none" (only resourceData.organizationId remains).
 	NotificationTenantField string
 	// LenientHandshake accepts a validation reply with any Content-Type. By default the double also
 	// requires text/plain (docs/graph-facts.md §1.2 step 3), which is stricter than what Graph is known to check.

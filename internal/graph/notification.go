@@ -1,7 +1,7 @@
 // Package graph holds the Microsoft Graph wire types this product speaks and a thin typed client for the
 // few calls it makes. The notification types keep what Graph sent byte for byte, because the webhook must
 // queue notifications "field for field as Graph sent them" and Graph adds fields without notice
-// (reference graph-change-notifications.md §2.1, §8.4 item 6).
+// (docs/graph-facts.md §2.1, §5).
 package graph
 
 import (
@@ -22,13 +22,13 @@ type ChangeNotification struct {
 	ClientState                    string
 	Resource                       string // e.g. "Users/{id}"
 	TenantID                       string
-	OrganizationID                 string // seen in place of tenantId in the wild (§2.1)
+	OrganizationID                 string // seen in place of tenantId in the wild (docs/graph-facts.md §2.1)
 	ResourceData                   *ResourceData
 
 	Raw json.RawMessage
 }
 
-// ResourceData is the part of a notification that names the changed object. Users carry only ids here (§3.3).
+// ResourceData is the part of a notification that names the changed object. Users carry only ids here (docs/graph-facts.md §3.3).
 type ResourceData struct {
 	ODataType      string      `json:"@odata.type,omitempty"`
 	ODataID        string      `json:"@odata.id,omitempty"`
@@ -99,7 +99,7 @@ func (n ChangeNotification) MarshalJSON() ([]byte, error) {
 }
 
 // Tenant is the notification's tenant: tenantId, else organizationId, else resourceData.organizationId
-// (payloads differ from the docs in the wild, §2.1, §5).
+// (payloads differ from the docs in the wild, docs/graph-facts.md §2.1, §5).
 func (n *ChangeNotification) Tenant() string {
 	switch {
 	case n.TenantID != "":
@@ -116,7 +116,7 @@ func (n *ChangeNotification) Tenant() string {
 func (n *ChangeNotification) IsLifecycle() bool { return n.LifecycleEvent != "" }
 
 // ResourceID is the id of the changed object: resourceData.id, else the last segment of resource
-// ("Users/{id}", whose casing is unconfirmed, §3.3).
+// ("Users/{id}", whose casing is unconfirmed, docs/graph-facts.md §3.3).
 func (n *ChangeNotification) ResourceID() string {
 	if n.ResourceData != nil && n.ResourceData.ID != "" {
 		return n.ResourceData.ID

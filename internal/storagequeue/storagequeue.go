@@ -2,7 +2,7 @@
 // outside output bindings: re-enqueues with a delay, resync continuations, poison moves and replays.
 //
 // Messages are base64-encoded on the way in, because the Functions queue trigger expects base64 by default
-// and moves anything else straight to the poison queue (custom-handler-protocol.md §7); azqueue itself never
+// and moves anything else straight to the poison queue (custom-handler-protocol.md docs/host-protocol.md §7); azqueue itself never
 // encodes (docs/sdk-facts.md).
 package storagequeue
 
