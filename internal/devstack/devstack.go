@@ -74,14 +74,18 @@ func EventHubURL() string {
 	return fakegraph.EventHubURL(EventHubNamespace, EventHubName, "contoso.example")
 }
 
-// hubSink hands the Graph double's Event Hubs deliveries to the host double, once it runs.
+// hubSink hands the Graph double's Event Hubs deliveries to the host double. A delivery can come while the
+// host double is still starting (the timer's start-up run subscribes, and Graph sends its validation
+// event): it waits for the host, as a hub would hold the event.
 type hubSink struct{ s *Stack }
 
-func (h hubSink) SendEvent(_ context.Context, namespace, hub string, body []byte) error {
+func (h hubSink) SendEvent(ctx context.Context, namespace, hub string, body []byte) error {
 	if !strings.EqualFold(namespace, EventHubNamespace) || !strings.EqualFold(hub, EventHubName) {
 		return fmt.Errorf("no event hub %s/%s in this stack", namespace, hub)
 	}
-	if h.s.Host == nil {
+	select {
+	case <-h.s.hostUp:
+	case <-ctx.Done():
 		return errors.New("the host double is not running yet")
 	}
 	h.s.Host.SendEvents(hub, fakehost.EventData{Body: body})
@@ -98,6 +102,7 @@ type Stack struct {
 
 	appRoot string
 	opts    Options
+	hostUp  chan struct{} // closed once Host is set
 	mu      sync.Mutex
 	events  []message.Event
 }
@@ -111,7 +116,7 @@ const (
 // Start brings everything up and waits until the renew timer's start-up run has created the subscription
 // and taken the resync starting point.
 func Start(ctx context.Context, o Options) (_ *Stack, err error) {
-	s := &Stack{opts: o}
+	s := &Stack{opts: o, hostUp: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -198,6 +203,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if s.Host, err = fakehost.Start(ctx, hopts); err != nil {
 		return nil, fmt.Errorf("start the host double: %w", err)
 	}
+	close(s.hostUp)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	// Ready means the timer's start-up run finished: the subscriptions exist and the resync starting points
