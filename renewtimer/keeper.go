@@ -237,11 +237,17 @@ func (k *Keeper) mine(ctx context.Context, g Graph) ([]graph.Subscription, error
 	}
 	var out []graph.Subscription
 	for _, s := range all {
-		if sameResource(s.Resource, k.cfg.Resource) && sameChangeTypes(s.ChangeType, k.cfg.ChangeTypes) {
+		if Matches(s, k.cfg.Resource, k.cfg.ChangeTypes) {
 			out = append(out, s)
 		}
 	}
 	return out, nil
+}
+
+// Matches reports whether s is this app's subscription for resource and changeTypes (sorted, as in
+// config.Config.ChangeTypes): the rule the keeper converges on, shared with `handler status`.
+func Matches(s graph.Subscription, resource string, changeTypes []string) bool {
+	return sameResource(s.Resource, resource) && sameChangeTypes(s.ChangeType, changeTypes)
 }
 
 // stale says why s cannot be kept, or "".
