@@ -125,9 +125,13 @@ func TestFindings(t *testing.T) {
 			[]string{"no-subscription/users"}},
 		{"expired", func(g *fakeGraph, _ *fakeStore, _ *fakeQueues) { g.subs[0].ExpirationDateTime = now.Add(-time.Minute) }, Attention,
 			[]string{"no-subscription/users"}},
-		{"under 3 days", func(g *fakeGraph, _ *fakeStore, _ *fakeQueues) { g.subs[0].ExpirationDateTime = now.Add(71 * time.Hour) }, Attention,
+		{"under 3 days", func(g *fakeGraph, _ *fakeStore, _ *fakeQueues) {
+			g.subs[0].ExpirationDateTime = now.Add(71 * time.Hour)
+		}, Attention,
 			[]string{"subscription-expiring/users"}},
-		{"3 days left is fine", func(g *fakeGraph, _ *fakeStore, _ *fakeQueues) { g.subs[0].ExpirationDateTime = now.Add(72 * time.Hour) }, Healthy, nil},
+		{"3 days left is fine", func(g *fakeGraph, _ *fakeStore, _ *fakeQueues) {
+			g.subs[0].ExpirationDateTime = now.Add(72 * time.Hour)
+		}, Healthy, nil},
 		{"poison", func(_ *fakeGraph, _ *fakeStore, q *fakeQueues) {
 			q.counts["poison"] = 2
 			q.oldest = map[string]time.Time{"poison": now.Add(-5 * time.Hour)}
