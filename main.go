@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 	"github.com/graphwebhooks/graph-webhooks-go/queueworker"
 	"github.com/graphwebhooks/graph-webhooks-go/renewtimer"
@@ -43,12 +46,27 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { cancel(customhandler.Signaled{Signal: <-sigs}) }()
 
-	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
-	if err != nil && !errors.As(err, new(customhandler.Signaled)) {
+	getenv := os.Getenv
+	if len(os.Args) > 1 && isCommand(os.Args[1]) && !slices.ContainsFunc(os.Args[2:], isHelpFlag) {
+		// A command run by hand in the app folder reads local.settings.json as `func start` does; the
+		// functions get their settings from the host.
+		getenv = localSettings(os.LookupEnv, localSettingsFile, os.Stderr)
+	}
+	err := run(ctx, os.Args, getenv, os.Stdout, os.Stderr)
+	var code exitStatus
+	switch {
+	case errors.As(err, &code):
+		os.Exit(int(code))
+	case err != nil && !errors.As(err, new(customhandler.Signaled)):
 		fmt.Fprintln(os.Stderr, "handler:", err)
 	}
 	os.Exit(customhandler.ExitCode(err))
 }
+
+// exitStatus is a command's verdict as an exit code, with nothing more to print (`handler status`).
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // testHookServer, set only by tests, adds functions to the server run builds (one that holds an invocation
 // open, to test shutdown with work in flight).
@@ -61,7 +79,10 @@ const usage = `usage: handler [command]
 
 With no command, serves the functions on the port the Functions host sets in FUNCTIONS_CUSTOMHANDLER_PORT.
 
-Commands (they read the same app settings as the functions):
+Commands (they read the same app settings as the functions, from the environment, else from
+local.settings.json Values in the working folder; -h on a command describes it):
+  status [-json]           is it working? subscriptions, resync passes, queue depths, poison; exit 0 healthy,
+                           1 needs attention, 2 could not check (docs/operations.md)
   unsubscribe              delete this app's Graph subscription for GRAPH_RESOURCE (clean uninstall)
   replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
   resync                   start a delta-query resync pass now (after an outage you know of); the queue
@@ -70,7 +91,11 @@ Commands (they read the same app settings as the functions):
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	log := customhandler.NewLogger(stdout, stderr, slog.LevelInfo)
+	logOut := stdout
+	if len(args) > 1 {
+		logOut = stderr // a command's stdout is its answer (`status -json` is parsed)
+	}
+	log := customhandler.NewLogger(logOut, stderr, slog.LevelInfo)
 	// Anything that logs without an invocation's logger (the SDKs, a library) goes the same way: information
 	// to stdout, which the host would otherwise log as errors from stderr.
 	slog.SetDefault(log)
@@ -83,7 +108,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "-h", "-help", "--help", "help":
 			fmt.Fprint(stdout, usage)
 			return nil
+		case "status":
+			return a.statusCommand(ctx, args[2:], stdout, stderr)
 		case "unsubscribe":
+			if done, err := commandFlags(args[1:], stdout, stderr, nil); done || err != nil {
+				return err
+			}
 			ids, err := a.keeper.Unsubscribe(ctx)
 			for _, id := range ids {
 				fmt.Fprintln(stdout, "deleted subscription", id)
@@ -93,8 +123,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			return err
 		case "replay-poison":
-			return a.replayPoison(ctx, args[2:], stdout)
+			return a.replayPoison(ctx, args[2:], stdout, stderr)
 		case "resync":
+			if done, err := commandFlags(args[1:], stdout, stderr, nil); done || err != nil {
+				return err
+			}
 			r, err := a.resync.Request(ctx, "requested by hand")
 			if err == nil {
 				fmt.Fprintf(stdout, "resync %s: pass %s (full=%v)\n", r.Action, r.PassID, r.Full)
@@ -134,6 +167,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return fmt.Sprintf("resync %s (%s): pass %s", r.Action, r.Reason, r.PassID), nil
 	}
+	// Each unhealthy finding of `handler status` becomes an error line of the timer, for alerts.
+	timer.Alerts = func(ctx context.Context) []string {
+		var lines []string
+		for _, f := range a.status.Check(ctx).Findings {
+			lines = append(lines, f.String())
+		}
+		return lines
+	}
 	timer.Register(srv)
 	if testHookServer != nil {
 		testHookServer(srv)
@@ -159,6 +200,7 @@ type app struct {
 	queue  func() (*storagequeue.Client, error)
 	keeper *renewtimer.Keeper
 	resync *resync.Runner
+	status *status.Checker
 }
 
 func newApp(cfg *config.Config, log *slog.Logger) *app {
@@ -201,13 +243,54 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 	a.keeper = renewtimer.NewKeeper(cfg, func() (renewtimer.Graph, error) { return a.graph() }, time.Now)
 	// A new or recreated subscription means notifications may have been missed: resync.
 	a.keeper.Gap = a.resync.RequestResync
+	a.status = &status.Checker{
+		Resources:   []string{cfg.Resource},
+		Collections: []string{cfg.Resource}, // the checkpoint is kept per resource today
+		Mine: func(s graph.Subscription, resource string) bool {
+			return renewtimer.Matches(s, resource, cfg.ChangeTypes)
+		},
+		WorkQueue:    queueworkerQueue,
+		PoisonQueue:  storagequeue.PoisonQueue(queueworkerQueue),
+		ChangesQueue: message.ChangesQueue,
+		StallAfter:   resync.StallAfter,
+		Graph:        func() (status.Graph, error) { return a.graph() },
+		Checkpoints:  func() (status.Checkpoints, error) { return store() },
+		Queues:       func() (status.Queues, error) { return a.queue() },
+	}
 	return a
 }
 
-func (a *app) replayPoison(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("replay-poison", flag.ContinueOnError)
-	dry := fs.Bool("dry-run", false, "only count the poison messages")
-	if err := fs.Parse(args); err != nil {
+func (a *app) statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var asJSON *bool
+	done, err := commandFlags(append([]string{"status"}, args...), stdout, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the report as JSON (schema in docs/operations.md)")
+	})
+	if done || err != nil {
+		return err
+	}
+	r := a.status.Check(ctx)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	} else {
+		err = status.WriteText(stdout, r)
+	}
+	if err != nil {
+		return err
+	}
+	if r.ExitCode != 0 {
+		return exitStatus(r.ExitCode)
+	}
+	return nil
+}
+
+func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var dry *bool
+	done, err := commandFlags(append([]string{"replay-poison"}, args...), stdout, stderr, func(fs *flag.FlagSet) {
+		dry = fs.Bool("dry-run", false, "only count the poison messages")
+	})
+	if done || err != nil {
 		return err
 	}
 	q, err := a.queue()
@@ -215,9 +298,13 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout io.Writer)
 		return err
 	}
 	r, err := q.Replay(ctx, queueworkerQueue, *dry)
-	if *dry {
+	switch {
+	case *dry && err != nil:
+		// A count that could not be read is not zero: say nothing about it.
+		return fmt.Errorf("could not count the messages in %s: %w", storagequeue.PoisonQueue(queueworkerQueue), err)
+	case *dry:
 		fmt.Fprintf(stdout, "%d message(s) in %s\n", r.Seen, storagequeue.PoisonQueue(queueworkerQueue))
-	} else {
+	case err == nil || r.Moved > 0:
 		fmt.Fprintf(stdout, "moved %d message(s) from %s back to %s\n", r.Moved, storagequeue.PoisonQueue(queueworkerQueue), queueworkerQueue)
 	}
 	return err

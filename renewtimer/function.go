@@ -23,6 +23,10 @@ type Function struct {
 	// stalled); it returns a line for the log, empty when nothing was due. Its failure is a warning: the
 	// subscription is the timer's first duty, and the next tick asks again.
 	ResyncIfDue func(ctx context.Context) (string, error)
+	// Alerts, when set, returns one line per unhealthy finding of the status check (`handler status`). Each
+	// is logged at error level, so that an alert on the function's errors (severityLevel >= 3 in
+	// Application Insights) fires without anyone reading the logs; the run itself still succeeds.
+	Alerts func(ctx context.Context) []string
 }
 
 // NewFunction wraps a keeper as the timer function.
@@ -62,6 +66,11 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 		case line != "":
 			log.Info(line)
 			logs = append(logs, "renewtimer: "+line)
+		}
+	}
+	if f.Alerts != nil {
+		for _, line := range f.Alerts(ctx) {
+			log.Error("status: " + line)
 		}
 	}
 	return &customhandler.Response{Logs: logs}, nil

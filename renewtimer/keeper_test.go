@@ -1,10 +1,12 @@
 package renewtimer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 )
 
 const (
@@ -411,5 +414,29 @@ func TestFailedGapResyncIsAskedAgain(t *testing.T) {
 	ensure(t, k, Normal)
 	if len(asked) != 2 {
 		t.Errorf("the pending gap was asked again after it succeeded: %v", asked)
+	}
+}
+
+func TestTimerLogsEachAlertAtErrorLevel(t *testing.T) {
+	e := newEnv(t)
+	f := NewFunction(e.keeper(t))
+	f.Alerts = func(context.Context) []string {
+		return []string{"poison-not-empty (q-poison): 2 message(s).", "resync-overdue (users): none completed."}
+	}
+	var buf bytes.Buffer
+	ctx := logctx.With(context.Background(), slog.New(slog.NewTextHandler(&buf, nil)))
+	var req customhandler.Request
+	json.Unmarshal([]byte(`{"Data":{"timer":{"Schedule":{},"IsPastDue":false}},"Metadata":{}}`), &req)
+	if _, err := f.Invoke(ctx, &req); err != nil {
+		t.Fatalf("alerts must not fail the run: %v", err)
+	}
+	var errs []string
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") {
+			errs = append(errs, line)
+		}
+	}
+	if len(errs) != 2 || !strings.Contains(errs[0], "status: poison-not-empty") || !strings.Contains(errs[1], "status: resync-overdue") {
+		t.Errorf("error lines %q", errs)
 	}
 }

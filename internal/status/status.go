@@ -433,10 +433,18 @@ func settingsFinding(part string, err error) Finding {
 
 // cause is err, said plainly when the check's deadline cut it short.
 func cause(ctx context.Context, err error) string {
-	if ctx.Err() != nil {
-		return "no answer within the check's deadline (" + err.Error() + ")"
+	// The SDKs' errors span several lines framed by dashes: one line reads better in a finding and a log.
+	var words []string
+	for _, w := range strings.Fields(err.Error()) {
+		if strings.Trim(w, "-") != "" {
+			words = append(words, w)
+		}
 	}
-	return err.Error()
+	msg := strings.Join(words, " ")
+	if ctx.Err() != nil {
+		return "no answer within the check's deadline (" + msg + ")"
+	}
+	return msg
 }
 
 // ago formats a duration for people: 45s, 12m, 5h10m, 3d4h.
