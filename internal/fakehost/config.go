@@ -251,7 +251,6 @@ type function struct {
 
 	// queue trigger
 	queueName string
-	storage   string // connection string
 }
 
 func (f *function) outputs() []*Binding {
