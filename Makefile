@@ -6,7 +6,7 @@ export CGO_ENABLED ?= 1
 .PHONY: help build build-linux demo deps test vet fmt-check race bench fuzz clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-15s %s\n", $$1, $$2 }'
 
 build: ## build ./handler for this machine
 	$(GO) build -o handler .
