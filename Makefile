@@ -13,7 +13,7 @@ build: ## build ./handler for this machine
 
 # The demo is built, not `go run`: go run reports a Ctrl-C'd program as failed, and make then prints an error.
 demo: deps ## the whole pipeline on this machine (Azurite + Graph and host doubles), no Azure account
-	@echo "building the handler and test doubles, about a minute the first time"
+	@echo "building the handler and test doubles: a minute or more the first time (it compiles the Azure SDK), seconds after"
 	$(GO) build -o handler . && $(GO) build -o .demo/demo ./cmd/demo
 	@./.demo/demo -handler ./handler $(ARGS)
 
