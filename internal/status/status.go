@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -207,7 +208,13 @@ func (c *Checker) Check(ctx context.Context) Report {
 	wg.Go(func() { r.Subscriptions, graphFindings = c.checkGraph(ctx, r.CheckedAt) })
 	wg.Go(func() { r.Resync, r.Queues, storageFindings = c.checkStorage(ctx, r.CheckedAt) })
 	wg.Wait()
-	r.Findings = append(append([]Finding{}, graphFindings...), storageFindings...)
+	// One missing setting can stop several parts (the checkpoint store and the queues): say it once.
+	r.Findings = []Finding{}
+	for _, f := range append(graphFindings, storageFindings...) {
+		if !slices.Contains(r.Findings, f) {
+			r.Findings = append(r.Findings, f)
+		}
+	}
 
 	r.Health = Healthy
 	for _, f := range r.Findings {

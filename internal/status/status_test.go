@@ -188,7 +188,7 @@ func TestMissingSettingIsCouldNotCheck(t *testing.T) {
 	c.Queues = func() (Queues, error) { return nil, cfg.Check(config.Storage) }
 	c.Checkpoints = func() (Checkpoints, error) { return nil, cfg.Check(config.Storage) }
 	r := c.Check(context.Background())
-	if r.ExitCode != 2 || fmt.Sprint(codes(r)) != "[settings/AzureWebJobsStorage settings/AzureWebJobsStorage]" {
+	if r.ExitCode != 2 || fmt.Sprint(codes(r)) != "[settings/AzureWebJobsStorage]" {
 		t.Fatalf("exit %d findings %v", r.ExitCode, codes(r))
 	}
 	if r.Subscriptions[0].State != Live {
