@@ -76,7 +76,7 @@ bench: ## Go benchmarks, then cold start / throughput / memory vs a baseline →
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./cmd/bench -out docs/benchmarks.md
 
-bench-quick: ## smoke run of every benchmark step (~15 s); the report goes to $TMPDIR, not docs/
+bench-quick: ## smoke run of every benchmark step (100 s warm on a loaded 2-core machine); report to $TMPDIR, not docs/
 	$(GO) run ./cmd/bench -quick -out $${TMPDIR:-/tmp}/benchmarks-quick.md
 
 # ---------------------------------------------------------------------------------------------------------
