@@ -1,4 +1,6 @@
 # Build, test and run the Graph change-notification handler. `make help` lists the targets.
+# Times in `make help` were measured on a 2-core machine shared with other builds (load average 5–10), with
+# the build cache warm; "cold" is with an empty GOCACHE, which adds a few minutes of compiling.
 SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED ?= 1
@@ -76,7 +78,7 @@ bench: ## Go benchmarks, then cold start / throughput / memory vs a baseline →
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./cmd/bench -out docs/benchmarks.md
 
-bench-quick: ## smoke run of every benchmark step (100 s warm on a loaded 2-core machine); report to $TMPDIR, not docs/
+bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the report goes to $TMPDIR, not docs/
 	$(GO) run ./cmd/bench -quick -out $${TMPDIR:-/tmp}/benchmarks-quick.md
 
 # ---------------------------------------------------------------------------------------------------------
@@ -85,8 +87,8 @@ bench-quick: ## smoke run of every benchmark step (100 s warm on a loaded 2-core
 # `make bench` keeps. Appended block; the targets above are unchanged. REL_ARGS / PIPE_ARGS pass flags.
 .PHONY: bench-pipeline reliability
 
-bench-pipeline: deps ## Graph requests per notification, drain time, end-to-end latency → docs/benchmarks.md (~2½ min)
+bench-pipeline: deps ## Graph requests per notification, drain time, end-to-end latency → docs/benchmarks.md (~2 min)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
-reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync) + every fuzz target → docs/benchmarks.md (~3 min)
+reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync) + every fuzz target → docs/benchmarks.md (~6 min)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)
