@@ -74,7 +74,7 @@ lint-scripts: ## bash -n, then shellcheck when installed, on every shell script
 # every Go benchmark first.
 .PHONY: bench bench-quick
 
-bench: ## Go benchmarks, then cold start / throughput / memory vs a baseline → docs/benchmarks.md (~2 min)
+bench: ## Go benchmarks, then cold start / throughput / memory vs a baseline → docs/benchmarks.md (~2½ min)
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./cmd/bench -out docs/benchmarks.md
 
