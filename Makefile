@@ -1,4 +1,6 @@
 # Build, test and run the Graph change-notification handler. `make help` lists the targets.
+# Times in `make help` were measured on a 2-core machine shared with other builds (load average 5–10), with
+# the build cache warm; "cold" is with an empty GOCACHE, which adds a few minutes of compiling.
 SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED ?= 1
@@ -6,13 +8,16 @@ export CGO_ENABLED ?= 1
 .PHONY: help build build-linux demo deps test vet fmt-check race bench fuzz clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-15s %s\n", $$1, $$2 }'
 
 build: ## build ./handler for this machine
 	$(GO) build -o handler .
 
-demo: deps build ## the whole pipeline on this machine (Azurite + Graph and host doubles), no Azure account
-	$(GO) run ./cmd/demo -handler ./handler $(ARGS)
+# The demo is built, not `go run`: go run reports a Ctrl-C'd program as failed, and make then prints an error.
+demo: deps ## the whole pipeline on this machine (Azurite + Graph and host doubles), no Azure account
+	@echo "building the handler and test doubles: a minute or more the first time (it compiles the Azure SDK), seconds after"
+	$(GO) build -o handler . && $(GO) build -o .demo/demo ./cmd/demo
+	@./.demo/demo -handler ./handler $(ARGS)
 
 build-linux: ## build ./handler for Azure (Linux x64, static)
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o handler .
@@ -70,11 +75,11 @@ lint-scripts: ## bash -n, then shellcheck when installed, on every shell script
 # every Go benchmark first.
 .PHONY: bench bench-quick
 
-bench: ## Go benchmarks, then cold start / throughput / memory vs a baseline → docs/benchmarks.md (~2 min)
+bench: ## Go benchmarks, then cold start / throughput / memory vs a baseline → docs/benchmarks.md (~2½ min)
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./cmd/bench -out docs/benchmarks.md
 
-bench-quick: ## smoke run of every benchmark step (~15 s); the report goes to $TMPDIR, not docs/
+bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the report goes to $TMPDIR, not docs/
 	$(GO) run ./cmd/bench -quick -out $${TMPDIR:-/tmp}/benchmarks-quick.md
 
 # ---------------------------------------------------------------------------------------------------------
@@ -83,8 +88,8 @@ bench-quick: ## smoke run of every benchmark step (~15 s); the report goes to $T
 # `make bench` keeps. Appended block; the targets above are unchanged. REL_ARGS / PIPE_ARGS pass flags.
 .PHONY: bench-pipeline reliability
 
-bench-pipeline: deps ## Graph requests per notification, drain time, end-to-end latency → docs/benchmarks.md (~2½ min)
+bench-pipeline: deps ## Graph requests per notification, drain time, end-to-end latency → docs/benchmarks.md (~2 min)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
-reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~3 min)
+reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~6 min)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)

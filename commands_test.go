@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,5 +77,124 @@ func TestUnsubscribeCommand(t *testing.T) {
 	left := fg.Subscriptions()
 	if len(left) != 1 || left[0].ID != "other" {
 		t.Errorf("left %+v: only this app's users subscription may go", left)
+	}
+}
+
+func TestEveryCommandHelpExitsZero(t *testing.T) {
+	for _, cmd := range []string{"status", "unsubscribe", "replay-poison", "resync"} {
+		for _, h := range []string{"-h", "-help", "--help"} {
+			var out, errOut bytes.Buffer
+			// No settings at all: a command that ran instead of printing its usage would fail.
+			err := run(context.Background(), []string{"handler", cmd, h}, func(string) string { return "" }, &out, &errOut)
+			if err != nil || !strings.HasPrefix(out.String(), "usage: handler "+cmd) || errOut.Len() != 0 {
+				t.Errorf("%s %s: %v\nstdout %q\nstderr %q", cmd, h, err, out.String(), errOut.String())
+			}
+		}
+	}
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"handler", "status", "-bogus"}, func(string) string { return "" }, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "-bogus") || !strings.HasPrefix(errOut.String(), "usage: handler status") {
+		t.Errorf("bad flag: %v\nstderr %q", err, errOut.String())
+	}
+}
+
+// TestReplayPoisonDryRunFailsWithoutACount: a count that could not be read must not read as "empty".
+func TestReplayPoisonDryRunFailsWithoutACount(t *testing.T) {
+	env := map[string]string{config.Storage: "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;" +
+		"AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;" +
+		"QueueEndpoint=http://127.0.0.1:" + freePort(t) + "/devstoreaccount1;"}
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"handler", "replay-poison", "-dry-run"}, func(k string) string { return env[k] }, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "could not count") {
+		t.Fatalf("dry run against unreachable storage: %v", err)
+	}
+	if strings.Contains(out.String(), "message(s)") {
+		t.Errorf("printed a count it could not read: %q", out.String())
+	}
+}
+
+func TestLocalSettings(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "local.settings.json")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"IsEncrypted": false, "Values": {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+		"AZURE_CLIENT_SECRET": "file-secret-value", "GRAPH_RESOURCE": "users", "EMPTY": "", "NUMBER": 3}}`)
+	env := map[string]string{"GRAPH_RESOURCE": "users/abc", "AZURE_TENANT_ID": "from-env"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	var note bytes.Buffer
+	getenv := localSettings(lookup, path, &note)
+	for k, want := range map[string]string{
+		"AzureWebJobsStorage": "UseDevelopmentStorage=true", // only in the file
+		"AZURE_CLIENT_SECRET": "file-secret-value",
+		"GRAPH_RESOURCE":      "users/abc", // the environment wins
+		"AZURE_TENANT_ID":     "from-env",
+		"EMPTY":               "",
+		"NUMBER":              "", // func takes strings only
+	} {
+		if got := getenv(k); got != want {
+			t.Errorf("%s = %q; want %q", k, got, want)
+		}
+	}
+	if got, want := note.String(), "handler: from "+path+" (not set in the environment): AZURE_CLIENT_SECRET, AzureWebJobsStorage\n"; got != want {
+		t.Errorf("note %q; want %q", got, want)
+	}
+	if strings.Contains(note.String(), "file-secret-value") || strings.Contains(note.String(), "UseDevelopmentStorage") {
+		t.Errorf("the note shows a value: %q", note.String())
+	}
+
+	// A missing file is silent; a broken one is said, and the environment still answers.
+	note.Reset()
+	if g := localSettings(lookup, filepath.Join(dir, "none.json"), &note); g("AZURE_TENANT_ID") != "from-env" || note.Len() != 0 {
+		t.Errorf("missing file: %q", note.String())
+	}
+	write(`{"Values": {"AZURE_CLIENT_SECRET": "file-secret-value",`)
+	note.Reset()
+	if g := localSettings(lookup, path, &note); g("AZURE_TENANT_ID") != "from-env" || g("AZURE_CLIENT_SECRET") != "" ||
+		!strings.Contains(note.String(), "not read") || strings.Contains(note.String(), "file-secret-value") {
+		t.Errorf("broken file: %q", note.String())
+	}
+}
+
+// TestCommandReadsLocalSettings runs `handler replay-poison -dry-run` as a process in a folder whose
+// local.settings.json names the storage, as an operator does in the app folder.
+func TestCommandReadsLocalSettings(t *testing.T) {
+	az := azuritetest.Start(t)
+	dir := t.TempDir()
+	b, _ := json.Marshal(map[string]any{"IsEncrypted": false, "Values": map[string]string{config.Storage: az.ConnectionString()}})
+	if err := os.WriteFile(filepath.Join(dir, "local.settings.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, config.Storage) {
+			env = append(env, kv)
+		}
+	}
+	cmd := exec.Command(os.Args[0], "replay-poison", "-dry-run")
+	cmd.Dir, cmd.Env = dir, append(env, "BE_HANDLER=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "0 message(s) in webhooksnotificationqueue-poison") {
+		t.Fatalf("replay-poison -dry-run: %v\nstdout %s\nstderr %s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "from local.settings.json (not set in the environment): AzureWebJobsStorage") {
+		t.Errorf("stderr does not say where the setting came from: %s", stderr.String())
+	}
+	if strings.Contains(stdout.String()+stderr.String(), "AccountKey") {
+		t.Error("the connection string was printed")
+	}
+
+	// -h exits 0 with the usage, in the same folder.
+	cmd = exec.Command(os.Args[0], "replay-poison", "-h")
+	cmd.Dir, cmd.Env = dir, append(env, "BE_HANDLER=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "usage: handler replay-poison") {
+		t.Errorf("replay-poison -h: %v\n%s", err, out)
 	}
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +31,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 	"github.com/graphwebhooks/graph-webhooks-go/queueworker"
@@ -42,8 +46,18 @@ func main() {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() { cancel(customhandler.Signaled{Signal: <-sigs}) }()
 
-	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
-	if err != nil && !errors.As(err, new(customhandler.Signaled)) {
+	getenv := os.Getenv
+	if len(os.Args) > 1 && isCommand(os.Args[1]) && !slices.ContainsFunc(os.Args[2:], isHelpFlag) {
+		// A command run by hand in the app folder reads local.settings.json as `func start` does; the
+		// functions get their settings from the host.
+		getenv = localSettings(os.LookupEnv, localSettingsFile, os.Stderr)
+	}
+	err := run(ctx, os.Args, getenv, os.Stdout, os.Stderr)
+	var code exitStatus
+	switch {
+	case errors.As(err, &code):
+		os.Exit(int(code))
+	case err != nil && !errors.As(err, new(customhandler.Signaled)):
 		fmt.Fprintln(os.Stderr, "handler:", err)
 	}
 	os.Exit(customhandler.ExitCode(err))
@@ -70,6 +84,11 @@ func tuneGC(getenv func(string) string) {
 	}
 }
 
+// exitStatus is a command's verdict as an exit code, with nothing more to print (`handler status`).
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 // testHookServer, set only by tests, adds functions to the server run builds (one that holds an invocation
 // open, to test shutdown with work in flight).
 var testHookServer func(*customhandler.Server)
@@ -81,7 +100,10 @@ const usage = `usage: handler [command]
 
 With no command, serves the functions on the port the Functions host sets in FUNCTIONS_CUSTOMHANDLER_PORT.
 
-Commands (they read the same app settings as the functions):
+Commands (they read the same app settings as the functions, from the environment, else from
+local.settings.json Values in the working folder; -h on a command describes it):
+  status [-json]           is it working? subscriptions, resync passes, queue depths, poison; exit 0 healthy,
+                           1 needs attention, 2 could not check (docs/operations.md)
   unsubscribe              delete this app's Graph subscriptions for GRAPH_RESOURCE (clean uninstall)
   replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
   resync [collection…]     start a delta-query resync pass now (after an outage you know of) for every
@@ -91,7 +113,11 @@ Commands (they read the same app settings as the functions):
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	log := customhandler.NewLogger(stdout, stderr, slog.LevelInfo)
+	logOut := stdout
+	if len(args) > 1 {
+		logOut = stderr // a command's stdout is its answer (`status -json` is parsed)
+	}
+	log := customhandler.NewLogger(logOut, stderr, slog.LevelInfo)
 	// Anything that logs without an invocation's logger (the SDKs, a library) goes the same way: information
 	// to stdout, which the host would otherwise log as errors from stderr.
 	slog.SetDefault(log)
@@ -104,7 +130,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "-h", "-help", "--help", "help":
 			fmt.Fprint(stdout, usage)
 			return nil
+		case "status":
+			return a.statusCommand(ctx, args[2:], stdout, stderr)
 		case "unsubscribe":
+			if done, err := commandFlags(args[1:], stdout, stderr, nil); done || err != nil {
+				return err
+			}
 			ids, err := a.keeper.Unsubscribe(ctx)
 			for _, id := range ids {
 				fmt.Fprintln(stdout, "deleted subscription", id)
@@ -114,9 +145,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			return err
 		case "replay-poison":
-			return a.replayPoison(ctx, args[2:], stdout)
+			return a.replayPoison(ctx, args[2:], stdout, stderr)
 		case "resync":
-			rs, err := a.resync.RequestAll(ctx, "requested by hand", args[2:]...)
+			// The collections are arguments, not flags: the flags (-h) are checked on their own.
+			flags, collections := []string{"resync"}, []string(nil)
+			for _, arg := range args[2:] {
+				if strings.HasPrefix(arg, "-") {
+					flags = append(flags, arg)
+				} else {
+					collections = append(collections, arg)
+				}
+			}
+			if done, err := commandFlags(flags, stdout, stderr, nil); done || err != nil {
+				return err
+			}
+			rs, err := a.resync.RequestAll(ctx, "requested by hand", collections...)
 			for _, r := range rs {
 				fmt.Fprintf(stdout, "resync %s %s: pass %s (full=%v)\n", r.Collection, r.Action, r.PassID, r.Full)
 			}
@@ -142,7 +185,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Resync:        a.resync,
 		Gate:          a.gate,
 	}).Register(srv)
-	renewtimer.New(a.keeper, a.resync, time.Now).Register(srv)
+	renewtimer.New(a.keeper, a.resync, statusAlerts{a.status}, time.Now).Register(srv)
 	if testHookServer != nil {
 		testHookServer(srv)
 	}
@@ -169,6 +212,7 @@ type app struct {
 	events *events.Writer
 	keeper *subscription.Keeper
 	resync *resync.Runner
+	status *status.Checker
 }
 
 func newApp(cfg *config.Config, log *slog.Logger) *app {
@@ -220,13 +264,54 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 	})
 	// A new or recreated subscription means notifications may have been missed: resync its collection.
 	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
+	a.status = &status.Checker{
+		Resources:   resourcePaths(cfg),
+		Collections: cfg.Collections(),
+		Mine: func(s graph.Subscription, resource string) bool {
+			return subscription.Matches(s, resource, cfg.ChangeTypes)
+		},
+		WorkQueue:    message.WorkQueue,
+		PoisonQueue:  storagequeue.PoisonQueue(message.WorkQueue),
+		ChangesQueue: message.ChangesQueue,
+		StallAfter:   resync.StallAfter,
+		Graph:        func() (status.Graph, error) { return a.graph() },
+		Checkpoints:  func() (status.Checkpoints, error) { return store() },
+		Queues:       func() (status.Queues, error) { return a.queue() },
+	}
 	return a
 }
 
-func (a *app) replayPoison(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("replay-poison", flag.ContinueOnError)
-	dry := fs.Bool("dry-run", false, "only count the poison messages")
-	if err := fs.Parse(args); err != nil {
+func (a *app) statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var asJSON *bool
+	done, err := commandFlags(append([]string{"status"}, args...), stdout, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the report as JSON (schema in docs/operations.md)")
+	})
+	if done || err != nil {
+		return err
+	}
+	r := a.status.Check(ctx)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	} else {
+		err = status.WriteText(stdout, r)
+	}
+	if err != nil {
+		return err
+	}
+	if r.ExitCode != 0 {
+		return exitStatus(r.ExitCode)
+	}
+	return nil
+}
+
+func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var dry *bool
+	done, err := commandFlags(append([]string{"replay-poison"}, args...), stdout, stderr, func(fs *flag.FlagSet) {
+		dry = fs.Bool("dry-run", false, "only count the poison messages")
+	})
+	if done || err != nil {
 		return err
 	}
 	q, err := a.queue()
@@ -234,10 +319,34 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout io.Writer)
 		return err
 	}
 	r, err := q.Replay(ctx, message.WorkQueue, *dry)
-	if *dry {
+	switch {
+	case *dry && err != nil:
+		// A count that could not be read is not zero: say nothing about it.
+		return fmt.Errorf("could not count the messages in %s: %w", storagequeue.PoisonQueue(message.WorkQueue), err)
+	case *dry:
 		fmt.Fprintf(stdout, "%d message(s) in %s\n", r.Seen, storagequeue.PoisonQueue(message.WorkQueue))
-	} else {
+	case err == nil || r.Moved > 0:
 		fmt.Fprintf(stdout, "moved %d message(s) from %s back to %s\n", r.Moved, storagequeue.PoisonQueue(message.WorkQueue), message.WorkQueue)
 	}
 	return err
+}
+
+// resourcePaths lists the GRAPH_RESOURCE entries as Graph names them.
+func resourcePaths(cfg *config.Config) []string {
+	out := make([]string, len(cfg.Resources))
+	for i, r := range cfg.Resources {
+		out[i] = r.Path()
+	}
+	return out
+}
+
+// statusAlerts gives the renew timer the status check's unhealthy findings, one line each.
+type statusAlerts struct{ c *status.Checker }
+
+func (s statusAlerts) Alerts(ctx context.Context) []string {
+	var lines []string
+	for _, f := range s.c.Check(ctx).Findings {
+		lines = append(lines, f.String())
+	}
+	return lines
 }

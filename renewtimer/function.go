@@ -1,6 +1,7 @@
 // Package renewtimer is the timer-triggered function that keeps the Graph subscriptions alive
-// (internal/subscription) and starts the daily safety-net resync (internal/resync). It holds no logic of
-// its own beyond running the two and reporting what they did.
+// (internal/subscription), starts the daily safety-net resync (internal/resync), and logs each unhealthy
+// finding of the status check (internal/status) at error level, where alerts look. It holds no logic of
+// its own beyond running the three and reporting what they did.
 package renewtimer
 
 import (
@@ -30,19 +31,28 @@ type Resync interface {
 	RequestIfDue(ctx context.Context) ([]string, error)
 }
 
-// Function is the timer-triggered function: one keeper run per tick, then the daily resync check.
+// Alerts returns one line per unhealthy finding of the status check (`handler status`). Each is logged at
+// error level, so that an alert on the function's errors (severityLevel >= 3 in Application Insights)
+// fires without anyone reading the logs; the findings alone never fail the run.
+type Alerts interface {
+	Alerts(ctx context.Context) []string
+}
+
+// Function is the timer-triggered function: one keeper run per tick, then the daily resync check, then the
+// status findings.
 type Function struct {
 	keeper Keeper
 	resync Resync // may be nil
+	alerts Alerts // may be nil
 	now    func() time.Time
 }
 
-// New builds the function from its dependencies; resync may be nil (no safety-net resync).
-func New(k Keeper, r Resync, now func() time.Time) *Function {
+// New builds the function from its dependencies; resync and alerts may be nil.
+func New(k Keeper, r Resync, a Alerts, now func() time.Time) *Function {
 	if now == nil {
 		now = time.Now
 	}
-	return &Function{keeper: k, resync: r, now: now}
+	return &Function{keeper: k, resync: r, alerts: a, now: now}
 }
 
 // Register adds the function to the handler's server. A run makes a handful of Graph calls per resource,
@@ -82,6 +92,11 @@ func (f *Function) Invoke(ctx context.Context, req *customhandler.Request) (*cus
 		for _, l := range lines {
 			log.Info(l)
 			logs = append(logs, "renewtimer: "+l)
+		}
+	}
+	if f.alerts != nil {
+		for _, line := range f.alerts.Alerts(ctx) {
+			log.Error("status: " + line)
 		}
 	}
 	if keepErr != nil {

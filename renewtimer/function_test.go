@@ -1,14 +1,17 @@
 package renewtimer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 )
 
@@ -49,7 +52,7 @@ func TestTimerRunsKeeperAndResync(t *testing.T) {
 		{Resource: "groups", Action: subscription.Unchanged, ID: "s2", Expiry: now.Add(20 * 24 * time.Hour)},
 	}}
 	r := &resync{lines: []string{"resync groups started (scheduled): pass p1"}}
-	resp, err := New(k, r, func() time.Time { return now }).Invoke(context.Background(), timerRequest(t))
+	resp, err := New(k, r, nil, func() time.Time { return now }).Invoke(context.Background(), timerRequest(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +68,7 @@ func TestTimerRunsKeeperAndResync(t *testing.T) {
 func TestTimerFailsWhenAKeeperRunFailsButStillChecksResync(t *testing.T) {
 	k := &keeper{err: errors.New("groups: graph: create subscription: 403")}
 	r := &resync{err: errors.New("storage down")}
-	_, err := New(k, r, nil).Invoke(context.Background(), timerRequest(t))
+	_, err := New(k, r, nil, nil).Invoke(context.Background(), timerRequest(t))
 	if err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("err = %v: a failed subscription run must fail the invocation (its retry policy runs it again)", err)
 	}
@@ -73,7 +76,29 @@ func TestTimerFailsWhenAKeeperRunFailsButStillChecksResync(t *testing.T) {
 		t.Error("the resync check was skipped")
 	}
 	// A resync failure alone is a warning: the subscriptions are the timer's first duty.
-	if _, err := New(&keeper{}, r, nil).Invoke(context.Background(), timerRequest(t)); err != nil {
+	if _, err := New(&keeper{}, r, nil, nil).Invoke(context.Background(), timerRequest(t)); err != nil {
 		t.Errorf("resync failure failed the timer: %v", err)
+	}
+}
+
+type alerts []string
+
+func (a alerts) Alerts(context.Context) []string { return a }
+
+func TestTimerLogsEachAlertAtErrorLevel(t *testing.T) {
+	var buf bytes.Buffer
+	ctx := logctx.With(context.Background(), slog.New(slog.NewTextHandler(&buf, nil)))
+	a := alerts{"poison-not-empty (q-poison): 2 message(s).", "resync-overdue (users): none completed."}
+	if _, err := New(&keeper{}, nil, a, nil).Invoke(ctx, timerRequest(t)); err != nil {
+		t.Fatalf("alerts must not fail the run: %v", err)
+	}
+	var errs []string
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") {
+			errs = append(errs, line)
+		}
+	}
+	if len(errs) != 2 || !strings.Contains(errs[0], "status: poison-not-empty") || !strings.Contains(errs[1], "status: resync-overdue") {
+		t.Errorf("error lines %q", errs)
 	}
 }

@@ -104,13 +104,12 @@ func (p *proc) stop() {
 	<-p.exited
 }
 
-// lineCounter drains a pipe as the host does, counting lines and keeping the last few for diagnostics.
+// lineCounter drains a pipe as the host does, counting lines and keeping the last few KiB for diagnostics.
 type lineCounter struct {
 	mu    sync.Mutex
 	lines int64
 	bytes int64
-	last  []string
-	part  []byte
+	part  []byte // the tail of the output, for tail()
 }
 
 func (c *lineCounter) Write(b []byte) (int, error) {
@@ -118,7 +117,7 @@ func (c *lineCounter) Write(b []byte) (int, error) {
 	defer c.mu.Unlock()
 	c.bytes += int64(len(b))
 	c.lines += int64(bytes.Count(b, []byte{'\n'}))
-	// Keep the last three lines, cheaply: only the tail of this write matters.
+	// Keep the tail for tail()'s last lines, cheaply: only the tail of this write matters.
 	tail := b
 	if len(tail) > 2048 {
 		tail = tail[len(tail)-2048:]

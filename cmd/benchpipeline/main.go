@@ -415,13 +415,13 @@ func writeEconomy(p func(string, ...any), o options, rs []economyResult) {
 // ---- latency ----
 
 type sample struct {
-	id                   string
-	called               time.Time
-	postStart, accepted  time.Time // the delivered POST carrying it: start, and its answer (the webhook's 202)
-	readable             time.Time
-	queueWait, worker    time.Duration
-	tail                 time.Duration // worker invocation end → readable
-	paired, hasDelivered bool
+	id                  string
+	called              time.Time
+	postStart, accepted time.Time // the delivered POST carrying it: start, and its answer (the webhook's 202)
+	readable            time.Time
+	queueWait, worker   time.Duration
+	tail                time.Duration // worker invocation end → readable
+	hasDelivered        bool
 }
 
 type latencyPhase struct {

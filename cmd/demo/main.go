@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
@@ -31,8 +33,14 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil
+	stop()
+	switch {
+	case interrupted:
+		// Ctrl-C is how -follow ends: run has stopped everything it started, so this is a clean exit.
+		fmt.Println("\nStopped: Azurite, the host double, the handler and the Graph double are shut down.")
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -60,6 +68,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer logw.Close()
 
+	// Commands run from a folder of their own, so that the repository's local.settings.json (placeholders)
+	// does not fill in settings the stack leaves at their defaults.
+	cmdDir := filepath.Dir(*logFile)
+	if *handler, err = filepath.Abs(*handler); err != nil {
+		return err
+	}
+
 	d := &demo{out: out, start: time.Now()}
 	d.say("Starting Azurite (storage), the Graph double with %d users, and the Functions host double running ./%s …", *users, filepath.Base(*handler))
 	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, HandlerOut: logw,
@@ -80,6 +95,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	steps := []struct {
 		title string
 		act   func() []string // changes made; returns the user ids whose latest state must arrive
+		// why explains the step's events (all events that arrived during the step), "" for nothing to add.
+		why func(evs []message.Event, ids []string) string
 	}{
 		{"Three users are updated", func() []string {
 			var ids []string
@@ -89,15 +106,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				ids = append(ids, id)
 			}
 			return ids
-		}},
+		}, nil},
 		{"One user is soft-deleted (Graph sends `updated`; the worker finds it in deletedItems)", func() []string {
 			s.Graph.SoftDeleteUser(devstack.UserID(4))
 			return []string{devstack.UserID(4)}
-		}},
-		{"One user is permanently deleted (Graph sends `deleted`)", func() []string {
+		}, nil},
+		{"One user is permanently deleted (Graph sends `updated` for the soft delete, then `deleted`: one lookup, one event)", func() []string {
 			s.Graph.PermanentlyDeleteUser(devstack.UserID(5))
 			return []string{devstack.UserID(5)}
-		}},
+		}, nil},
 		{"A burst: 30 users updated twice each, 60 changes, duplicates included", func() []string {
 			var ids []string
 			for round := range 2 {
@@ -109,6 +126,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				}
 			}
 			return ids
+		}, func(evs []message.Event, ids []string) string {
+			if extra := len(evs) - len(ids); extra > 0 {
+				return fmt.Sprintf("%d user(s) got two events: Graph notified each change, and the worker coalesces a user's "+
+					"notifications only within one queue message (at least once: consumers keep the latest per resourceId)", extra)
+			}
+			return "each user's two changes were coalesced into one lookup and one event"
 		}},
 		{"A forged notification (wrong clientState) is posted to the webhook", func() []string {
 			body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"changeType":"updated","clientState":"forged-client-state-123456","tenantId":%q,"resource":"Users/%s","resourceData":{"id":%q}}]}`,
@@ -116,11 +139,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			resp, err := s.Graph.Forge(s.Settings["GRAPH_NOTIFICATION_URL"], []byte(body))
 			if err == nil {
 				resp.Body.Close()
-				d.say("  the webhook answered %d, as it does for genuine ones: a forger learns nothing", resp.StatusCode)
+				d.say("   the webhook answered %d, as it does for genuine ones: a forger learns nothing", resp.StatusCode)
 			}
 			d.forgedUser = devstack.UserID(900)
 			return nil
-		}},
+		}, nil},
 		{"A throttling storm: Graph answers 429 (Retry-After 2 s) to the next 4 $batch calls while 5 users change", func() []string {
 			s.Graph.Inject("POST /v1.0/$batch", fakegraph.Fault{Status: 429, RetryAfter: 2 * time.Second, Count: 4})
 			var ids []string
@@ -129,6 +152,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				ids = append(ids, devstack.UserID(i))
 			}
 			return ids
+		}, func([]message.Event, []string) string {
+			return "the worker re-enqueued the throttled lookups after each Retry-After instead of failing: nothing lost"
 		}},
 		{"Graph drops notifications for a while (an endpoint marked \"drop\"): 4 users change unseen; then `handler resync` (the daily pass, run now)", func() []string {
 			s.Graph.DropNotifications(true)
@@ -140,32 +165,71 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			s.Graph.SoftDeleteUser(devstack.UserID(13))
 			ids = append(ids, devstack.UserID(13))
 			s.Graph.DropNotifications(false)
+			d.dropped = ids
+			d.resyncAsked = time.Now()
 			cmd := exec.CommandContext(ctx, *handler, "resync")
+			cmd.Dir = cmdDir
 			for k, v := range s.Settings {
 				cmd.Env = append(cmd.Env, k+"="+v)
 			}
-			if out, err := cmd.CombinedOutput(); err != nil {
-				d.say("  handler resync failed: %v %s", err, out)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr // the command's log lines; its answer is on stdout
+			if out, err := cmd.Output(); err != nil {
+				d.say("   $ handler resync  failed: %v\n%s", err, stderr.String())
 			} else {
-				d.say("  %s", strings.TrimSpace(string(out)))
+				d.say("   $ handler resync  → %s", strings.TrimSpace(string(out)))
 			}
 			return ids
+		}, func(evs []message.Event, ids []string) string {
+			var dropped, repeated int
+			for _, e := range evs {
+				switch {
+				case e.Source != message.SourceResync:
+				case slices.Contains(ids, e.ResourceID):
+					dropped++
+				default:
+					repeated++
+				}
+			}
+			why := fmt.Sprintf("the resync pass reported every user changed since the last pass (at start-up): %d event(s) for the %d user(s) Graph dropped", dropped, len(ids))
+			if repeated > 0 {
+				why += fmt.Sprintf(", and %d for users whose changes notifications had already delivered (at least once: consumers keep the latest per resourceId)", repeated)
+			}
+			return why
 		}},
 	}
+	graphAtStart := d.graphRequests() // the start-up resync pass's delta call
 	allOK := true
 	for i, step := range steps {
 		d.say("%d. %s", i+1, step.title)
 		graphBefore := d.graphRequests()
+		eventsBefore := len(s.Events())
 		t0 := time.Now()
 		ids := step.act()
 		ok := d.await(ctx, ids, 90*time.Second)
+		if !d.resyncAsked.IsZero() {
+			d.awaitResync(ctx, 90*time.Second)
+		}
+		took := time.Since(t0)
+		// Let the step's stragglers (duplicates) land, so that each event is counted in the step that caused it.
+		d.settle(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		allOK = allOK && ok
-		d.say("   → %d event(s) for %d user(s) in %.1fs, %d Graph request(s)%s\n", d.eventsFor(ids), len(ids), time.Since(t0).Seconds(),
+		evs := s.Events()[eventsBefore:]
+		d.say("   → %d event(s) for %d user(s) in %.1fs, %d Graph request(s)%s", len(evs), len(distinct(evs)), took.Seconds(),
 			d.graphRequests()-graphBefore, map[bool]string{true: "", false: "  ✗ NOT ALL ARRIVED"}[ok])
+		switch {
+		case !ok:
+		case step.why != nil:
+			d.say("     %s", step.why(evs, ids))
+		case len(evs) > len(distinct(evs)):
+			d.say("     %d duplicate(s): Graph may notify a change more than once (at least once: consumers keep the latest per resourceId)",
+				len(evs)-len(distinct(evs)))
+		}
+		d.say("")
 	}
-
-	// Let anything still in flight land before counting.
-	d.settle(ctx)
 	forgedEvents := 0
 	for _, e := range s.Events() {
 		if e.ResourceID == d.forgedUser {
@@ -177,11 +241,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	acc, dropped := d.webhookCounts()
 	d.say("Summary")
-	d.say("  notifications accepted by the webhook   %d", acc)
+	d.say("  notifications accepted by the webhook   %d (%d event(s): a user's notifications within one message make one event)",
+		acc, d.bySource(message.SourceNotification))
 	d.say("  dropped as forged                       %d (events for the forged user: %d)", dropped, forgedEvents)
-	d.say("  change events read from graphchanges    %d, for %d users", len(s.Events()), len(devstack.Latest(s.Events())))
-	d.say("  events recovered by resync              %d", d.bySource(message.SourceResync))
-	d.say("  Graph requests by the worker            %d ($batch %d, deletedItems %d, delta %d)", d.graphRequests(),
+	d.say("  change events read from graphchanges    %d, for %d users: %d from notifications + %d from the resync",
+		len(s.Events()), len(devstack.Latest(s.Events())), d.bySource(message.SourceNotification), d.bySource(message.SourceResync))
+	d.say("  changes only the resync recovered       %d (the users Graph dropped notifications for)", len(d.dropped))
+	d.say("  Graph requests by the worker            %d: %d at start-up + %d in the steps ($batch %d, deletedItems %d, delta %d)",
+		d.graphRequests(), graphAtStart, d.graphRequests()-graphAtStart,
 		s.Graph.Count("POST", "/v1.0/$batch"), s.Graph.Count("GET", "/v1.0/directory/deletedItems"), s.Graph.Count("GET", "/v1.0/users/delta"))
 	d.say("  handler restarts                        %d", s.Host.Restarts())
 	d.say("  poison messages                         %d", d.poison(ctx))
@@ -192,14 +259,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	d.say("Every change arrived as an enriched event carrying the user's latest state.")
 
 	if *follow {
-		d.say("\nFollowing graphchanges (Ctrl-C to stop). Change a user through the Graph double's control API, e.g.:")
-		d.say("  curl -sk -XPOST %s/_control/users/%s -d '{\"jobTitle\":\"CTO\"}'", s.Graph.URL(), devstack.UserID(1))
+		d.say("\nThe Graph double's control API (internal/fakegraph/doc.go); every example works as printed:")
+		for _, ex := range controlExamples(s.Graph.URL(), s.Graph.Subscriptions()[0].ID) {
+			d.say("  %-58s %s", ex.Method+" "+ex.Route, ex.What)
+			d.say("      %s", ex.Curl())
+		}
+		d.say("\nFollowing graphchanges (Ctrl-C to stop):")
+		d.say("  %s", eventHeader)
 		seen := len(s.Events())
 		for ctx.Err() == nil {
 			s.Drain(ctx)
 			evs := s.Events()
 			for _, e := range evs[seen:] {
-				d.say("  %s %s %s", e.ChangeType, e.ResourceID, userLine(e))
+				d.say("  %s", eventLine(e))
 			}
 			seen = len(evs)
 			select {
@@ -212,10 +284,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 }
 
 type demo struct {
-	out        io.Writer
-	s          *devstack.Stack
-	start      time.Time
-	forgedUser string
+	out         io.Writer
+	s           *devstack.Stack
+	start       time.Time
+	forgedUser  string
+	dropped     []string  // users changed while Graph dropped notifications
+	resyncAsked time.Time // when `handler resync` was run
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -242,14 +316,33 @@ func (d *demo) bySource(src message.Source) int {
 	return n
 }
 
-func (d *demo) eventsFor(ids []string) int {
-	n := 0
-	for _, e := range d.s.Events() {
-		if slices.Contains(ids, e.ResourceID) {
-			n++
-		}
+func distinct(evs []message.Event) map[string]bool {
+	ids := map[string]bool{}
+	for _, e := range evs {
+		ids[e.ResourceID] = true
 	}
-	return n
+	return ids
+}
+
+// awaitResync waits until the pass `handler resync` started has completed, reading its checkpoint.
+func (d *demo) awaitResync(ctx context.Context, limit time.Duration) {
+	cfg := config.Load(func(k string) string { return d.s.Settings[k] })
+	st, err := checkpoint.New(cfg.Storage, cfg.ResyncContainer, checkpoint.Options{})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	devstack.Eventually(ctx, func() bool {
+		for _, c := range cfg.Collections() {
+			cp, _, err := st.Load(ctx, c)
+			if err != nil || cp.Pass != nil || !cp.LastCompleted.After(d.resyncAsked.Add(-time.Second)) {
+				return false
+			}
+		}
+		return true
+	})
+	d.resyncAsked = time.Time{}
 }
 
 // settle drains until two reads in a row find nothing new.
@@ -287,11 +380,24 @@ func (d *demo) poison(ctx context.Context) int {
 	return len(msgs)
 }
 
-func userLine(e message.Event) string {
-	if e.Object == nil {
-		return fmt.Sprintf("(softDeleted=%v)", e.SoftDeleted)
+const eventHeader = "TIME      CHANGE               SOURCE        USER ID                               NAME, MAIL"
+
+// eventLine is one event in the columns of eventHeader; properties Graph returned as null are left out.
+func eventLine(e message.Event) string {
+	change := e.ChangeType
+	switch {
+	case e.ChangeType == "deleted" && e.SoftDeleted:
+		change = "deleted (soft)"
+	case e.ChangeType == "deleted":
+		change = "deleted (for good)"
 	}
-	return strings.TrimSpace(fmt.Sprintf("%v %v", e.Object["displayName"], e.Object["mail"]))
+	var who []string
+	for _, k := range []string{"displayName", "mail"} {
+		if v, ok := e.Object[k].(string); ok && v != "" {
+			who = append(who, v)
+		}
+	}
+	return fmt.Sprintf("%-8s  %-19s  %-12s  %-36s  %s", e.ObservedAt.Local().Format("15:04:05"), change, e.Source, e.ResourceID, strings.Join(who, ", "))
 }
 
 func short(id string) string {

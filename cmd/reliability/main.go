@@ -471,7 +471,6 @@ func killHandler(ctx context.Context, env *pipekit.Env, o options, rep *report, 
 				return
 			}
 			defer s.Close()
-			var t0 time.Time // set when the first burst starts
 			change := func(from, to int, v string) {
 				for i := from; i <= to; i++ {
 					s.Graph.UpdateUser(devstack.UserID(i), map[string]any{"jobTitle": v})
@@ -482,7 +481,7 @@ func killHandler(ctx context.Context, env *pipekit.Env, o options, rep *report, 
 			// (NotificationBatchSize 1: 15 POSTs together when the coalescing window ends), and kill just then.
 			stopLoad := background(s, 8)
 			time.Sleep(300 * time.Millisecond)
-			t0 = time.Now()
+			t0 := time.Now()
 			change(1, 15, "burst 1")
 			time.Sleep(fakegraph.DefaultCoalesceWindow + 3*time.Millisecond)
 			if err := s.Host.KillHandler(); err != nil {

@@ -37,15 +37,25 @@ func (s *Server) controlRoutes() {
 		s.UpdateUser(r.PathValue("id"), props)
 		w.WriteHeader(http.StatusNoContent)
 	})
-	userOp := func(op func(string)) http.HandlerFunc {
+	// A user operation on an id the directory does not hold answers 404, so that a typo in a hand-typed
+	// command is seen rather than silently doing nothing.
+	active := func(id string) bool { _, ok := s.User(id); return ok }
+	anywhere := func(id string) bool { return active(id) || s.SoftDeleted(id) }
+	userOp := func(exists func(string) bool, notFound string, op func(string)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			op(r.PathValue("id"))
+			id := r.PathValue("id")
+			if !exists(id) {
+				http.Error(w, notFound, http.StatusNotFound)
+				return
+			}
+			op(id)
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}
-	m.HandleFunc("POST /_control/users/{id}/softdelete", userOp(s.SoftDeleteUser))
-	m.HandleFunc("POST /_control/users/{id}/restore", userOp(s.RestoreUser))
-	m.HandleFunc("POST /_control/users/{id}/delete", userOp(s.PermanentlyDeleteUser))
+	m.HandleFunc("POST /_control/users/{id}/softdelete", userOp(active, "no such active user", s.SoftDeleteUser))
+	m.HandleFunc("POST /_control/users/{id}/restore", userOp(s.SoftDeleted, "no such soft-deleted user", s.RestoreUser))
+	m.HandleFunc("POST /_control/users/{id}/delete", userOp(anywhere, "no such user, active or soft-deleted", s.PermanentlyDeleteUser))
+	m.HandleFunc("DELETE /_control/users/{id}", userOp(anywhere, "no such user, active or soft-deleted", s.PermanentlyDeleteUser))
 	m.HandleFunc("GET /_control/users", func(w http.ResponseWriter, r *http.Request) {
 		var out []map[string]any
 		for _, u := range s.Users() {

@@ -127,9 +127,10 @@
 //
 //	POST /_control/users                      {"id":"…","props":{…}}  add a user (id optional) → 201 {"id"}
 //	POST /_control/users/{id}                 {…props…}                update a user → 204
-//	POST /_control/users/{id}/softdelete      soft delete → 204
-//	POST /_control/users/{id}/restore         restore → 204
-//	POST /_control/users/{id}/delete          permanent delete → 204
+//	POST /_control/users/{id}/softdelete      soft delete → 204 (404: no such active user)
+//	POST /_control/users/{id}/restore         restore → 204 (404: no such soft-deleted user)
+//	POST /_control/users/{id}/delete          permanent delete → 204 (404: no such user)
+//	DELETE /_control/users/{id}               the same permanent delete
 //	GET  /_control/users                      active users
 //	POST /_control/groups                     {"id":"…","props":{…},"members":["…"]}  add a group (id optional) → 201 {"id"}
 //	POST /_control/groups/{id}                {…props…}                update a group → 204

@@ -145,7 +145,6 @@ type receiver struct {
 	validations []*http.Request // validation requests (with their raw query)
 	bodies      [][]byte        // notification POST bodies, answered or not
 	statuses    []int           // statuses to answer notification POSTs with, in turn (then 202)
-	hang        chan struct{}   // when non-nil, handlers block until it closes or the request ends
 	hangFirst   int             // number of notification POSTs that hang
 	onValidate  func(w http.ResponseWriter, r *http.Request) bool
 }

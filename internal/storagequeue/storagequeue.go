@@ -201,6 +201,41 @@ func (c *Client) Replay(ctx context.Context, queue string, dryRun bool) (ReplayR
 	return r, nil
 }
 
+// ApproximateCount is the queue's approximate message count (storage's own estimate, which includes
+// messages not visible yet); a queue that does not exist holds 0.
+func (c *Client) ApproximateCount(ctx context.Context, queue string) (int, error) {
+	props, err := c.svc.NewQueueClient(queue).GetProperties(ctx, nil)
+	if queueerror.HasCode(err, queueerror.QueueNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inspect %s: %w", queue, scrub(err))
+	}
+	if props.ApproximateMessagesCount == nil {
+		return 0, nil
+	}
+	return int(*props.ApproximateMessagesCount), nil
+}
+
+// OldestInserted is the earliest insertion time among the visible messages at the front of queue (up to
+// 32, read with Peek, which leaves them where they are); ok is false when there is none to see.
+func (c *Client) OldestInserted(ctx context.Context, queue string) (oldest time.Time, ok bool, err error) {
+	n := int32(32)
+	resp, err := c.svc.NewQueueClient(queue).PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: &n})
+	if queueerror.HasCode(err, queueerror.QueueNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("peek %s: %w", queue, scrub(err))
+	}
+	for _, m := range resp.Messages {
+		if m.InsertionTime != nil && (!ok || m.InsertionTime.Before(oldest)) {
+			oldest, ok = *m.InsertionTime, true
+		}
+	}
+	return oldest, ok, nil
+}
+
 // scrub removes the query from the URL inside a transport error: with a SAS connection string it holds the
 // signature, and errors end up in logs.
 func scrub(err error) error { return redact.URLError(err) }

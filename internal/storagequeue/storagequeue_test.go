@@ -137,3 +137,32 @@ func TestScrubRemovesTheSAS(t *testing.T) {
 		t.Error("scrub must keep the error chain")
 	}
 }
+
+func TestApproximateCountAndOldestInserted(t *testing.T) {
+	c := newClient(t)
+	ctx := context.Background()
+	q := uniqueQueue(t)
+	if n, err := c.ApproximateCount(ctx, q); err != nil || n != 0 {
+		t.Fatalf("missing queue: %d, %v", n, err)
+	}
+	if _, ok, err := c.OldestInserted(ctx, q); err != nil || ok {
+		t.Fatalf("missing queue: ok=%v, %v", ok, err)
+	}
+	before := time.Now().Add(-time.Minute) // Azurite's clock and ours may differ by a little
+	for _, text := range []string{"a", "b", "c"} {
+		if err := c.Enqueue(ctx, q, []byte(text), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := c.ApproximateCount(ctx, q); err != nil || n != 3 {
+		t.Fatalf("count %d, %v; want 3", n, err)
+	}
+	oldest, ok, err := c.OldestInserted(ctx, q)
+	if err != nil || !ok || oldest.Before(before) || oldest.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("oldest %v ok=%v %v", oldest, ok, err)
+	}
+	// Peeking leaves the messages where they are.
+	if got := receiveWithin(t, c, q, 3, 5*time.Second); len(got) != 3 {
+		t.Fatalf("after peek, %d messages received; want 3", len(got))
+	}
+}

@@ -302,11 +302,17 @@ func (k *Keeper) mine(ctx context.Context, g Graph, res config.ResourceSpec) ([]
 func Mine(all []graph.Subscription, res config.ResourceSpec, changeTypes []string) []graph.Subscription {
 	var out []graph.Subscription
 	for _, s := range all {
-		if sameResource(s.Resource, res.Path()) && sameChangeTypes(s.ChangeType, changeTypes) {
+		if Matches(s, res.Path(), changeTypes) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// Matches reports whether s is this app's subscription for resource and changeTypes (sorted, as in
+// config.Config.ChangeTypes): the rule the keeper converges on, shared with `handler status`.
+func Matches(s graph.Subscription, resource string, changeTypes []string) bool {
+	return sameResource(s.Resource, resource) && sameChangeTypes(s.ChangeType, changeTypes)
 }
 
 // stale says why s cannot be kept, or "".

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
+)
+
+// controlExample is one route of the Graph double's control API with a request that works against the
+// demo's directory as the story leaves it.
+type controlExample struct {
+	Method, Route, What string
+	Path, Body          string // the request: Path under the double's URL
+	base                string
+}
+
+// Curl is the example as a shell command. The double's certificate is its own, hence -k.
+func (e controlExample) Curl() string {
+	c := "curl -sk"
+	if e.Method != "GET" {
+		c += " -X" + e.Method
+	}
+	c += " " + e.base + e.Path
+	if e.Body != "" {
+		c += " -d '" + e.Body + "'"
+	}
+	return c
+}
+
+// controlExamples lists every control route (internal/fakegraph/doc.go) with a working example. Users 1–3
+// are active and user 4 soft-deleted when the story ends; subID is the live subscription.
+func controlExamples(base, subID string) []controlExample {
+	u := func(i int) string { return devstack.UserID(i) }
+	ex := []controlExample{
+		{"POST", "/_control/users", "add a user (id optional)", "/_control/users", `{"props":{"displayName":"New Person","mail":"new.person@contoso.example"}}`, ""},
+		{"POST", "/_control/users/{id}", "update a user's properties", "/_control/users/" + u(1), `{"jobTitle":"CTO"}`, ""},
+		{"POST", "/_control/users/{id}/softdelete", "soft-delete a user (404: no such active user)", "/_control/users/" + u(2) + "/softdelete", "", ""},
+		{"POST", "/_control/users/{id}/restore", "restore a soft-deleted user", "/_control/users/" + u(4) + "/restore", "", ""},
+		{"DELETE", "/_control/users/{id}", "delete a user for good (also POST …/{id}/delete)", "/_control/users/" + u(3), "", ""},
+		{"GET", "/_control/users", "list the active users", "/_control/users", "", ""},
+		{"POST", "/_control/fault", "inject a fault: status, Retry-After, latency, count", "/_control/fault", `{"route":"POST /v1.0/$batch","status":429,"retryAfterSeconds":2,"count":3}`, ""},
+		{"POST", "/_control/throttle-batch", "throttle the next n inner $batch requests", "/_control/throttle-batch", `{"n":3,"retryAfterSeconds":1}`, ""},
+		{"POST", "/_control/drop-notifications", "stop (or resume) delivering notifications", "/_control/drop-notifications", `{"on":false}`, ""},
+		{"POST", "/_control/clear-faults", "remove every injected fault", "/_control/clear-faults", "", ""},
+		{"POST", "/_control/flush", "send queued notifications now", "/_control/flush", "", ""},
+		{"GET", "/_control/subscriptions", "the live subscriptions", "/_control/subscriptions", "", ""},
+		{"POST", "/_control/subscriptions/{id}/lifecycle", "send a lifecycle event", "/_control/subscriptions/" + subID + "/lifecycle", `{"event":"reauthorizationRequired"}`, ""},
+		{"GET", "/_control/requests", "the request log", "/_control/requests", "", ""},
+		{"GET", "/_control/deliveries", "the delivery attempts", "/_control/deliveries", "", ""},
+		// Last: it ends the subscription (the timer recreates it on its next tick, hourly).
+		{"POST", "/_control/subscriptions/{id}/expire", "drop the subscription silently", "/_control/subscriptions/" + subID + "/expire", "", ""},
+	}
+	for i := range ex {
+		ex[i].base = strings.TrimSuffix(base, "/")
+	}
+	return ex
+}
+
+func (e controlExample) String() string { return fmt.Sprintf("%s %s", e.Method, e.Route) }
