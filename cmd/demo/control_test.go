@@ -12,6 +12,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
 
@@ -90,6 +91,6 @@ func TestEventLineIsAlignedAndHasNoNil(t *testing.T) {
 }
 
 func mkEvent(change string, soft bool, user map[string]any) message.Event {
-	return message.Event{ChangeType: change, SoftDeleted: soft, Source: message.SourceNotification,
-		ResourceID: devstack.UserID(1), ObservedAt: time.Now(), User: user}
+	return message.Event{ChangeType: graph.ChangeType(change), SoftDeleted: soft, Source: message.SourceNotification,
+		ResourceID: devstack.UserID(1), ObservedAt: time.Now(), Object: user}
 }

@@ -261,7 +261,6 @@ type function struct {
 
 	// queue trigger
 	queueName string
-	storage   string // connection string
 
 	// event hub trigger
 	eventHub *eventHubTrigger
