@@ -28,6 +28,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
 
@@ -76,9 +77,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	d := &demo{out: out, start: time.Now()}
-	d.say("Starting Azurite (storage), the Graph double with %d users, and the Functions host double running ./%s …", *users, filepath.Base(*handler))
-	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, HandlerOut: logw,
-		Graph: func(o *fakegraph.Options) { o.ControlAPI = *follow }})
+	d.say("Starting Azurite (storage), the Graph double with %d users and %d groups, and the Functions host double running ./%s …", *users, demoGroups, filepath.Base(*handler))
+	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, Groups: demoGroups, HandlerOut: logw,
+		Settings: map[string]string{config.Resource: "users,groups"},
+		Graph:    func(o *fakegraph.Options) { o.ControlAPI = *follow }})
 	if err != nil {
 		if errors.Is(err, azuritetest.ErrNotInstalled) {
 			return fmt.Errorf("%w (make demo does this for you)", err)
@@ -87,9 +89,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer s.Close()
 	d.s = s
-	sub := s.Graph.Subscriptions()[0]
-	d.say("renewtimer ran on start-up and subscribed: subscription %s on %q (%s), expires in %.1f days.",
-		short(sub.ID), sub.Resource, sub.ChangeType, time.Until(sub.ExpirationDateTime).Hours()/24)
+	var sub fakegraph.Subscription
+	for _, x := range s.Graph.Subscriptions() {
+		d.say("renewtimer ran on start-up and subscribed: subscription %s on %q (%s), expires in %.1f days.",
+			short(x.ID), x.Resource, x.ChangeType, time.Until(x.ExpirationDateTime).Hours()/24)
+		if x.Resource == "users" {
+			sub = x
+		}
+	}
 	d.say("Graph's validation handshake reached the webhook through the host front with the function key.\n")
 
 	steps := []struct {
@@ -128,10 +135,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return ids
 		}, func(evs []message.Event, ids []string) string {
 			if extra := len(evs) - len(ids); extra > 0 {
-				return fmt.Sprintf("%d user(s) got two events: Graph notified each change, and the worker coalesces a user's "+
-					"notifications only within one queue message (at least once: consumers keep the latest per resourceId)", extra)
+				return fmt.Sprintf("%d user(s) got two events: their two changes were read in two states (at least once: consumers keep the latest per resourceId)", extra)
 			}
-			return "each user's two changes were coalesced into one lookup and one event"
+			return "one event per user: a user's notifications in one message make one read, and a read that found the state already emitted (the second notification in another message) wrote nothing"
 		}},
 		{"A forged notification (wrong clientState) is posted to the webhook", func() []string {
 			body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"changeType":"updated","clientState":"forged-client-state-123456","tenantId":%q,"resource":"Users/%s","resourceData":{"id":%q}}]}`,
@@ -177,25 +183,62 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			if out, err := cmd.Output(); err != nil {
 				d.say("   $ handler resync  failed: %v\n%s", err, stderr.String())
 			} else {
-				d.say("   $ handler resync  → %s", strings.TrimSpace(string(out)))
+				d.say("   $ handler resync  → %s", strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "\n                       "))
 			}
 			return ids
 		}, func(evs []message.Event, ids []string) string {
-			var dropped, repeated int
+			var dropped, other []string
 			for _, e := range evs {
-				switch {
-				case e.Source != message.SourceResync:
-				case slices.Contains(ids, e.ResourceID):
-					dropped++
-				default:
-					repeated++
+				if e.Source != message.SourceResync {
+					continue
+				}
+				line := fmt.Sprintf("\n       %s %-18s changed %v", short(e.ResourceID), changeText(e), e.Changed)
+				if slices.Contains(ids, e.ResourceID) {
+					dropped = append(dropped, line)
+				} else {
+					other = append(other, line)
 				}
 			}
-			why := fmt.Sprintf("the resync pass reported every user changed since the last pass (at start-up): %d event(s) for the %d user(s) Graph dropped", dropped, len(ids))
-			if repeated > 0 {
-				why += fmt.Sprintf(", and %d for users whose changes notifications had already delivered (at least once: consumers keep the latest per resourceId)", repeated)
+			why := fmt.Sprintf("the resync pass read every user changed since the last pass (at start-up) and wrote %d event(s), one for each user Graph dropped, with what changed:", len(dropped))
+			why += strings.Join(dropped, "")
+			why += "\n     the changes notifications had already delivered were read again and suppressed: they carry nothing new"
+			if len(other) > 0 {
+				why += fmt.Sprintf("\n     %d more: deletes are always written, so a consumer never misses one, and the pass read these again:%s", len(other), strings.Join(other, ""))
 			}
 			return why
+		}},
+		{"A group is renamed, gains two members and loses one", func() []string {
+			g := devstack.SeedGroup(1).ID
+			s.Graph.UpdateGroup(g, map[string]any{"displayName": "Platform team"})
+			s.Graph.AddMembers(g, devstack.UserID(20), devstack.UserID(21))
+			s.Graph.RemoveMembers(g, devstack.UserID(1))
+			d.members = append(d.members, devstack.UserID(20), devstack.UserID(21), devstack.UserID(1))
+			return []string{g}
+		}, func(evs []message.Event, ids []string) string {
+			var lines []string
+			for _, e := range evs {
+				line := fmt.Sprintf("\n       %-12s %s", e.Source, changeText(e))
+				if e.Changed != nil {
+					line += fmt.Sprintf(" changed %v", e.Changed)
+				}
+				if e.Members != nil {
+					line += fmt.Sprintf(" members +%d −%d", len(e.Members.Added), len(e.Members.Removed))
+				}
+				lines = append(lines, line)
+			}
+			return "Graph notifies only that the group changed; the worker reads the group (its new name) and asks for a groups delta pass, which names the members:" + strings.Join(lines, "")
+		}},
+		{"A Microsoft 365 group is soft-deleted, then deleted for good", func() []string {
+			g := devstack.SeedGroup(2).ID
+			s.Graph.SoftDeleteGroup(g)
+			s.Graph.PermanentlyDeleteGroup(g)
+			return []string{g}
+		}, func(evs []message.Event, _ []string) string {
+			var what []string
+			for _, e := range evs {
+				what = append(what, fmt.Sprintf("%s from the %s", changeText(e), e.Source))
+			}
+			return strings.Join(what, "; ") + " (deletes are always written, and the groups pass a group notification asks for reports it too)"
 		}},
 	}
 	graphAtStart := d.graphRequests() // the start-up resync pass's delta call
@@ -206,7 +249,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		eventsBefore := len(s.Events())
 		t0 := time.Now()
 		ids := step.act()
-		ok := d.await(ctx, ids, 90*time.Second)
+		ok := d.await(ctx, ids, 90*time.Second) && d.awaitMembers(ctx, 90*time.Second)
 		if !d.resyncAsked.IsZero() {
 			d.awaitResync(ctx, 90*time.Second)
 		}
@@ -218,7 +261,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		allOK = allOK && ok
 		evs := s.Events()[eventsBefore:]
-		d.say("   → %d event(s) for %d user(s) in %.1fs, %d Graph request(s)%s", len(evs), len(distinct(evs)), took.Seconds(),
+		d.say("   → %d event(s) for %d object(s) in %.1fs, %d Graph request(s)%s", len(evs), len(distinct(evs)), took.Seconds(),
 			d.graphRequests()-graphBefore, map[bool]string{true: "", false: "  ✗ NOT ALL ARRIVED"}[ok])
 		switch {
 		case !ok:
@@ -247,16 +290,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	d.say("  change events read from graphchanges    %d, for %d users: %d from notifications + %d from the resync",
 		len(s.Events()), len(devstack.Latest(s.Events())), d.bySource(message.SourceNotification), d.bySource(message.SourceResync))
 	d.say("  changes only the resync recovered       %d (the users Graph dropped notifications for)", len(d.dropped))
+	d.say("  suppressed: carried nothing new         %d (duplicate notifications, and the resync re-reading notified changes)", d.suppressed())
+	d.say("  group events                            %d", d.byResource("groups"))
 	d.say("  Graph requests by the worker            %d: %d at start-up + %d in the steps ($batch %d, deletedItems %d, delta %d)",
 		d.graphRequests(), graphAtStart, d.graphRequests()-graphAtStart,
-		s.Graph.Count("POST", "/v1.0/$batch"), s.Graph.Count("GET", "/v1.0/directory/deletedItems"), s.Graph.Count("GET", "/v1.0/users/delta"))
+		s.Graph.Count("POST", "/v1.0/$batch"), s.Graph.Count("GET", "/v1.0/directory/deletedItems"),
+		s.Graph.Count("GET", "/v1.0/users/delta")+s.Graph.Count("GET", "/v1.0/groups/delta"))
 	d.say("  handler restarts                        %d", s.Host.Restarts())
 	d.say("  poison messages                         %d", d.poison(ctx))
 	d.say("  time                                    %.1fs (logs in %s)", time.Since(d.start).Seconds(), *logFile)
 	if !allOK {
 		return errors.New("some changes did not arrive as events (see the log)")
 	}
-	d.say("Every change arrived as an enriched event carrying the user's latest state.")
+	d.say("Every change arrived as an enriched event carrying the object's latest state.")
 
 	if *follow {
 		d.say("\nThe Graph double's control API (internal/fakegraph/doc.go); every example works as printed:")
@@ -289,14 +335,86 @@ type demo struct {
 	start       time.Time
 	forgedUser  string
 	dropped     []string  // users changed while Graph dropped notifications
+	members     []string  // membership changes made to group 1 that must arrive
 	resyncAsked time.Time // when `handler resync` was run
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
-// graphRequests counts the worker's calls to Graph (users, $batch, deletedItems), not the subscription calls.
+// demoGroups is how many groups the demo's directory holds.
+const demoGroups = 3
+
+// graphRequests counts the worker's calls to Graph (users, groups, $batch, deletedItems), not the
+// subscription calls.
 func (d *demo) graphRequests() int {
-	return d.s.Graph.Count("POST", "/v1.0/$batch") + d.s.Graph.Count("GET", "/v1.0/users") + d.s.Graph.Count("GET", "/v1.0/directory")
+	return d.s.Graph.Count("POST", "/v1.0/$batch") + d.s.Graph.Count("GET", "/v1.0/users") +
+		d.s.Graph.Count("GET", "/v1.0/groups") + d.s.Graph.Count("GET", "/v1.0/directory")
+}
+
+// awaitMembers waits until every membership change made to group 1 has arrived in some event's members.
+func (d *demo) awaitMembers(ctx context.Context, limit time.Duration) bool {
+	if len(d.members) == 0 {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	g := devstack.SeedGroup(1).ID
+	return d.s.WaitEvents(ctx, func(evs []message.Event) bool {
+		seen := map[string]bool{}
+		for _, e := range evs {
+			if e.ResourceID == g && e.Members != nil {
+				for _, id := range append(slices.Clone(e.Members.Added), e.Members.Removed...) {
+					seen[id] = true
+				}
+			}
+		}
+		for _, id := range d.members {
+			if !seen[id] {
+				return false
+			}
+		}
+		return true
+	}) == nil
+}
+
+// suppressed sums what the worker's invocations say they did not write.
+func (d *demo) suppressed() int {
+	n := 0
+	for _, inv := range d.s.Host.Invocations() {
+		if inv.Function != "queueworker" {
+			continue
+		}
+		for _, l := range inv.Logs {
+			if m := suppressedRE.FindStringSubmatch(l); m != nil {
+				k, _ := strconv.Atoi(m[1])
+				n += k
+			}
+		}
+	}
+	return n
+}
+
+var suppressedRE = regexp.MustCompile(`(\d+) suppressed as carrying nothing new`)
+
+func (d *demo) byResource(r string) int {
+	n := 0
+	for _, e := range d.s.Events() {
+		if e.Resource == r {
+			n++
+		}
+	}
+	return n
+}
+
+// changeText says what an event reports: updated, or which kind of delete.
+func changeText(e message.Event) string {
+	switch {
+	case e.ChangeType == graph.Deleted && e.SoftDeleted:
+		return "deleted (soft)"
+	case e.ChangeType == graph.Deleted:
+		return "deleted (for good)"
+	}
+	return string(e.ChangeType)
 }
 
 // await waits until every user in ids has an event carrying its current state in the Graph double.
@@ -384,13 +502,7 @@ const eventHeader = "TIME      CHANGE               SOURCE        USER ID       
 
 // eventLine is one event in the columns of eventHeader; properties Graph returned as null are left out.
 func eventLine(e message.Event) string {
-	change := e.ChangeType
-	switch {
-	case e.ChangeType == "deleted" && e.SoftDeleted:
-		change = "deleted (soft)"
-	case e.ChangeType == "deleted":
-		change = "deleted (for good)"
-	}
+	change := changeText(e)
 	var who []string
 	for _, k := range []string{"displayName", "mail"} {
 		if v, ok := e.Object[k].(string); ok && v != "" {
