@@ -29,9 +29,11 @@ func (e controlExample) Curl() string {
 }
 
 // controlExamples lists every control route (internal/fakegraph/doc.go) with a working example. Users 1–3
-// are active and user 4 soft-deleted when the story ends; subID is the live subscription.
+// are active and user 4 soft-deleted when the story ends, groups 1 and 3 active (group 2 deleted for good);
+// subID is the live subscription.
 func controlExamples(base, subID string) []controlExample {
 	u := func(i int) string { return devstack.UserID(i) }
+	g := func(i int) string { return devstack.SeedGroup(i).ID }
 	ex := []controlExample{
 		{"POST", "/_control/users", "add a user (id optional)", "/_control/users", `{"props":{"displayName":"New Person","mail":"new.person@contoso.example"}}`, ""},
 		{"POST", "/_control/users/{id}", "update a user's properties", "/_control/users/" + u(1), `{"jobTitle":"CTO"}`, ""},
@@ -39,6 +41,13 @@ func controlExamples(base, subID string) []controlExample {
 		{"POST", "/_control/users/{id}/restore", "restore a soft-deleted user", "/_control/users/" + u(4) + "/restore", "", ""},
 		{"DELETE", "/_control/users/{id}", "delete a user for good (also POST …/{id}/delete)", "/_control/users/" + u(3), "", ""},
 		{"GET", "/_control/users", "list the active users", "/_control/users", "", ""},
+		{"POST", "/_control/groups", "add a group (id optional) with members", "/_control/groups", `{"props":{"displayName":"New team","groupTypes":["Unified"]},"members":["` + u(1) + `"]}`, ""},
+		{"POST", "/_control/groups/{id}", "update a group's properties", "/_control/groups/" + g(1), `{"description":"Platform and tools"}`, ""},
+		{"POST", "/_control/groups/{id}/members", "add and remove members", "/_control/groups/" + g(1) + "/members", `{"add":["` + u(2) + `"],"remove":["` + u(3) + `"]}`, ""},
+		{"POST", "/_control/groups/{id}/softdelete", "soft-delete a Microsoft 365 group (a security group is deleted for good)", "/_control/groups/" + g(3) + "/softdelete", "", ""},
+		{"POST", "/_control/groups/{id}/restore", "restore a soft-deleted group", "/_control/groups/" + g(3) + "/restore", "", ""},
+		{"POST", "/_control/groups/{id}/delete", "delete a group for good", "/_control/groups/" + g(3) + "/delete", "", ""},
+		{"GET", "/_control/groups", "list the active groups", "/_control/groups", "", ""},
 		{"POST", "/_control/fault", "inject a fault: status, Retry-After, latency, count", "/_control/fault", `{"route":"POST /v1.0/$batch","status":429,"retryAfterSeconds":2,"count":3}`, ""},
 		{"POST", "/_control/throttle-batch", "throttle the next n inner $batch requests", "/_control/throttle-batch", `{"n":3,"retryAfterSeconds":1}`, ""},
 		{"POST", "/_control/drop-notifications", "stop (or resume) delivering notifications", "/_control/drop-notifications", `{"on":false}`, ""},

@@ -27,6 +27,10 @@ func TestControlExamplesWork(t *testing.T) {
 		g.AddUser(devstack.SeedUser(i))
 	}
 	g.SoftDeleteUser(devstack.UserID(4))
+	for i := 1; i <= 3; i++ {
+		g.AddGroup(devstack.SeedGroup(i, devstack.UserID(1), devstack.UserID(3)))
+	}
+	g.PermanentlyDeleteGroup(devstack.SeedGroup(2).ID)
 	g.SeedSubscription(fakegraph.Subscription{ID: "sub-1", Resource: "users", ChangeType: "updated,deleted",
 		NotificationURL: "https://example.test/api/webhook", ApplicationID: devstack.ClientID, ExpirationDateTime: time.Now().Add(time.Hour)})
 
