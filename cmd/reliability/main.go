@@ -4,7 +4,7 @@
 // fixed time. It writes its sub-section of the pipeline block of docs/benchmarks.md (`make bench-pipeline`
 // writes the other; `make bench` keeps both).
 //
-//	go run ./cmd/reliability -out docs/benchmarks.md     (make reliability: about 3 minutes)
+//	go run ./cmd/reliability -out docs/benchmarks.md     (make reliability: about 7 minutes)
 //
 // Scenarios (each on a stack of its own, every group but the hostile-input one concurrently; every wait has a deadline, and a
 // scenario that does not converge is reported as such):
