@@ -236,8 +236,9 @@ func eventHubs(ctx context.Context, env *pipekit.Env, o options, rep *report, sa
 	}
 	defer s.Close()
 	if sub := s.Graph.Subscriptions(); len(sub) != 1 || !strings.HasPrefix(sub[0].NotificationURL, fakegraph.EventHubPrefix) {
+		// Only the count: a subscription carries the clientState.
 		failedStart(rep, "eventhubs", "Event Hubs: forged events, hostile batches, handler killed mid-batch",
-			fmt.Errorf("want one subscription through the hub, have %+v", sub))
+			fmt.Errorf("want one subscription through the hub, have %d (or not through the hub)", len(sub)))
 		return
 	}
 	// Users 41–60 and 901–950 (absent from Graph) are never changed: the forgeries and hostile events name
@@ -509,8 +510,11 @@ func killMidBatch(ctx context.Context, s *pipekit.Stack, tap *hubTap, fire *atom
 	select {
 	case <-killed:
 	case <-time.After(30 * time.Second):
-		fire.Store(nil)
-		r.problems = append(r.problems, "no eventhub invocation started within 30 s: nothing was killed")
+		if fire.Swap(nil) == nil {
+			<-killed // it fired just now: let it finish before its results are read
+		} else {
+			r.problems = append(r.problems, "no eventhub invocation started within 30 s: nothing was killed")
+		}
 	}
 	if killErr != nil {
 		r.problems = append(r.problems, "kill: "+killErr.Error())
