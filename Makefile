@@ -91,5 +91,5 @@ bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the repo
 bench-pipeline: deps ## Graph requests per notification, drain time, end-to-end latency → docs/benchmarks.md (~2 min)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
-reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~6 min)
+reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~7 min)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)

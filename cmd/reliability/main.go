@@ -4,9 +4,9 @@
 // fixed time. It writes its sub-section of the pipeline block of docs/benchmarks.md (`make bench-pipeline`
 // writes the other; `make bench` keeps both).
 //
-//	go run ./cmd/reliability -out docs/benchmarks.md     (make reliability: about 3 minutes)
+//	go run ./cmd/reliability -out docs/benchmarks.md     (make reliability: about 7 minutes)
 //
-// Scenarios (each on a stack of its own, the four groups concurrently; every wait has a deadline, and a
+// Scenarios (each on a stack of its own, every group but the hostile-input one concurrently; every wait has a deadline, and a
 // scenario that does not converge is reported as such):
 //   - 429 storm: POST /$batch answers 429 with Retry-After 15 s (longer than the Graph client's 10 s cap, so the
 //     worker re-enqueues instead of waiting), then inner $batch items answer 429 with Retry-After 12 s.
@@ -18,6 +18,9 @@
 //     lifecycle events) while genuine changes flow.
 //   - malformed and oversized bodies POSTed to the webhook front: expect 400 / 413 and nothing queued.
 //   - dropped notifications (Graph's drop state), recovered by `handler resync`.
+//   - Event Hubs (group eventhubs, eventhubs.go): on a stack subscribed through the hub, forged events sent
+//     into it, malformed events in the same batches as Graph's, and a SIGKILL while the eventhub function
+//     holds a batch.
 //   - hostile input (group memory, run alone after the others): 4 MiB bodies of 1.4 million empty or forged
 //     notifications, one and three at once, bodies with two views (duplicate members), ids that are not
 //     GUIDs, a 1 MiB string sequenceNumber, and a genuine 4 MiB POST; the handler's peak RSS, CPU time and
@@ -112,7 +115,7 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	fset.StringVar(&o.out, "out", "docs/benchmarks.md", "report to update (its pipeline block only), relative to the module root; empty: print only")
 	fset.DurationVar(&o.fuzztime, "fuzztime", 8*time.Second, "fuzzing time per Fuzz target")
 	fset.BoolVar(&o.noFuzz, "no-fuzz", false, "skip fuzzing")
-	fset.StringVar(&o.only, "only", "", "comma-separated groups to run: throttle,unavailable,kill,hostile,lag,memory (default all)")
+	fset.StringVar(&o.only, "only", "", "comma-separated groups to run: throttle,unavailable,kill,hostile,lag,eventhubs,memory (default all)")
 	fset.DurationVar(&o.timeout, "timeout", 10*time.Minute, "the whole run's deadline")
 	fset.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "reliability-handler.log"), "handler and host log lines")
 	fset.DurationVar(&o.poll, "poll", 50*time.Millisecond, "how often graphchanges is read when empty")
@@ -146,8 +149,9 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		"kill":        killHandler,
 		"hostile":     hostile,
 		"lag":         newUserDuringStorm,
+		"eventhubs":   eventHubs,
 	}
-	names := []string{"throttle", "unavailable", "kill", "hostile", "lag", "memory"}
+	names := []string{"throttle", "unavailable", "kill", "hostile", "lag", "eventhubs", "memory"}
 	if o.only != "" {
 		names = strings.Split(o.only, ",")
 	}
@@ -954,7 +958,7 @@ func runFuzz(ctx context.Context, root string, t fuzzTarget, d time.Duration) fu
 func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTime time.Duration, load0 string, panics int) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	order := map[string]int{"throttle": 0, "lag": 1, "unavailable": 2, "kill": 3, "hostile": 4}
+	order := map[string]int{"throttle": 0, "lag": 1, "unavailable": 2, "kill": 3, "hostile": 4, "eventhubs": 5}
 	rows := append([]*row(nil), rep.rows...)
 	sort.SliceStable(rows, func(i, j int) bool { return order[rows[i].group] < order[rows[j].group] })
 
@@ -962,7 +966,7 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 	p("| | |\n|---|---|\n")
 	p("| command | `make reliability` → `go run ./cmd/reliability %s` |\n", strings.Join(o.args, " "))
 	p("| machine | %s |\n", pipekit.Machine())
-	p("| run time | %s: scenarios %s (five groups concurrently, each on its own stack, then the hostile-input group alone), fuzzing %s (load average %s → %s) |\n\n", pipekit.Secs(elapsed), pipekit.Secs(scenTime), pipekit.Secs(fuzzTime), load0, pipekit.LoadAvg())
+	p("| run time | %s: scenarios %s (six groups concurrently, each on its own stack, then the hostile-input group alone), fuzzing %s (load average %s → %s) |\n\n", pipekit.Secs(elapsed), pipekit.Secs(scenTime), pipekit.Secs(fuzzTime), load0, pipekit.LoadAvg())
 	p("Genuine changes made on the Graph double under each fault, through the real handler under the host double with Azurite.\n")
 	p("**How changes are counted:** every change touches a different user, so every event read for that user after the scenario\n")
 	p("started belongs to that change. *Got* = the user's last event carries the state the change produced (`devstack.Matches`:\n")
@@ -1058,7 +1062,7 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 		for _, x := range probs {
 			p("- %s\n", x)
 		}
-		p("\nReproduce one group alone: `go run ./cmd/reliability -only <throttle|lag|unavailable|kill|hostile|memory> -no-fuzz -out ''`.\n")
+		p("\nReproduce one group alone: `go run ./cmd/reliability -only <throttle|lag|unavailable|kill|hostile|eventhubs|memory> -no-fuzz -out ''`.\n")
 	}
 	p("\n")
 	return b.String()
