@@ -71,12 +71,21 @@ func (f *Function) Register(s *customhandler.Server) {
 	s.Handle(Name, f.Invoke, customhandler.WithMaxRequestBytes(maxInvocationBytes, tooLarge))
 }
 
-// tooLarge answers a batch over MaxInvocationBytes: success with nothing queued, so the partition moves on.
-// What it held is lost to this path; the daily resync recovers the changes.
+// tooLarge answers a batch over MaxInvocationBytes: success, so the partition moves on, and instead of the
+// batch's notifications (unread) a lifecycle message saying notifications were missed: the worker treats it
+// as Graph's own `missed` event and starts a resync of every collection, which recovers the batch's changes
+// within minutes rather than at the next daily pass. The message is this function's own, so it needs none
+// of the checks that Graph's notifications get.
 func tooLarge() *customhandler.Response {
-	msg := fmt.Sprintf("eventhub: batch skipped: the invocation is larger than %d bytes; its changes come back with the next resync", maxInvocationBytes)
+	msg := fmt.Sprintf("eventhub: batch skipped: the invocation is larger than %d bytes; a resync of every collection is requested to recover its changes", maxInvocationBytes)
 	slog.Default().Error(msg)
-	return &customhandler.Response{Logs: []string{msg}}
+	resp := &customhandler.Response{Logs: []string{msg}}
+	missed := message.Message{V: message.Version, Kind: message.KindLifecycle, FirstSeen: time.Now().UTC().Truncate(time.Second),
+		Notifications: []graph.ChangeNotification{{LifecycleEvent: string(graph.Missed), SubscriptionID: "eventhub-batch-too-large"}}}
+	if out, err := message.EncodeAll([]message.Message{missed}); err == nil {
+		resp.SetOutput(QueueOutput, out)
+	}
+	return resp
 }
 
 // tally is what one batch became.
