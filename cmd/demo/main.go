@@ -28,6 +28,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/fakehost"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	handler := fs.String("handler", "handler", "the built handler binary")
 	users := fs.Int("users", 40, "users in the Graph double's directory")
 	follow := fs.Bool("follow", false, "keep running after the story, printing events as they arrive")
+	hubs := fs.Bool("eventhubs", false, "Graph delivers through Event Hubs (the eventhub function) instead of the webhook")
 	logFile := fs.String("log", ".demo/handler.log", "where the handler's and host's log lines go")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -78,9 +80,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	d := &demo{out: out, start: time.Now()}
 	d.say("Starting Azurite (storage), the Graph double with %d users and %d groups, and the Functions host double running ./%s …", *users, demoGroups, filepath.Base(*handler))
+	settings := map[string]string{config.Resource: "users,groups"}
+	intake := "webhook"
+	if *hubs {
+		settings[config.NotificationURL] = devstack.EventHubURL()
+		intake = "eventhub function"
+	}
 	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, Groups: demoGroups, HandlerOut: logw,
-		Settings: map[string]string{config.Resource: "users,groups"},
-		Graph:    func(o *fakegraph.Options) { o.ControlAPI = *follow }})
+		Settings: settings, EventHubs: *hubs,
+		Graph: func(o *fakegraph.Options) { o.ControlAPI = *follow }})
 	if err != nil {
 		if errors.Is(err, azuritetest.ErrNotInstalled) {
 			return fmt.Errorf("%w (make demo does this for you)", err)
@@ -97,7 +105,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			sub = x
 		}
 	}
-	d.say("Graph's validation handshake reached the webhook through the host front with the function key.\n")
+	if *hubs {
+		d.say("Graph delivers into the event hub %s: no handshake; its validation event reached the eventhub function, which skipped it.\n", devstack.EventHubName)
+	} else {
+		d.say("Graph's validation handshake reached the webhook through the host front with the function key.\n")
+	}
 
 	steps := []struct {
 		title string
@@ -139,11 +151,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			return "one event per user: a user's notifications in one message make one read, and a read that found the state already emitted (the second notification in another message) wrote nothing"
 		}},
-		{"A forged notification (wrong clientState) is posted to the webhook", func() []string {
+		{"A forged notification (wrong clientState) is sent to the " + intake, func() []string {
 			body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"changeType":"updated","clientState":"forged-client-state-123456","tenantId":%q,"resource":"Users/%s","resourceData":{"id":%q}}]}`,
 				sub.ID, devstack.TenantID, devstack.UserID(900), devstack.UserID(900))
-			resp, err := s.Graph.Forge(s.Settings["GRAPH_NOTIFICATION_URL"], []byte(body))
-			if err == nil {
+			if *hubs {
+				s.Host.SendEvents(devstack.EventHubName, fakehost.EventData{Body: []byte(body)})
+				d.say("   sent as an event into the hub: verified exactly as the webhook verifies a POST")
+			} else if resp, err := s.Graph.Forge(s.Settings["GRAPH_NOTIFICATION_URL"], []byte(body)); err == nil {
 				resp.Body.Close()
 				d.say("   the webhook answered %d, as it does for genuine ones: a forger learns nothing", resp.StatusCode)
 			}
@@ -284,8 +298,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	acc, dropped := d.webhookCounts()
 	d.say("Summary")
-	d.say("  notifications accepted by the webhook   %d (%d event(s): a user's notifications within one message make one event)",
-		acc, d.bySource(message.SourceNotification))
+	d.say("  notifications accepted                  %d by the %s (%d event(s): a user's notifications within one message make one event)",
+		acc, intake, d.bySource(message.SourceNotification))
 	d.say("  dropped as forged                       %d (events for the forged user: %d)", dropped, forgedEvents)
 	d.say("  change events read from graphchanges    %d, for %d users: %d from notifications + %d from the resync",
 		len(s.Events()), len(devstack.Latest(s.Events())), d.bySource(message.SourceNotification), d.bySource(message.SourceResync))
