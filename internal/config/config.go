@@ -1,4 +1,4 @@
-// Package config reads the app settings (design.md, "App settings") into one Config, in one place.
+// Package config reads the app settings (README.md, "Settings") into one Config, in one place.
 //
 // Loading never fails: every setting is parsed, and what is missing or malformed is remembered by setting
 // name. Each function then asks only for the settings it needs with Check, so that a webhook with no

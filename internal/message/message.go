@@ -1,5 +1,5 @@
 // Package message defines the two schemas the functions share: the queue message on
-// webhooksnotificationqueue and the change event on graphchanges (design.md, "Contracts").
+// webhooksnotificationqueue and the change event on graphchanges (README.md, "Queue message" and "Change event").
 package message
 
 import (
