@@ -297,7 +297,7 @@ type economyResult struct {
 	startup            time.Duration
 	poison             int
 	missing            []string
-	genuine            int                // events that carry a state new for their user (pipekit.Redundancy)
+	genuine            int                 // events that carry a state new for their user (pipekit.Redundancy)
 	worker             pipekit.WorkerTally // queue worker invocations of the window
 	table              pipekit.TableTally  // state-table requests of the window
 }

@@ -107,7 +107,7 @@ type Stack struct {
 	// AzureWebJobsStorage names this proxy as its TableEndpoint.
 	Table *TableCounter
 	stop  context.CancelFunc
-	done    chan struct{}
+	done  chan struct{}
 }
 
 // Start brings a stack up (within 90 s) and starts reading graphchanges every poll. The stack runs
