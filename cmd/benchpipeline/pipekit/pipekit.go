@@ -292,7 +292,6 @@ type Reader struct {
 	last     time.Time
 	errs     []string
 	badJSON  int
-	changed  chan struct{}
 	deleteWG sync.WaitGroup
 }
 
