@@ -700,7 +700,10 @@ func measurePhase(s *pipekit.Stack, ph *latencyPhase, t0 time.Time) {
 			sm.queueWait = inv.Start.Sub(sm.accepted)
 			sm.worker = inv.Duration
 			sm.tail = sm.readable.Sub(inv.Start.Add(inv.Duration))
-			if sm.queueWait < -5*time.Millisecond || sm.tail < -5*time.Millisecond {
+			// The handler writes its events itself (internal/events) before the invocation returns, so an
+			// event can be read before the host records the invocation's end: tail may be negative. Only a
+			// change picked up before it was accepted means the pairing is wrong.
+			if sm.queueWait < -5*time.Millisecond {
 				ph.pairedOK = false
 			}
 			ph.queueWait = append(ph.queueWait, sm.queueWait)
@@ -748,7 +751,7 @@ func writeLatency(p func(string, ...any), o options, r *latencyResult) {
 	}
 	part("queue wait: 202 → the host's listener starts the worker invocation", func(ph *latencyPhase) []time.Duration { return ph.queueWait })
 	part("worker invocation (decode, `$batch`, change detection, event written to `graphchanges`)", func(ph *latencyPhase) []time.Duration { return ph.worker })
-	part(fmt.Sprintf("output written → read by this program (its %s poll)", dur(o.poll)), func(ph *latencyPhase) []time.Duration { return ph.tail })
+	part(fmt.Sprintf("invocation end → read by this program (its %s poll; negative: read before the host recorded the end)", dur(o.poll)), func(ph *latencyPhase) []time.Duration { return ph.tail })
 	p("\nWebhook invocations (host record, handler + queue write): p50 %s, p99 %s over %d.\n\n", pipekit.Ms(pipekit.Pct(r.whDur, 50)), pipekit.Ms(pipekit.Pct(r.whDur, 99)), len(r.whDur))
 
 	dom := "the queue wait"
