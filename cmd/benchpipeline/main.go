@@ -16,6 +16,13 @@
 // End-to-end latency: single-user changes at a steady rate, then a few far apart; from the Graph double's
 // delivery being answered (the webhook's 202) to the event being readable in graphchanges, which this
 // program polls every 20 ms.
+//
+// Change detection (its own sub-section, "detection"): events per genuine state change, events suppressed,
+// state-table requests (counted by a reverse proxy in front of Azurite's table endpoint, see
+// pipekit.TableCounter) and worker invocation time, for the economy runs, for a resync reporting changes
+// already notified, and for groups that are renamed and gain and lose members. The handler as it was before
+// change detection (-baseline, built from git) runs beside this one in two rounds and the resync.
+// -only-detection runs that sub-section alone and leaves the economy/latency figures as they were.
 package main
 
 import (
@@ -62,6 +69,10 @@ type options struct {
 	logPath       string
 	skipEconomy   bool
 	skipLatency   bool
+	skipDetection bool
+	baseline      string // git revision of a handler before change detection; empty: no comparison
+	resyncUsers   int    // resync after notifications: users changed
+	groups        int    // groups run: groups changed
 	commandLine   string
 	maxPollingInt string
 }
@@ -69,6 +80,7 @@ type options struct {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("benchpipeline", flag.ContinueOnError)
 	var o options
+	var newOnly bool
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "report to update (its pipeline block only), relative to the module root; empty: print only")
 	fs.BoolVar(&o.quick, "quick", false, "smaller run (200 users, 40+3 latency changes); figures not for comparison")
 	fs.IntVar(&o.users, "users", 500, "economy: distinct users, each changed twice")
@@ -82,11 +94,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "benchpipeline-handler.log"), "handler and host log lines")
 	fs.BoolVar(&o.skipEconomy, "skip-economy", false, "skip the Graph economy runs")
 	fs.BoolVar(&o.skipLatency, "skip-latency", false, "skip the latency runs")
+	fs.BoolVar(&o.skipDetection, "skip-detection", false, "skip the change-detection section (resync after notifications, groups)")
+	fs.BoolVar(&newOnly, "only-detection", false, "run only the change-detection section (= -skip-economy -skip-latency); the economy/latency sub-section keeps its figures")
+	fs.StringVar(&o.baseline, "baseline", "e2fa1ed", "git revision of the handler before change detection, run beside this one (two rounds; resync after notifications); empty: none")
+	fs.IntVar(&o.resyncUsers, "resync-users", 100, "resync after notifications: users changed")
+	fs.IntVar(&o.groups, "groups", 50, "groups run: groups renamed, each also gaining and losing a member")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.quick {
-		o.users, o.latN, o.sparseN = 200, 40, 3
+		o.users, o.latN, o.sparseN, o.resyncUsers, o.groups = 200, 40, 3, 40, 20
+	}
+	if newOnly {
+		o.skipEconomy, o.skipLatency = true, true
 	}
 	o.commandLine = "go run ./cmd/benchpipeline " + strings.Join(args, " ")
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -102,6 +122,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer env.Close()
 	o.maxPollingInt = hostPolling(env.Root)
+	var base pipekit.Build
+	if o.baseline != "" && (!o.skipEconomy || !o.skipDetection) {
+		say("benchpipeline: building the handler at %s (before change detection) …", env.ShortRev(o.baseline))
+		if base, err = env.BuildAt(ctx, o.baseline); err != nil {
+			return err
+		}
+	}
 
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
@@ -118,14 +145,48 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if !o.skipEconomy {
 		for _, v := range []variant{adjacent, rounds, doubled} {
 			say("benchpipeline: Graph economy, %s …", v)
-			r, err := economy(ctx, env, o, v)
+			r, err := economy(ctx, env, o, v, pipekit.Build{})
 			if err != nil {
 				return fmt.Errorf("economy (%s): %w", v, err)
 			}
-			say("  %d notifications delivered, %d worker Graph requests (%.3f per notification), drained in %s%s",
-				r.delivered, r.calls.Worker(), r.perNotification(), pipekit.Secs(r.drain), map[bool]string{true: "", false: " — DID NOT CONVERGE"}[r.converged])
+			sayEconomy(say, r)
 			econ = append(econ, r)
 		}
+		if base.Handler != "" {
+			say("benchpipeline: Graph economy, %s, handler at %s …", rounds, base.Label)
+			r, err := economy(ctx, env, o, rounds, base)
+			if err != nil {
+				return fmt.Errorf("economy (%s, %s): %w", rounds, base.Label, err)
+			}
+			sayEconomy(say, r)
+			econ = append(econ, r)
+		}
+	}
+	var rres []resyncResult
+	var grp *groupResult
+	if !o.skipDetection {
+		builds := []pipekit.Build{{}}
+		if base.Handler != "" {
+			builds = append(builds, base)
+		}
+		for _, bl := range builds {
+			say("benchpipeline: resync after notifications, %d users, %s …", o.resyncUsers, handlerName(bl.Label))
+			r, err := resyncAfter(ctx, env, o, bl)
+			if err != nil {
+				return fmt.Errorf("resync after notifications (%s): %w", handlerName(bl.Label), err)
+			}
+			say("  %d + %d events (notification + resync) for %d changes: %.2f per change; %d suppressed by the resync; %d table requests",
+				r.notifEvents, r.resyncEvents, r.users, r.perChange(), r.worker.ResyncSuppressed, r.table.Total)
+			rres = append(rres, r)
+		}
+		say("benchpipeline: groups, %d groups renamed, a member added and one removed each …", o.groups)
+		g, err := groupsRun(ctx, env, o)
+		if err != nil {
+			return fmt.Errorf("groups: %w", err)
+		}
+		say("  %d notifications, %d Graph requests (%.3f per notification), %d group events for %d changes, converged %v",
+			g.delivered, g.calls.Worker()+g.calls.GroupDelta, g.perNotification(), g.events, g.changes, g.converged)
+		grp = &g
 	}
 	var lat *latencyResult
 	if !o.skipLatency {
@@ -144,28 +205,55 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if lat != nil {
 		writeLatency(p, o, lat)
 	}
-	body := b.String()
-	fmt.Fprintln(out)
-	fmt.Fprint(out, body)
-	if o.out != "" {
-		path := o.out
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(env.Root, path)
+	var d strings.Builder
+	if len(rres) > 0 || grp != nil {
+		pd := func(format string, a ...any) { fmt.Fprintf(&d, format, a...) }
+		hdr := fmt.Sprintf("| | |\n|---|---|\n| command | `make bench-pipeline` → `%s` |\n| machine | %s |\n", strings.TrimSpace(o.commandLine), pipekit.Machine())
+		if o.quick {
+			hdr += "| note | **quick run** (`-quick`): smaller numbers, not for comparison |\n"
 		}
-		if err := pipekit.WriteSection(path, "economy", body); err != nil {
-			return err
+		hdr += fmt.Sprintf("| run time | %s for the whole command (load average %s → %s) |\n\n", pipekit.Secs(elapsed), load0, pipekit.LoadAvg())
+		writeDetection(pd, o, hdr, rres, grp)
+	}
+	path := o.out
+	if path != "" && !filepath.IsAbs(path) {
+		path = filepath.Join(env.Root, path)
+	}
+	for _, sec := range []struct{ name, body string }{{"economy", b.String()}, {"detection", d.String()}} {
+		if sec.name == "economy" && o.skipEconomy && o.skipLatency || sec.body == "" {
+			continue
 		}
-		say("benchpipeline: wrote the economy/latency sub-section of %s (%s)", o.out, pipekit.Secs(elapsed))
+		fmt.Fprintln(out)
+		fmt.Fprint(out, sec.body)
+		if path != "" {
+			if err := pipekit.WriteSection(path, sec.name, sec.body); err != nil {
+				return err
+			}
+			say("benchpipeline: wrote the %s sub-section of %s (%s)", sec.name, o.out, pipekit.Secs(elapsed))
+		}
 	}
 	for _, r := range econ {
 		if !r.converged {
 			return errors.New("a Graph economy run did not converge: see the report")
 		}
 	}
+	for _, r := range rres {
+		if len(r.problems) > 0 || !r.converged {
+			return errors.New("a resync-after-notifications run had problems: see the report")
+		}
+	}
+	if grp != nil && !grp.converged {
+		return errors.New("the groups run did not converge: see the report")
+	}
 	if lat != nil && (lat.steady.missing > 0 || lat.sparse.missing > 0) {
 		return errors.New("some latency changes never arrived: see the report")
 	}
 	return nil
+}
+
+func sayEconomy(say func(string, ...any), r economyResult) {
+	say("  %d notifications delivered, %d worker Graph requests (%.3f per notification), %d events (%.2f per genuine change, %d suppressed), %d table requests, drained in %s%s",
+		r.delivered, r.calls.Worker(), r.perNotification(), r.events, r.perGenuine(), r.worker.Suppressed, r.table.Total, pipekit.Secs(r.drain), map[bool]string{true: "", false: " — DID NOT CONVERGE"}[r.converged])
 }
 
 // hostPolling reads extensions.queues.maxPollingInterval from host.json.
@@ -199,6 +287,7 @@ const (
 
 type economyResult struct {
 	v                  variant
+	label              string // the revision of a baseline handler; empty for the working tree's
 	users              int
 	changes            int
 	delivered          int // notifications in delivered POSTs
@@ -215,7 +304,13 @@ type economyResult struct {
 	startup            time.Duration
 	poison             int
 	missing            []string
+	genuine            int                 // events that carry a state new for their user (pipekit.Redundancy)
+	worker             pipekit.WorkerTally // queue worker invocations of the window
+	table              pipekit.TableTally  // state-table requests of the window
 }
+
+// perGenuine is events per genuine state change.
+func (r economyResult) perGenuine() float64 { return float64(r.events) / float64(max(r.genuine, 1)) }
 
 func (r economyResult) perNotification() float64 {
 	if r.delivered == 0 {
@@ -224,9 +319,10 @@ func (r economyResult) perNotification() float64 {
 	return float64(r.calls.Worker()) / float64(r.delivered)
 }
 
-func economy(ctx context.Context, env *pipekit.Env, o options, v variant) (economyResult, error) {
-	r := economyResult{v: v, users: o.users}
-	s, err := env.Start(ctx, devstack.Options{Users: o.users, Graph: func(g *fakegraph.Options) {
+// economy runs variant v on a fresh stack, with the working tree's handler or (bl not zero) a baseline's.
+func economy(ctx context.Context, env *pipekit.Env, o options, v variant, bl pipekit.Build) (economyResult, error) {
+	r := economyResult{v: v, users: o.users, label: bl.Label}
+	s, err := env.Start(ctx, devstack.Options{Users: o.users, Handler: bl.Handler, Root: bl.Root, Graph: func(g *fakegraph.Options) {
 		g.NotificationBatchSize = o.batch
 		if v == doubled {
 			g.DuplicateNotifications = 1 // reference §2.5: Graph may deliver a notification more than once
@@ -316,6 +412,9 @@ func economy(ctx context.Context, env *pipekit.Env, o options, v variant) (econo
 	}
 	r.usersWithEvents = len(usersSeen)
 	r.poison = s.PoisonCount(ctx)
+	_, r.genuine = pipekit.Redundancy(evs, t0)
+	r.worker = s.Worker(t0, time.Time{})
+	r.table = s.Table.Between(t0, time.Time{})
 	return r, nil
 }
 
@@ -332,9 +431,18 @@ func writeEconomy(p func(string, ...any), o options, rs []economyResult) {
 	p("first `UpdateUser` call to the moment every user's latest state was readable in `graphchanges` (read every %s).\n", dur(o.poll))
 	p("A receiver that GETs the user for each notification, as the public samples do (reference §8: `aspnetcore-webhooks-sample`,\n")
 	p("`nodejs-webhooks-sample`, `java-spring-webhooks-sample`, `msgraph-sample-azurefunction-csharp` — a Graph GET per notification, inline),\n")
-	p("spends **1.0** request per notification: %d requests here. That naive figure is computed, not run.\n\n", rs[0].changes)
+	p("spends **1.0** request per notification: %d requests here. That naive figure is computed, not run.\n", rs[0].changes)
+	for _, r := range rs[3:] {
+		p("The last column repeats the two rounds with the handler as it was before change detection (%s, built from git, with its own\n", r.label)
+		p("function.json files). The change-detection rows are defined in the sub-section below.\n")
+	}
+	p("\n")
 	p("| figure | naive: one GET per notification |")
 	for _, r := range rs {
+		if r.label != "" {
+			p(" handler at %s (before change detection): %s |", r.label, r.v)
+			continue
+		}
 		p(" this handler: %s |", r.v)
 	}
 	p("\n|---|---:|")
@@ -378,6 +486,19 @@ func writeEconomy(p func(string, ...any), o options, rs []economyResult) {
 	row("events written (distinct ids) for users", "–", func(r economyResult) string {
 		return fmt.Sprintf("%d (%d) for %d", r.events, r.distinct, r.usersWithEvents)
 	})
+	row("**events per genuine state change** (events ÷ events whose state differs from the user's previous one)", "–", func(r economyResult) string {
+		return fmt.Sprintf("**%.2f** (%d ÷ %d)", r.perGenuine(), r.events, r.genuine)
+	})
+	row("events suppressed as carrying nothing new (worker summaries)", "–", func(r economyResult) string { return fmt.Sprint(r.worker.Suppressed) })
+	row("state-table requests (by kind)", "–", func(r economyResult) string {
+		return fmt.Sprintf("%d (%s)", r.table.Total, r.table.Kinds())
+	})
+	row("**state-table requests per event written** / per notification", "–", func(r economyResult) string {
+		return fmt.Sprintf("**%.2f** / %.2f", float64(r.table.Total)/float64(max(r.events, 1)), float64(r.table.Total)/float64(max(r.delivered, 1)))
+	})
+	row("worker invocation p50 / p99 (host record)", "–", func(r economyResult) string {
+		return pipekit.Ms(pipekit.Pct(r.worker.Durations, 50)) + " / " + pipekit.Ms(pipekit.Pct(r.worker.Durations, 99))
+	})
 	row("first event readable", "–", func(r economyResult) string { return pipekit.Ms(r.firstEvent) })
 	row("**drain: first change → every user's latest state readable**", "–", func(r economyResult) string {
 		if !r.converged {
@@ -398,9 +519,18 @@ func writeEconomy(p func(string, ...any), o options, rs []economyResult) {
 		b := rs[1]
 		p("Duplicates are coalesced only within a message: with each user's two changes back to\n")
 		p("back both usually land in the same message and cost one user read (%d reads, %d events for %d users); as two rounds they sit in\n", a.calls.BatchItems, a.events, a.usersWithEvents)
-		p("different messages, so each is read and emitted (%d reads, %d events) — the same number of wire requests (%d vs %d), since a\n", b.calls.BatchItems, b.events, a.calls.Worker(), b.calls.Worker())
-		p("`$batch` costs one request whether it carries 10 or 20 reads, but twice the user reads against Graph's throttling budget, and\n")
-		p("the extra events are at-least-once duplicates a consumer sees (each carries the state read at the time, the last one the latest).\n")
+		p("different messages, so each is read (%d reads) — the same number of wire requests (%d vs %d), since a `$batch` costs one request\n", b.calls.BatchItems, a.calls.Worker(), b.calls.Worker())
+		p("whether it carries 10 or 20 reads, but twice the user reads against Graph's throttling budget. Of those reads %d became events\n", b.events)
+		p("and the worker suppressed %d as carrying nothing new (`EVENTS_UNCHANGED=suppress`): **%.2f events per genuine state change**", b.worker.Suppressed, b.perGenuine())
+		if b.perGenuine() > 1.05 {
+			p(", so\nsome events still repeat a state a consumer already has (at-least-once: two workers racing on one user can both emit).\n")
+		} else {
+			p(" —\na read that finds the state already emitted is not written, so the repeats never reach `graphchanges`.\n")
+		}
+		for _, r := range rs[3:] {
+			p("The same two rounds with the handler as it was before change detection (%s) wrote %d events, %.2f per genuine state change.\n", r.label, r.events, r.perGenuine())
+		}
+		p("Change detection costs state-table requests: %.2f per event written in the two rounds (%s), against none before.\n", float64(b.table.Total)/float64(max(b.events, 1)), b.table.Kinds())
 	}
 	if len(rs) > 2 {
 		c := rs[2]
@@ -570,7 +700,10 @@ func measurePhase(s *pipekit.Stack, ph *latencyPhase, t0 time.Time) {
 			sm.queueWait = inv.Start.Sub(sm.accepted)
 			sm.worker = inv.Duration
 			sm.tail = sm.readable.Sub(inv.Start.Add(inv.Duration))
-			if sm.queueWait < -5*time.Millisecond || sm.tail < -5*time.Millisecond {
+			// The handler writes its events itself (internal/events) before the invocation returns, so an
+			// event can be read before the host records the invocation's end: tail may be negative. Only a
+			// change picked up before it was accepted means the pairing is wrong.
+			if sm.queueWait < -5*time.Millisecond {
 				ph.pairedOK = false
 			}
 			ph.queueWait = append(ph.queueWait, sm.queueWait)
@@ -617,8 +750,8 @@ func writeLatency(p func(string, ...any), o options, r *latencyResult) {
 		p("| %s | %s | %s | %s | %s |\n", name, cell(st, 50), cell(st, 99), cell(sp, 50), cell(sp, 99))
 	}
 	part("queue wait: 202 → the host's listener starts the worker invocation", func(ph *latencyPhase) []time.Duration { return ph.queueWait })
-	part("worker invocation (decode, `$batch`, event written by the host's output binding)", func(ph *latencyPhase) []time.Duration { return ph.worker })
-	part(fmt.Sprintf("output written → read by this program (its %s poll)", dur(o.poll)), func(ph *latencyPhase) []time.Duration { return ph.tail })
+	part("worker invocation (decode, `$batch`, change detection, event written to `graphchanges`)", func(ph *latencyPhase) []time.Duration { return ph.worker })
+	part(fmt.Sprintf("invocation end → read by this program (its %s poll; negative: read before the host recorded the end)", dur(o.poll)), func(ph *latencyPhase) []time.Duration { return ph.tail })
 	p("\nWebhook invocations (host record, handler + queue write): p50 %s, p99 %s over %d.\n\n", pipekit.Ms(pipekit.Pct(r.whDur, 50)), pipekit.Ms(pipekit.Pct(r.whDur, 99)), len(r.whDur))
 
 	dom := "the queue wait"
@@ -628,9 +761,21 @@ func writeLatency(p func(string, ...any), o options, r *latencyResult) {
 	p("**Interpretation.** The slowest part of the pipeline is %s. The host double polls the trigger queue the way the Functions\n", dom)
 	p("queue extension does: when a poll finds nothing it waits 100 ms, then doubles the wait (±20 %% jitter) up to `maxPollingInterval`\n")
 	p("(%s in host.json), and goes back to 100 ms once a poll finds messages. At a steady %.0f changes/s the poller rarely backs off\n", o.maxPollingInt, float64(time.Second)/float64(o.latEvery))
-	p("far, so a change waits %s at the median (p99 %s); spaced %s apart it has backed off to the maximum and a change waits\n", pc(st.queueWait, 50), pc(st.queueWait, 99), dur(o.sparseEvery))
-	p("anywhere up to ~%s + 20 %% (median %s). The handler's own work — one worker invocation with a `$batch` to the double and the\n", o.maxPollingInt, pc(sp.queueWait, 50))
-	p("event's queue write — takes %s at the median. Lowering `maxPollingInterval` trades storage transactions (one poll per\n", pc(st.worker, 50))
+	// Without a consistent pairing a phase has no split: say so rather than print an empty percentile.
+	split := func(ph *latencyPhase, ds []time.Duration, q float64) string {
+		if !ph.pairedOK {
+			return "n/a (pairing inconsistent)"
+		}
+		return pc(ds, q)
+	}
+	p("far, so a change waits %s at the median (p99 %s); spaced %s apart it has backed off to the maximum and a change waits\n", split(st, st.queueWait, 50), split(st, st.queueWait, 99), dur(o.sparseEvery))
+	p("anywhere up to ~%s + 20 %% (median %s). The handler's own work — one worker invocation with a `$batch` to the double, the\n", o.maxPollingInt, split(sp, sp.queueWait, 50))
+	wk, wph := st, "steady"
+	if !st.pairedOK {
+		wk, wph = sp, "sparse"
+	}
+	p("object-state decision and the event's queue write — takes %s at the median (%s phase).", split(wk, wk.worker, 50), wph)
+	p(" Lowering `maxPollingInterval` trades storage transactions (one poll per\n")
 	p("interval per instance when idle) for latency; the handler cannot do better than the host's poll. Measured on loopback: real\n")
 	p("Graph delivery and Azure Storage add their own network latency.\n\n")
 }

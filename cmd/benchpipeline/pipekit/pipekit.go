@@ -30,6 +30,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/fakehost"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
@@ -101,24 +102,59 @@ type Stack struct {
 	Reader  *Reader
 	Started time.Duration // how long Start took
 	Sel     []string      // GRAPH_USER_SELECT in effect
-	stop    context.CancelFunc
-	done    chan struct{}
+	Handler string        // the handler binary the stack runs
+	// Table counts the handler's requests to Table storage (the object state): the stack's
+	// AzureWebJobsStorage names this proxy as its TableEndpoint.
+	Table *TableCounter
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
-// Start brings a stack up (within 90 s) and starts reading graphchanges every poll.
+// Start brings a stack up (within 90 s) and starts reading graphchanges every poll. The stack runs
+// o.Handler and o.Root when set (a Build from BuildAt), else the Env's.
 func (e *Env) Start(ctx context.Context, o devstack.Options, poll time.Duration) (*Stack, error) {
-	o.Root, o.Handler = e.Root, e.Handler
+	if o.Root == "" {
+		o.Root = e.Root
+	}
+	if o.Handler == "" {
+		o.Handler = e.Handler
+	}
 	if o.HandlerOut == nil {
 		o.HandlerOut = e.Log
+	}
+	tc, err := newTableCounter()
+	if err != nil {
+		return nil, err
+	}
+	// devstack builds AzureWebJobsStorage from the Azurite it starts, then hands the settings map to the
+	// host double's options: route its TableEndpoint through the proxy there, before the handler starts.
+	// The map is the stack's Settings too, so EnvList (for `handler resync`) goes through the proxy as well.
+	var routeErr error
+	host := o.Host
+	o.Host = func(h *fakehost.Options) {
+		if host != nil {
+			host(h)
+		}
+		conn, err := tc.route(h.Settings[config.Storage])
+		if err != nil {
+			routeErr = err
+			return
+		}
+		h.Settings[config.Storage] = conn
 	}
 	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	t0 := time.Now()
 	ds, err := devstack.Start(sctx, o)
+	if err == nil && routeErr != nil {
+		ds.Close()
+		err = routeErr
+	}
 	if err != nil {
+		tc.Close()
 		return nil, err
 	}
-	s := &Stack{Stack: ds, Started: time.Since(t0), done: make(chan struct{})}
+	s := &Stack{Stack: ds, Started: time.Since(t0), Handler: o.Handler, Table: tc, done: make(chan struct{})}
 	s.Sel = config.Load(func(k string) string { return ds.Settings[k] }).UserSelect
 	s.Reader = &Reader{q: ds.Queue, poll: poll}
 	rctx, stop := context.WithCancel(context.Background())
@@ -131,7 +167,9 @@ func (e *Env) Start(ctx context.Context, o devstack.Options, poll time.Duration)
 func (s *Stack) Close() error {
 	s.stop()
 	<-s.done
-	return s.Stack.Close()
+	err := s.Stack.Close()
+	s.Table.Close()
+	return err
 }
 
 // Env returns the stack's settings as KEY=VALUE lines, for running the handler binary by hand.
@@ -465,7 +503,7 @@ const (
 )
 
 // Section names, in the order they appear in the block.
-var sectionOrder = []string{"economy", "reliability"}
+var sectionOrder = []string{"economy", "detection", "reliability"}
 
 func subBegin(name string) string { return "<!-- pipeline-" + name + ":begin -->" }
 func subEnd(name string) string   { return "<!-- pipeline-" + name + ":end -->" }
@@ -519,7 +557,7 @@ func WriteSection(path, name, body string) error {
 	if len(sections) < len(sectionOrder) {
 		for _, n := range sectionOrder {
 			if _, ok := sections[n]; !ok {
-				parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "reliability": "reliability"}[n]))
+				parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability"}[n]))
 			}
 		}
 	}
@@ -593,12 +631,14 @@ func Secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 // GraphCalls classifies the Graph double's wire requests (not inner $batch items) made at or after since.
 type GraphCalls struct {
 	Batch, UserGet, UserList, Delta, Deleted, Subscriptions, Token, Other int
+	GroupGet, GroupDelta                                                  int // GET /groups…; of Delta, the groups delta pages
 	BatchItems                                                            int // inner $batch requests
 	Throttled, Failed                                                     int // wire answers 429 / 5xx
 }
 
-// Worker is what the queue worker spends: $batch, users and deletedItems (not delta, subscriptions, tokens).
-func (g GraphCalls) Worker() int { return g.Batch + g.UserGet + g.UserList + g.Deleted }
+// Worker is what the queue worker spends reading objects: $batch, users, groups and deletedItems (not
+// delta, subscriptions, tokens).
+func (g GraphCalls) Worker() int { return g.Batch + g.UserGet + g.UserList + g.GroupGet + g.Deleted }
 
 // Calls classifies the request log.
 func Calls(reqs []fakegraph.Request, since time.Time) GraphCalls {
@@ -623,6 +663,11 @@ func Calls(reqs []fakegraph.Request, since time.Time) GraphCalls {
 			g.Batch++
 		case strings.HasPrefix(p, "/v1.0/users/delta"):
 			g.Delta++
+		case strings.HasPrefix(p, "/v1.0/groups/delta"):
+			g.Delta++
+			g.GroupDelta++
+		case p == "/v1.0/groups" || strings.HasPrefix(p, "/v1.0/groups/"):
+			g.GroupGet++
 		case p == "/v1.0/users":
 			g.UserList++
 		case strings.HasPrefix(p, "/v1.0/users/"):
