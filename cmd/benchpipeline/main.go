@@ -325,7 +325,7 @@ func economy(ctx context.Context, env *pipekit.Env, o options, v variant, bl pip
 	s, err := env.Start(ctx, devstack.Options{Users: o.users, Handler: bl.Handler, Root: bl.Root, Graph: func(g *fakegraph.Options) {
 		g.NotificationBatchSize = o.batch
 		if v == doubled {
-			g.DuplicateNotifications = 1 // reference §2.5: Graph may deliver a notification more than once
+			g.DuplicateNotifications = 1 // docs/graph-facts.md §2.5: Graph may deliver a notification more than once
 		}
 	}}, o.poll)
 	if err != nil {
@@ -423,13 +423,13 @@ func writeEconomy(p func(string, ...any), o options, rs []economyResult) {
 	p("%d users each change twice on the Graph double (`UpdateUser`, a different `department` each time): %d change\n", rs[0].users, rs[0].changes)
 	p("notifications, so half are redundant for a receiver that only needs each user's latest state — once with each user's two\n")
 	p("changes back to back, once as two rounds over all users. A third run makes one change per user and has the double deliver every\n")
-	p("notification twice (`DuplicateNotifications: 1`, Graph's own duplicates, reference §2.5): again 1,000 notifications, half of them\n")
+	p("notification twice (`DuplicateNotifications: 1`, Graph's own duplicates, docs/graph-facts.md §2.5): again 1,000 notifications, half of them\n")
 	p("exact copies. Each run is a fresh stack. The double delivers them in POSTs of up\n")
 	p("to %d (`NotificationBatchSize`) through the host front to the webhook; the worker reads users with `$batch` (20 per request).\n", o.batch)
 	p("*Graph requests* are the worker's wire requests to Graph — `POST /$batch`, `GET /users…`, `GET /directory/deletedItems…` —\n")
 	p("counted in the double's request log; subscription, token and delta calls are not in them (listed apart). *Drain* is from the\n")
 	p("first `UpdateUser` call to the moment every user's latest state was readable in `graphchanges` (read every %s).\n", dur(o.poll))
-	p("A receiver that GETs the user for each notification, as the public samples do (reference §8: `aspnetcore-webhooks-sample`,\n")
+	p("A receiver that GETs the user for each notification, as the public samples do (docs/graph-facts.md §8: `aspnetcore-webhooks-sample`,\n")
 	p("`nodejs-webhooks-sample`, `java-spring-webhooks-sample`, `msgraph-sample-azurefunction-csharp` — a Graph GET per notification, inline),\n")
 	p("spends **1.0** request per notification: %d requests here. That naive figure is computed, not run.\n", rs[0].changes)
 	for _, r := range rs[3:] {
