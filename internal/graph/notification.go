@@ -41,8 +41,10 @@ type ResourceData struct {
 	MembersDelta json.RawMessage `json:"members@delta,omitempty"`
 }
 
-// wireNotification mirrors the documented fields; decoding into it checks their JSON types.
-type wireNotification struct {
+// WireNotification mirrors a notification's documented fields; decoding into it checks their JSON types.
+// It is what ChangeNotification decodes, and what internal/intake verifies, so both read a notification
+// the same way.
+type WireNotification struct {
 	SubscriptionID                 string        `json:"subscriptionId"`
 	SubscriptionExpirationDateTime string        `json:"subscriptionExpirationDateTime"`
 	ChangeType                     string        `json:"changeType"`
@@ -60,7 +62,7 @@ func (n *ChangeNotification) UnmarshalJSON(b []byte) error {
 	if len(b) == 0 || b[0] != '{' {
 		return errors.New("notification is not a JSON object")
 	}
-	var w wireNotification
+	var w WireNotification
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
@@ -85,7 +87,7 @@ func (n ChangeNotification) MarshalJSON() ([]byte, error) {
 	if len(n.Raw) > 0 {
 		return n.Raw, nil
 	}
-	return json.Marshal(wireNotification{
+	return json.Marshal(WireNotification{
 		SubscriptionID:                 n.SubscriptionID,
 		SubscriptionExpirationDateTime: n.SubscriptionExpirationDateTime,
 		ChangeType:                     n.ChangeType,

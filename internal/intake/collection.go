@@ -13,20 +13,10 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 )
 
-// wire is a notification's documented fields, decoded from its raw bytes with encoding/json: the same
-// fields, names and types graph.ChangeNotification decodes when the worker reads the queued message, so
-// what is verified here is what the worker sees (FuzzVerifiedIsQueued checks it).
-type wire struct {
-	SubscriptionID                 string              `json:"subscriptionId"`
-	SubscriptionExpirationDateTime string              `json:"subscriptionExpirationDateTime"`
-	ChangeType                     string              `json:"changeType"`
-	LifecycleEvent                 string              `json:"lifecycleEvent"`
-	ClientState                    string              `json:"clientState"`
-	Resource                       string              `json:"resource"`
-	TenantID                       string              `json:"tenantId"`
-	OrganizationID                 string              `json:"organizationId"`
-	ResourceData                   *graph.ResourceData `json:"resourceData"`
-}
+// wire is a notification's documented fields, decoded from its raw bytes with encoding/json as
+// graph.ChangeNotification decodes them when the worker reads the queued message, so what is verified here
+// is what the worker sees (FuzzVerifiedIsQueued checks it).
+type wire = graph.WireNotification
 
 // Member names the product reads, as encoding/json matches them (without regard to case).
 const (
