@@ -102,4 +102,19 @@ func TestGroupsFollowedBesideUsers(t *testing.T) {
 			t.Errorf("a user event with its object under %q", ev.Field)
 		}
 	}
+
+	// `handler status` reports both subscriptions and both collections' passes.
+	r, code, stderr := runStatus(t, s, nil)
+	var live, passes []string
+	for _, sub := range r.Subscriptions {
+		if sub.State == "live" {
+			live = append(live, sub.Resource)
+		}
+	}
+	for _, p := range r.Resync {
+		passes = append(passes, p.Collection)
+	}
+	if code != 0 || !slices.Equal(live, []string{"users", "groups"}) || !slices.Equal(passes, []string{"users", "groups"}) {
+		t.Errorf("status exit %d, live subscriptions %v, resync %v, findings %v\n%s", code, live, passes, findingCodes(r), stderr)
+	}
 }
