@@ -288,11 +288,7 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 	}
 	body := project(u.props, sel)
 	s.mu.Unlock()
-	ctx := s.GraphBaseURL() + "/$metadata#users/$entity"
-	if sel != nil {
-		ctx = s.GraphBaseURL() + "/$metadata#users(" + strings.Join(sel, ",") + ")/$entity"
-	}
-	body["@odata.context"] = ctx
+	body["@odata.context"] = s.entityContext("users", sel)
 	writeGraphJSON(w, http.StatusOK, body)
 }
 
@@ -375,17 +371,36 @@ func decodeToken(s string) (pageToken, bool) {
 	return t, true
 }
 
+// entityContext is the @odata.context of one object of a collection, naming the selected properties.
+func (s *Server) entityContext(collection string, sel []string) string {
+	if sel == nil {
+		return s.GraphBaseURL() + "/$metadata#" + collection + "/$entity"
+	}
+	return s.GraphBaseURL() + "/$metadata#" + collection + "(" + strings.Join(sel, ",") + ")/$entity"
+}
+
+// skipToken reads a list request's $skiptoken (none: the zero token) and restores into q the $select the
+// token was issued with, since Graph bakes the query into its next links. ok is false when the token is not
+// one the double issued; the 400 has been written then.
+func (s *Server) skipToken(w http.ResponseWriter, r *http.Request, q url.Values) (tok pageToken, ok bool) {
+	st := q.Get("$skiptoken")
+	if st == "" {
+		return pageToken{}, true
+	}
+	if tok, ok = decodeToken(st); !ok {
+		s.graphError(w, r, http.StatusBadRequest, "Request_BadRequest", "Invalid $skiptoken.")
+		return tok, false
+	}
+	q.Set("$select", tok.Select)
+	return tok, true
+}
+
 // handleListUsers is GET /users with $select and $top, paged by @odata.nextLink.
 func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var tok pageToken
-	if st := q.Get("$skiptoken"); st != "" {
-		var ok bool
-		if tok, ok = decodeToken(st); !ok {
-			s.graphError(w, r, http.StatusBadRequest, "Request_BadRequest", "Invalid $skiptoken.")
-			return
-		}
-		q.Set("$select", tok.Select)
+	tok, ok := s.skipToken(w, r, q)
+	if !ok {
+		return
 	}
 	size := s.opts.UserPageSize
 	s.mu.Lock()

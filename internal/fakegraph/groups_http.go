@@ -132,25 +132,16 @@ func (s *Server) handleGetGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	body := projectGroup(g.props, sel)
 	s.mu.Unlock()
-	ctx := s.GraphBaseURL() + "/$metadata#groups/$entity"
-	if sel != nil {
-		ctx = s.GraphBaseURL() + "/$metadata#groups(" + strings.Join(sel, ",") + ")/$entity"
-	}
-	body["@odata.context"] = ctx
+	body["@odata.context"] = s.entityContext("groups", sel)
 	writeGraphJSON(w, http.StatusOK, body)
 }
 
 // handleListGroups is GET /groups with $select, paged by @odata.nextLink (GroupPageSize per page).
 func (s *Server) handleListGroups(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var tok pageToken
-	if st := q.Get("$skiptoken"); st != "" {
-		var ok bool
-		if tok, ok = decodeToken(st); !ok {
-			s.graphError(w, r, http.StatusBadRequest, "Request_BadRequest", "Invalid $skiptoken.")
-			return
-		}
-		q.Set("$select", tok.Select)
+	tok, ok := s.skipToken(w, r, q)
+	if !ok {
+		return
 	}
 	sel, _, bad := parseGroupSelect(q.Get("$select"), nil)
 	if bad != "" {
@@ -195,13 +186,9 @@ func (s *Server) memberTypeLocked(id string) string {
 func (s *Server) handleListMembers(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	q := r.URL.Query()
-	var tok pageToken
-	if st := q.Get("$skiptoken"); st != "" {
-		var ok bool
-		if tok, ok = decodeToken(st); !ok {
-			s.graphError(w, r, http.StatusBadRequest, "Request_BadRequest", "Invalid $skiptoken.")
-			return
-		}
+	tok, ok := s.skipToken(w, r, q)
+	if !ok {
+		return
 	}
 	s.mu.Lock()
 	g := s.visibleGroupLocked(id)
@@ -313,14 +300,9 @@ func (s *Server) handleListDeletedGroups(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	q := r.URL.Query()
-	var tok pageToken
-	if st := q.Get("$skiptoken"); st != "" {
-		var ok bool
-		if tok, ok = decodeToken(st); !ok {
-			s.graphError(w, r, http.StatusBadRequest, "Request_BadRequest", "Invalid $skiptoken.")
-			return
-		}
-		q.Set("$select", tok.Select)
+	tok, ok := s.skipToken(w, r, q)
+	if !ok {
+		return
 	}
 	sel, _, bad := parseGroupSelect(q.Get("$select"), nil)
 	if bad != "" {
