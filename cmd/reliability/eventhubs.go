@@ -275,16 +275,10 @@ func forgedEvents(ctx context.Context, s *pipekit.Stack, tap *hubTap, untouched 
 	secret := s.Settings[config.ClientState]
 	foreign := "11111111-2222-3333-4444-555555555555"
 	badIDs := []string{"delta", "$count", "microsoft.graph.user", "adele@contoso.example", "..%2F..%2Fsubscriptions", devstack.UserID(41) + "x"}
-	target := func(k int) string {
-		if k%2 == 0 {
-			return devstack.UserID(41 + k%20)
-		}
-		return devstack.UserID(901 + k%50)
-	}
 	forge := func(k int) []byte {
 		var ns []string
 		for j := range per {
-			id := target(k*per + j)
+			id := forgedTarget(k*per + j)
 			var n string
 			switch (k + j) % 6 {
 			case 0:

@@ -596,17 +596,10 @@ func forgedFlood(ctx context.Context, s *pipekit.Stack, rep *report, say func(st
 	sub := s.Graph.Subscriptions()[0]
 	secret := s.Settings["GRAPH_CLIENT_STATE"]
 	foreign := "11111111-2222-3333-4444-555555555555"
-	// Targets of forged notifications: users 41–60 exist and are never changed, 901+ do not exist.
-	target := func(k int) string {
-		if k%2 == 0 {
-			return devstack.UserID(41 + k%20)
-		}
-		return devstack.UserID(901 + k%50)
-	}
 	forge := func(k int) []byte {
 		var ns []string
 		for j := range per {
-			id := target(k*per + j)
+			id := forgedTarget(k*per + j)
 			var n string
 			switch (k + j) % 6 {
 			case 0: // a guessed clientState
@@ -1066,4 +1059,13 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 	}
 	p("\n")
 	return b.String()
+}
+
+// forgedTarget is whom forged notification k names: users 41–60 exist and are never changed, 901+ do not
+// exist, so any event for either is a forgery that got through.
+func forgedTarget(k int) string {
+	if k%2 == 0 {
+		return devstack.UserID(41 + k%20)
+	}
+	return devstack.UserID(901 + k%50)
 }

@@ -380,29 +380,13 @@ func (c *ehConsumer) readPartition(ctx context.Context, p int) {
 func (c *ehConsumer) processBatch(ctx context.Context, p int, batch []storedEvent) bool {
 	fn := c.fn
 	data, meta := c.payload(p, batch)
-	maxRetry := 0
-	if fn.retry != nil {
-		maxRetry = fn.retry.MaxRetryCount
-	}
 	var err error
 	for attempt := 0; ; attempt++ {
-		var retryCtx map[string]any
-		if fn.retry != nil {
-			// [inferred] as for timers: RetryContext on every attempt while a policy is active.
-			var exc any
-			if err != nil {
-				exc = map[string]any{
-					"ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Http.HttpWorkerException",
-					"Message":   err.Error(),
-				}
-			}
-			retryCtx = map[string]any{"RetryCount": attempt, "MaxRetryCount": maxRetry, "Exception": exc}
-		}
-		_, err = c.h.invoke(ctx, fn, "eventhub", data, meta, retryCtx)
+		_, err = c.h.invoke(ctx, fn, "eventhub", data, meta, retryContext(fn, attempt, err))
 		if ctx.Err() != nil {
 			return false
 		}
-		if err == nil || fn.retry == nil || (maxRetry >= 0 && attempt >= maxRetry) {
+		if err == nil || fn.retry == nil || (fn.retry.MaxRetryCount >= 0 && attempt >= fn.retry.MaxRetryCount) {
 			break
 		}
 		delay := fn.retry.delayBefore(attempt + 1)

@@ -95,27 +95,9 @@ func (h *Host) fireTimer(ctx context.Context, ts *timerState, trigger string, sc
 	fn := ts.fn
 	data := map[string]any{fn.trigger.Name: h.timerInfo(ts, pastDue)}
 	var err error
-	maxRetry := 0
-	if fn.retry != nil {
-		maxRetry = fn.retry.MaxRetryCount
-	}
 	for attempt := 0; ; attempt++ {
-		var retryCtx map[string]any
-		if fn.retry != nil {
-			// [inferred] RetryContext is sent on every attempt (RetryCount 0 first) while a retry policy is
-			// active; Exception is the previous failure as a serialised .NET exception (here: its
-			// ClassName and Message only).
-			var exc any
-			if err != nil {
-				exc = map[string]any{
-					"ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Http.HttpWorkerException",
-					"Message":   err.Error(),
-				}
-			}
-			retryCtx = map[string]any{"RetryCount": attempt, "MaxRetryCount": maxRetry, "Exception": exc}
-		}
-		_, err = h.invoke(ctx, fn, trigger, data, map[string]any{"TimerTrigger": formatDateSeconds(h.now())}, retryCtx)
-		if err == nil || fn.retry == nil || ctx.Err() != nil || (maxRetry >= 0 && attempt >= maxRetry) {
+		_, err = h.invoke(ctx, fn, trigger, data, map[string]any{"TimerTrigger": formatDateSeconds(h.now())}, retryContext(fn, attempt, err))
+		if err == nil || fn.retry == nil || ctx.Err() != nil || (fn.retry.MaxRetryCount >= 0 && attempt >= fn.retry.MaxRetryCount) {
 			break
 		}
 		delay := fn.retry.delayBefore(attempt + 1)
@@ -142,4 +124,21 @@ func (h *Host) fireTimer(ctx context.Context, ts *timerState, trigger string, sc
 	ts.next = fn.schedule.Next(now)
 	ts.mu.Unlock()
 	return err
+}
+
+// retryContext is the RetryContext of an attempt of fn, nil without a retry policy. [inferred] It is sent on
+// every attempt (RetryCount 0 first) while a policy is active; Exception is the previous failure as a
+// serialised .NET exception (here: its ClassName and Message only).
+func retryContext(fn *function, attempt int, prev error) map[string]any {
+	if fn.retry == nil {
+		return nil
+	}
+	var exc any
+	if prev != nil {
+		exc = map[string]any{
+			"ClassName": "Microsoft.Azure.WebJobs.Script.Workers.Http.HttpWorkerException",
+			"Message":   prev.Error(),
+		}
+	}
+	return map[string]any{"RetryCount": attempt, "MaxRetryCount": fn.retry.MaxRetryCount, "Exception": exc}
 }
