@@ -202,8 +202,8 @@ func Load(getenv func(string) string) *Config {
 		GroupSelect:              l.selectList(GroupSelect, DefaultGroupSelect, "group"),
 		RenewSchedule:            l.schedule(),
 		ResyncInitial:            l.oneOf(ResyncInitial, DefaultResyncInitial, "latest", "full"),
-		ResyncContainer:          l.container(),
-		StateTable:               l.stateTable(),
+		ResyncContainer:          l.storageName(ResyncContainer, DefaultResyncContainer, containerRE, "a blob container name: 3 to 63 lower-case letters, digits and single hyphens"),
+		StateTable:               l.storageName(StateTable, DefaultStateTable, tableRE, "a table name: 3 to 63 letters and digits, not starting with a digit"),
 		EventsUnchanged:          l.oneOf(EventsUnchanged, DefaultEventsUnchanged, "suppress", "emit"),
 		Storage:                  l.storage(),
 	}
@@ -521,16 +521,23 @@ func (l *loader) oneOf(name, def string, allowed ...string) string {
 	return v
 }
 
-var containerRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62}$`)
+// Azure Storage's naming rules for blob containers, and for tables (3 to 63 letters and digits, not
+// starting with a digit).
+var (
+	containerRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9]|-[a-z0-9]){2,62}$`)
+	tableRE     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
+)
 
-func (l *loader) container() string {
-	v := l.get(ResyncContainer)
+// storageName reads a setting that names a container or a table: def when empty, def and a problem when
+// it breaks the naming rule re (said in words by rule).
+func (l *loader) storageName(name, def string, re *regexp.Regexp, rule string) string {
+	v := l.get(name)
 	if v == "" {
-		return DefaultResyncContainer
+		return def
 	}
-	if !containerRE.MatchString(v) {
-		l.fail(ResyncContainer, "must be a blob container name: 3 to 63 lower-case letters, digits and single hyphens")
-		return DefaultResyncContainer
+	if !re.MatchString(v) {
+		l.fail(name, "must be %s", rule)
+		return def
 	}
 	return v
 }
