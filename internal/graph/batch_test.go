@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-func TestGetUsersBatch(t *testing.T) {
+func TestBatchReadsObjects(t *testing.T) {
 	var sent struct {
 		Requests []batchRequest `json:"requests"`
 	}
@@ -65,7 +65,7 @@ func TestGetUsersBatch(t *testing.T) {
 	}
 }
 
-func TestGetUsersLimitsAndGaps(t *testing.T) {
+func TestBatchLimitsAndGaps(t *testing.T) {
 	c, rec, _ := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Answers only the first request: the others must not be silently dropped.
 		writeJSON(w, 200, map[string]any{"responses": []any{map[string]any{"id": "1", "status": 200, "body": map[string]any{"id": "x"}}}})
@@ -92,7 +92,7 @@ func TestGetUsersLimitsAndGaps(t *testing.T) {
 	}
 }
 
-func TestGetUsersBatchItselfThrottled(t *testing.T) {
+func TestBatchItselfThrottled(t *testing.T) {
 	c, rec, _ := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "60")
 		graphError(w, 429, "TooManyRequests", "slow")

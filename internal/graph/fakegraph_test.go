@@ -267,7 +267,7 @@ func TestFakeGraphBatchMixedResults(t *testing.T) {
 	graphErr(t, err, graph.ErrNotFound)
 	du, err := e.c.GetDeleted(ctx(t), "sd", []string{"displayName"})
 	if err != nil {
-		t.Fatalf("GetDeletedUser: %v", err)
+		t.Fatalf("GetDeleted: %v", err)
 	}
 	if du.ID() != "sd" || du["displayName"] != "Gone" || du["deletedDateTime"] == nil {
 		t.Errorf("deleted user = %v", du)

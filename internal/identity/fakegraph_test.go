@@ -79,7 +79,7 @@ func exercise(t *testing.T, fg *fakegraph.Server, cred azcore.TokenCredential) {
 	}
 	if res, err := c.GetObjects(ctx, "users", []string{"u1", "nobody"}, nil); err != nil || res.Items[0].Err != nil ||
 		!errors.Is(res.Items[1].Err, graph.ErrNotFound) {
-		t.Errorf("GetUsers: %+v, %v", res, err)
+		t.Errorf("GetObjects: %+v, %v", res, err)
 	}
 	if _, err := c.DeltaStart(ctx, "users", nil, true); err != nil {
 		t.Errorf("DeltaStart: %v", err)
