@@ -117,7 +117,7 @@ func TestUnitCoalescesAndReadsOnce(t *testing.T) {
 	u := newUnit(t)
 	u.g.Put(directory.Users, u.user(1))
 	u.g.Put(directory.Users, u.user(2))
-	evs, _ := u.run(msg(message.KindNotifications, note(guid(1), "updated"), note(guid(2), "updated"), note(strings.ToUpper(guid(1)), "updated")))
+	evs, _ := u.run(u.msg(message.KindNotifications, note(guid(1), "updated"), note(guid(2), "updated"), note(strings.ToUpper(guid(1)), "updated")))
 	if len(evs) != 2 || len(u.g.Batches()) != 1 || len(u.g.Batches()[0]) != 2 {
 		t.Fatalf("%d events, batches %v: want 2 events from one $batch of 2", len(evs), u.g.Batches())
 	}
@@ -134,7 +134,7 @@ func TestUnitNonGUIDIdsNeverReachGraph(t *testing.T) {
 		ns = append(ns, note(bad, "updated"))
 	}
 	ns = append(ns, note(guid(1), "updated"))
-	evs, _ := u.run(msg(message.KindNotifications, ns...))
+	evs, _ := u.run(u.msg(message.KindNotifications, ns...))
 	if len(evs) != 1 || evs[0].ResourceID != guid(1) {
 		t.Fatalf("events %+v: want only the genuine user", evs)
 	}
@@ -156,7 +156,7 @@ func TestUnitPermanentDeleteIsConfirmed(t *testing.T) {
 	u.g.Put(directory.Users, u.user(1))        // reported deleted, but live
 	u.g.PutDeleted(directory.Users, u.user(2)) // reported deleted, but only soft-deleted
 	// user 3 is nowhere: the delete is real
-	evs, _ := u.run(msg(message.KindNotifications, note(guid(1), "deleted"), note(guid(2), "deleted"), note(guid(3), "deleted")))
+	evs, _ := u.run(u.msg(message.KindNotifications, note(guid(1), "deleted"), note(guid(2), "deleted"), note(guid(3), "deleted")))
 	got := byResource(evs)
 	if e := got[guid(1)]; e.ChangeType != graph.Updated || e.Object["displayName"] != "User 1" {
 		t.Errorf("a live user reported deleted: %+v", e)
@@ -182,7 +182,7 @@ func TestUnitDatesFarAheadArePoison(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u := newUnit(t)
-			m := msg(message.KindNotifications, note(guid(1), "updated"))
+			m := u.msg(message.KindNotifications, note(guid(1), "updated"))
 			tt.set(m, u.now.Add(30*24*time.Hour))
 			_, logs := u.run(m)
 			if len(u.q.Messages(message.WorkQueue)) != 0 || len(u.g.Batches()) != 0 {
@@ -194,7 +194,7 @@ func TestUnitDatesFarAheadArePoison(t *testing.T) {
 		})
 	}
 	u := newUnit(t)
-	m := msg(message.KindNotifications, note(guid(1), "updated"))
+	m := u.msg(message.KindNotifications, note(guid(1), "updated"))
 	m.Attempt = -1
 	u.run(m)
 	if len(u.q.Messages(storagequeue.PoisonQueue(message.WorkQueue))) != 1 {
@@ -208,7 +208,7 @@ func TestUnitThrottledWorkWaitsForRetryAfter(t *testing.T) {
 	u.g.Put(directory.Users, u.user(2))
 	p, _ := graph.ObjectPath("users", guid(2))
 	u.g.Answer(p, &graph.Error{Status: http.StatusTooManyRequests, Kind: graph.KindThrottled, RetryAfter: 40 * time.Second})
-	evs, _ := u.run(msg(message.KindNotifications, note(guid(1), "updated"), note(guid(2), "updated")))
+	evs, _ := u.run(u.msg(message.KindNotifications, note(guid(1), "updated"), note(guid(2), "updated")))
 	if len(evs) != 1 || evs[0].ResourceID != guid(1) {
 		t.Fatalf("events %+v: the read user's event must go out", evs)
 	}
@@ -223,7 +223,7 @@ func TestUnitThrottledWorkWaitsForRetryAfter(t *testing.T) {
 	// The gate is closed for the rest of the process: the next message reads nothing.
 	u.g.Answer(p, nil)
 	before := len(u.g.Batches())
-	u.run(msg(message.KindNotifications, note(guid(1), "updated")))
+	u.run(u.msg(message.KindNotifications, note(guid(1), "updated")))
 	if len(u.g.Batches()) != before {
 		t.Error("Graph was called while the gate was closed")
 	}
@@ -233,7 +233,7 @@ func TestUnitEventsAreWrittenBeforeAnythingElse(t *testing.T) {
 	u := newUnit(t)
 	u.g.Put(directory.Users, u.user(1))
 	u.events.fail = fmt.Errorf("graphchanges unreachable")
-	_, err := u.f.Invoke(u.ctx(), hostRequest(t, hostText(t, msg(message.KindNotifications, note(guid(1), "updated"))), 1))
+	_, err := u.f.Invoke(u.ctx(), hostRequest(t, hostText(t, u.msg(message.KindNotifications, note(guid(1), "updated"))), 1))
 	if err == nil || !strings.Contains(err.Error(), "graphchanges unreachable") {
 		t.Fatalf("err = %v: an event that could not be written must fail the invocation (the host retries)", err)
 	}
@@ -245,7 +245,7 @@ func TestUnitGroupNotifications(t *testing.T) {
 	u.g.Put(directory.Groups, graph.Object{"id": g1, "displayName": "Engineering", "members": "not selected"})
 	u.g.PutDeleted(directory.Groups, graph.Object{"id": g2, "displayName": "Old team", "groupTypes": []any{"Unified"}})
 	hint := fmt.Sprintf(`[{"@odata.type":"#microsoft.graph.user","id":%q},{"id":%q,"@removed":{"reason":"deleted"}},{"id":"not-a-guid"}]`, guid(1), guid(2))
-	evs, _ := u.run(msg(message.KindNotifications, groupNote(g1, "updated", hint), groupNote(g2, "updated", ""), note(guid(5), "updated")))
+	evs, _ := u.run(u.msg(message.KindNotifications, groupNote(g1, "updated", hint), groupNote(g2, "updated", ""), note(guid(5), "updated")))
 	got := byResource(evs)
 	e := got[g1]
 	if e.Resource != "groups" || e.Field != message.FieldGroup || e.Object["displayName"] != "Engineering" || e.Object["members"] != nil {
@@ -273,7 +273,7 @@ func TestUnitRefusedObjectGoesAlone(t *testing.T) {
 	u.g.Put(directory.Users, u.user(2))
 	p, _ := graph.ObjectPath("users", guid(2))
 	u.g.Answer(p, &graph.Error{Status: http.StatusForbidden, Kind: graph.KindForbidden})
-	evs, _ := u.run(msg(message.KindNotifications, note(guid(1), "updated"), note(guid(2), "updated")))
+	evs, _ := u.run(u.msg(message.KindNotifications, note(guid(1), "updated"), note(guid(2), "updated")))
 	if len(evs) != 1 || evs[0].ResourceID != guid(1) {
 		t.Fatalf("events %+v", evs)
 	}
@@ -300,9 +300,9 @@ func TestUnitChangeDetection(t *testing.T) {
 	}
 	u.g.Put(directory.Users, u.user(1))
 	// The same unchanged user notified twice, in separate messages (Graph's duplicates): one event.
-	_, logs := u.run(msg(message.KindNotifications, note(guid(1), "updated")))
+	_, logs := u.run(u.msg(message.KindNotifications, note(guid(1), "updated")))
 	u.now = u.now.Add(time.Second)
-	_, logs2 := u.run(msg(message.KindNotifications, note(guid(1), "updated")))
+	_, logs2 := u.run(u.msg(message.KindNotifications, note(guid(1), "updated")))
 	if evs := written(); len(evs) != 1 {
 		t.Fatalf("%d events for one state, want 1", len(evs))
 	}
@@ -312,9 +312,16 @@ func TestUnitChangeDetection(t *testing.T) {
 	// A jobTitle change: changed and previous.
 	u.g.Put(directory.Users, u.user(1, "jobTitle", "CTO"))
 	u.now = u.now.Add(time.Second)
-	u.run(msg(message.KindNotifications, note(guid(1), "updated")))
+	u.run(u.msg(message.KindNotifications, note(guid(1), "updated")))
 	evs := written()
 	if len(evs) != 1 || !slices.Equal(evs[0].Changed, []string{"jobTitle"}) || evs[0].Previous["jobTitle"] != "Engineer" {
 		t.Fatalf("events %+v: want changed [jobTitle], previous Engineer", evs)
 	}
+}
+
+// msg is a message the webhook queued at the unit's clock: a unit never mixes its fixed clock with the wall clock.
+func (u *unit) msg(kind message.Kind, ns ...graph.ChangeNotification) *message.Message {
+	m := msg(kind, ns...)
+	m.FirstSeen = u.now
+	return m
 }
