@@ -53,7 +53,7 @@ clean:
 # ---------------------------------------------------------------------------------------------------------
 # Operations: the real local run, script tests and script lint (see docs/operations.md). Appended block;
 # the targets above are unchanged.
-SCRIPTS := $(wildcard scripts/*.sh deploy/*.sh) .ci/run
+SCRIPTS := $(wildcard scripts/*.sh deploy/*.sh deploy/testdata/*.sh) .ci/run
 
 .PHONY: start test-scripts lint-scripts
 
