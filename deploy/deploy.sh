@@ -481,6 +481,7 @@ else
 	command -v go >/dev/null 2>&1 || die "Go is not installed (https://go.dev/dl/)"
 	(cd "$ROOT" && GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o handler .)
 	chmod +x "$ROOT/handler"
+	"$ROOT/scripts/check-handler.sh" "$ROOT/handler" # what make publish checks too: nothing else is uploaded
 
 	if [ "$ZIP_DEPLOY" != true ] && command -v func >/dev/null 2>&1; then
 		say "Publishing with Core Tools (func azure functionapp publish)"
