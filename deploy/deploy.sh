@@ -277,10 +277,11 @@ identity_client_id="$(az identity show --name "$IDENTITY_NAME" --resource-group 
 identity_principal_id="$(az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --query principalId --output tsv)"
 info "$IDENTITY_NAME: client id $identity_client_id"
 
-say "Storage roles for the identity (host storage, queues and the handler's checkpoint blob)"
+say "Storage roles for the identity (host storage, queues, the checkpoint blob and the state table)"
 # Blob Data Owner: host coordination, keys, timer locks, deployment package, delta checkpoint.
 # Queue Data Contributor: the queue trigger and output bindings, and the handler's own re-enqueues.
-# Table Data Contributor: the host's diagnostic events.
+# Table Data Contributor: the host's diagnostic events, and the handler's state table (STATE_TABLE,
+# default graphstate), where it keeps each object's last emitted state.
 for role in "Storage Blob Data Owner" "Storage Queue Data Contributor" "Storage Table Data Contributor"; do
 	ensure_role "$role" "$storage_id" "$identity_principal_id"
 done
