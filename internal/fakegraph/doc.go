@@ -101,6 +101,14 @@
 // DeleteSubscriptionSilently, SeedSubscription (duplicates), ExpireDeltaTokens, Forge.
 // Every request (and every inner $batch request, flagged InBatch) is in the request log.
 //
+// Resource families (families.go): each family of subscription resources (the directory here; others in
+// their own files) registers what POST /subscriptions accepts for its resources (pattern, change
+// types, maximum lifetime, whether a lifecycleNotificationUrl is required beyond some lifetime, rich
+// notifications never/allowed/required with an encryption certificate, quotas and their scope, the
+// application roles), its routes and its state; subscriptions.go and delivery.go look families up and
+// never switch on one. A family delivers through subscribersLocked and changeNotificationsLocked
+// (delivery.go), so every family's notifications are coalesced, batched, retried and recorded alike.
+//
 // # What it does not model
 //
 // Other resources, rich notifications (users and groups have none), encryption, Event Grid
