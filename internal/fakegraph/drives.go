@@ -64,6 +64,7 @@ func init() {
 			roles:       func(resourceRef) []string { return driveRoles },
 			quotas: []subscriptionQuota{{
 				scope:   func(ref resourceRef) string { return ref.ID(0) },
+				allApps: true, // a limit on the drive, whoever subscribes (UNCONFIRMED)
 				limit:   func(o *Options) int { return o.DriveMaxSubscriptions },
 				message: "Operation: Create; Exception: [Status Code: Forbidden; Reason: The number of subscriptions for this drive has reached its limit of %d.]",
 			}},
