@@ -27,15 +27,14 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 	work, cancel := f.workContext(ctx)
 	defer cancel()
 
-	// Tokens first: a message that fails them is not acted on at all.
+	// Tokens first: a message that fails them is not acted on at all. They are judged now, when the
+	// message is acted on (with the validator's skew), not at the firstSeen the message states: a message
+	// carries its tokens through every retry, and tokens that expired while it waited no longer vouch for
+	// it (the renew timer converges the subscription on its next run whatever happens here).
 	if len(m.ValidationTokens) > 0 {
-		at := m.FirstSeen
-		if at.IsZero() {
-			at = now
-		}
 		v := &jwtcheck.Validator{Keys: f.keySource(), ClientID: cfg.ClientID, TenantID: cfg.TenantID, AuthorityHost: cfg.AuthorityHost}
 		for i, tok := range m.ValidationTokens {
-			_, err := v.Validate(work, tok, at)
+			_, err := v.Validate(work, tok, now)
 			var ie *jwtcheck.InvalidError
 			switch {
 			case err == nil:
@@ -193,7 +192,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		slices.Sort(pending)
 		pending = slices.Compact(pending)
 		line, err := f.requeue(ctx, log, m, retry{notes: pending, why: why,
-			delay: max(wait, backoff.Step(f.backoffBase, f.backoffMax, m.Attempt)), dropTokens: true})
+			delay: max(wait, backoff.Step(f.backoffBase, f.backoffMax, m.Attempt))})
 		if err != nil {
 			return nil, err
 		}

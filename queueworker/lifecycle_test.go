@@ -131,6 +131,26 @@ func TestLifecycleTokens(t *testing.T) {
 	}
 }
 
+// Tokens vouch for a message when it is acted on, not when it says it was first seen: a message whose
+// tokens were good at its firstSeen but expired while it waited is dropped, not acted on.
+func TestLifecycleTokensJudgedAtProcessingTime(t *testing.T) {
+	subs := &fakeSubs{}
+	later := 3 * time.Hour // the tokens live an hour, and the skew is minutes
+	e := newEnv(t, withDeps(func(d *Deps) {
+		d.Subscriptions = subs
+		d.Now = func() time.Time { return time.Now().Add(later) }
+	}))
+	m := lifecycleMsg([]string{e.fg.ValidationToken("")}, string(graph.ReauthorizationRequired))
+	m.FirstSeen = time.Now().UTC().Truncate(time.Second) // the tokens were good then
+	r := e.invokeMessage(m)
+	if n := subs.renew.Load(); n != 0 {
+		t.Fatalf("acted on tokens that had expired when the message was processed (%d renewals)", n)
+	}
+	if len(r.logs) == 0 || !strings.Contains(r.logs[0], "dropped") || !strings.Contains(r.logs[0], "exp") {
+		t.Errorf("logs %q, want a drop naming the exp check", r.logs)
+	}
+}
+
 type brokenKeys struct{}
 
 func (brokenKeys) Key(context.Context, string) (*rsa.PublicKey, error) {
@@ -162,8 +182,8 @@ func TestLifecycleFailures(t *testing.T) {
 		}
 		subs.renewErr = nil
 		_, delivered := e.drain(20 * time.Second)
-		if len(delivered) != 1 || delivered[0].Attempt != 1 || len(delivered[0].ValidationTokens) != 0 {
-			t.Errorf("re-delivered %+v (tokens are dropped once checked)", delivered)
+		if len(delivered) != 1 || delivered[0].Attempt != 1 || len(delivered[0].ValidationTokens) != 1 {
+			t.Errorf("re-delivered %+v (a retried message keeps its tokens, to be judged again)", delivered)
 		}
 		if n := subs.renew.Load(); n != 2 {
 			t.Errorf("RenewNow called %d times, want 2 (one failure, one retry)", n)

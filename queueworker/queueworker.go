@@ -57,15 +57,16 @@
 //
 // # Lifecycle messages
 //
-// When validationTokens are present every one must pass internal/jwtcheck (as of the message's firstSeen,
-// so a message that waited in the queue is not judged by its age); one bad token drops the message with a
-// warning naming the failed check. The notifications are then coalesced per subscription:
+// When validationTokens are present every one must pass internal/jwtcheck as of the moment the message is
+// processed (with the validator's skew), not as of the firstSeen it states; one bad or expired token drops
+// the message with a warning naming the failed check. A re-enqueued message keeps its tokens, so every
+// retry is judged again. The notifications are then coalesced per subscription:
 // subscriptionRemoved and reauthorizationRequired become one subscription.Keeper.Lifecycle call each (at
 // most one action per subscription per 10 minutes; later ones are dropped with a log line); missed → a
 // warning. Each of the three may mean notifications were lost (Graph pauses delivery until a
 // reauthorization), so a resync of every collection is requested. Transient failures of these calls
-// re-enqueue the unfinished part with the backoff above (without the tokens, which were checked and would
-// expire); other failures fail the invocation.
+// re-enqueue the unfinished part with the backoff above, tokens included; other failures fail the
+// invocation.
 //
 // # Resync messages
 //
