@@ -157,7 +157,7 @@ func TestTooLarge(t *testing.T) {
 	s, ts, _, _ := newTestServer(t)
 	s.Handle("small", func(context.Context, *Request) (*Response, error) { return &Response{}, nil }, WithMaxRequestBytes(10, nil))
 	s.Handle("answers", func(context.Context, *Request) (*Response, error) { return &Response{}, nil },
-		WithMaxRequestBytes(10, func() *Response { return &Response{Logs: []string{"too large"}} }))
+		WithMaxRequestBytes(10, func(context.Context) *Response { return &Response{Logs: []string{"too large"}} }))
 	if resp, _ := post(t, ts.URL+"/small", strings.Repeat("x", 1000)); resp.StatusCode != 500 {
 		t.Errorf("status %d", resp.StatusCode)
 	}
