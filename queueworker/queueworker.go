@@ -20,9 +20,9 @@
 //   - changeType updated and found nowhere: the object may be new and not yet replicated, so it is retried
 //     ReplicationRetries (3) times with the backoff below, and at least as long as those steps add up to
 //     (3.5 min) since the message was first seen; after that, event deleted with softDeleted false.
-//   - groups: a members@delta hint in the notification becomes the event's members; since a notification
-//     may carry none, a groups resync is also requested (it collapses into a running pass), and its delta
-//     round reports the membership change.
+//   - groups: the event carries no members, whatever members@delta hint the notification holds (a hint is
+//     not a fact, and membership grants access downstream); a groups resync is requested (it collapses
+//     into a running pass), and its delta round, read from Graph, reports the membership change.
 //
 // A notification that cannot be processed (its id is not a GUID, it names no users or groups, an unknown
 // changeType) never reaches Graph: it is moved to webhooksnotificationqueue-poison as a message of its own,
