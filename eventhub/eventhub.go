@@ -65,7 +65,9 @@ func New(cfg *config.Config, now func() time.Time) *Function {
 }
 
 // NewWithVerifier builds the function around a verifier; now dates the messages it writes itself.
-func NewWithVerifier(v Verifier, now func() time.Time) *Function { return &Function{verify: v, now: now} }
+func NewWithVerifier(v Verifier, now func() time.Time) *Function {
+	return &Function{verify: v, now: now}
+}
 
 // Register adds the function to the handler's server.
 func (f *Function) Register(s *customhandler.Server) {
