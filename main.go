@@ -293,6 +293,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Graph:        func() (status.Graph, error) { return a.graph() },
 		Checkpoints:  func() (status.Checkpoints, error) { return store() },
 		Queues:       func() (status.Queues, error) { return a.queue() },
+		Tables:       func() (status.Tables, error) { return state() },
 	}
 	return a
 }
