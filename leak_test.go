@@ -98,7 +98,9 @@ func TestTimerAlertsRedactWhatStorageQuotes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"handler"}, func(k string) string { return env[k] }, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"handler"}, func(k string) string { return env[k] }, &stdout, &stderr)
+	}()
 	base := "http://127.0.0.1:" + port
 	waitReady(t, base)
 	resp, err := http.Post(base+"/renewtimer", "application/json", strings.NewReader(`{"Data":{"timer":{"IsPastDue":false}},"Metadata":{}}`))

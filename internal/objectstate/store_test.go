@@ -2,10 +2,10 @@ package objectstate
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"reflect"
 	"strings"
