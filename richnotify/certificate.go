@@ -164,6 +164,17 @@ func (c Certificate) MarshalJSON() ([]byte, error) {
 
 // NewCertificate checks a certificate and its private key as ParseCertificate does and labels them id.
 func NewCertificate(id string, cert *x509.Certificate, key any, now time.Time) (*Certificate, error) {
+	c, err := newCertificate(id, cert, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ValidAt(now); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func newCertificate(id string, cert *x509.Certificate, key any) (*Certificate, error) {
 	if id == "" || len(id) > maxIDLength {
 		return nil, certErr(CertBadID, "the certificate id must be 1 to %d characters, got %d", maxIDLength, len(id))
 	}
@@ -191,13 +202,19 @@ func NewCertificate(id string, cert *x509.Certificate, key any, now time.Time) (
 	if !pk.valid() {
 		return nil, certErr(CertUnreadable, "the RSA private key is inconsistent")
 	}
-	if now.After(cert.NotAfter) {
-		return nil, certErr(CertExpired, "certificate %q (thumbprint %s) expired at %s", cert.Subject.String(), thumbprint(cert), cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	if now.Before(cert.NotBefore) {
-		return nil, certErr(CertNotYetValid, "certificate %q (thumbprint %s) is valid from %s", cert.Subject.String(), thumbprint(cert), cert.NotBefore.UTC().Format(time.RFC3339))
-	}
 	return &Certificate{id: id, cert: cert, key: pk, thumbprint: thumbprint(cert)}, nil
+}
+
+// ValidAt reports whether now is within the certificate's validity: a *CertificateError (CertExpired or
+// CertNotYetValid) when it is not.
+func (c *Certificate) ValidAt(now time.Time) error {
+	if now.After(c.cert.NotAfter) {
+		return certErr(CertExpired, "certificate %q (thumbprint %s) expired at %s", c.cert.Subject.String(), c.thumbprint, c.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(c.cert.NotBefore) {
+		return certErr(CertNotYetValid, "certificate %q (thumbprint %s) is valid from %s", c.cert.Subject.String(), c.thumbprint, c.cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func thumbprint(cert *x509.Certificate) string {
@@ -236,21 +253,35 @@ func keyKind(k any) string {
 // It is then checked at now: RSA, 2,048 to 4,096 bits, within its validity, key and certificate a pair.
 // Errors are *CertificateError and name no key material.
 func ParseCertificate(id, setting string, now time.Time) (*Certificate, error) {
+	c, err := ReadCertificate(id, setting)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ValidAt(now); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ReadCertificate is ParseCertificate without the validity dates, for a caller that judges them later with
+// ValidAt (a configuration read before a clock is at hand), or never (a previous certificate kept after it
+// expired, only to open notifications Graph encrypted for it before a rotation).
+func ReadCertificate(id, setting string) (*Certificate, error) {
 	s := strings.TrimSpace(setting)
 	if s == "" {
 		return nil, certErr(CertUnreadable, "the setting is empty")
 	}
 	if strings.Contains(s, "-----BEGIN") {
-		return parsePEM(id, s, now)
+		return parsePEM(id, s)
 	}
 	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
 	if err != nil {
 		return nil, certErr(CertUnreadable, "the setting is neither PEM nor base64 (a PKCS#12 file)")
 	}
-	return parsePKCS12(id, der, now)
+	return parsePKCS12(id, der)
 }
 
-func parsePEM(id, s string, now time.Time) (*Certificate, error) {
+func parsePEM(id, s string) (*Certificate, error) {
 	var (
 		key   any
 		certs []*x509.Certificate
@@ -300,7 +331,7 @@ func parsePEM(id, s string, now time.Time) (*Certificate, error) {
 	if len(certs) == 0 {
 		return nil, certErr(CertNoCertificate, "the PEM holds no CERTIFICATE block")
 	}
-	return NewCertificate(id, pickCertificate(key, certs), key, now)
+	return newCertificate(id, pickCertificate(key, certs), key)
 }
 
 // pickCertificate chooses the certificate of key among a leaf and its chain; when none matches it returns
@@ -316,7 +347,7 @@ func pickCertificate(key any, certs []*x509.Certificate) *x509.Certificate {
 	return certs[0]
 }
 
-func parsePKCS12(id string, der []byte, now time.Time) (*Certificate, error) {
+func parsePKCS12(id string, der []byte) (*Certificate, error) {
 	key, cert, chain, err := pkcs12.DecodeChain(der, "")
 	if errors.Is(err, pkcs12.ErrIncorrectPassword) {
 		return nil, certErr(CertEncrypted, "the PKCS#12 file has a password; a Key Vault reference delivers it without one")
@@ -330,5 +361,5 @@ func parsePKCS12(id string, der []byte, now time.Time) (*Certificate, error) {
 	if cert == nil {
 		return nil, certErr(CertNoCertificate, "the PKCS#12 file holds no certificate")
 	}
-	return NewCertificate(id, pickCertificate(key, append([]*x509.Certificate{cert}, chain...)), key, now)
+	return newCertificate(id, pickCertificate(key, append([]*x509.Certificate{cert}, chain...)), key)
 }

@@ -247,3 +247,23 @@ func TestCertificateNeverShowsItsKey(t *testing.T) {
 		t.Error("the public facts are missing from the output")
 	}
 }
+
+// TestReadCertificateLeavesTheDatesToValidAt: a previous certificate past its notAfter is still read, to
+// open what Graph encrypted for it; ValidAt then says it has expired.
+func TestReadCertificateLeavesTheDatesToValidAt(t *testing.T) {
+	k8, _, cert, _ := opensslMaterial(t)
+	late := notBefore(cert).AddDate(11, 0, 0)
+	c, err := ReadCertificate("old", k8+cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ValidAt(late); !errors.Is(err, ErrCertExpired) {
+		t.Errorf("ValidAt(11 years on) = %v, want %v", err, ErrCertExpired)
+	}
+	if err := c.ValidAt(notBefore(cert).Add(time.Minute)); err != nil {
+		t.Errorf("ValidAt(within) = %v", err)
+	}
+	if _, err := ReadCertificate("old", cert); !errors.Is(err, ErrCertNoKey) {
+		t.Errorf("ReadCertificate still checks the rest: %v", err)
+	}
+}
