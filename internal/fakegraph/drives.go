@@ -104,6 +104,13 @@ func init() {
 			}
 			return &driveStore{drives: map[string]*driveRec{}, lag: o.DriveDeltaLag, lagCalls: o.DriveDeltaLagCalls}
 		},
+		ready: func(s *Server) {
+			for _, d := range s.opts.Drives {
+				if _, err := s.AddDrive(d); err != nil {
+					panic("fakegraph: Options.Drives: " + err.Error())
+				}
+			}
+		},
 		clearFaults: func(s *Server) {
 			d := s.drivesLocked()
 			d.lag, d.lagCalls = 0, 0
