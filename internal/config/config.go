@@ -118,6 +118,7 @@ type Config struct {
 	EventsUnchanged string // suppress or emit
 
 	Storage StorageSettings
+	Teams   TeamsSettings // teams.go
 
 	problems map[string]string // setting → what is wrong with it
 }
@@ -208,6 +209,7 @@ func Load(getenv func(string) string) *Config {
 		StateTable:               l.storageName(StateTable, DefaultStateTable, tableRE, "a table name: 3 to 63 letters and digits, not starting with a digit"),
 		EventsUnchanged:          l.oneOf(EventsUnchanged, DefaultEventsUnchanged, "suppress", "emit"),
 		Storage:                  l.storage(),
+		Teams:                    l.teams(),
 	}
 	c.UserSelect, c.GroupSelect = c.Selects[Users], c.Selects[Groups]
 	if c.LifecycleNotificationURL == "" {
@@ -294,7 +296,7 @@ func (c *Config) missing(setting string) bool {
 	case Storage:
 		return !c.Storage.IsSet()
 	}
-	return false
+	return c.teamsMissing(setting)
 }
 
 // loader parses settings and records problems.

@@ -68,7 +68,7 @@
 //     properties on the first part only; $filter unsupported, choice), GET and POST .../restore on
 //     /v1.0/directory/deletedItems/{id} for groups (@odata.type #microsoft.graph.group), and GET
 //     /v1.0/directory/deletedItems/microsoft.graph.group.
-//   - Drives (docs/graph-facts.md "Drives"; drives.go, drives_delta.go): drives (AddDrive; ids "b!" and 64
+//   - Drives (docs/graph-facts.md §10.1; drives.go, drives_delta.go): drives (AddDrive or Options.Drives; ids "b!" and 64
 //     base64url characters) hold a tree of files and folders under a root item (root facet), with Graph's
 //     shapes: business item ids of 34 upper-case letters and digits sharing the drive's first 8, name,
 //     size (a folder's is the total below it), file {mimeType} or folder {childCount}, eTag "{GUID},n"

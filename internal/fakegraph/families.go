@@ -31,6 +31,8 @@ type family struct {
 	// newState builds the family's state when the Server is created (it may apply defaults to s.opts);
 	// familyState returns it. It is guarded by s.mu.
 	newState func(s *Server) any
+	// ready runs once every family's state exists, before New returns (e.g. to add what Options names). May be nil.
+	ready func(s *Server)
 	// clearFaults undoes the family's own faults on ClearFaults (s.mu held). May be nil.
 	clearFaults func(s *Server)
 }
@@ -62,6 +64,11 @@ func (s *Server) initFamilies() {
 	for _, f := range families {
 		if f.newState != nil {
 			s.famState[f.name] = f.newState(s)
+		}
+	}
+	for _, f := range families {
+		if f.ready != nil {
+			f.ready(s)
 		}
 	}
 }
