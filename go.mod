@@ -15,6 +15,8 @@ require (
 	// batch and structured-message downloads, which it does not use.
 	github.com/Azure/azure-sdk-for-go/sdk/storage/azblob v1.8.0
 	github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2 v2.1.2
+	// PKCS#12 (PFX) without a password: how a Key Vault reference delivers the rich-notification certificate.
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
 require (

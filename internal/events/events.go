@@ -9,6 +9,14 @@
 // carries nothing new is not written (EVENTS_UNCHANGED=suppress). The order keeps at-least-once: decide
 // (reads), write the events, then move the stored states; a crash between the last two re-emits, never
 // loses.
+//
+// Change detection is a refinement, never a condition: when the state store cannot be read (Table
+// storage failing, its setting unusable), every event is written as it is — without `changed` and
+// `previous`, none suppressed, the stored states left where they were — and one warning per Write says
+// so (the queue worker and a resync step each call Write once per invocation). Failing the invocation
+// instead would send its message towards the poison queue for as long as Table storage is down. Only
+// the queue failing fails a Write: then nothing can be written, and the host's retry of the invocation
+// is what keeps the change.
 package events
 
 import (
@@ -53,6 +61,8 @@ type Item struct {
 type Result struct {
 	Written    int
 	Suppressed int // carried nothing new (unchanged, or read before the stored state)
+	// Unchecked counts the events written without change detection, the state store being unavailable.
+	Unchecked int
 }
 
 // Writer writes events.
@@ -89,7 +99,7 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	}
 	st, err := w.state()
 	if err != nil {
-		return Result{}, fmt.Errorf("events: state store: %w", err)
+		return w.unchecked(ctx, q, items, fmt.Errorf("state store: %w", err))
 	}
 	obs := make([]objectstate.Observation, len(items))
 	for i, it := range items {
@@ -103,7 +113,10 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	}
 	ds, err := st.Decide(ctx, obs)
 	if err != nil {
-		return Result{}, fmt.Errorf("events: %w", err)
+		if ctx.Err() != nil {
+			return Result{}, fmt.Errorf("events: %w", err) // the invocation is over: nothing can be written
+		}
+		return w.unchecked(ctx, q, items, err)
 	}
 	var out []message.Event
 	var res Result
@@ -162,6 +175,21 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 		res.Suppressed -= len(more)
 		ds, idx = late.Decisions, next
 	}
+}
+
+// unchecked writes every item's event as it is, the state store having failed with cause: no event is
+// suppressed, none carries changed or previous, and no stored state moves.
+func (w *Writer) unchecked(ctx context.Context, q Queue, items []Item, cause error) (Result, error) {
+	es := make([]message.Event, len(items))
+	for i := range items {
+		es[i] = items[i].Event
+	}
+	logctx.From(ctx).Warn("change detection unavailable: events written without comparing them with the stored states "+
+		"(no changed/previous, none suppressed)", "events", len(es), "err", cause)
+	if err := w.put(ctx, q, es); err != nil {
+		return Result{}, err
+	}
+	return Result{Written: len(es), Unchecked: len(es)}, nil
 }
 
 // maxRedecided bounds how often Write commits again after Commit decided observations again: each round

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"reflect"
 	"strings"
@@ -519,5 +521,32 @@ func TestNewNamesTheMissingSetting(t *testing.T) {
 				t.Errorf("the error shows the account key: %v", err)
 			}
 		})
+	}
+}
+
+// TestProbe: a table that does not exist yet answers; a Table service that refuses connections does not.
+func TestProbe(t *testing.T) {
+	ctx := context.Background()
+	if err := newAzuriteTable(t).open(t, Options{}).Probe(ctx); err != nil {
+		t.Errorf("Azurite, no table yet: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	down := config.Load(func(k string) string {
+		if k == config.Storage {
+			return "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + config.AzuriteAccountKey + ";TableEndpoint=http://" + addr + "/devstoreaccount1;"
+		}
+		return ""
+	}).Storage
+	st, err := New(down, "graphstate", Options{Transport: &http.Client{Transport: &http.Transport{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Probe(ctx); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("refused connections: %v", err)
 	}
 }
