@@ -20,6 +20,7 @@ type pacedDelta struct {
 	e       *unitEnv
 	perPage time.Duration
 	failAt  int
+	blockAt int // when > 0, that page read waits for its context to end
 	reads   int
 }
 
@@ -28,6 +29,10 @@ func (p *pacedDelta) Delta(ctx context.Context, link string) (graph.DeltaPage, e
 	p.reads++
 	if p.failAt > 0 && p.reads == p.failAt {
 		return graph.DeltaPage{}, &graph.Error{Op: "delta", Status: 400, Kind: graph.KindBadRequest}
+	}
+	if p.blockAt > 0 && p.reads == p.blockAt {
+		<-ctx.Done()
+		return graph.DeltaPage{}, ctx.Err()
 	}
 	return p.deltaFake.Delta(ctx, link)
 }
@@ -171,5 +176,30 @@ func TestUnitLaterPageFailureHandsOver(t *testing.T) {
 	e.drive()
 	if evs := e.events(); len(evs) != 12 {
 		t.Errorf("%d events after the hand-over, want 12", len(evs))
+	}
+}
+
+// TestUnitStalledLaterPageHandsOverInTime: a later page that hangs (storage or Graph stalled) is cut short
+// before the invocation's deadline, leaving time to enqueue its continuation, so the pass goes on in the
+// next invocation instead of waiting to be found stalled.
+func TestUnitStalledLaterPageHandsOverInTime(t *testing.T) {
+	e, p := newPacedEnv(t, time.Second, time.Hour)
+	e.r.Margin = 0
+	p.blockAt = p.reads + 2 // the second page read by the step below
+	m, _ := e.takeStep()
+	e.now = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+500*time.Millisecond)
+	defer cancel()
+	res, err := e.r.Step(ctx, m)
+	if err != nil || ctx.Err() != nil {
+		t.Fatalf("Step: %v (invocation context: %v); want the stalled page handed over within the deadline", err, ctx.Err())
+	}
+	next, ok := e.takeStep()
+	cp, _, _ := e.cp.Load(context.Background(), "groups")
+	if !ok || res.Pages != 2 || cp.Pass.Pages != 1 {
+		t.Fatalf("continuation %v, pages %d, checkpoint %+v: want page 2 handed over after page 1", ok, res.Pages, cp.Pass)
+	}
+	if c, _ := resync.DecodeContinuation(next.Continuation); c.Link != cp.Pass.Link {
+		t.Errorf("continuation for %q, the pass stands at %q", c.Link, cp.Pass.Link)
 	}
 }

@@ -80,9 +80,16 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	start := r.now()
 	var sum StepResult
 	for {
-		out, err := r.step(ctx, m)
+		later := sum.Pages > 0
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && later {
+			// A later page must leave time to hand itself over if it cannot finish (storage slowed down).
+			pctx, cancel = context.WithDeadline(ctx, dl.Add(-handOverReserve))
+		}
+		out, err := r.step(pctx, m)
+		cancel()
 		sum = sum.then(out)
-		if err != nil && sum.Pages > 1 {
+		if err != nil && later {
 			// A later page failed: the pages before it are checkpointed, and the host's redelivery of the
 			// message this invocation began with would be stale by now. Hand this page over instead.
 			c, _ := DecodeContinuation(m.Continuation)
@@ -101,6 +108,10 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		m = &next
 	}
 }
+
+// handOverReserve is the time a later page of an invocation leaves before the invocation's deadline, to
+// enqueue its own continuation when it cannot finish: one queue write, under a second when storage is well.
+const handOverReserve = 10 * time.Second
 
 // handOver enqueues c for another invocation; cause is logged when a failure ended this one's pages.
 func (r *Runner) handOver(ctx context.Context, c Continuation, cause error) error {
