@@ -17,9 +17,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
@@ -70,7 +72,9 @@ func (o options) wants(part string) bool {
 }
 
 func run(o options) error {
-	ctx := context.Background()
+	// Interrupted, the stacks still close (Azurite and the handler stopped, temporary files removed).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	env, err := pipekit.Setup(ctx, o.log)
 	if err != nil {
 		return err
