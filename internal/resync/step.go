@@ -79,6 +79,10 @@ func (s StepResult) pages() string {
 func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, error) {
 	start := r.now()
 	var sum StepResult
+	origin := ""
+	if c, err := DecodeContinuation(m.Continuation); err == nil {
+		origin = c.Link
+	}
 	for {
 		later := sum.Pages > 0
 		pctx, cancel := ctx, context.CancelFunc(func() {})
@@ -86,7 +90,7 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 			// A later page must leave time to hand itself over if it cannot finish (storage slowed down).
 			pctx, cancel = context.WithDeadline(ctx, dl.Add(-handOverReserve))
 		}
-		out, err := r.step(pctx, m)
+		out, err := r.step(pctx, m, origin)
 		cancel()
 		sum = sum.then(out)
 		if err != nil && later {
@@ -157,8 +161,8 @@ func (s StepResult) then(next StepResult) StepResult {
 	return next
 }
 
-// step handles the one page m names.
-func (r *Runner) step(ctx context.Context, m *message.Message) (StepResult, error) {
+// step handles the one page m names; origin is the link of the message the invocation began with.
+func (r *Runner) step(ctx context.Context, m *message.Message, origin string) (StepResult, error) {
 	log := logger(ctx)
 	if m == nil || m.Kind != message.KindResync {
 		return StepResult{}, errors.New("resync: Step needs a resync message")
@@ -199,9 +203,10 @@ func (r *Runner) step(ctx context.Context, m *message.Message) (StepResult, erro
 		log.Info("resync message dropped: " + out.Why)
 		return out, nil
 	case c.Link != p.Link:
-		if c.Link == p.Prev && !c.Resent {
-			// The step that moved the checkpoint to p.Link was redelivered: its process may have died before
-			// enqueueing the continuation. Re-send it; a duplicate is dropped as stale later.
+		if (c.Link == p.Prev || (p.Origin != nil && c.Link == *p.Origin)) && !c.Resent {
+			// The step that moved the checkpoint to p.Link (or the message its invocation began with) was
+			// redelivered: its process may have died, or its invocation failed, before enqueueing the
+			// continuation. Re-send it; a duplicate is dropped as stale later.
 			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: scope, Pass: p.ID, Link: p.Link, Resent: true}, 0, 0); err != nil {
 				return out, err
 			}
@@ -261,11 +266,14 @@ func (r *Runner) step(ctx context.Context, m *message.Message) (StepResult, erro
 		p.Events += written.Written
 		p.Updated, p.Wait, p.Carry = now, time.Time{}, carry
 		if page.NextLink != "" {
-			p.Prev, p.Link = p.Link, page.NextLink
+			p.Prev, p.Link, p.Origin = p.Link, page.NextLink, nil
+			if origin != link {
+				p.Origin = &origin
+			}
 			return
 		}
 		last := *p
-		last.Link, last.Prev, last.Again = "", "", ""
+		last.Link, last.Prev, last.Origin, last.Again = "", "", nil, ""
 		cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
 		cp.LastPass, cp.Pass = &last, nil
 		if p.Again != "" {
