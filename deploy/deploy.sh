@@ -326,11 +326,17 @@ else
 	case "$PLAN" in
 	flex)
 		# No --runtime-version: see RUNTIME above. The create also attaches the identity to the app and gives
-		# it Storage Blob Data Contributor on the deployment container's account.
-		az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+		# it Storage Blob Data Contributor on the deployment container's account; CLI builds whose identity
+		# code writes the site with an API version older than Flex fail right there (Azure/azure-cli#30380).
+		if ! az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
 			--storage-account "$STORAGE_ACCOUNT" --flexconsumption-location "$LOCATION" --runtime "$RUNTIME" \
 			--deployment-storage-auth-type UserAssignedIdentity --deployment-storage-auth-value "$identity_id" \
-			--output none
+			--output none 2>"$tmp/create.err"; then
+			cat "$tmp/create.err" >&2
+			! grep -q 'FunctionAppConfig is invalid' "$tmp/create.err" ||
+				die "this Azure CLI cannot attach an identity to a Flex Consumption app (Azure/azure-cli#30380): update it (az upgrade), delete the half-made app (az functionapp delete -g $RESOURCE_GROUP -n $APP_NAME), and run this script again"
+			die "az functionapp create failed (above)"
+		fi
 		;;
 	premium | dedicated)
 		plan_name="plan-$APP_NAME"

@@ -134,6 +134,14 @@ says "no-custom: names the CLI check" "az functionapp list-flexconsumption-runti
 says "no-custom: passes on the CLI's reason" "Runtime 'custom' not supported"
 lacks "no-custom: nothing created" "az group create"
 
+# A CLI build that cannot attach an identity on Flex: the create fails; the script says to update the CLI.
+deploy old-cli FAKE_OLD_CLI=1 --
+if [ "$rc" -ne 0 ] && [[ "$out" == *"az upgrade"* ]] && [[ "$out" == *"Site.FunctionAppConfig is invalid"* ]]; then
+	pass "old-cli: refused, says to update the CLI"
+else
+	fail "old-cli: rc $rc: $out"
+fi
+
 # An existing Flex app already holding the identity (a rerun): no identity assign.
 run_deploy rerun FAKE_EXISTING_APP=flex FAKE_APP_IDENTITIES="$IDENTITY_ID" --
 lacks "rerun: no create" "functionapp create"
