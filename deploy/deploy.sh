@@ -425,8 +425,10 @@ if [ -n "$ENCRYPTION_CERT_NAME" ]; then
 	GRAPH_ENCRYPTION_CERTIFICATE="@Microsoft.KeyVault(SecretUri=${vault_uri%/}/secrets/$ENCRYPTION_CERT_NAME/)"
 	GRAPH_ENCRYPTION_CERTIFICATE_ID="${GRAPH_ENCRYPTION_CERTIFICATE_ID:-$ENCRYPTION_CERT_NAME}"
 	info "GRAPH_ENCRYPTION_CERTIFICATE references $ENCRYPTION_CERT_NAME in $KEY_VAULT_NAME (id $GRAPH_ENCRYPTION_CERTIFICATE_ID)"
+elif [ -n "${GRAPH_ENCRYPTION_CERTIFICATE:-}${GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS:-}" ] && [ -z "$KEY_VAULT_NAME" ]; then
+	warn "GRAPH_ENCRYPTION_CERTIFICATE references a vault this script does not manage: $IDENTITY_NAME needs Key Vault Secrets User on it"
 fi
-if [[ ",$GRAPH_RESOURCE," =~ ,(teams|chats)/ ]] && [ -z "${GRAPH_ENCRYPTION_CERTIFICATE:-}" ] &&
+if [[ ",${GRAPH_RESOURCE// /}," =~ ,(teams|chats)/ ]] && [ -z "${GRAPH_ENCRYPTION_CERTIFICATE:-}" ] &&
 	[ -z "$(get_setting GRAPH_ENCRYPTION_CERTIFICATE)" ]; then
 	die "GRAPH_RESOURCE names Teams messages, which Graph sends encrypted: give a certificate with --key-vault NAME --encryption-cert CERT"
 fi

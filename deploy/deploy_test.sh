@@ -196,7 +196,7 @@ for p in User.Read.All Files.Read.All ChannelMessage.Read.All Mail.Read Calendar
 done
 
 # Teams messages without a certificate: stopped before any setting is written.
-deploy teams-no-cert GRAPH_RESOURCE=chats/getAllMessages --
+deploy teams-no-cert GRAPH_RESOURCE='users, chats/getAllMessages' --
 if [ "$rc" -ne 0 ] && [[ "$out" == *"--encryption-cert"* ]]; then pass "teams-no-cert: refused, says how"; else fail "teams-no-cert: rc $rc: $out"; fi
 lacks "teams-no-cert: no settings written" "appsettings set"
 deploy cert-missing FAKE_NO_CERT=1 -- --key-vault kv-ehtest --encryption-cert graph-enc
@@ -205,6 +205,15 @@ if [ "$rc" -ne 0 ] && [[ "$out" == *"az keyvault certificate create --vault-name
 else
 	fail "cert-missing: rc $rc: $out"
 fi
+
+# A certificate already given as a Key Vault reference: passed on, resolved with the identity, and a
+# reminder that the identity needs access to that vault.
+ref='@Microsoft.KeyVault(SecretUri=https://other.vault.azure.net/secrets/enc/)'
+run_deploy cert-ref GRAPH_RESOURCE=teams/getAllMessages GRAPH_ENCRYPTION_CERTIFICATE="$ref" GRAPH_ENCRYPTION_CERTIFICATE_ID=enc-2 --
+has "cert-ref: passed on" "\"name\":\"GRAPH_ENCRYPTION_CERTIFICATE\",\"value\":\"$ref\""
+has "cert-ref: id passed on" '"name":"GRAPH_ENCRYPTION_CERTIFICATE_ID","value":"enc-2"'
+has "cert-ref: references resolve with the identity" "{\"properties\":{\"keyVaultReferenceIdentity\":\"$IDENTITY_ID\"}}"
+says "cert-ref: vault access reminder" "needs Key Vault Secrets User"
 
 # Refused before any Azure call: a certificate in clear, a certificate without a vault, an unknown resource.
 for bad in "GRAPH_ENCRYPTION_CERTIFICATE=MIIKZgIBAzCCCiwGCSqGSIb3DQEHAaCCCh0Egg -- |must be a Key Vault reference" \
