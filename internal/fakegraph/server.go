@@ -121,6 +121,7 @@ type Server struct {
 	mu            sync.Mutex
 	users         map[string]*userRec // key: lower-case id
 	groups        groupStore
+	mail          mailStore
 	changes       []changeRec
 	changeSeq     int64
 	deltaGen      int64 // delta tokens of an older generation are expired (ExpireDeltaTokens)
