@@ -41,13 +41,12 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1.0/directory/deletedItems/microsoft.graph.group", s.handleListDeletedGroups)
 	m.HandleFunc("POST /v1.0/directory/deletedItems/{id}/restore", s.handleRestoreDeletedItem)
 	m.HandleFunc("POST /v1.0/$batch", s.handleBatch)
-	s.mailboxRoutes()
 
 	if s.opts.ControlAPI {
 		s.controlRoutes()
 		s.groupControlRoutes()
-		s.mailboxControlRoutes()
 	}
+	s.familyRoutes()
 }
 
 // statusWriter records the status code.

@@ -25,6 +25,10 @@ var WellKnownFolders = []string{"inbox", "archive", "deleteditems", "drafts", "s
 // (docs/graph-facts.md, "Outlook mailboxes").
 const DefaultMailboxSubscriptionQuota = 1000
 
+// MailboxMaxExpiryMinutes is the longest lifetime of a mailbox subscription (docs/graph-facts.md,
+// "Outlook mailboxes").
+const MailboxMaxExpiryMinutes = 4230
+
 // MailItem is a message or an event as the double stores it. Props are keyed by Graph property name;
 // id, changeKey, lastModifiedDateTime and (messages) parentFolderId are the double's to keep.
 type MailItem struct {
@@ -58,8 +62,11 @@ type mailStore struct {
 	duplicates int                    // extra copies of each mail notification
 }
 
+// mailState is the family's state (s.mu guards it).
+func (s *Server) mailState() *mailStore { return s.familyState("mailboxes").(*mailStore) }
+
 func (s *Server) mailboxLocked(user string) *mailboxRec {
-	return s.mail.byUser[strings.ToLower(user)]
+	return s.mailState().byUser[strings.ToLower(user)]
 }
 
 // newItemID returns an id in the shape of Exchange's REST ids: "AAMk" then base64 (URL-safe alphabet, as
@@ -95,13 +102,10 @@ func (s *Server) AddMailbox(user string) {
 }
 
 func (s *Server) addMailboxLocked(user string) *mailboxRec {
-	if s.mail.byUser == nil {
-		s.mail.byUser = map[string]*mailboxRec{}
-	}
 	mb := s.mailboxLocked(user)
 	if mb == nil {
 		mb = &mailboxRec{user: user, messages: map[string]*mailItem{}, events: map[string]*mailItem{}}
-		s.mail.byUser[strings.ToLower(user)] = mb
+		s.mailState().byUser[strings.ToLower(user)] = mb
 	}
 	return mb
 }
@@ -111,7 +115,7 @@ func (s *Server) Mailboxes() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
-	for _, mb := range s.mail.byUser {
+	for _, mb := range s.mailState().byUser {
 		out = append(out, mb.user)
 	}
 	slices.Sort(out)
@@ -376,7 +380,7 @@ func (s *Server) SetMailboxDropping(user string, on bool) {
 // default, 1,000).
 func (s *Server) SetMailboxSubscriptionQuota(n int) {
 	s.mu.Lock()
-	s.mail.quota = n
+	s.mailState().quota = n
 	s.mu.Unlock()
 }
 
@@ -384,42 +388,47 @@ func (s *Server) SetMailboxSubscriptionQuota(n int) {
 // two or three for one edit, docs/graph-facts.md); 0 turns duplicates off.
 func (s *Server) SetMailDuplicates(n int) {
 	s.mu.Lock()
-	s.mail.duplicates = n
+	s.mailState().duplicates = n
 	s.mu.Unlock()
 }
 
 // mailResource parses a mailbox subscription resource: users/{id}/messages,
 // users/{id}/mailFolders('{folder}')/messages (or mailFolders/{folder}/messages) and users/{id}/events,
-// any case, with an optional leading slash or Graph v1.0 URL. kind is "messages" or "events"; folder is
-// the well-known folder name ("" for the whole mailbox).
+// any case, with an optional leading slash or Graph v1.0 URL and an optional query. kind is "messages" or
+// "events"; folder is the well-known folder name ("" for the whole mailbox).
 func mailResource(res string) (user, kind, folder string, ok bool) {
-	r := strings.TrimPrefix(res, "https://graph.microsoft.com/v1.0")
-	r = strings.Trim(r, "/")
-	parts := strings.Split(r, "/")
+	segs, query := splitResource(res)
+	ref, ok := matchMailbox(segs, query)
+	return ref.ID(0), ref.Coll, ref.ID(1), ok
+}
+
+// matchMailbox is the family's rule: ref.Coll is "messages" or "events", ref.IDs the user and, for a
+// folder's messages, the folder's well-known name.
+func matchMailbox(parts []string, query string) (resourceRef, bool) {
 	if len(parts) < 3 || !strings.EqualFold(parts[0], "users") || parts[1] == "" {
-		return "", "", "", false
+		return resourceRef{}, false
 	}
-	user = parts[1]
+	user := parts[1]
+	folder := ""
 	switch {
 	case len(parts) == 3 && strings.EqualFold(parts[2], "messages"):
-		return user, "messages", "", true
+		return resourceRef{Coll: "messages", IDs: []string{user}, Query: query}, true
 	case len(parts) == 3 && strings.EqualFold(parts[2], "events"):
-		return user, "events", "", true
+		return resourceRef{Coll: "events", IDs: []string{user}, Query: query}, true
 	case len(parts) == 4 && strings.EqualFold(parts[3], "messages"):
+		const pre = "mailFolders('"
 		p := parts[2]
-		var ref string
-		if len(p) > len("mailFolders('')") && strings.EqualFold(p[:len("mailFolders('")], "mailFolders('") && strings.HasSuffix(p, "')") {
-			ref = p[len("mailFolders('") : len(p)-2]
-		} else {
-			return "", "", "", false
+		if len(p) <= len(pre)+2 || !strings.EqualFold(p[:len(pre)], pre) || !strings.HasSuffix(p, "')") {
+			return resourceRef{}, false
 		}
-		f, ok := folderByRef(user, ref)
-		return user, "messages", f, ok
+		folder = p[len(pre) : len(p)-2]
 	case len(parts) == 5 && strings.EqualFold(parts[2], "mailFolders") && strings.EqualFold(parts[4], "messages"):
-		f, ok := folderByRef(user, parts[3])
-		return user, "messages", f, ok
+		folder = parts[3]
+	default:
+		return resourceRef{}, false
 	}
-	return "", "", "", false
+	f, ok := folderByRef(user, folder)
+	return resourceRef{Coll: "messages", IDs: []string{user, f}, Query: query}, ok
 }
 
 // mailNotificationsLocked builds the notifications of one change to item (of kind "messages" or
@@ -431,34 +440,31 @@ func (s *Server) mailNotificationsLocked(mb *mailboxRec, kind string, it *mailIt
 	if kind == "events" {
 		seg, odataType = "Events", "#Microsoft.Graph.Event"
 	}
+	res := "Users/" + mb.user + "/" + seg + "/" + it.id
+	etag := `W/"` + fmt.Sprint(it.props["changeKey"]) + `"`
+	covers := func(ref resourceRef) bool {
+		return ref.Coll == kind && strings.EqualFold(ref.ID(0), mb.user) && (ref.ID(1) == "" || ref.ID(1) == it.folder)
+	}
 	var out []pendingNotification
-	for _, sub := range s.liveSubsLocked() {
-		user, k, folder, ok := mailResource(sub.Resource)
-		if !ok || k != kind || !strings.EqualFold(user, mb.user) || (folder != "" && folder != it.folder) {
-			continue
+	for _, sub := range s.subscribersLocked("mailboxes", changeType, covers) {
+		for range 1 + max(0, s.mailState().duplicates) {
+			out = append(out, s.changeNotificationsLocked(sub, nil, func() map[string]any {
+				return map[string]any{
+					"changeType": changeType,
+					"resource":   res,
+					"resourceData": map[string]any{
+						"@odata.type": odataType,
+						"@odata.id":   res,
+						"@odata.etag": etag,
+						"id":          it.id,
+					},
+				}
+			})...)
 		}
-		if !slices.ContainsFunc(strings.Split(sub.ChangeType, ","), func(c string) bool { return strings.TrimSpace(c) == changeType }) {
-			continue
-		}
-		res := "Users/" + mb.user + "/" + seg + "/" + it.id
-		for range 1 + max(0, s.mail.duplicates, s.opts.DuplicateNotifications) {
-			n := map[string]any{
-				"subscriptionId":                 sub.ID,
-				"subscriptionExpirationDateTime": sub.ExpirationDateTime.UTC().Format(notifTime),
-				"changeType":                     changeType,
-				"resource":                       res,
-				"resourceData": map[string]any{
-					"@odata.type": odataType,
-					"@odata.id":   res,
-					"@odata.etag": `W/"` + fmt.Sprint(it.props["changeKey"]) + `"`,
-					"id":          it.id,
-				},
-			}
-			if sub.ClientState != "" {
-				n["clientState"] = sub.ClientState
-			}
-			s.setTenant(n)
-			out = append(out, pendingNotification{url: sub.NotificationURL, kind: "notification", n: n, drop: s.drop || mb.dropping})
+	}
+	if mb.dropping {
+		for i := range out {
+			out[i].drop = true
 		}
 	}
 	return out
@@ -487,25 +493,55 @@ const (
 	accessPolicyReadMessage = "Access to OData is disabled."
 )
 
-// checkMailboxSubscription decides a create on a mailbox resource: "" when allowed, else the 403's code
-// and message. Choice: a mailbox the double does not hold is allowed (as if it existed and were empty).
-func (s *Server) checkMailboxSubscription(resource string) (code, msg string, isMailbox bool) {
-	user, _, _, ok := mailResource(resource)
-	if !ok {
-		return "", "", false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// forbidMailboxSubscription decides a create on a mailbox resource (s.mu held): "" when allowed, else the
+// 403's code and message: the application access policy first, then the mailbox's quota, which counts the
+// live subscriptions of every app on the mailbox (choice: creates still in their handshake are not
+// counted). A mailbox the double does not hold is allowed (as if it existed and were empty, choice).
+func forbidMailboxSubscription(s *Server, ref resourceRef) (code, msg string) {
+	user := ref.ID(0)
 	mb := s.mailboxLocked(user)
-	quota := s.mail.quota
+	quota := s.mailState().quota
 	if quota <= 0 {
 		quota = DefaultMailboxSubscriptionQuota
 	}
 	switch {
 	case mb != nil && mb.denied:
-		return "ExtensionError", accessPolicyCreateMessage, true
+		return "ExtensionError", accessPolicyCreateMessage
 	case (mb != nil && mb.overQuota) || s.mailboxSubscriptionsLocked(user) >= quota:
-		return "ExtensionError", mailboxQuotaMessage, true
+		return "ExtensionError", mailboxQuotaMessage
 	}
-	return "", "", true
+	return "", ""
+}
+
+func init() {
+	registerFamily(family{
+		name: "mailboxes",
+		rules: []subscriptionRule{{
+			pattern: "users/{id}/messages, users/{id}/mailFolders('{folder}')/messages, users/{id}/events",
+			match:   matchMailbox,
+			// docs/graph-facts.md, "Outlook mailboxes": created, updated, deleted; at most 4,230 minutes.
+			changeTypes:        []string{"created", "updated", "deleted"},
+			maxLifetimeMinutes: MailboxMaxExpiryMinutes,
+			rich:               richAllowed,
+			roles: func(ref resourceRef) []string {
+				if ref.Coll == "events" {
+					return calendarRoles
+				}
+				return mailRoles
+			},
+			check: func(req *subRequest, ref resourceRef) string {
+				// With resource data, Outlook resources must carry a $select (docs/graph-facts.md).
+				if req.IncludeResourceData != nil && *req.IncludeResourceData && !strings.Contains(strings.ToLower(ref.Query), "$select=") {
+					return "Invalid 'resource' attribute: a subscription with includeResourceData to an Outlook resource requires $select."
+				}
+				return ""
+			},
+			forbid: forbidMailboxSubscription,
+		}},
+		routes:        func(s *Server) { s.mailboxRoutes() },
+		controlRoutes: func(s *Server) { s.mailboxControlRoutes() },
+		pathRoles:     mailboxRolesFor,
+		sharedRoles:   slices.Concat(mailRoles, calendarRoles),
+		newState:      func(*Server) any { return &mailStore{byUser: map[string]*mailboxRec{}} },
+	})
 }

@@ -321,36 +321,6 @@ func TestMailboxBatchReadsAcrossMailboxes(t *testing.T) {
 	}
 }
 
-func TestMailboxSubscriptionRefusals(t *testing.T) {
-	s, _ := mailServer(t)
-	if _, _, isMailbox := s.checkMailboxSubscription("users"); isMailbox {
-		t.Fatal("users is not a mailbox resource")
-	}
-	if c, _, ok := s.checkMailboxSubscription("users/" + mbA + "/messages"); !ok || c != "" {
-		t.Fatalf("an ordinary mailbox is refused: %q", c)
-	}
-	s.SetMailboxOverQuota(mbA, true)
-	if c, m, _ := s.checkMailboxSubscription("users/" + mbA + "/events"); c != "ExtensionError" || m != mailboxQuotaMessage {
-		t.Fatalf("over quota: %q %q", c, m)
-	}
-	s.SetMailboxAccessDenied(mbB, true)
-	if _, m, _ := s.checkMailboxSubscription("users/" + mbB + "/messages"); m != accessPolicyCreateMessage {
-		t.Fatalf("access policy: %q", m)
-	}
-	// The quota counts every app's subscriptions on the mailbox.
-	s.SetMailboxSubscriptionQuota(2)
-	const other = "c0ffee00-0000-4000-8000-000000000001"
-	const third = "3d4f9a7c-1111-4222-8333-444455556666"
-	s.SeedSubscription(Subscription{Resource: "users/" + third + "/messages", ApplicationID: other})
-	if c, _, _ := s.checkMailboxSubscription("users/" + third + "/events"); c != "" {
-		t.Fatalf("one of two used: refused %q", c)
-	}
-	s.SeedSubscription(Subscription{Resource: "/Users/" + strings.ToUpper(third) + "/Events", ApplicationID: other}) // ids and paths compare case-insensitively
-	if c, m, _ := s.checkMailboxSubscription("users/" + third + "/messages"); c != "ExtensionError" || m != mailboxQuotaMessage {
-		t.Fatalf("quota shared by all apps: %q %q", c, m)
-	}
-}
-
 func TestMailboxControlAPI(t *testing.T) {
 	s, tok := mailServer(t)
 	resp, err := s.Client().Post(s.URL()+"/_control/mailboxes/"+mbA+"/messages", "application/json", strings.NewReader(`{"folder":"inbox","props":{"subject":"via control"}}`))
@@ -384,5 +354,61 @@ func TestMailboxControlAPI(t *testing.T) {
 	}
 	if st := controlPost(t, s, "/_control/mailboxes/"+mbA+"/messages/nope", `{}`); st != 404 {
 		t.Fatalf("missing message: %d", st)
+	}
+}
+
+func mailSubBody(rx *receiver, resource string, exp time.Time) map[string]any {
+	b := subBody(rx.URL, resource, exp)
+	b["changeType"] = "created,updated,deleted"
+	b["lifecycleNotificationUrl"] = rx.URL + "/lifecycle"
+	return b
+}
+
+func TestMailboxSubscriptionCreateRules(t *testing.T) {
+	s, tok := mailServer(t, "Mail.Read")
+	rx := newReceiver(t)
+	now := s.now()
+	r := createSub(t, s, tok, mailSubBody(rx, "users/"+mbA+"/messages", now.Add(MailboxMaxExpiryMinutes*time.Minute)))
+	if r.Status != 201 {
+		t.Fatalf("create at the maximum lifetime: %d %s", r.Status, r.Body)
+	}
+	if len(rx.Validations()) != 2 {
+		t.Fatalf("handshakes on both URLs: %d", len(rx.Validations()))
+	}
+	r = createSub(t, s, tok, mailSubBody(rx, "users/"+mbB+"/messages", now.Add((MailboxMaxExpiryMinutes+5)*time.Minute)))
+	if r.Status != 400 {
+		t.Fatalf("beyond 4,230 minutes: %d %s", r.Status, r.Body)
+	}
+	if r := createSub(t, s, tok, mailSubBody(rx, "users/"+mbB+"/events", now.Add(time.Hour))); r.Status != 403 {
+		t.Fatalf("events without Calendars.Read: %d %s", r.Status, r.Body)
+	}
+	rich := mailSubBody(rx, "users/"+mbB+"/messages", now.Add(time.Hour))
+	rich["includeResourceData"], rich["encryptionCertificate"], rich["encryptionCertificateId"] = true, "MIIB", "k1"
+	if r := createSub(t, s, tok, rich); r.Status != 400 {
+		t.Fatalf("rich without $select: %d %s", r.Status, r.Body)
+	}
+
+	s.SetMailboxOverQuota(mbB, true)
+	r = createSub(t, s, tok, mailSubBody(rx, "users/"+mbB+"/messages", now.Add(time.Hour)))
+	if c, m := r.ErrorCodeMsg(t); r.Status != 403 || c != "ExtensionError" || m != mailboxQuotaMessage {
+		t.Fatalf("over quota: %d %s", r.Status, r.Body)
+	}
+	const denied = "0a1b2c3d-0000-4000-8000-00000000000d"
+	s.SetMailboxAccessDenied(denied, true)
+	r = createSub(t, s, tok, mailSubBody(rx, "users/"+denied+"/messages", now.Add(time.Hour)))
+	if _, m := r.ErrorCodeMsg(t); r.Status != 403 || m != accessPolicyCreateMessage {
+		t.Fatalf("access policy: %d %s", r.Status, r.Body)
+	}
+
+	// The quota counts every app's subscriptions on the mailbox, whatever the case of the path.
+	s.SetMailboxSubscriptionQuota(2)
+	const third = "3d4f9a7c-1111-4222-8333-444455556666"
+	s.SeedSubscription(Subscription{Resource: "/Users/" + strings.ToUpper(third) + "/Events", ApplicationID: "c0ffee00-0000-4000-8000-000000000001"})
+	if r := createSub(t, s, tok, mailSubBody(rx, "users/"+third+"/messages", now.Add(time.Hour))); r.Status != 201 {
+		t.Fatalf("one of two used: %d %s", r.Status, r.Body)
+	}
+	r = createSub(t, s, tok, mailSubBody(rx, "users/"+third+"/mailFolders('inbox')/messages", now.Add(time.Hour)))
+	if _, m := r.ErrorCodeMsg(t); r.Status != 403 || m != mailboxQuotaMessage {
+		t.Fatalf("quota shared by all apps: %d %s", r.Status, r.Body)
 	}
 }

@@ -96,6 +96,12 @@ type Options struct {
 	// group notification caused by a membership change. Off by default: users report such a node, but
 	// its shape and completeness are UNCONFIRMED (see the package doc).
 	NotifyMembersDelta bool
+
+	// Drives (drives.go).
+
+	// Mailboxes (mailboxes.go).
+
+	// Teams messages (teams.go).
 }
 
 // NewOptions returns Options with RejectExpiryBeyondMax true, the documented default.
@@ -121,7 +127,6 @@ type Server struct {
 	mu            sync.Mutex
 	users         map[string]*userRec // key: lower-case id
 	groups        groupStore
-	mail          mailStore
 	changes       []changeRec
 	changeSeq     int64
 	deltaGen      int64 // delta tokens of an older generation are expired (ExpireDeltaTokens)
@@ -130,6 +135,7 @@ type Server struct {
 	subOrder      []string
 	subMeta       map[string]*subMeta
 	reserved      map[string]string // resource|changeType -> id, during a create handshake
+	famState      map[string]any    // each family's state (families.go), guarded by mu
 	faults        []*faultRec
 	batchThrottle int
 	batchRetry    time.Duration
@@ -224,6 +230,7 @@ func New(opts Options) *Server {
 		changed:  make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.initFamilies()
 
 	host, _, err := net.SplitHostPort(opts.Addr)
 	if err != nil || !isLoopbackHost(host) {
@@ -457,6 +464,7 @@ func (s *Server) Inject(route string, f Fault) {
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	s.faults, s.batchThrottle, s.lag, s.drop = nil, 0, 0, false
+	s.clearFamilyFaultsLocked()
 	s.mu.Unlock()
 }
 
