@@ -128,6 +128,8 @@ type Config struct {
 
 	Storage StorageSettings
 
+	Mailboxes MailboxSettings // GRAPH_MAILBOXES and the settings that go with it (mailboxes.go)
+
 	problems map[string]string // setting → what is wrong with it
 }
 
@@ -206,6 +208,7 @@ func Load(getenv func(string) string) *Config {
 		StateTable:               l.storageName(StateTable, DefaultStateTable, tableRE, "a table name: 3 to 63 letters and digits, not starting with a digit"),
 		EventsUnchanged:          l.oneOf(EventsUnchanged, DefaultEventsUnchanged, "suppress", "emit"),
 		Storage:                  l.storage(),
+		Mailboxes:                l.mailboxes(),
 	}
 	if c.LifecycleNotificationURL == "" {
 		c.LifecycleNotificationURL = c.NotificationURL
