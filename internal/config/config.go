@@ -120,6 +120,8 @@ type Config struct {
 	Storage StorageSettings
 	Teams   TeamsSettings // teams.go
 
+	Mailboxes MailboxSettings // GRAPH_MAILBOXES and the settings that go with it (mailboxes.go)
+
 	problems map[string]string // setting → what is wrong with it
 }
 
@@ -210,6 +212,7 @@ func Load(getenv func(string) string) *Config {
 		EventsUnchanged:          l.oneOf(EventsUnchanged, DefaultEventsUnchanged, "suppress", "emit"),
 		Storage:                  l.storage(),
 		Teams:                    l.teams(),
+		Mailboxes:                l.mailboxes(),
 	}
 	c.UserSelect, c.GroupSelect = c.Selects[Users], c.Selects[Groups]
 	if c.LifecycleNotificationURL == "" {
