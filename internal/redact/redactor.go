@@ -157,10 +157,11 @@ func pattern(secret string) string {
 // Generic rules, applied to every text.
 var (
 	// The query of a URL with a scheme, up to the characters that usually end a quotation; a character
-	// reference (&#61;) is part of it, a fragment is not.
-	schemeQuery = regexp.MustCompile(`(?i)(\bhttps?://[^\s'"<>?#]*)\?(?:&#?\w+;|[^\s'"<>#])*`)
+	// reference (&#61;) or a JSON \uXXXX escape is part of it, a fragment is not, and any other backslash
+	// ends it (in JSON text, \" closes the quoted URL: eating the backslash would break the document).
+	schemeQuery = regexp.MustCompile(`(?i)(\bhttps?://[^\s'"<>?#\\]*)\?(?:&#?\w+;|\\+u[0-9a-f]{4}|[^\s'"<>#\\])*`)
 	// The query after a path without a scheme, as in an echoed request line: "/a/b?x=y".
-	pathQuery = regexp.MustCompile(`(/[^\s'"<>?#]*)\?(?:&#?\w+;|[^\s'"<>#])+`)
+	pathQuery = regexp.MustCompile(`(/[^\s'"<>?#\\]*)\?(?:&#?\w+;|\\+u[0-9a-f]{4}|[^\s'"<>#\\])+`)
 	// A parameter that holds a signature or a key, its = in any encoding, wherever it appears.
 	secretParam = regexp.MustCompile(`(?i)((?:^|[^a-z0-9_]|%(?:25)*26|%(?:25)*3f|\\+u0026)(?:sig|code|accountkey|sharedaccesskey|sharedaccesssignature|client_secret|clientstate)(?:=|%(?:25)*3d|\\+u003d|` + amp + `#0*61;|` + amp + `#x0*3d;|` + amp + `equals;))(?:` + amp + `#?\w+;|[^\s'"<>&;\\]|\\+u00[0-9a-f]{2}|\\+/)+`)
 	bearer      = regexp.MustCompile(`(?i)(\bbearer\s+)[a-z0-9._~+/=-]+`)

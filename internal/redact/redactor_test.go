@@ -2,6 +2,7 @@ package redact
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"strings"
@@ -104,5 +105,23 @@ func TestErrorKeepsTheChain(t *testing.T) {
 	}
 	if New().Error(nil) != nil {
 		t.Error("nil error became an error")
+	}
+}
+
+// A URL quoted inside a JSON string (an error message in `handler status -json`) ends at the escaped quote:
+// redacting its query must leave the document valid JSON, and still remove what the query held.
+func TestRedactedJSONStaysJSON(t *testing.T) {
+	var r *Redactor
+	for _, doc := range []string{
+		`{"message":"Get \"http://127.0.0.1:4/devstoreaccount1/q?comp=metadata&sig=S1gN4tUr3\": dial tcp: refused"}`,
+		`{"message":"PUT /q/messages?sv=1\u0026sig=S1gN4tUr3 HTTP/1.1\n"}`,
+	} {
+		got := r.Text(doc)
+		if !json.Valid([]byte(got)) {
+			t.Errorf("redacted JSON is no longer JSON:\n in  %s\n out %s", doc, got)
+		}
+		if strings.Contains(got, "S1gN4tUr3") {
+			t.Errorf("the signature survives: %s", got)
+		}
 	}
 }
