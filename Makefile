@@ -73,6 +73,7 @@ test-scripts: ## shell tests of scripts/, deploy/ and make publish (no Core Tool
 	bash scripts/start_test.sh
 	bash scripts/check-handler_test.sh
 	bash deploy/deploy_test.sh
+	bash deploy/grant-graph-permission_test.sh
 
 lint-scripts: ## bash -n, then shellcheck when installed, on every shell script
 	@for f in $(SCRIPTS); do bash -n "$$f" || exit 1; done; echo "bash -n: ok ($(words $(SCRIPTS)) files)"
