@@ -16,6 +16,8 @@ require (
 	github.com/Azure/azure-sdk-for-go/sdk/storage/azblob v1.8.0
 	github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2 v2.1.2
 	golang.org/x/sync v0.24.0
+	// PKCS#12 (PFX) without a password: how a Key Vault reference delivers the rich-notification certificate.
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
 require (

@@ -26,9 +26,13 @@ type family struct {
 	// sharedRoles are the roles that let a token reach the shared paths (/subscriptions, $batch) for
 	// this family; the handlers then check the role the resource needs.
 	sharedRoles []string
+	// defaultRoles join the roles of issued access tokens when Options.AppRoles is nil.
+	defaultRoles []string
 	// newState builds the family's state when the Server is created (it may apply defaults to s.opts);
 	// familyState returns it. It is guarded by s.mu.
 	newState func(s *Server) any
+	// ready runs once every family's state exists, before New returns (e.g. to add what Options names). May be nil.
+	ready func(s *Server)
 	// clearFaults undoes the family's own faults on ClearFaults (s.mu held). May be nil.
 	clearFaults func(s *Server)
 }
@@ -47,15 +51,24 @@ func registerFamily(f family) {
 }
 
 // familyState returns the state newState built for the family name.
-//
-//lint:ignore U1000 the families that keep state (drives, mailboxes, Teams) call it
 func (s *Server) familyState(name string) any { return s.famState[name] }
 
 func (s *Server) initFamilies() {
+	if s.opts.AppRoles == nil {
+		s.opts.AppRoles = []string{"User.Read.All", "Group.Read.All"}
+		for _, f := range families {
+			s.opts.AppRoles = append(s.opts.AppRoles, f.defaultRoles...)
+		}
+	}
 	s.famState = map[string]any{}
 	for _, f := range families {
 		if f.newState != nil {
 			s.famState[f.name] = f.newState(s)
+		}
+	}
+	for _, f := range families {
+		if f.ready != nil {
+			f.ready(s)
 		}
 	}
 }
@@ -153,7 +166,7 @@ type subscriptionRule struct {
 	richRefusal           string // the 400 message when rich is richNever and includeResourceData is true
 	roles                 func(ref resourceRef) []string
 	quotas                []subscriptionQuota
-	check                 func(req *subRequest, ref resourceRef) string // optional family check: "" or a 400 message
+	check                 func(s *Server, req *subRequest, ref resourceRef) string // optional family check (s.mu not held): "" or a 400 message
 	// forbid is an optional family refusal decided with the quotas (s.mu held): a 403's Graph error code and
 	// message, or "" (e.g. a mailbox an Exchange application access policy excludes).
 	forbid                   func(s *Server, ref resourceRef) (code, msg string)
@@ -210,7 +223,7 @@ func parseChangeTypes(ct string, allowed []string) (set []string, bad string) {
 }
 
 // refusal checks a create request against its rule: the 400 message, or "".
-func (rule *subscriptionRule) refusal(req *subRequest, ref resourceRef) string {
+func (rule *subscriptionRule) refusal(s *Server, req *subRequest, ref resourceRef) string {
 	if _, bad := parseChangeTypes(*req.ChangeType, rule.changeTypes); bad != "" {
 		msg := rule.badChangeType
 		if msg == "" {
@@ -233,7 +246,7 @@ func (rule *subscriptionRule) refusal(req *subRequest, ref resourceRef) string {
 		return "Missing 'encryptionCertificateId' attribute: it is required when includeResourceData is true."
 	}
 	if rule.check != nil {
-		return rule.check(req, ref)
+		return rule.check(s, req, ref)
 	}
 	return ""
 }

@@ -529,7 +529,7 @@ func init() {
 				}
 				return mailRoles
 			},
-			check: func(req *subRequest, ref resourceRef) string {
+			check: func(_ *Server, req *subRequest, ref resourceRef) string {
 				// With resource data, Outlook resources must carry a $select (docs/graph-facts.md).
 				if req.IncludeResourceData != nil && *req.IncludeResourceData && !strings.Contains(strings.ToLower(ref.Query), "$select=") {
 					return "Invalid 'resource' attribute: a subscription with includeResourceData to an Outlook resource requires $select."

@@ -77,7 +77,7 @@ type Options struct {
 	UserPageSize           int           // GET /users and /users/delta page size (default DefaultUserPageSize)
 	MaxSubscriptions       int           // per app+tenant quota, 403 beyond (default DefaultMaxSubscriptions; negative: unlimited)
 	ServicePrincipalID     string        // the app's service principal object id = creatorId (default: random GUID)
-	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"])
+	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"] plus each family's defaultRoles, e.g. Files.Read.All)
 	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, docs/graph-facts.md §2.5); default 0
 	// NotificationTenantField picks the envelope's tenant field: "tenantId" (default), "organizationId"
 	// (observed variant, docs/graph-facts.md §2.1/§5), or "none" (only resourceData.organizationId remains).
@@ -98,6 +98,21 @@ type Options struct {
 	NotifyMembersDelta bool
 
 	// Drives (drives.go).
+	Drives                []Drive // drives New adds (empty, as AddDrive), so subscriptions to them can be made at once
+	DrivePageSize         int     // delta items per page without $top (default DefaultDrivePageSize, UNCONFIRMED)
+	DriveMaxTop           int     // the largest $top delta honours; larger ones are lowered to it (default DefaultDriveMaxTop, UNCONFIRMED)
+	DriveMaxSubscriptions int     // subscriptions per drive, 403 beyond (default DefaultDriveMaxSubscriptions, UNCONFIRMED; negative: unlimited)
+	DriveResyncCode       string  // inner error code of delta's 410 resyncRequired (default DefaultDriveResyncCode)
+	// DriveDeltaLag and DriveDeltaLagCalls: the initial SetDriveDeltaLag (a change reaches delta that long
+	// on Clock after its tap, and after that many delta calls on its drive). Default 0: at once.
+	DriveDeltaLag      time.Duration
+	DriveDeltaLagCalls int
+	// DriveNoParents leaves out of delta the parent folders Graph lists when something below them changed
+	// (as the deltaExcludeParent request header does per request).
+	DriveNoParents bool
+	// DriveTapItemID gives taps a resourceData with an item id that does not name the changed item, as
+	// some payloads seen in the wild do (UNCONFIRMED shape). Default: no resourceData, as documented.
+	DriveTapItemID bool
 
 	// Mailboxes (mailboxes.go).
 
@@ -207,9 +222,6 @@ func New(opts Options) *Server {
 	}
 	if opts.ServicePrincipalID == "" {
 		opts.ServicePrincipalID = newGUID()
-	}
-	if opts.AppRoles == nil {
-		opts.AppRoles = []string{"User.Read.All", "Group.Read.All"}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

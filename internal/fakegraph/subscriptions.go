@@ -264,7 +264,7 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		s.forbidden(w, r)
 		return
 	}
-	if msg := rule.refusal(req, ref); msg != "" {
+	if msg := rule.refusal(s, req, ref); msg != "" {
 		s.invalid(w, r, msg)
 		return
 	}

@@ -181,7 +181,7 @@ func (k *MailboxKeeper) Run(ctx context.Context) (MailboxOutcome, error) {
 	out.Desired, out.Incomplete = len(desired), failed
 	all, err := g.ListSubscriptions(ctx)
 	if err != nil {
-		return out, explain("list subscriptions", config.ResourceSpec{}, err)
+		return out, explain("list subscriptions", "Mail.Read or Calendars.Read", err)
 	}
 	refusals, err := k.store.Refusals(ctx)
 	if err != nil {
@@ -370,7 +370,7 @@ func (r *mailboxRun) create(ctx context.Context, op Op, again bool, gapReason st
 		r.refuse(ctx, op.Resource, err)
 		return
 	case err != nil:
-		r.fail(op, explain("create subscription", config.ResourceSpec{}, err))
+		r.fail(op, explain("create subscription", "Mail.Read or Calendars.Read", err))
 		return
 	}
 	if _, was := r.refusals[op.Resource]; was {
