@@ -160,7 +160,7 @@ type Family struct {
 }
 
 // Families is the table: every family the product follows, in the order notifications are routed.
-var Families = []*Family{&Directory}
+var Families = []*Family{&Directory, &Mailboxes}
 
 // ByName finds a family.
 func ByName(name Name) (*Family, bool) {
