@@ -15,6 +15,14 @@ const (
 	exampleFile   = "01EXAMPLE0FILE0000000000000000000B"
 )
 
+// The channel and message the Teams examples post to and change (an id far below the millisecond ids the
+// double gives, so it is free after the story too).
+const (
+	exampleTeam    = "0e7a0000-0000-4000-8000-00000000beef"
+	exampleChannel = "19:examplechannel@thread.tacv2"
+	exampleMessage = "1000000000001"
+)
+
 // controlExample is one route of the Graph double's control API with a request that works against the
 // demo's directory as the story leaves it.
 type controlExample struct {
@@ -77,6 +85,11 @@ func controlExamples(base, subID string) []controlExample {
 		{"POST", "/_control/drives/{id}/expire-tokens", "make the drive's delta tokens answer 410 resyncRequired", "/_control/drives/" + exampleDrive + "/expire-tokens", "", ""},
 		{"POST", "/_control/drives-lag", "delta sees a change only after this delay (and these many calls)", "/_control/drives-lag", `{"seconds":0,"calls":0}`, ""},
 		{"POST", "/_control/drives/{id}/items/{item}/delete", "delete a file, or a folder and what is below it", "/_control/drives/" + exampleDrive + "/items/" + exampleFolder + "/delete", "", ""},
+		{"POST", "/_control/teams/messages", "post a channel message (id optional) → the message; or {\"chatId\":…} for a chat", "/_control/teams/messages", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","id":"` + exampleMessage + `","fromDisplayName":"Ada","content":"<p>hello</p>"}`, ""},
+		{"POST", "/_control/teams/messages/{id}", "edit a message's content (the place in the body)", "/_control/teams/messages/" + exampleMessage, `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","content":"<p>hello again</p>"}`, ""},
+		{"POST", "/_control/teams/messages/{id}/delete", "delete a message (deletedDateTime set, body emptied)", "/_control/teams/messages/" + exampleMessage + "/delete", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `"}`, ""},
+		{"GET", "/_control/teams/messages", "every message, deleted ones included", "/_control/teams/messages", "", ""},
+		{"POST", "/_control/teams/tamper", "damage the next count Teams notifications (badSignature, badPadding, unknownCertificateId, wrongThumbprint, noValidationTokens, token)", "/_control/teams/tamper", `{"badSignature":true,"count":1}`, ""},
 		{"GET", "/_control/requests", "the request log", "/_control/requests", "", ""},
 		{"GET", "/_control/deliveries", "the delivery attempts", "/_control/deliveries", "", ""},
 		// Last: it ends the subscription (the timer recreates it on its next tick, hourly).
