@@ -173,6 +173,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, p := range cfg.Problems() {
 		log.Warn("app setting unusable; functions that need it will fail", "setting", p.Setting, "problem", p.Text)
 	}
+	if why := cfg.WeakClientState(); why != "" {
+		log.Warn("GRAPH_CLIENT_STATE is weak: anyone who sees a subscription's notification URL can test guesses of it offline; it keeps working, but rotate it",
+			"setting", config.ClientState, "problem", why, "rotate", config.RotateClientStateSteps)
+	}
 	srv := customhandler.NewServer(log)
 	webhook.New(cfg, time.Now).Register(srv)
 	eventhub.New(cfg, time.Now).Register(srv)
@@ -277,6 +281,8 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Graph:        func() (status.Graph, error) { return a.graph() },
 		Checkpoints:  func() (status.Checkpoints, error) { return store() },
 		Queues:       func() (status.Queues, error) { return a.queue() },
+
+		WeakClientState: cfg.WeakClientState(),
 	}
 	return a
 }

@@ -70,6 +70,9 @@ type Checker struct {
 	Checkpoints func() (Checkpoints, error)
 	Queues      func() (Queues, error)
 
+	// WeakClientState says why GRAPH_CLIENT_STATE is weak (config.Config.WeakClientState), or "".
+	WeakClientState string
+
 	Now     func() time.Time // nil: time.Now
 	Timeout time.Duration    // 0: DefaultTimeout
 }
@@ -182,6 +185,7 @@ const (
 	CodeSettings           = "settings"
 	CodeGraphUnreachable   = "graph-unreachable"
 	CodeStorageUnreachable = "storage-unreachable"
+	CodeWeakClientState    = "weak-client-state"
 )
 
 // String is the finding as one line: what, then what to do.
@@ -210,6 +214,11 @@ func (c *Checker) Check(ctx context.Context) Report {
 	wg.Wait()
 	// One missing setting can stop several parts (the checkpoint store and the queues): say it once.
 	r.Findings = []Finding{}
+	if c.WeakClientState != "" {
+		r.Findings = append(r.Findings, Finding{Severity: Attention, Code: CodeWeakClientState, Subject: config.ClientState,
+			Message: "GRAPH_CLIENT_STATE is weak: " + c.WeakClientState + ". Every subscription's notification URL carries a short fingerprint of it (cs), so whoever sees that URL can test guesses offline, and with the secret forge notifications.",
+			Action:  config.RotateClientStateSteps})
+	}
 	for _, f := range append(graphFindings, storageFindings...) {
 		if !slices.Contains(r.Findings, f) {
 			r.Findings = append(r.Findings, f)
