@@ -188,6 +188,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Subscriptions: a.keeper,
 		Resync:        a.resync,
 		Gate:          a.gate,
+		Now:           time.Now,
 	}).Register(srv)
 	renewtimer.New(a.keeper, a.resync, statusAlerts{a.status}, time.Now).Register(srv)
 	if testHookServer != nil {
@@ -237,7 +238,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		if err != nil {
 			return nil, err
 		}
-		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: logctx.From})
+		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: logctx.From, Now: time.Now})
 	})
 	a.queue = sync.OnceValues(func() (*storagequeue.Client, error) {
 		if err := cfg.Check(config.Storage); err != nil {
@@ -265,6 +266,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Queue:  func() (resync.Queue, error) { return a.queue() },
 		Events: a.events,
 		Gate:   a.gate,
+		Now:    time.Now,
 	})
 	// A new or recreated subscription means notifications may have been missed: resync its collection.
 	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
@@ -283,6 +285,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Queues:       func() (status.Queues, error) { return a.queue() },
 
 		WeakClientState: cfg.WeakClientState(),
+		Now:             time.Now,
 	}
 	return a
 }

@@ -36,7 +36,7 @@ func ctxT(t *testing.T) context.Context {
 func TestFakeGraphTokens(t *testing.T) {
 	fg := fakegraph.New(fakegraph.NewOptions(testTenant, testClient, "secret"))
 	t.Cleanup(fg.Close)
-	keys := NewJWKS(KeysURL(fg.AuthorityHost()), fg.Client())
+	keys := NewJWKS(KeysURL(fg.AuthorityHost()), fg.Client(), time.Now)
 	v := &Validator{Keys: keys, ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
 	now := time.Now()
 
@@ -185,7 +185,7 @@ func (c *clock) Advance(d time.Duration) {
 func TestValidatorChecks(t *testing.T) {
 	ks := newKeyServer(t, "k1")
 	now := time.Now()
-	v := &Validator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client()), ClientID: testClient, TenantID: testTenant}
+	v := &Validator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client(), time.Now), ClientID: testClient, TenantID: testTenant}
 	hdr := map[string]any{"alg": "RS256", "kid": "k1", "typ": "JWT"}
 	with := func(k string, val any) map[string]any {
 		c := goodClaims(now)
@@ -245,8 +245,7 @@ func TestValidatorChecks(t *testing.T) {
 func TestJWKSCachingAndRotation(t *testing.T) {
 	ks := newKeyServer(t, "k1")
 	clk := &clock{t: time.Now()}
-	j := NewJWKS(KeysURL(ks.URL+"/"), ks.Client())
-	j.Now = clk.Now
+	j := NewJWKS(KeysURL(ks.URL+"/"), ks.Client(), clk.Now)
 	ctx := ctxT(t)
 
 	for range 5 {
@@ -301,7 +300,7 @@ func TestJWKSCachingAndRotation(t *testing.T) {
 func TestJWKSUnavailableIsNotInvalid(t *testing.T) {
 	ks := newKeyServer(t, "k1")
 	ks.set(true)
-	v := &Validator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client()), ClientID: testClient, TenantID: testTenant}
+	v := &Validator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client(), time.Now), ClientID: testClient, TenantID: testTenant}
 	now := time.Now()
 	_, err := v.Validate(ctxT(t), sign(t, map[string]any{"alg": "RS256", "kid": "k1"}, goodClaims(now)), now)
 	if err == nil || IsInvalid(err) {
@@ -337,7 +336,7 @@ func TestSmallKeysRefused(t *testing.T) {
 func TestTenantKeysFromDiscovery(t *testing.T) {
 	fg := fakegraph.New(fakegraph.NewOptions(testTenant, testClient, "secret"))
 	t.Cleanup(fg.Close)
-	v := &Validator{Keys: NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client()), ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
+	v := &Validator{Keys: NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client(), time.Now), ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
 	if _, err := v.Validate(ctxT(t), fg.ValidationTokenWith(fakegraph.ValidationTokenOptions{}), time.Now()); err != nil {
 		t.Fatalf("a good token was refused: %v", err)
 	}
@@ -364,7 +363,7 @@ func TestDiscoveryMustNameKeysOnItsHost(t *testing.T) {
 			ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				json.NewEncoder(w).Encode(map[string]string{"jwks_uri": strings.ReplaceAll(jwksURI, "HOST", r.Host)})
 			})
-			_, err := NewTenantJWKS(ts.URL, testTenant, ts.Client()).Key(ctxT(t), "k1")
+			_, err := NewTenantJWKS(ts.URL, testTenant, ts.Client(), time.Now).Key(ctxT(t), "k1")
 			if err == nil || !strings.Contains(err.Error(), "jwks_uri") {
 				t.Errorf("err = %v, want a refusal of the jwks_uri", err)
 			}

@@ -73,7 +73,7 @@ type Checker struct {
 	// WeakClientState says why GRAPH_CLIENT_STATE is weak (config.Config.WeakClientState), or "".
 	WeakClientState string
 
-	Now     func() time.Time // nil: time.Now
+	Now     func() time.Time // the clock: required
 	Timeout time.Duration    // 0: DefaultTimeout
 }
 
@@ -195,10 +195,7 @@ func (f Finding) String() string {
 
 // Check runs every check once, under Timeout. Graph and storage are asked concurrently.
 func (c *Checker) Check(ctx context.Context) Report {
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
+	now := c.Now
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout

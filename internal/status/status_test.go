@@ -14,9 +14,10 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
-var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+var now = testclock.Date(2026, 12, 1, 12, 0, 0)
 
 type fakeGraph struct {
 	subs []graph.Subscription
