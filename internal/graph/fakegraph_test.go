@@ -61,6 +61,9 @@ func secretCred(t *testing.T, fg *fakegraph.Server, secret string) azcore.TokenC
 func newClient(t *testing.T, fg *fakegraph.Server, cred azcore.TokenCredential, co graph.ClientOptions) *graph.Client {
 	t.Helper()
 	co.BaseURL, co.Transport = fg.GraphBaseURL(), fg.Client()
+	if co.Now == nil {
+		co.Now = time.Now // the double's own clock
+	}
 	c, err := graph.NewClient(cred, co)
 	if err != nil {
 		t.Fatal(err)
