@@ -284,7 +284,12 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Resources:   resourcePaths(cfg),
 		Collections: cfg.Collections(),
 		Mine: func(s graph.Subscription, resource string) bool {
-			return subscription.Matches(s, resource, cfg.ChangeTypes)
+			for _, p := range cfg.Plans() {
+				if p.Resource == resource {
+					return subscription.Matches(s, p.Resource, p.ChangeTypes)
+				}
+			}
+			return false
 		},
 		WorkQueue:    message.WorkQueue,
 		PoisonQueue:  storagequeue.PoisonQueue(message.WorkQueue),
@@ -348,11 +353,11 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io
 	return err
 }
 
-// resourcePaths lists the GRAPH_RESOURCE entries as Graph names them.
+// resourcePaths lists the resources of the subscriptions GRAPH_RESOURCE implies, as Graph names them.
 func resourcePaths(cfg *config.Config) []string {
-	out := make([]string, len(cfg.Resources))
-	for i, r := range cfg.Resources {
-		out[i] = r.Path()
+	var out []string
+	for _, p := range cfg.Plans() {
+		out = append(out, p.Resource)
 	}
 	return out
 }
