@@ -2,7 +2,9 @@ package redact
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
@@ -104,5 +106,29 @@ func TestErrorKeepsTheChain(t *testing.T) {
 	}
 	if New().Error(nil) != nil {
 		t.Error("nil error became an error")
+	}
+}
+
+// TestRedactedJSONStaysJSON: a URL quoted inside a JSON string (Go's url.Error quotes it: `Get "…?q": dial`)
+// ends at an escaped quote; redacting its query must keep the backslash, or `status -json` stops parsing.
+func TestRedactedJSONStaysJSON(t *testing.T) {
+	msg := `Get "http://127.0.0.1:1/devstoreaccount1/q?comp=metadata&sig=S1gN4tUr3": dial tcp: connection refused; ` +
+		`PUT "/devstoreaccount1/q/messages?sv=1&sig=S1gN4tUr3" and https://h/x?code=` + key
+	b, err := json.MarshalIndent(map[string]string{"message": msg}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := New(key).Text(string(b))
+	var back map[string]string
+	if err := json.Unmarshal([]byte(got), &back); err != nil {
+		t.Fatalf("not JSON after redaction: %v\n%s", err, got)
+	}
+	if strings.Contains(got, "S1gN4tUr3") || strings.Contains(got, "Yt0pWqLr4N") || !strings.Contains(back["message"], `q?[redacted]": dial tcp`) {
+		t.Errorf("got %s", back["message"])
+	}
+	// The same in a log value slog quoted.
+	line := fmt.Sprintf("level=ERROR msg=failed err=%q n=1", msg)
+	if got := New(key).Text(line); !strings.HasSuffix(got, `" n=1`) || strings.Contains(got, "S1gN4tUr3") {
+		t.Errorf("log line %s", got)
 	}
 }
