@@ -56,15 +56,16 @@ type route struct {
 	name     string
 	fn       Func
 	maxBytes int64
-	tooLarge func() *Response
+	tooLarge func(ctx context.Context) *Response
 	timeout  time.Duration
 	slow     time.Duration
 	http     string // the httpTrigger binding decoded with the envelope, if any
 }
 
 // WithMaxRequestBytes bounds the invocation request. A larger one is read to the end (up to a hard limit),
-// and answered with tooLarge's response, or as a failed invocation when tooLarge is nil.
-func WithMaxRequestBytes(n int64, tooLarge func() *Response) RouteOption {
+// and answered with tooLarge's response (its ctx carries the invocation's logger), or as a failed invocation
+// when tooLarge is nil.
+func WithMaxRequestBytes(n int64, tooLarge func(ctx context.Context) *Response) RouteOption {
 	return func(r *route) { r.maxBytes, r.tooLarge = n, tooLarge }
 }
 
@@ -131,7 +132,7 @@ func (s *Server) invoke(rt *route) http.Handler {
 				fail(w, log, "invocation request", fmt.Errorf("larger than %d bytes", rt.maxBytes))
 				return
 			}
-			answer(w, log, rt.tooLarge())
+			answer(w, log, rt.tooLarge(ctx))
 			return
 		}
 

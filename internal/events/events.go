@@ -22,6 +22,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -119,6 +120,7 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	}
 	var out []message.Event
 	var res Result
+	emitted := make([]bool, len(ds))
 	for i, d := range ds {
 		e := items[i].Event
 		// A membership change is a delta, not a state: it is news whatever the properties did.
@@ -128,17 +130,51 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 		}
 		e.Changed, e.Previous = d.Changed, d.Previous
 		out = append(out, e)
+		emitted[i] = true
 	}
 	if err := w.put(ctx, q, out); err != nil {
 		return res, err
 	}
 	res.Written = len(out)
-	if err := st.Commit(ctx, ds); err != nil {
-		// The events are written; the states stay behind them, so the next observation of these objects
-		// is compared with older states and may be emitted again. Nothing is lost: not worth a retry.
-		logctx.From(ctx).Warn("events written, but the stored object states could not be moved", "err", err)
+	// idx maps the decisions being committed to items.
+	idx := make([]int, len(ds))
+	for i := range idx {
+		idx[i] = i
 	}
-	return res, nil
+	for attempt := 0; ; attempt++ {
+		err := st.Commit(ctx, ds)
+		var late *objectstate.Redecided
+		if err == nil || !errors.As(err, &late) || attempt == maxRedecided {
+			if err != nil {
+				// The events are written; the states stay behind them, so the next observation of these
+				// objects is compared with older states and may be emitted again. Nothing is lost: not
+				// worth a retry.
+				logctx.From(ctx).Warn("events written, but the stored object states could not be moved", "err", err)
+			}
+			return res, nil
+		}
+		// Rows had moved since Decide, and against them some suppressed events are news: write those,
+		// then commit again (their rows waited for the events).
+		var more []message.Event
+		next := make([]int, len(late.Decisions))
+		for j, d := range late.Decisions {
+			i := idx[late.Indexes[j]]
+			next[j] = i
+			e := items[i].Event
+			if !d.Emit || e.Members != nil || emitted[i] {
+				continue // not news, or written already
+			}
+			e.Changed, e.Previous = d.Changed, d.Previous
+			more = append(more, e)
+			emitted[i] = true
+		}
+		if err := w.put(ctx, q, more); err != nil {
+			return res, err
+		}
+		res.Written += len(more)
+		res.Suppressed -= len(more)
+		ds, idx = late.Decisions, next
+	}
 }
 
 // unchecked writes every item's event as it is, the state store having failed with cause: no event is
@@ -155,6 +191,10 @@ func (w *Writer) unchecked(ctx context.Context, q Queue, items []Item, cause err
 	}
 	return Result{Written: len(es), Unchecked: len(es)}, nil
 }
+
+// maxRedecided bounds how often Write commits again after Commit decided observations again: each round
+// needs another writer to move the same rows in between.
+const maxRedecided = 3
 
 // put writes events to graphchanges, a few at a time, and returns the first failure.
 func (w *Writer) put(ctx context.Context, q Queue, es []message.Event) error {

@@ -226,3 +226,40 @@ func TestWithoutStateEverythingIsWritten(t *testing.T) {
 		t.Fatalf("%+v, %v", res, err)
 	}
 }
+
+// TestStaleCacheStillEmits runs two writers over one table: writer a caches the state it wrote, b moves
+// the object, then a reads the object back at a's cached state. Against a's cache that is nothing new;
+// against the row it is news. The event is written (after the check by the commit), and the row follows.
+func TestStaleCacheStillEmits(t *testing.T) {
+	q := storagequeue.NewMemory()
+	tbl := objectstate.NewMemoryTable()
+	mk := func() *Writer {
+		st := tbl.Store(objectstate.Options{})
+		return NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return st, nil })
+	}
+	a, b := mk(), mk()
+	ctx := context.Background()
+	engineer := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Engineer"}
+	director := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Director"}
+	for _, s := range []struct {
+		w     *Writer
+		at    time.Duration
+		props map[string]any
+	}{{a, 0, engineer}, {b, time.Second, director}, {a, 2 * time.Second, engineer}} {
+		if _, err := s.w.Write(ctx, []Item{item(uid, t0.Add(s.at), s.props)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := written(t, q)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3 (new, changed to Director, changed back)", len(evs))
+	}
+	if last := evs[2]; last.Object["jobTitle"] != "Engineer" || !slices.Equal(last.Changed, []string{"jobTitle"}) || last.Previous["jobTitle"] != "Director" {
+		t.Errorf("last event: object %v changed %v previous %v", last.Object, last.Changed, last.Previous)
+	}
+	// The row moved after the event: a third writer reads Engineer and suppresses it.
+	res, err := mk().Write(ctx, []Item{item(uid, t0.Add(3*time.Second), engineer)})
+	if err != nil || res != (Result{Suppressed: 1}) {
+		t.Errorf("after the late event: %+v, %v; want suppressed", res, err)
+	}
+}

@@ -68,7 +68,7 @@
 //     properties on the first part only; $filter unsupported, choice), GET and POST .../restore on
 //     /v1.0/directory/deletedItems/{id} for groups (@odata.type #microsoft.graph.group), and GET
 //     /v1.0/directory/deletedItems/microsoft.graph.group.
-//   - Drives (docs/graph-facts.md "Drives"; drives.go, drives_delta.go): drives (AddDrive; ids "b!" and 64
+//   - Drives (docs/graph-facts.md §10.1; drives.go, drives_delta.go): drives (AddDrive or Options.Drives; ids "b!" and 64
 //     base64url characters) hold a tree of files and folders under a root item (root facet), with Graph's
 //     shapes: business item ids of 34 upper-case letters and digits sharing the drive's first 8, name,
 //     size (a folder's is the total below it), file {mimeType} or folder {childCount}, eTag "{GUID},n"
@@ -142,12 +142,36 @@
 // never switch on one. A family delivers through subscribersLocked and changeNotificationsLocked
 // (delivery.go), so every family's notifications are coalesced, batched, retried and recorded alike.
 //
+// Mailboxes (mailboxes*.go; docs/graph-facts.md, "Outlook mailboxes"): a user's mailbox (AddMailbox, or
+// implied by AddMessage/AddEvent) with messages in the well-known folders (inbox, archive, deleteditems,
+// drafts, sentitems, junkemail; FolderID gives each a stable id) and events. Ids have Graph's shape
+// (AAMk…, base64 with '-', '_', '='); MoveMessage gives the message a NEW id, so the old one 404s.
+// Routes: GET /v1.0/users/{id}/messages/{id} and /events/{id} with $select (404 ErrorItemNotFound when gone,
+// 404 MailboxNotEnabledForRESTAPI for a user without a mailbox, 403 ErrorAccessDenied "Access to OData is
+// disabled." when SetMailboxAccessDenied), also inside $batch; GET /v1.0/users/{id}/messages,
+// /mailFolders/{folder}/messages and /events with $select, $top (≤ 1000) and only
+// $filter=lastModifiedDateTime ge|gt {date-time}, newest first, paged by @odata.nextLink with $skip.
+// Roles: Mail.Read(Write) for messages and folders, Calendars.Read(Write) for events. Subscriptions to
+// users/{id}/messages, users/{id}/mailFolders('{folder}')/messages and users/{id}/events: created,updated,deleted,
+// at most 4,230 minutes, rich allowed only with a $select in the resource; 403 ExtensionError when the
+// mailbox is excluded by an application access policy, when SetMailboxOverQuota, or when every app's
+// subscriptions on it reach SetMailboxSubscriptionQuota (default 1,000). Changes (AddMessage, UpdateMessage,
+// MoveMessage = deleted + created, DeleteMessage, AddEvent, UpdateEvent, DeleteEvent) notify with resource
+// Users/{id}/Messages/{id} (or Events) and resourceData {@odata.type, @odata.id, @odata.etag, id};
+// SetMailDuplicates(n) sends each 1+n times; SetMailboxDropping drops a mailbox's notifications (then
+// SendLifecycle(id, "missed")). Group members for GRAPH_MAILBOXES' group:{id} are the groups' paged
+// /groups/{id}/members above.
+//
 // # What it does not model
 //
 // Other resources (drives: only drives/{id}/root subscriptions and delta on a drive's root; no
 // /me, /users/{id}/drive or /sites/{id}/drive paths, no delta on folders, no timestamp tokens, no
 // children listing, no content, no sharing or permissions, no token age limit, no restore from the
-// recycle bin, no Graph writes to drives), rich notifications (users, groups and drives have none), encryption, Event Grid
+// recycle bin, no Graph writes to drives; mailboxes: no message or event delta (per-folder delta,
+// calendarView), no writes to mail over Graph, no shared mailboxes or delegated access, no recurring
+// events' instances, no count of creates still in their handshake in the mailbox quota), rich
+// notifications (users, groups and drives have none; mailboxes accept the subscription but send none),
+// encryption, Event Grid
 // delivery, Event Hubs itself (deliveries to an EventHub: URL go to Options.EventHubs, eventhubs.go),
 // the slow/drop endpoint states of docs/graph-facts.md §2.2 (except DropNotifications by hand), Graph's
 // token-expiry pause of deliveries, the resource-unit throttling budget of docs/graph-facts.md §7 (throttling is
@@ -206,4 +230,12 @@
 //	POST /_control/drives-lag                 {"seconds":2,"calls":1} → 204
 //	GET  /_control/requests                   the request log
 //	GET  /_control/deliveries                 delivery attempts
+//	GET  /_control/mailboxes                  users with a mailbox
+//	POST /_control/mailboxes/{user}/messages  {"folder":"inbox","props":{…}}  add a message → 201 {"id"}
+//	POST /_control/mailboxes/{user}/messages/{id}       {…props…}  update → 204
+//	POST /_control/mailboxes/{user}/messages/{id}/move  {"folder":"archive"} → 200 {"id": the new id}
+//	DELETE /_control/mailboxes/{user}/messages/{id}     hard delete → 204
+//	POST /_control/mailboxes/{user}/events    {"props":{…}}  add an event → 201 {"id"}; POST/DELETE …/events/{id} as messages
+//	POST /_control/mailboxes/{user}/policy    {"overQuota":true,"accessDenied":false,"dropping":false} → 204
+//	POST /_control/mail-duplicates            {"n":2}  each mail notification sent 1+n times
 package fakegraph

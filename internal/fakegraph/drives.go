@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Drives (OneDrive for Business and SharePoint document libraries), docs/graph-facts.md "Drives": a
+// Drives (OneDrive for Business and SharePoint document libraries), docs/graph-facts.md §10.1: a
 // drive is a tree of items under a root; a subscription to drives/{drive-id}/root hears a tap (changeType
 // updated, no item) whenever something in the drive changes, and GET /drives/{drive-id}/root/delta says
 // what changed. drives_delta.go serves delta and items, drives_control.go the control API.
@@ -27,7 +27,7 @@ const (
 	DefaultDriveMaxTop = 1000
 	// DefaultDriveMaxSubscriptions is the per-drive subscription limit: UNCONFIRMED guidance (OneDrive issue 1920).
 	DefaultDriveMaxSubscriptions = 100
-	// MaxDriveExpiryMinutes is the longest lifetime of a drive subscription (docs/graph-facts.md "Drives").
+	// MaxDriveExpiryMinutes is the longest lifetime of a drive subscription (docs/graph-facts.md §10.1).
 	MaxDriveExpiryMinutes = 42300
 	// DefaultDriveResyncCode is the inner error code of delta's 410 resyncRequired.
 	DefaultDriveResyncCode = "resyncChangesApplyDifferences"
@@ -39,7 +39,7 @@ var driveRoles = []string{"Files.Read.All", "Files.ReadWrite.All", "Sites.Read.A
 
 var (
 	// driveIDRE: "b!" and base64url characters for business drives; a personal drive id is 16 hex digits.
-	// Graph documents neither grammar; these are the shapes Graph returns (docs/graph-facts.md "Drives").
+	// Graph documents neither grammar; these are the shapes Graph returns (docs/graph-facts.md §10.1).
 	driveIDRE = regexp.MustCompile(`^(b![A-Za-z0-9_-]{1,200}|[0-9A-Fa-f]{16})$`)
 	// driveItemIDRE: business item ids are upper-case letters and digits (e.g. 01BYE5RZ6QN3ZWBTUFOFD3GSPGOHDJD36K);
 	// personal ones look like D4648F06C91D9D3D!54927.
@@ -59,7 +59,7 @@ func init() {
 			changeTypes:        []string{"updated"},
 			maxLifetimeMinutes: MaxDriveExpiryMinutes,
 			rich:               richNever,
-			// Graph's wording for drives (docs/graph-facts.md "Drives").
+			// Graph's wording for drives (docs/graph-facts.md §10.1).
 			richRefusal: "File Services workload is not enabled for rich notifications.",
 			roles:       func(resourceRef) []string { return driveRoles },
 			quotas: []subscriptionQuota{{
@@ -103,6 +103,13 @@ func init() {
 				o.DriveResyncCode = DefaultDriveResyncCode
 			}
 			return &driveStore{drives: map[string]*driveRec{}, lag: o.DriveDeltaLag, lagCalls: o.DriveDeltaLagCalls}
+		},
+		ready: func(s *Server) {
+			for _, d := range s.opts.Drives {
+				if _, err := s.AddDrive(d); err != nil {
+					panic("fakegraph: Options.Drives: " + err.Error())
+				}
+			}
 		},
 		clearFaults: func(s *Server) {
 			d := s.drivesLocked()
@@ -488,7 +495,7 @@ func (s *Server) ExpireDriveDeltaTokens(driveID string) error {
 }
 
 // SetDriveDeltaLag hides each change from delta, from now on, until d has passed on Clock after its tap
-// and calls delta calls on its drive have been answered without it (docs/graph-facts.md "Drives": delta
+// and calls delta calls on its drive have been answered without it (docs/graph-facts.md §10.1: delta
 // can lag the notification). Zero for both: changes are visible at once. ClearFaults resets it.
 func (s *Server) SetDriveDeltaLag(d time.Duration, calls int) {
 	s.mu.Lock()
@@ -574,7 +581,7 @@ func (s *Server) newChangeLocked(dr *driveRec, itemID string, parent bool) drive
 
 // driveTapsLocked builds n taps (each 1 + DuplicateNotifications copies) for every live subscription
 // to the drive's root: changeType updated, resource as subscribed, no resourceData unless
-// Options.DriveTapItemID (docs/graph-facts.md "Drives").
+// Options.DriveTapItemID (docs/graph-facts.md §10.1).
 func (s *Server) driveTapsLocked(dr *driveRec, n int) []pendingNotification {
 	var out []pendingNotification
 	subs := s.subscribersLocked("drives", "updated", func(ref resourceRef) bool { return ref.ID(0) == dr.id })

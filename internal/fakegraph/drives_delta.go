@@ -72,7 +72,7 @@ func (s *Server) driveNotFound(w http.ResponseWriter, r *http.Request) {
 	s.graphError(w, r, http.StatusNotFound, "itemNotFound", "The resource could not be found.")
 }
 
-// handleDriveDelta is GET /drives/{drive-id}/root/delta (docs/graph-facts.md "Drives"):
+// handleDriveDelta is GET /drives/{drive-id}/root/delta (docs/graph-facts.md §10.1):
 //   - no token: the whole drive (live items, by creation: parents before children unless moved since),
 //     in pages linked by @odata.nextLink, the last with @odata.deltaLink; both carry token=.
 //   - token=latest: no items, a deltaLink from now.

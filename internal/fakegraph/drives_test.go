@@ -636,3 +636,11 @@ func TestDriveControlAPI(t *testing.T) {
 	post("/drives-lag", map[string]any{"seconds": 0, "calls": 2}, 204)
 	post("/drives-lag", map[string]any{"calls": -1}, 400)
 }
+
+func TestDrivesFromOptions(t *testing.T) {
+	const id = "b!fixed-drive_ID"
+	s := newTestServer(t, func(o *Options) { o.Drives = []Drive{{ID: id}} })
+	if got := s.Drives(); len(got) != 1 || got[0] != id || s.DriveRootID(id) == "" {
+		t.Fatalf("drives %v", got)
+	}
+}

@@ -31,6 +31,8 @@ type family struct {
 	// newState builds the family's state when the Server is created (it may apply defaults to s.opts);
 	// familyState returns it. It is guarded by s.mu.
 	newState func(s *Server) any
+	// ready runs once every family's state exists, before New returns (e.g. to add what Options names). May be nil.
+	ready func(s *Server)
 	// clearFaults undoes the family's own faults on ClearFaults (s.mu held). May be nil.
 	clearFaults func(s *Server)
 }
@@ -62,6 +64,11 @@ func (s *Server) initFamilies() {
 	for _, f := range families {
 		if f.newState != nil {
 			s.famState[f.name] = f.newState(s)
+		}
+	}
+	for _, f := range families {
+		if f.ready != nil {
+			f.ready(s)
 		}
 	}
 }
@@ -150,17 +157,20 @@ type subscriptionRule struct {
 	pattern string // e.g. "drives/{drive-id}/root", for error messages
 	// match parses a resource already stripped of Graph's base URL and leading '/', split into path
 	// segments (original case) and its query ("" when none). ok=false: not this rule's resource.
-	match                    func(segs []string, query string) (resourceRef, bool)
-	changeTypes              []string // accepted change types
-	badChangeType            string   // the 400 message for another change type; %s is the change type (default "Invalid 'changeType' attribute: '%s'")
-	maxLifetimeMinutes       int      // beyond it: 400 when Options.RejectExpiryBeyondMax
-	lifecycleRequiredOver    int      // minutes; a longer lifetime requires a lifecycleNotificationUrl (0: never required)
-	rich                     richRule
-	richRefusal              string // the 400 message when rich is richNever and includeResourceData is true
-	roles                    func(ref resourceRef) []string
-	quotas                   []subscriptionQuota
-	check                    func(s *Server, req *subRequest, ref resourceRef) string // optional family check (s.mu not held): "" or a 400 message
-	lifecycleRequiredMessage string                                                   // the 400 message when a lifecycleNotificationUrl is missing; %d is lifecycleRequiredOver
+	match                 func(segs []string, query string) (resourceRef, bool)
+	changeTypes           []string // accepted change types
+	badChangeType         string   // the 400 message for another change type; %s is the change type (default "Invalid 'changeType' attribute: '%s'")
+	maxLifetimeMinutes    int      // beyond it: 400 when Options.RejectExpiryBeyondMax
+	lifecycleRequiredOver int      // minutes; a longer lifetime requires a lifecycleNotificationUrl (0: never required)
+	rich                  richRule
+	richRefusal           string // the 400 message when rich is richNever and includeResourceData is true
+	roles                 func(ref resourceRef) []string
+	quotas                []subscriptionQuota
+	check                 func(s *Server, req *subRequest, ref resourceRef) string // optional family check (s.mu not held): "" or a 400 message
+	// forbid is an optional family refusal decided with the quotas (s.mu held): a 403's Graph error code and
+	// message, or "" (e.g. a mailbox an Exchange application access policy excludes).
+	forbid                   func(s *Server, ref resourceRef) (code, msg string)
+	lifecycleRequiredMessage string // the 400 message when a lifecycleNotificationUrl is missing; %d is lifecycleRequiredOver
 }
 
 // splitResource strips Graph's base URL and the leading slash and splits the path from its query.

@@ -98,10 +98,11 @@ type Options struct {
 	NotifyMembersDelta bool
 
 	// Drives (drives.go).
-	DrivePageSize         int    // delta items per page without $top (default DefaultDrivePageSize, UNCONFIRMED)
-	DriveMaxTop           int    // the largest $top delta honours; larger ones are lowered to it (default DefaultDriveMaxTop, UNCONFIRMED)
-	DriveMaxSubscriptions int    // subscriptions per drive, 403 beyond (default DefaultDriveMaxSubscriptions, UNCONFIRMED; negative: unlimited)
-	DriveResyncCode       string // inner error code of delta's 410 resyncRequired (default DefaultDriveResyncCode)
+	Drives                []Drive // drives New adds (empty, as AddDrive), so subscriptions to them can be made at once
+	DrivePageSize         int     // delta items per page without $top (default DefaultDrivePageSize, UNCONFIRMED)
+	DriveMaxTop           int     // the largest $top delta honours; larger ones are lowered to it (default DefaultDriveMaxTop, UNCONFIRMED)
+	DriveMaxSubscriptions int     // subscriptions per drive, 403 beyond (default DefaultDriveMaxSubscriptions, UNCONFIRMED; negative: unlimited)
+	DriveResyncCode       string  // inner error code of delta's 410 resyncRequired (default DefaultDriveResyncCode)
 	// DriveDeltaLag and DriveDeltaLagCalls: the initial SetDriveDeltaLag (a change reaches delta that long
 	// on Clock after its tap, and after that many delta calls on its drive). Default 0: at once.
 	DriveDeltaLag      time.Duration

@@ -330,6 +330,13 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		s.graphError(w, r, http.StatusForbidden, "ExtensionError", msg)
 		return
 	}
+	if rule.forbid != nil {
+		if code, msg := rule.forbid(s, ref); msg != "" {
+			s.mu.Unlock()
+			s.graphError(w, r, http.StatusForbidden, code, msg)
+			return
+		}
+	}
 	key := strings.TrimPrefix(resource, "/") + "|" + *req.ChangeType
 	s.reserved[key] = id
 	s.mu.Unlock()

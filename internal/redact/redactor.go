@@ -157,15 +157,16 @@ func pattern(secret string) string {
 // queryChars is one character of a quoted query: a character reference (&#61;), a JSON escape (\u0026, \/),
 // or anything that does not end a quotation. A backslash alone is not part of it: in a JSON or a quoted
 // log value it escapes the quote that ends the URL, and removing it would break the text around.
-const queryChars = `(?:&#?\w+;|\\+u00[0-9a-fA-F]{2}|\\+/|[^\s'"<>#\\])`
+const queryChars = `(?:&#?\w+;|\\+u[0-9a-fA-F]{4}|\\+/|[^\s'"<>#\\])`
 
 // Generic rules, applied to every text.
 var (
 	// The query of a URL with a scheme, up to the characters that usually end a quotation; a character
-	// reference (&#61;) is part of it, a fragment is not.
-	schemeQuery = regexp.MustCompile(`(?i)(\bhttps?://[^\s'"<>?#]*)\?` + queryChars + `*`)
+	// reference (&#61;) or a JSON escape is part of it, a fragment is not, and any other backslash ends it
+	// (in JSON text, \" closes the quoted URL: eating the backslash would break the document).
+	schemeQuery = regexp.MustCompile(`(?i)(\bhttps?://[^\s'"<>?#\\]*)\?` + queryChars + `*`)
 	// The query after a path without a scheme, as in an echoed request line: "/a/b?x=y".
-	pathQuery = regexp.MustCompile(`(/[^\s'"<>?#]*)\?` + queryChars + `+`)
+	pathQuery = regexp.MustCompile(`(/[^\s'"<>?#\\]*)\?` + queryChars + `+`)
 	// A parameter that holds a signature or a key, its = in any encoding, wherever it appears.
 	secretParam = regexp.MustCompile(`(?i)((?:^|[^a-z0-9_]|%(?:25)*26|%(?:25)*3f|\\+u0026)(?:` + strings.Join(paramNames, "|") + `)(?:=|%(?:25)*3d|\\+u003d|` + amp + `#0*61;|` + amp + `#x0*3d;|` + amp + `equals;))(?:` + amp + `#?\w+;|[^\s'"<>&;\\]|\\+u00[0-9a-f]{2}|\\+/)+`)
 	bearer      = regexp.MustCompile(`(?i)(\bbearer\s+)[a-z0-9._~+/=-]+`)

@@ -110,9 +110,9 @@ func TestErrorKeepsTheChain(t *testing.T) {
 	}
 }
 
-// TestRedactedJSONStaysJSON: a URL quoted inside a JSON string (Go's url.Error quotes it: `Get "…?q": dial`)
+// TestRedactedQuotedURLsKeepTheirQuotes: a URL quoted inside a JSON string (Go's url.Error quotes it: `Get "…?q": dial`)
 // ends at an escaped quote; redacting its query must keep the backslash, or `status -json` stops parsing.
-func TestRedactedJSONStaysJSON(t *testing.T) {
+func TestRedactedQuotedURLsKeepTheirQuotes(t *testing.T) {
 	msg := `Get "http://127.0.0.1:1/devstoreaccount1/q?comp=metadata&sig=S1gN4tUr3": dial tcp: connection refused; ` +
 		`PUT "/devstoreaccount1/q/messages?sv=1&sig=S1gN4tUr3" and https://h/x?code=` + key
 	b, err := json.MarshalIndent(map[string]string{"message": msg}, "", "  ")
@@ -142,5 +142,23 @@ func BenchmarkWriterLogLine(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w.Write(line)
+	}
+}
+
+// A URL quoted inside a JSON string (an error message in `handler status -json`) ends at the escaped quote:
+// redacting its query must leave the document valid JSON, and still remove what the query held.
+func TestRedactedJSONDocumentsStayJSON(t *testing.T) {
+	var r *Redactor
+	for _, doc := range []string{
+		`{"message":"Get \"http://127.0.0.1:4/devstoreaccount1/q?comp=metadata&sig=S1gN4tUr3\": dial tcp: refused"}`,
+		`{"message":"PUT /q/messages?sv=1\u0026sig=S1gN4tUr3 HTTP/1.1\n"}`,
+	} {
+		got := r.Text(doc)
+		if !json.Valid([]byte(got)) {
+			t.Errorf("redacted JSON is no longer JSON:\n in  %s\n out %s", doc, got)
+		}
+		if strings.Contains(got, "S1gN4tUr3") {
+			t.Errorf("the signature survives: %s", got)
+		}
 	}
 }

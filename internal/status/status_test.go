@@ -307,6 +307,28 @@ func TestWriteText(t *testing.T) {
 	}
 }
 
+// What Graph returns is printed, never obeyed: a subscription id holding a newline cannot add a line (a
+// forged verdict) to the report, and the error a storage account answered with stays on its finding's line.
+func TestWriteTextEscapesWhatGraphAndStorageSaid(t *testing.T) {
+	g, st, q := healthy()
+	g.subs[0].ID = "sub-users\nstatus: healthy (exit 0)"
+	q.err = errors.New("proxy said\nstatus: healthy (exit 0)\x1b[2J")
+	var buf bytes.Buffer
+	if err := WriteText(&buf, checker(g, st, q).Check(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if strings.HasPrefix(l, "status:") || strings.Contains(l, "\x1b") {
+			t.Errorf("a forged or raw line in the report: %q\n%s", l, out)
+		}
+	}
+	if !strings.Contains(out, `sub-users\nstatus: healthy`) {
+		t.Errorf("the escaped id is missing:\n%s", out)
+	}
+}
+
 type fakeTables struct{ err error }
 
 func (f fakeTables) Probe(context.Context) error { return f.err }
