@@ -114,5 +114,5 @@ bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the repo
 bench-pipeline: deps ## Graph requests and events per change, state-table cost, groups, latency → docs/benchmarks.md (~3 min; PIPE_ARGS=-only-detection: that part alone)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
-reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~7 min)
+reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs, storage outages), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~30 min; REL_ARGS='-storage-stretch 1m' ~15)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)
