@@ -158,6 +158,8 @@ type Runner struct {
 	// stops, so a retry can still be enqueued.
 	StallAfter, MaxAge              time.Duration
 	BackoffBase, BackoffMax, Margin time.Duration
+	// SecondLook is how long after a drive pass that found nothing the next one looks again.
+	SecondLook time.Duration
 
 	newID func(time.Time) string
 }
@@ -168,7 +170,8 @@ func New(d Deps) *Runner {
 		d.Now = time.Now
 	}
 	return &Runner{cfg: d.Config, graph: d.Graph, store: d.Store, queue: d.Queue, writer: d.Events, gate: d.Gate, now: d.Now,
-		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin, newID: newPassID}
+		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin,
+		SecondLook: SecondLook, newID: newPassID}
 }
 
 // Continuation is the `continuation` of a resync message: which collection and pass, and which page of it.
