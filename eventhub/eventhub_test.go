@@ -15,7 +15,6 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
@@ -344,13 +343,14 @@ func TestOversizeInvocationIsAnsweredNotFailed(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&got) != nil {
 		t.Fatalf("status %d: want 200, so the partition moves on", resp.StatusCode)
 	}
-	// Instead of the batch, one lifecycle message that has the worker resync every collection.
+	// Instead of the batch, one message that has the worker resync every collection: a request of its own
+	// kind, dated by the function's clock, not a made-up lifecycle notification.
 	out := got.Outputs[QueueOutput]
 	if len(out) != 1 {
 		t.Fatalf("outputs %v: want one message", got.Outputs)
 	}
 	m, err := message.Decode(out[0])
-	if err != nil || m.Kind != message.KindLifecycle || len(m.Notifications) != 1 || m.Notifications[0].LifecycleEvent != string(graph.Missed) {
-		t.Errorf("queued %s (%v): want a lifecycle message with one missed notification", out[0], err)
+	if err != nil || m.Kind != message.KindResyncRequest || len(m.Notifications) != 0 || m.Reason == "" || !m.FirstSeen.Equal(fixedNow.UTC().Truncate(time.Second)) {
+		t.Errorf("queued %s (%v): want a resyncRequest message dated %s", out[0], err, fixedNow)
 	}
 }

@@ -258,16 +258,14 @@ func (f *Function) poisonNotes(ctx context.Context, m *message.Message, idx []in
 // finish records the event for o.
 func (f *Function) finish(o *object, m *message.Message, ct graph.ChangeType, softDeleted bool, props graph.Object, now time.Time) {
 	origin := make([]string, len(o.notes))
-	var members *message.Members
 	for i, j := range o.notes {
-		n := &m.Notifications[j]
-		origin[i] = directory.NotificationIdentity(n)
-		if rd := n.ResourceData; directory.IsGroup(o.kind) && ct == graph.Updated && rd != nil && len(rd.MembersDelta) > 0 {
-			members = directory.MergeMembers(members, directory.MembersDelta(rd.MembersDelta))
-		}
+		origin[i] = directory.NotificationIdentity(&m.Notifications[j])
 	}
+	// No members: a members@delta in a group notification is a hint anyone with the clientState can write,
+	// and membership is what downstream systems grant access by. It comes only from Graph, in the groups
+	// delta pass every group notification requests.
 	e := directory.NewEvent(f.d.Config.TenantID, f.d.Config.Select(o.kind.Collection), directory.Change{
-		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props, Members: members,
+		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props,
 		Source: message.SourceNotification, SubscriptionID: m.Notifications[o.notes[0]].SubscriptionID, Origin: origin,
 	}, now)
 	o.event, o.readAt = &e, now

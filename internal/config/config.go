@@ -123,6 +123,9 @@ type Config struct {
 	EventsUnchanged string // suppress or emit
 
 	Storage StorageSettings
+	Teams   TeamsSettings // teams.go
+
+	Mailboxes MailboxSettings // GRAPH_MAILBOXES and the settings that go with it (mailboxes.go)
 
 	problems map[string]string // setting → what is wrong with it
 }
@@ -213,6 +216,8 @@ func Load(getenv func(string) string) *Config {
 		StateTable:               l.storageName(StateTable, DefaultStateTable, tableRE, "a table name: 3 to 63 letters and digits, not starting with a digit"),
 		EventsUnchanged:          l.oneOf(EventsUnchanged, DefaultEventsUnchanged, "suppress", "emit"),
 		Storage:                  l.storage(),
+		Teams:                    l.teams(),
+		Mailboxes:                l.mailboxes(),
 	}
 	c.UserSelect, c.GroupSelect = c.Selects[Users], c.Selects[Groups]
 	if c.LifecycleNotificationURL == "" {
@@ -299,7 +304,7 @@ func (c *Config) missing(setting string) bool {
 	case Storage:
 		return !c.Storage.IsSet()
 	}
-	return false
+	return c.teamsMissing(setting)
 }
 
 // loader parses settings and records problems.

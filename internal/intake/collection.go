@@ -167,8 +167,13 @@ func (c *collection) notification(raw []byte) error {
 		c.res.ForeignTenant++
 		c.noteDropped(n.SubscriptionID)
 		return nil
+	case n.IsLifecycle() && !graph.IsGUID(n.SubscriptionID):
+		// Lifecycle notifications name a subscription, not an object; Graph's subscription ids are GUIDs,
+		// and anything else is no subscription of this app's that the worker could act on.
+		c.res.MalformedID++
+		c.noteDropped(n.SubscriptionID)
+		return nil
 	case n.IsLifecycle():
-		// Lifecycle notifications name a subscription, not an object: there is no id to check.
 		n.Raw = withoutClientState(raw, c.ms)
 		c.lifecycle = append(c.lifecycle, n)
 		return nil

@@ -172,22 +172,28 @@ func TestNonGUIDIdsAreDropped(t *testing.T) {
 	// No resourceData.id: the tail of resource is the id.
 	items = append(items, `{"subscriptionId":"s","changeType":"updated","clientState":"`+testState+`","resource":"Users/$count","tenantId":"`+testTenant+`"}`)
 	items = append(items, `{"subscriptionId":"s","changeType":"updated","clientState":"`+testState+`","resource":"Users/`+guid(3)+`","tenantId":"`+testTenant+`"}`)
-	// Lifecycle notifications name no object: kept.
-	items = append(items, `{"subscriptionId":"s","lifecycleEvent":"reauthorizationRequired","clientState":"`+testState+`","resource":"Subscriptions/s","tenantId":"`+testTenant+`"}`)
+	// Lifecycle notifications name no object, but a subscription: its id must be a GUID too.
+	sub := "d850b120-7d8e-4a3b-9c2d-1e0f2a3b4c5d"
+	for _, id := range []string{sub, "s", "eventhub-batch-too-large", "x\\nERROR status: forged", ""} {
+		items = append(items, `{"subscriptionId":"`+id+`","lifecycleEvent":"reauthorizationRequired","clientState":"`+testState+`","resource":"Subscriptions/`+id+`","tenantId":"`+testTenant+`"}`)
+	}
 	r, err := newVerifier(t).Collection(context.Background(), []byte(`{"value":[`+strings.Join(items, ",")+`]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.MalformedID != len(bad)+2 || r.Changes != 1 || r.Lifecycle != 1 {
-		t.Errorf("malformed %d, changes %d, lifecycle %d; want %d, 1, 1", r.MalformedID, r.Changes, r.Lifecycle, len(bad)+2)
+	if r.MalformedID != len(bad)+2+4 || r.Changes != 1 || r.Lifecycle != 1 {
+		t.Errorf("malformed %d, changes %d, lifecycle %d; want %d, 1, 1", r.MalformedID, r.Changes, r.Lifecycle, len(bad)+2+4)
 	}
-	if !strings.Contains(r.Summary(), fmt.Sprintf("id %d", len(bad)+2)) {
+	if !strings.Contains(r.Summary(), fmt.Sprintf("id %d", len(bad)+2+4)) {
 		t.Errorf("summary %q does not count the malformed ids", r.Summary())
 	}
 	for _, m := range queued(t, r.Output) {
 		for _, n := range m.Notifications {
 			if !n.IsLifecycle() && n.ResourceID() != guid(3) {
 				t.Errorf("queued id %q", n.ResourceID())
+			}
+			if n.IsLifecycle() && n.SubscriptionID != sub {
+				t.Errorf("queued lifecycle subscription id %q", n.SubscriptionID)
 			}
 		}
 	}

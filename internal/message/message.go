@@ -34,6 +34,9 @@ const (
 	KindNotifications Kind = "notifications" // resource changes to enrich
 	KindLifecycle     Kind = "lifecycle"     // subscription lifecycle events
 	KindResync        Kind = "resync"        // one page of a delta-query resync
+	// KindResyncRequest asks for a resync pass of every collection (one the product itself found it needs,
+	// such as a batch of events too large to read); Reason says why.
+	KindResyncRequest Kind = "resyncRequest"
 )
 
 // Message is one queue message. It is kept small: at most MaxNotifications notifications and, as the host
@@ -44,6 +47,7 @@ type Message struct {
 	Notifications    []graph.ChangeNotification `json:"notifications,omitempty"`
 	ValidationTokens []string                   `json:"validationTokens,omitempty"`
 	Continuation     string                     `json:"continuation,omitempty"`
+	Reason           string                     `json:"reason,omitempty"` // resyncRequest: why, for the log
 	Attempt          int                        `json:"attempt"`
 	NotBefore        *time.Time                 `json:"notBefore,omitempty"`
 	FirstSeen        time.Time                  `json:"firstSeen"`
@@ -71,9 +75,9 @@ func (m *Message) Validate() error {
 		if len(m.Notifications) == 0 {
 			return fmt.Errorf("%s message has no notifications", m.Kind)
 		}
-	case KindResync:
+	case KindResync, KindResyncRequest:
 		if len(m.Notifications) > 0 {
-			return errors.New("resync message carries notifications")
+			return fmt.Errorf("%s message carries notifications", m.Kind)
 		}
 	case "":
 		return errors.New("message has no kind")

@@ -91,11 +91,11 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	if err != nil {
 		return StepResult{}, err
 	}
+	out := StepResult{PassID: c.Pass, Collection: scope}
 	cp, etag, err := st.Load(ctx, scope)
 	if err != nil {
-		return StepResult{}, err
+		return r.checkpointUnavailable(ctx, log, q, m, c, out, err)
 	}
-	out := StepResult{PassID: c.Pass, Collection: scope}
 	p := cp.Pass
 	switch {
 	case p == nil || p.ID != c.Pass:
@@ -189,7 +189,8 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	})
 	if err != nil {
 		if !errors.Is(err, checkpoint.ErrConflict) {
-			return out, err
+			// The events are written; the retry writes them again with the same ids.
+			return r.checkpointUnavailable(ctx, log, q, m, c, out, err)
 		}
 		out.Conflict = true
 		log.Info("resync: another worker advanced the checkpoint first; this step stops", "events", written.Written)
@@ -355,6 +356,24 @@ func (r *Runner) retryOrFail(ctx context.Context, log *slog.Logger, st Store, q 
 	}
 	out.RetryAfter = delay
 	log.Warn("resync step re-enqueued: "+out.Why, "retry_after", delay.String(), "attempt", m.Attempt+1, "err", cause)
+	return out, nil
+}
+
+// checkpointUnavailable handles a step whose checkpoint could not be read or saved (blob storage failing):
+// the same step is re-enqueued after the backoff step for its attempt, so a blob fault delays the pass
+// instead of sending its message towards the poison queue through the host's retries. Only when that
+// enqueue fails too (the queue is down as well) does the invocation fail, for the host to retry. A
+// checkpoint that is unreadable as stored cannot get better by waiting: that error is returned as it is.
+func (r *Runner) checkpointUnavailable(ctx context.Context, log *slog.Logger, q Queue, m *message.Message, c Continuation, out StepResult, cause error) (StepResult, error) {
+	if ctx.Err() != nil || errors.Is(cause, checkpoint.ErrCorrupt) {
+		return out, cause
+	}
+	delay := r.backoff(m.Attempt)
+	if err := r.enqueueContinuation(ctx, q, c, m.Attempt+1, delay); err != nil {
+		return out, fmt.Errorf("%w (after the checkpoint store failed: %v)", err, cause)
+	}
+	out.RetryAfter, out.Why = delay, "checkpoint storage failed"
+	log.Warn("resync step re-enqueued: the checkpoint store failed", "retry_after", delay.String(), "attempt", m.Attempt+1, "err", cause)
 	return out, nil
 }
 

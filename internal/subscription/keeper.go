@@ -103,13 +103,9 @@ func (o Outcome) Summary(now time.Time) string {
 // recreated), so that a resync can recover them.
 type Gap func(ctx context.Context, collection, reason string) error
 
-// LifecycleInterval is how often one subscription's lifecycle notifications may cause a renewal or a
-// recreation: Graph asks apps not to reauthorize or PATCH a subscription more often than every 10
-// minutes, and a forged lifecycle message needs only the clientState.
-const LifecycleInterval = 10 * time.Minute
-
 // Keeper runs the create-or-renew logic. It is shared by the timer, the queue worker's lifecycle handling
-// and the commands; runs within one process are serialized.
+// and the commands; runs within one process are serialized. Lifecycle notifications are judged and
+// rationed outside that serialization (see Lifecycle).
 type Keeper struct {
 	cfg   *config.Config
 	graph func() (Graph, error)
@@ -118,8 +114,8 @@ type Keeper struct {
 
 	settleDelay time.Duration // first wait for a competing create to be listed; doubles, five tries
 	mu          sync.Mutex
-	pendingGap  map[string]string    // collection → a gap whose resync request failed: asked again first
-	lastAction  map[string]time.Time // subscription id → last lifecycle action
+	pendingGap  map[string]string // collection → a gap whose resync request failed: asked again first
+	limits      lifecycleLimits
 }
 
 // New returns a keeper using the app settings and a lazily built Graph client. gap may be nil.
@@ -128,47 +124,213 @@ func New(cfg *config.Config, g func() (Graph, error), gap Gap, now func() time.T
 		now = time.Now
 	}
 	return &Keeper{cfg: cfg, graph: g, gap: gap, now: now, settleDelay: time.Second,
-		pendingGap: map[string]string{}, lastAction: map[string]time.Time{}}
+		pendingGap: map[string]string{}, limits: lifecycleLimits{last: map[string]time.Time{}}}
 }
 
-// Lifecycle acts on a lifecycle event for one subscription: reauthorizationRequired renews it (which also
-// reauthorizes it), subscriptionRemoved makes sure it exists again. The resource is found by listing; a
-// subscription no longer listed (Graph dropped it) converges every resource. At most one action per
-// subscription runs per LifecycleInterval; later ones are dropped and reported with acted false.
-func (k *Keeper) Lifecycle(ctx context.Context, subscriptionID string, ev graph.LifecycleEvent) (acted bool, err error) {
-	k.mu.Lock()
-	key := strings.ToLower(subscriptionID)
-	if last, ok := k.lastAction[key]; ok && k.now().Sub(last) < LifecycleInterval {
-		k.mu.Unlock()
-		return false, nil
+// The bounds on lifecycle notifications. They act only on this app's own subscriptions (an id Graph lists
+// for the app), and still a forged lifecycle message needs only the clientState, so every action is rationed:
+//   - LifecycleInterval: at most one renewal or recreation per subscription (and one catch-up for a missed
+//     event) per interval. Graph asks apps not to reauthorize or PATCH a subscription more often than every
+//     10 minutes.
+//   - MaxLifecycleActions: at most this many actions per LifecycleInterval for the whole process, whatever
+//     the ids, so that the Graph budget a flood of notifications can spend is fixed.
+//   - ListReuse: the subscription list that judges the ids is reused this long (this keeper's own creates
+//     and deletes refresh it), so a flood of messages costs at most one list call per ListReuse.
+const (
+	LifecycleInterval   = 10 * time.Minute
+	MaxLifecycleActions = 10
+	ListReuse           = time.Minute
+)
+
+// LifecycleRequest is one subscription's lifecycle event, as a notification reported it.
+type LifecycleRequest struct {
+	SubscriptionID string // a GUID (the intake drops any other)
+	Event          graph.LifecycleEvent
+}
+
+// Verdict says what became of a LifecycleRequest.
+type Verdict string
+
+const (
+	// Acted: the subscription lists as this app's, for Resource. reauthorizationRequired and
+	// subscriptionRemoved renewed (or recreated) it; missed needs no Graph call, and the caller catches up
+	// Resource. For a subscriptionRemoved whose id no longer lists, Acted means Graph's list showed Resource
+	// without a subscription of this app, and one was created.
+	Acted Verdict = "acted"
+	// Limited: an action for the same subscription ran within LifecycleInterval, or the process reached
+	// MaxLifecycleActions; nothing was done.
+	Limited Verdict = "limited"
+	// NotListed: Graph does not list the id as this app's subscription for a configured resource; nothing
+	// was done.
+	NotListed Verdict = "not listed"
+	// Failed: the action was tried and failed (Err says how).
+	Failed Verdict = "failed"
+)
+
+// LifecycleResult is the outcome of one LifecycleRequest.
+type LifecycleResult struct {
+	LifecycleRequest
+	Verdict  Verdict
+	Resource config.ResourceSpec // Acted, Limited, Failed: the configured resource the subscription is for
+	Outcome  Outcome             // Acted for a renewal or recreation: what the run did
+	Err      error               // Failed
+}
+
+// lifecycleLimits is the rationing state: only ids that list as this app's (or the keys of configured
+// resources) enter it, and entries older than LifecycleInterval are pruned on every use, so it never holds
+// more than a few entries per configured resource.
+type lifecycleLimits struct {
+	mu       sync.Mutex // never held across a Graph call
+	last     map[string]time.Time
+	recent   []time.Time // the process's actions within LifecycleInterval, at most MaxLifecycleActions
+	listed   []graph.Subscription
+	listedAt time.Time
+}
+
+// take reserves an action for key at now, or reports that a limit forbids it.
+func (l *lifecycleLimits) take(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, t := range l.last {
+		if now.Sub(t) >= LifecycleInterval {
+			delete(l.last, k)
+		}
 	}
-	k.mu.Unlock()
-	var target []config.ResourceSpec
-	if g, err := k.graph(); err == nil {
-		if all, err := g.ListSubscriptions(ctx); err == nil {
-			for _, s := range all {
-				if strings.EqualFold(s.ID, subscriptionID) {
-					for _, p := range k.cfg.Plans() {
-						if sameResource(s.Resource, p.Resource) {
-							target = append(target, p.Entry)
-						}
-					}
-				}
+	l.recent = slices.DeleteFunc(l.recent, func(t time.Time) bool { return now.Sub(t) >= LifecycleInterval })
+	if _, ok := l.last[key]; ok || len(l.recent) >= MaxLifecycleActions {
+		return false
+	}
+	l.last[key] = now
+	l.recent = append(l.recent, now)
+	return true
+}
+
+// release gives back a reservation whose action failed, so that a retry is not refused for it.
+func (l *lifecycleLimits) release(key string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && t.Equal(at) {
+		delete(l.last, key)
+	}
+	if i := slices.IndexFunc(l.recent, func(t time.Time) bool { return t.Equal(at) }); i >= 0 {
+		l.recent = slices.Delete(l.recent, i, i+1)
+	}
+}
+
+// Lifecycle acts on lifecycle events, each for the one subscription it names, and only when Graph lists
+// that id as this app's subscription for a configured resource: reauthorizationRequired and
+// subscriptionRemoved renew it with one PATCH (which reauthorizes it; a 404 recreates it), missed calls
+// nothing and returns the resource for the caller to catch up. An id that does not list is NotListed and
+// nothing is done for it, with one exception that needs no trust in the id: a subscriptionRemoved when the
+// list shows a configured resource without any subscription of this app (Graph removed it, so it cannot
+// list) creates that resource's subscription. Every action is rationed (LifecycleInterval per subscription,
+// MaxLifecycleActions for the process); a rationed one is Limited.
+//
+// One list call serves every request (and later calls within ListReuse). The keeper's lock, which the
+// timer's runs take, is held only by the actions themselves, so the number of times a flood can take it is
+// the rationed number of actions. The error is the listing's: then nothing was done.
+func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]LifecycleResult, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	all, err := k.listForLifecycle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LifecycleResult, len(reqs))
+	for i, r := range reqs {
+		res := LifecycleResult{LifecycleRequest: r, Verdict: NotListed}
+		key := ""
+		if spec, ok := k.listedResource(all, r.SubscriptionID); ok {
+			res.Resource = spec
+			key = "subscription " + strings.ToLower(r.SubscriptionID)
+		} else if r.Event == graph.SubscriptionRemoved {
+			if spec, ok := k.uncovered(all); ok {
+				res.Resource = spec
+				key = "resource " + spec.Path()
+			}
+		}
+		if key == "" {
+			out[i] = res
+			continue
+		}
+		if r.Event == graph.Missed {
+			key += " missed"
+		}
+		now := k.now()
+		if !k.limits.take(key, now) {
+			res.Verdict = Limited
+			out[i] = res
+			continue
+		}
+		res.Verdict = Acted
+		if r.Event != graph.Missed {
+			o, err := k.EnsureResource(ctx, res.Resource, RenewNow)
+			res.Outcome = o
+			if err != nil {
+				k.limits.release(key, now)
+				res.Verdict, res.Err = Failed, err
+			}
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+// listForLifecycle returns this app's subscriptions, listed at most ListReuse ago.
+func (k *Keeper) listForLifecycle(ctx context.Context) ([]graph.Subscription, error) {
+	now := k.now()
+	k.limits.mu.Lock()
+	if !k.limits.listedAt.IsZero() && now.Sub(k.limits.listedAt) < ListReuse && now.Sub(k.limits.listedAt) >= 0 {
+		all := k.limits.listed
+		k.limits.mu.Unlock()
+		return all, nil
+	}
+	k.limits.mu.Unlock()
+	g, err := k.graph()
+	if err != nil {
+		return nil, fmt.Errorf("graph client: %w", err)
+	}
+	all, err := g.ListSubscriptions(ctx)
+	if err != nil {
+		return nil, explain("list subscriptions", "", err)
+	}
+	k.limits.mu.Lock()
+	k.limits.listed, k.limits.listedAt = all, now
+	k.limits.mu.Unlock()
+	return all, nil
+}
+
+// forgetListing makes the next lifecycle call list again: this keeper changed what Graph would list.
+func (k *Keeper) forgetListing() {
+	k.limits.mu.Lock()
+	k.limits.listed, k.limits.listedAt = nil, time.Time{}
+	k.limits.mu.Unlock()
+}
+
+// listedResource returns the configured resource that subscription id is this app's subscription for.
+func (k *Keeper) listedResource(all []graph.Subscription, id string) (config.ResourceSpec, bool) {
+	for _, s := range all {
+		if !strings.EqualFold(s.ID, id) {
+			continue
+		}
+		for _, p := range k.cfg.Plans() {
+			if Matches(s, p.Resource, p.ChangeTypes) {
+				return p.Entry, true
 			}
 		}
 	}
-	if len(target) == 0 {
-		target = k.cfg.Resources
-	}
-	for _, r := range target {
-		if _, err := k.EnsureResource(ctx, r, RenewNow); err != nil {
-			return false, err
+	return config.ResourceSpec{}, false
+}
+
+// uncovered returns the first configured resource for which the list holds no subscription of this app.
+func (k *Keeper) uncovered(all []graph.Subscription) (config.ResourceSpec, bool) {
+	for _, p := range k.cfg.Plans() {
+		if len(Mine(all, p)) == 0 {
+			return p.Entry, true
 		}
 	}
-	k.mu.Lock()
-	k.lastAction[key] = k.now()
-	k.mu.Unlock()
-	return true, nil
+	return config.ResourceSpec{}, false
 }
 
 // settings are what every run needs.
@@ -195,6 +357,7 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) ([]Outcome, error) {
 func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mode Mode) (Outcome, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.forgetListing() // a run may create or delete: lifecycle notifications are judged by a new list
 	if err := k.cfg.Check(settings...); err != nil {
 		return Outcome{}, err
 	}
@@ -539,6 +702,7 @@ func anyPermission() string {
 func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.forgetListing()
 	if err := k.cfg.Check(config.TenantID, config.ClientID, config.Resource, config.ChangeType); err != nil {
 		return nil, err
 	}

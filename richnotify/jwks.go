@@ -1,4 +1,4 @@
-package jwtcheck
+package richnotify
 
 import (
 	"context"
