@@ -169,6 +169,8 @@ type Runner struct {
 	StallAfter, MaxAge              time.Duration
 	BackoffBase, BackoffMax, Margin time.Duration
 	StepBudget                      time.Duration
+	// SecondLook is how long after a drive pass that found nothing the next one looks again.
+	SecondLook time.Duration
 
 	newID func(time.Time) string
 }
@@ -179,7 +181,8 @@ func New(d Deps) *Runner {
 		panic("resync.New: Deps.Now is nil: the clock is given, never taken")
 	}
 	return &Runner{cfg: d.Config, graph: d.Graph, store: d.Store, queue: d.Queue, writer: d.Events, gate: d.Gate, now: d.Now,
-		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin, StepBudget: StepBudget, newID: newPassID}
+		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin,
+		StepBudget: StepBudget, SecondLook: SecondLook, newID: newPassID}
 }
 
 // Continuation is the `continuation` of a resync message: which collection and pass, and which page of it.
