@@ -30,6 +30,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -107,12 +108,28 @@ local.settings.json Values in the working folder; -h on a command describes it):
   unsubscribe              delete this app's Graph subscriptions for GRAPH_RESOURCE (clean uninstall)
   replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
   resync [collection…]     start a delta-query resync pass now (after an outage you know of) for every
-                           collection GRAPH_RESOURCE names, or for those given (users, groups); the queue
-                           worker runs it page by page. A pass already running is not started twice.
+                           collection GRAPH_RESOURCE names, or for those given (users, groups,
+                           drives/{drive-id}); the queue worker runs it page by page. A pass already running
+                           is not started twice.
 `
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
+//
+// Everything that leaves the process passes through one redactor built from the settings' secrets: every
+// line written to stdout and stderr (log lines, a command's output, the status report, its alert lines),
+// every invocation's Logs, and the error run returns. An error from storage or Graph may quote a response
+// body, and a proxy or a firewall may echo the request in it, function key or SAS signature included.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg := config.Load(getenv)
+	red := redact.New(cfg.Secrets()...)
+	out, errOut := redact.NewWriter(stdout, red), redact.NewWriter(stderr, red)
+	err := runRedacted(ctx, args, getenv, cfg, red, out, errOut)
+	out.Flush()
+	errOut.Flush()
+	return red.Error(err)
+}
+
+func runRedacted(ctx context.Context, args []string, getenv func(string) string, cfg *config.Config, red *redact.Redactor, stdout, stderr io.Writer) error {
 	logOut := stdout
 	if len(args) > 1 {
 		logOut = stderr // a command's stdout is its answer (`status -json` is parsed)
@@ -121,7 +138,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Anything that logs without an invocation's logger (the SDKs, a library) goes the same way: information
 	// to stdout, which the host would otherwise log as errors from stderr.
 	slog.SetDefault(log)
-	cfg := config.Load(getenv)
 	a := newApp(cfg, log)
 
 	if len(args) > 1 {
@@ -173,7 +189,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, p := range cfg.Problems() {
 		log.Warn("app setting unusable; functions that need it will fail", "setting", p.Setting, "problem", p.Text)
 	}
+	if why := cfg.WeakClientState(); why != "" {
+		log.Warn("GRAPH_CLIENT_STATE is weak: anyone who sees a subscription's notification URL can test guesses of it offline; it keeps working, but rotate it",
+			"setting", config.ClientState, "problem", why, "rotate", config.RotateClientStateSteps)
+	}
 	srv := customhandler.NewServer(log)
+	srv.RedactLogs(red.Text)
 	webhook.New(cfg, time.Now).Register(srv)
 	eventhub.New(cfg, time.Now).Register(srv)
 	queueworker.New(queueworker.Deps{
@@ -184,6 +205,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Subscriptions: a.keeper,
 		Resync:        a.resync,
 		Gate:          a.gate,
+		Now:           time.Now,
 	}).Register(srv)
 	renewtimer.New(a.keeper, a.resync, statusAlerts{a.status}, time.Now).Register(srv)
 	if testHookServer != nil {
@@ -233,7 +255,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		if err != nil {
 			return nil, err
 		}
-		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: logctx.From})
+		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: logctx.From, Now: time.Now})
 	})
 	a.queue = sync.OnceValues(func() (*storagequeue.Client, error) {
 		if err := cfg.Check(config.Storage); err != nil {
@@ -261,6 +283,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Queue:  func() (resync.Queue, error) { return a.queue() },
 		Events: a.events,
 		Gate:   a.gate,
+		Now:    time.Now,
 	})
 	// A new or recreated subscription means notifications may have been missed: resync its collection.
 	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
@@ -268,7 +291,12 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Resources:   resourcePaths(cfg),
 		Collections: cfg.Collections(),
 		Mine: func(s graph.Subscription, resource string) bool {
-			return subscription.Matches(s, resource, cfg.ChangeTypes)
+			for _, p := range cfg.Plans() {
+				if p.Resource == resource {
+					return subscription.Matches(s, p.Resource, p.ChangeTypes)
+				}
+			}
+			return false
 		},
 		WorkQueue:    message.WorkQueue,
 		PoisonQueue:  storagequeue.PoisonQueue(message.WorkQueue),
@@ -277,6 +305,10 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Graph:        func() (status.Graph, error) { return a.graph() },
 		Checkpoints:  func() (status.Checkpoints, error) { return store() },
 		Queues:       func() (status.Queues, error) { return a.queue() },
+		Tables:       func() (status.Tables, error) { return state() },
+
+		WeakClientState: cfg.WeakClientState(),
+		Now:             time.Now,
 	}
 	return a
 }
@@ -331,11 +363,11 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io
 	return err
 }
 
-// resourcePaths lists the GRAPH_RESOURCE entries as Graph names them.
+// resourcePaths lists the resources of the subscriptions GRAPH_RESOURCE implies, as Graph names them.
 func resourcePaths(cfg *config.Config) []string {
-	out := make([]string, len(cfg.Resources))
-	for i, r := range cfg.Resources {
-		out[i] = r.Path()
+	var out []string
+	for _, p := range cfg.Plans() {
+		out = append(out, p.Resource)
 	}
 	return out
 }

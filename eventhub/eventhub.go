@@ -56,33 +56,36 @@ type Verifier interface {
 // Function reads event batches.
 type Function struct {
 	verify Verifier
+	now    func() time.Time
 }
 
 // New builds the function from the app settings; verification is the webhook's (internal/intake).
 func New(cfg *config.Config, now func() time.Time) *Function {
-	return NewWithVerifier(intake.New(cfg, now))
+	return NewWithVerifier(intake.New(cfg, now), now)
 }
 
-// NewWithVerifier builds the function around a verifier.
-func NewWithVerifier(v Verifier) *Function { return &Function{verify: v} }
+// NewWithVerifier builds the function around a verifier; now dates the messages it writes itself.
+func NewWithVerifier(v Verifier, now func() time.Time) *Function {
+	return &Function{verify: v, now: now}
+}
 
 // Register adds the function to the handler's server.
 func (f *Function) Register(s *customhandler.Server) {
-	s.Handle(Name, f.Invoke, customhandler.WithMaxRequestBytes(maxInvocationBytes, tooLarge))
+	s.Handle(Name, f.Invoke, customhandler.WithMaxRequestBytes(maxInvocationBytes, f.tooLarge))
 }
 
 // tooLarge answers a batch over MaxInvocationBytes: success, so the partition moves on, and instead of the
-// batch's notifications (unread) a lifecycle message saying notifications were missed: the worker treats it
-// as Graph's own `missed` event and starts a resync of every collection, which recovers the batch's changes
-// within minutes rather than at the next daily pass. The message is this function's own, so it needs none
-// of the checks that Graph's notifications get.
-func tooLarge() *customhandler.Response {
+// batch's notifications (unread) a resyncRequest message: the worker starts a resync of every collection,
+// which recovers the batch's changes within minutes rather than at the next daily pass. It is a kind of
+// its own, not a made-up lifecycle notification, so that lifecycle notifications stay exactly what
+// Graph sent and passed the intake.
+func (f *Function) tooLarge(ctx context.Context) *customhandler.Response {
 	msg := fmt.Sprintf("eventhub: batch skipped: the invocation is larger than %d bytes; a resync of every collection is requested to recover its changes", maxInvocationBytes)
-	slog.Default().Error(msg)
+	logctx.From(ctx).Error(msg)
 	resp := &customhandler.Response{Logs: []string{msg}}
-	missed := message.Message{V: message.Version, Kind: message.KindLifecycle, FirstSeen: time.Now().UTC().Truncate(time.Second),
-		Notifications: []graph.ChangeNotification{{LifecycleEvent: string(graph.Missed), SubscriptionID: "eventhub-batch-too-large"}}}
-	if out, err := message.EncodeAll([]message.Message{missed}); err == nil {
+	req := message.Message{V: message.Version, Kind: message.KindResyncRequest, Reason: "eventhub batch too large",
+		FirstSeen: f.now().UTC().Truncate(time.Second)}
+	if out, err := message.EncodeAll([]message.Message{req}); err == nil {
 		resp.SetOutput(QueueOutput, out)
 	}
 	return resp
@@ -209,8 +212,8 @@ func isValidationEvent(body []byte) bool {
 }
 
 // repack merges the messages of a batch's events and splits them again under the queue's rules, so that
-// events holding one notification each fill messages of up to 20 (one Graph $batch for the worker) instead
-// of one message per event. Messages merge only with the same kind and validation tokens.
+// events holding one notification each fill messages as full as message.Split allows instead of one
+// message per event. Messages merge only with the same kind and validation tokens.
 func repack(msgs []message.Message) ([]message.Message, error) {
 	if len(msgs) <= 1 {
 		return msgs, nil

@@ -15,9 +15,9 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -26,7 +26,7 @@ const (
 	testSub    = "d850b120-7d8e-4a3b-9c2d-1e0f2a3b4c5d"
 )
 
-var fixedNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+var fixedNow = testclock.Date(2026, 11, 27, 10, 0, 0)
 
 func newFunction(env map[string]string) *Function {
 	if env == nil {
@@ -128,8 +128,8 @@ func TestGenuineEventsAreQueuedInFullMessages(t *testing.T) {
 		seqs = append(seqs, int64(100+i))
 	}
 	o := invoke(t, f, hostBatch(bodies...), hostMeta("3", seqs...))
-	if len(o.messages) != 2 || len(o.messages[0].Notifications) != message.MaxNotifications || len(o.messages[1].Notifications) != 5 {
-		t.Fatalf("messages: %d, want 2 (20 + 5): one event each must not mean one message each", len(o.messages))
+	if len(o.messages) != 1 || len(o.messages[0].Notifications) != 25 {
+		t.Fatalf("messages: %d, want 1 of 25: one event each must not mean one message each", len(o.messages))
 	}
 	ids := notificationIDs(o.messages)
 	for i, id := range ids {
@@ -344,13 +344,14 @@ func TestOversizeInvocationIsAnsweredNotFailed(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&got) != nil {
 		t.Fatalf("status %d: want 200, so the partition moves on", resp.StatusCode)
 	}
-	// Instead of the batch, one lifecycle message that has the worker resync every collection.
+	// Instead of the batch, one message that has the worker resync every collection: a request of its own
+	// kind, dated by the function's clock, not a made-up lifecycle notification.
 	out := got.Outputs[QueueOutput]
 	if len(out) != 1 {
 		t.Fatalf("outputs %v: want one message", got.Outputs)
 	}
 	m, err := message.Decode(out[0])
-	if err != nil || m.Kind != message.KindLifecycle || len(m.Notifications) != 1 || m.Notifications[0].LifecycleEvent != string(graph.Missed) {
-		t.Errorf("queued %s (%v): want a lifecycle message with one missed notification", out[0], err)
+	if err != nil || m.Kind != message.KindResyncRequest || len(m.Notifications) != 0 || m.Reason == "" || !m.FirstSeen.Equal(fixedNow.UTC().Truncate(time.Second)) {
+		t.Errorf("queued %s (%v): want a resyncRequest message dated %s", out[0], err, fixedNow)
 	}
 }

@@ -3,6 +3,7 @@ package queueworker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -21,6 +23,7 @@ import (
 
 // object is the work for one changed object of a message: every notification about it, and the outcome.
 type object struct {
+	target  family.Target // what the first notification is about, as its family read it
 	kind    directory.Kind
 	id      string // resource id as the first notification gave it
 	notes   []int  // indexes into the message's notifications
@@ -31,6 +34,7 @@ type object struct {
 	why        reason    // when left for later
 	retryAfter time.Duration
 	refused    error // Graph refused to read this object for good: its notifications go to poison alone
+	done       bool  // settled without an event of its own: a tap whose pass was requested, or dropped
 }
 
 // tally counts what an invocation did, for its Logs line.
@@ -83,10 +87,26 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		logs = append(logs, fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)))
 	}
 
-	if len(objs) > 0 {
-		if err := f.read(ctx, log, m, objs, &t); err != nil {
+	// How the worker learns what changed is the family's to say (family.Learn): read each object by id,
+	// or run a delta pass over the scope a tap names.
+	var byID, taps []*object
+	for _, o := range objs {
+		switch o.target.Family.Learn {
+		case family.ReadByID:
+			byID = append(byID, o)
+		case family.DeltaOnTap:
+			taps = append(taps, o)
+		default:
+			o.refused = fmt.Errorf("%s notifications carry their resource, and no reader of it is wired into the queue worker", o.target.Family.Name)
+		}
+	}
+	if len(byID) > 0 {
+		if err := f.read(ctx, log, m, byID, &t); err != nil {
 			return nil, err
 		}
+	}
+	if line := f.tap(ctx, log, taps); line != "" {
+		logs = append(logs, line)
 	}
 
 	// An object Graph refused to read (while it read the others) must not hold the rest hostage: its
@@ -112,10 +132,10 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 	for _, o := range objs {
 		if o.event != nil {
 			items = append(items, events.Item{Event: *o.event, ReadAt: o.readAt, Select: f.d.Config.Select(o.kind.Collection)})
-			groups = groups || o.kind == directory.Groups
+			groups = groups || directory.IsGroup(o.kind)
 			continue
 		}
-		if o.refused != nil {
+		if o.refused != nil || o.done {
 			continue
 		}
 		rest.notes = append(rest.notes, o.notes...)
@@ -197,21 +217,19 @@ func (f *Function) coalesce(m *message.Message, t *tally) (objs []*object, unusa
 			unusable = append(unusable, malformed{i, "unknown changeType"})
 			continue
 		}
-		kind, ok := directory.OfNotification(n)
-		if !ok {
+		t, ok, err := family.Route(n)
+		switch {
+		case err != nil:
+			unusable = append(unusable, malformed{i, err.Error()})
+			continue
+		case !ok:
 			unusable = append(unusable, malformed{i, "resource is neither users nor groups"})
 			continue
 		}
-		id := n.ResourceID()
-		if !graph.IsGUID(id) {
-			unusable = append(unusable, malformed{i, "resource id is not an object id (a GUID)"})
-			continue
-		}
-		key := kind.Collection + "/" + strings.ToLower(id)
-		o := byID[key]
+		o := byID[t.Key]
 		if o == nil {
-			o = &object{kind: kind, id: id}
-			byID[key] = o
+			o = &object{target: t, kind: t.Kind, id: t.ID}
+			byID[t.Key] = o
 			objs = append(objs, o)
 		}
 		o.notes = append(o.notes, i)
@@ -240,16 +258,14 @@ func (f *Function) poisonNotes(ctx context.Context, m *message.Message, idx []in
 // finish records the event for o.
 func (f *Function) finish(o *object, m *message.Message, ct graph.ChangeType, softDeleted bool, props graph.Object, now time.Time) {
 	origin := make([]string, len(o.notes))
-	var members *message.Members
 	for i, j := range o.notes {
-		n := &m.Notifications[j]
-		origin[i] = directory.NotificationIdentity(n)
-		if rd := n.ResourceData; o.kind == directory.Groups && ct == graph.Updated && rd != nil && len(rd.MembersDelta) > 0 {
-			members = directory.MergeMembers(members, directory.MembersDelta(rd.MembersDelta))
-		}
+		origin[i] = directory.NotificationIdentity(&m.Notifications[j])
 	}
+	// No members: a members@delta in a group notification is a hint anyone with the clientState can write,
+	// and membership is what downstream systems grant access by. It comes only from Graph, in the groups
+	// delta pass every group notification requests.
 	e := directory.NewEvent(f.d.Config.TenantID, f.d.Config.Select(o.kind.Collection), directory.Change{
-		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props, Members: members,
+		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props,
 		Source: message.SourceNotification, SubscriptionID: m.Notifications[o.notes[0]].SubscriptionID, Origin: origin,
 	}, now)
 	o.event, o.readAt = &e, now
@@ -274,8 +290,7 @@ func (f *Function) read(ctx context.Context, log *slog.Logger, m *message.Messag
 	defer cancel()
 	reader := &directory.Reader{Graph: g, Gate: f.d.Gate, Now: f.now, ThrottleDefault: f.backoffBase}
 
-	refused, asked := 0, 0
-	var firstRefusal error
+	var refusals directory.Refusals
 	for _, kind := range directory.Kinds {
 		var these []*object
 		var reqs []directory.Request
@@ -300,56 +315,86 @@ func (f *Function) read(ctx context.Context, log *slog.Logger, m *message.Messag
 			}
 			return fmt.Errorf("reading %d %s: %w", len(reqs), kind.Collection, err)
 		}
+		refusals.Add(reads...)
 		now := f.now()
 		for i, rd := range reads {
-			o := these[i]
-			asked++
-			switch rd.Outcome {
-			case directory.Found:
-				if o.deleted {
-					log.Warn("a permanent delete was reported, but the object is live: reporting it as updated", "resource", kind.Collection, "id", o.id)
-					t.notDeleted++
-				}
-				f.finish(o, m, graph.Updated, false, rd.Object, now)
-				t.updated++
-			case directory.SoftDeleted:
-				f.finish(o, m, graph.Deleted, true, rd.Object, now)
-				t.softDeleted++
-			case directory.Gone:
-				// A confirmed permanent delete; or an update of an object not replicated yet, whose wait
-				// attempts spent on throttling or failures do not shorten.
-				if !o.deleted && (m.Attempt < ReplicationRetries || (!m.FirstSeen.IsZero() && now.Sub(m.FirstSeen) < f.replicationWindow())) {
-					o.later(reasonNotFound, 0)
-					continue
-				}
-				f.finish(o, m, graph.Deleted, false, nil, now)
-				if o.deleted {
-					t.deleted++
-				} else {
-					t.gone++
-				}
-			case directory.Refused:
-				o.refused = rd.Err
-				refused++
-				if firstRefusal == nil {
-					firstRefusal = rd.Err
-				}
-			case directory.Deferred:
-				o.later(reasonGate, rd.RetryAfter)
-			case directory.Throttled:
-				o.later(reasonThrottled, rd.RetryAfter)
-			default:
-				o.later(reasonTransient, rd.RetryAfter)
-			}
+			f.settle(log, m, these[i], rd, now, t)
 		}
 	}
-	if refused > 0 && refused == asked {
-		// Every read refused alike is no bad object but a bad setting (the select) or a missing permission:
-		// fail, so the host retries and the message is kept.
-		return fmt.Errorf("graph refused to read every one of %d objects: %w", asked, firstRefusal)
+	if refusals.All() {
+		return fmt.Errorf("graph refused to read every one of %d objects: %w", refusals.Asked, refusals.First)
 	}
 	return nil
 }
+
+// settle decides what one read means for its object: an event (directory.Read.Verdict), a later attempt,
+// or a refusal.
+func (f *Function) settle(log *slog.Logger, m *message.Message, o *object, rd directory.Read, now time.Time, t *tally) {
+	v, settled := rd.Verdict()
+	switch {
+	case rd.Outcome == directory.Gone && !o.deleted &&
+		(m.Attempt < ReplicationRetries || (!m.FirstSeen.IsZero() && now.Sub(m.FirstSeen) < f.replicationWindow())):
+		// An update of an object found nowhere may be of one not replicated yet: it waits, and attempts
+		// spent on throttling or failures do not shorten the wait.
+		o.later(reasonNotFound, 0)
+	case settled:
+		f.finish(o, m, v.ChangeType, v.SoftDeleted, v.Object, now)
+		switch {
+		case rd.Outcome == directory.Found && o.deleted:
+			log.Warn("a permanent delete was reported, but the object is live: reporting it as updated", "resource", o.kind.Collection, "id", o.id)
+			t.notDeleted++
+			t.updated++
+		case rd.Outcome == directory.Found:
+			t.updated++
+		case rd.Outcome == directory.SoftDeleted:
+			t.softDeleted++
+		case o.deleted:
+			t.deleted++ // a confirmed permanent delete
+		default:
+			t.gone++
+		}
+	case rd.Outcome == directory.Refused:
+		o.refused = rd.Err
+	default:
+		o.later(reasonOf(rd.Outcome), rd.RetryAfter)
+	}
+}
+
+// tap turns the notifications of families that learn by delta into passes over the scopes they name: one
+// request per scope (a pass in progress collapses it into one follow-up), never a read per item. A tap for a
+// scope no configured subscription covers is dropped and counted, never read. A request that fails leaves
+// its notifications for a later attempt. It returns a line for the invocation's Logs ("" for no taps).
+func (f *Function) tap(ctx context.Context, log *slog.Logger, objs []*object) string {
+	if len(objs) == 0 {
+		return ""
+	}
+	covered := f.d.Config.Collections()
+	notes, passes, dropped := 0, 0, 0
+	for _, o := range objs {
+		notes += len(o.notes)
+		if !slices.Contains(covered, o.target.Scope) {
+			o.done = true
+			dropped += len(o.notes)
+			log.Warn("dropped notifications for a scope no configured subscription covers; nothing was read", "scope", o.target.Scope, "count", len(o.notes))
+			continue
+		}
+		if f.d.Resync == nil {
+			o.refused = errors.New("a tap arrived, but no resync is wired into the queue worker")
+			continue
+		}
+		if err := f.d.Resync.RequestResync(ctx, o.target.Scope, TapReason); err != nil {
+			log.Warn("could not request the pass a tap asks for; retrying later", "scope", o.target.Scope, "err", err)
+			o.later(reasonTransient, 0)
+			continue
+		}
+		o.done = true
+		passes++
+	}
+	return fmt.Sprintf("%d tap notifications: a delta pass requested for %d scope(s); %d dropped, as no configured subscription covers their scope", notes, passes, dropped)
+}
+
+// TapReason is the reason of the passes taps request.
+const TapReason = "change notification"
 
 // replicationWindow is how long the backoff steps of ReplicationRetries attempts add up to (30 + 60 + 120 s):
 // an object found nowhere is retried at least that long after its message was first seen, however many

@@ -30,6 +30,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 )
 
 const (
@@ -184,7 +185,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: c.maxRetry})
+	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: c.maxRetry, Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Graph:  func() (directory.Graph, error) { return gc, nil },
 		Queue:  func() (Queue, error) { return recQueue{e, qc}, nil },
 		Events: e.events,
-		Keys:   jwtcheck.NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client()),
+		Keys:   jwtcheck.NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client(), time.Now),
+		Now:    time.Now, // the Graph double's clock too
 	}
 	if c.deps != nil {
 		c.deps(&d)
@@ -431,21 +433,53 @@ func (s *syncBuffer) String() string {
 
 func (s *syncBuffer) contains(sub string) bool { return strings.Contains(s.String(), sub) }
 
-// fakeSubs is a Subscriptions double counting calls per event.
+// fakeSubs is a Subscriptions double counting calls per event. It lists every GUID as this app's
+// subscription for users, unless notListed says otherwise.
 type fakeSubs struct {
-	renew, recreate atomic.Int32
-	renewErr        error
-	recreateErr     error
-	dropped         bool // answer that the action ran within the interval
+	renew, recreate, missed atomic.Int32
+	calls                   atomic.Int32
+	renewErr                error
+	recreateErr             error
+	listErr                 error
+	dropped                 bool // answer that the action ran within the interval
+	notListed               func(id string) bool
 }
 
-func (f *fakeSubs) Lifecycle(_ context.Context, _ string, ev graph.LifecycleEvent) (bool, error) {
-	if ev == graph.SubscriptionRemoved {
-		f.recreate.Add(1)
-		return !f.dropped, f.recreateErr
+func (f *fakeSubs) Lifecycle(_ context.Context, reqs []subscription.LifecycleRequest) ([]subscription.LifecycleResult, error) {
+	f.calls.Add(1)
+	if f.listErr != nil {
+		return nil, f.listErr
 	}
-	f.renew.Add(1)
-	return !f.dropped, f.renewErr
+	users := config.ResourceSpec{Collection: config.Users}
+	var out []subscription.LifecycleResult
+	for _, r := range reqs {
+		res := subscription.LifecycleResult{LifecycleRequest: r, Verdict: subscription.Acted, Resource: users}
+		var err error
+		switch {
+		case f.notListed != nil && f.notListed(r.SubscriptionID):
+			res.Verdict, res.Resource = subscription.NotListed, config.ResourceSpec{}
+			out = append(out, res)
+			continue
+		case r.Event == graph.Missed:
+			f.missed.Add(1)
+		case r.Event == graph.SubscriptionRemoved:
+			f.recreate.Add(1)
+			err = f.recreateErr
+			res.Outcome = subscription.Outcome{Resource: "users", Action: subscription.Recreated, ID: r.SubscriptionID}
+		default:
+			f.renew.Add(1)
+			err = f.renewErr
+			res.Outcome = subscription.Outcome{Resource: "users", Action: subscription.Renewed, ID: r.SubscriptionID}
+		}
+		switch {
+		case err != nil:
+			res.Verdict, res.Err = subscription.Failed, err
+		case f.dropped:
+			res.Verdict = subscription.Limited
+		}
+		out = append(out, res)
+	}
+	return out, nil
 }
 
 type fakeResync struct {

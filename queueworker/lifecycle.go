@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 )
 
 func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.Message) (*customhandler.Response, error) {
@@ -27,15 +29,14 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 	work, cancel := f.workContext(ctx)
 	defer cancel()
 
-	// Tokens first: a message that fails them is not acted on at all.
+	// Tokens first: a message that fails them is not acted on at all. They are judged now, when the
+	// message is acted on (with the validator's skew), not at the firstSeen the message states: a message
+	// carries its tokens through every retry, and tokens that expired while it waited no longer vouch for
+	// it (the renew timer converges the subscription on its next run whatever happens here).
 	if len(m.ValidationTokens) > 0 {
-		at := m.FirstSeen
-		if at.IsZero() {
-			at = now
-		}
 		v := &jwtcheck.Validator{Keys: f.keySource(), ClientID: cfg.ClientID, TenantID: cfg.TenantID, AuthorityHost: cfg.AuthorityHost}
 		for i, tok := range m.ValidationTokens {
-			_, err := v.Validate(work, tok, at)
+			_, err := v.Validate(work, tok, now)
 			var ie *jwtcheck.InvalidError
 			switch {
 			case err == nil:
@@ -60,47 +61,62 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		}
 	}
 
-	// Coalesce: one action per subscription, however many notifications ask for it; a removal covers a
-	// reauthorization of the same subscription.
+	// Coalesce: one request per subscription and kind of action, however many notifications ask for it; a
+	// removal covers a reauthorization of the same subscription. Only a subscription id of Graph's grammar
+	// (a GUID) goes further; the intake drops any other, and so does this, for messages written elsewhere.
 	type action struct {
-		sub   string
-		ev    graph.LifecycleEvent
+		req   subscription.LifecycleRequest
 		notes []int
 	}
 	var actions []*action
-	bySub := map[string]*action{}
-	var missed []int
+	byKey := map[string]*action{}
 	var ignored []string
+	legacyResync := false
 	for i := range m.Notifications {
 		n := &m.Notifications[i]
-		if tenant := n.Tenant(); tenant != "" && !strings.EqualFold(tenant, cfg.TenantID) {
-			ignored = append(ignored, "another tenant")
-			continue
-		}
 		ev, ok := graph.ParseLifecycleEvent(n.LifecycleEvent)
 		switch {
-		case !ok:
-			ignored = append(ignored, "event "+short(n.LifecycleEvent))
+		case ok && ev == graph.Missed && n.SubscriptionID == legacyBatchTooLarge && n.Tenant() == "":
+			// Written by an earlier version's eventhub function (now a resyncRequest message).
+			legacyResync = true
 			continue
-		case ev == graph.Missed:
-			missed = append(missed, i)
+		case n.Tenant() != "" && !strings.EqualFold(n.Tenant(), cfg.TenantID):
+			ignored = append(ignored, "another tenant")
+			continue
+		case !ok:
+			ignored = append(ignored, "an unknown event")
+			continue
+		case !graph.IsGUID(n.SubscriptionID):
+			ignored = append(ignored, "a subscription id that is not a GUID")
 			continue
 		}
-		key := strings.ToLower(n.SubscriptionID)
-		a := bySub[key]
+		class := "subscription"
+		if ev == graph.Missed {
+			class = "missed"
+		}
+		key := strings.ToLower(n.SubscriptionID) + " " + class
+		a := byKey[key]
 		if a == nil {
-			a = &action{sub: n.SubscriptionID, ev: ev}
-			bySub[key] = a
+			a = &action{req: subscription.LifecycleRequest{SubscriptionID: n.SubscriptionID, Event: ev}}
+			byKey[key] = a
 			actions = append(actions, a)
 		}
 		if ev == graph.SubscriptionRemoved {
-			a.ev = ev
+			a.req.Event = ev
 		}
 		a.notes = append(a.notes, i)
 	}
 	if len(ignored) > 0 {
-		slices.Sort(ignored)
-		log.Warn("ignored lifecycle notifications", "count", len(ignored), "why", strings.Join(slices.Compact(ignored), ", "))
+		counts := map[string]int{}
+		for _, w := range ignored {
+			counts[w]++
+		}
+		whys := make([]string, 0, len(counts))
+		for w, c := range counts {
+			whys = append(whys, fmt.Sprintf("%d for %s", c, w))
+		}
+		slices.Sort(whys)
+		log.Warn("ignored lifecycle notifications", "count", len(ignored), "why", strings.Join(whys, ", "))
 	}
 
 	var (
@@ -109,13 +125,16 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		why     reason
 		wait    time.Duration
 	)
-	// fail records a failed call: transient ones leave their notifications for later, others end the
-	// invocation with an error.
+	// fail records a failed call: transient ones leave their notifications for later (and a throttled one
+	// closes the process's gate), others end the invocation with an error.
 	fail := func(what string, err error, notes ...[]int) error {
 		o, ra := directory.Classify(err)
 		r := reasonOf(o)
 		if r == reasonNone {
 			return fmt.Errorf("lifecycle: %s failed: %w", what, err)
+		}
+		if r == reasonThrottled {
+			f.d.Gate.CloseUntil(now.Add(max(ra, f.backoffBase)))
 		}
 		log.Warn("lifecycle action failed; will retry", "action", what, "reason", r.String(), "error", err.Error())
 		for _, n := range notes {
@@ -127,54 +146,91 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 	if len(actions) > 0 && f.d.Subscriptions == nil {
 		return nil, errors.New("lifecycle: no subscription manager is wired into the queue worker")
 	}
-	var count = map[graph.LifecycleEvent]int{}
-	var resyncNotes [][]int
-	var reasons []string
-	for _, a := range actions {
-		count[a.ev] += len(a.notes)
-		what, did := "renewing subscription "+a.sub, "renewed subscription "+a.sub
-		if a.ev == graph.SubscriptionRemoved {
-			what, did = "recreating subscription "+a.sub, "recreated subscription "+a.sub
+	// Lifecycle calls are Graph calls like any other: while the process's gate is closed, nothing is sent.
+	if wait := f.d.Gate.Remaining(now); wait > 0 && len(actions) > 0 {
+		line, err := f.requeue(ctx, log, m, retry{notes: allIndexes(m), why: reasonGate, delay: wait, sameTry: true})
+		if err != nil {
+			return nil, err
 		}
-		acted, err := f.d.Subscriptions.Lifecycle(work, a.sub, a.ev)
-		switch {
-		case err != nil:
-			if err := fail(what, err, a.notes); err != nil {
+		resp.Logs = []string{fmt.Sprintf("%d lifecycle notifications: the Graph gate is closed: %s", len(m.Notifications), line)}
+		return resp, nil
+	}
+
+	count := map[graph.LifecycleEvent]int{}
+	verdicts := map[subscription.Verdict]int{}
+	resyncs := map[string][]string{} // collection → reasons
+	var resyncNotes [][]int
+	if len(actions) > 0 {
+		reqs := make([]subscription.LifecycleRequest, len(actions))
+		for i, a := range actions {
+			reqs[i] = a.req
+			count[a.req.Event] += len(a.notes)
+		}
+		results, err := f.d.Subscriptions.Lifecycle(work, reqs)
+		if err != nil {
+			var all []int
+			for _, a := range actions {
+				all = append(all, a.notes...)
+			}
+			if err := fail("listing this app's subscriptions", err, all); err != nil {
 				return nil, err
 			}
-			continue
-		case acted:
-			done = append(done, did)
-		default:
-			log.Info("lifecycle action dropped: one ran for this subscription within the last 10 minutes", "subscription", a.sub, "event", string(a.ev))
-			done = append(done, "dropped a repeated action for "+a.sub)
 		}
-		// Graph pauses delivery until a reauthorization, and a removed subscription delivered nothing:
-		// what changed meanwhile is lost to notifications. A delta pass is cheap, and collapses into one
-		// already running.
-		reasons = append(reasons, string(a.ev))
-		resyncNotes = append(resyncNotes, a.notes)
+		for i, r := range results {
+			a := actions[i]
+			verdicts[r.Verdict]++
+			switch r.Verdict {
+			case subscription.NotListed:
+				continue
+			case subscription.Limited:
+				log.Info("lifecycle action rationed: one ran for this subscription within the interval, or the process reached its limit",
+					"subscription", r.SubscriptionID, "event", string(r.Event))
+				continue
+			case subscription.Failed:
+				what := fmt.Sprintf("renewing subscription %q", r.SubscriptionID)
+				if r.Event == graph.SubscriptionRemoved {
+					what = fmt.Sprintf("recreating subscription %q", r.SubscriptionID)
+				}
+				if err := fail(what, r.Err, a.notes); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if r.Event != graph.Missed {
+				done = append(done, fmt.Sprintf("%s subscription %q (%s)", r.Outcome.Action, r.Outcome.ID, r.Resource.Path()))
+			} else {
+				log.Warn("Graph reports missed change notifications", "subscription", r.SubscriptionID, "resource", r.Resource.Path())
+			}
+			// Graph pauses delivery until a reauthorization, a removed subscription delivered nothing, and
+			// missed says so: what changed meanwhile is lost to notifications. A delta pass of the
+			// subscription's collection is cheap, and collapses into one already running.
+			resyncs[r.Resource.Collection] = append(resyncs[r.Resource.Collection], string(r.Event))
+			resyncNotes = append(resyncNotes, a.notes)
+		}
+		if n := verdicts[subscription.NotListed]; n > 0 {
+			log.Warn("dropped lifecycle notifications for subscriptions that are not this app's (Graph does not list them)", "count", n)
+		}
 	}
-	if len(missed) > 0 {
-		log.Warn("Graph reports missed change notifications", "count", len(missed))
-		reasons = append(reasons, string(graph.Missed))
-		resyncNotes = append(resyncNotes, missed)
+	if legacyResync {
+		for _, c := range cfg.Collections() {
+			resyncs[c] = append(resyncs[c], "eventhub batch too large")
+		}
 	}
-	slices.Sort(reasons)
-	reasons = slices.Compact(reasons)
 	switch {
-	case len(reasons) == 0:
+	case len(resyncs) == 0:
 	case f.d.Resync == nil:
-		log.Warn("no resync is wired: changes Graph did not deliver stay missing until one runs", "reasons", strings.Join(reasons, ","))
+		log.Warn("no resync is wired: changes Graph did not deliver stay missing until one runs")
 	default:
 		var failed error
-		for _, c := range cfg.Collections() {
-			if err := f.d.Resync.RequestResync(work, c, strings.Join(reasons, ",")); err != nil && failed == nil {
+		for _, c := range slices.Sorted(maps.Keys(resyncs)) {
+			reasons := resyncs[c]
+			slices.Sort(reasons)
+			if err := f.d.Resync.RequestResync(work, c, strings.Join(slices.Compact(reasons), ",")); err != nil && failed == nil {
 				failed = err
 			}
 		}
 		if failed != nil {
-			// A retry repeats the subscription action only after its 10 minutes: converging is idempotent.
+			// A retry repeats the subscription action only after its interval: converging is idempotent.
 			if err := fail("requesting a resync", failed, resyncNotes...); err != nil {
 				return nil, err
 			}
@@ -183,8 +239,9 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		}
 	}
 
-	summary := fmt.Sprintf("%d lifecycle notifications (%d %s, %d %s, %d %s)", len(m.Notifications),
-		count[graph.ReauthorizationRequired], graph.ReauthorizationRequired, count[graph.SubscriptionRemoved], graph.SubscriptionRemoved, len(missed), graph.Missed)
+	summary := fmt.Sprintf("%d lifecycle notifications (%d %s, %d %s, %d %s; %d ignored, %d for subscriptions not this app's, %d rationed)", len(m.Notifications),
+		count[graph.ReauthorizationRequired], graph.ReauthorizationRequired, count[graph.SubscriptionRemoved], graph.SubscriptionRemoved,
+		count[graph.Missed], graph.Missed, len(ignored), verdicts[subscription.NotListed], verdicts[subscription.Limited])
 	if len(done) > 0 {
 		summary += ": " + strings.Join(done, ", ")
 	}
@@ -193,7 +250,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		slices.Sort(pending)
 		pending = slices.Compact(pending)
 		line, err := f.requeue(ctx, log, m, retry{notes: pending, why: why,
-			delay: max(wait, backoff.Step(f.backoffBase, f.backoffMax, m.Attempt)), dropTokens: true})
+			delay: max(wait, backoff.Step(f.backoffBase, f.backoffMax, m.Attempt))})
 		if err != nil {
 			return nil, err
 		}
@@ -202,9 +259,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 	return resp, nil
 }
 
-func short(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
-}
+// legacyBatchTooLarge is the subscriptionId of the missed notification an earlier version of the eventhub
+// function queued for a batch too large to read; such a message, still queued, asks for a resync of every
+// collection. It names no tenant, which no notification that passed the intake lacks.
+const legacyBatchTooLarge = "eventhub-batch-too-large"

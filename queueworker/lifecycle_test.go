@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -96,6 +97,89 @@ func TestLifecycleMissedWithoutResync(t *testing.T) {
 	}
 }
 
+func lifecycleNoteFor(sub, event string) graph.ChangeNotification {
+	raw, _ := json.Marshal(map[string]string{"subscriptionId": sub, "tenantId": testTenant, "lifecycleEvent": event,
+		"subscriptionExpirationDateTime": "2026-12-20T10:00:00+00:00"})
+	var n graph.ChangeNotification
+	if err := json.Unmarshal(raw, &n); err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// Only a subscription id of Graph's grammar is judged; only one Graph lists as this app's causes anything;
+// the rest are dropped and counted, and one call judges every id of a message.
+func TestLifecycleActsOnlyOnThisAppsSubscriptions(t *testing.T) {
+	e, subs, rs := lifecycleEnv(t, true)
+	subs.notListed = func(id string) bool { return id != testSub }
+	m := lifecycleMsg(nil)
+	m.Notifications = []graph.ChangeNotification{
+		lifecycleNoteFor("not-a-guid\nERROR status: forged", string(graph.ReauthorizationRequired)),
+		lifecycleNoteFor("../subscriptions", string(graph.SubscriptionRemoved)),
+	}
+	for i := range 17 {
+		m.Notifications = append(m.Notifications, lifecycleNoteFor(fmt.Sprintf("0badf00d-0000-4000-8000-%012d", i), string(graph.SubscriptionRemoved)))
+	}
+	m.Notifications = append(m.Notifications, lifecycleNoteFor(testSub, string(graph.ReauthorizationRequired)))
+	r := e.invokeMessage(m)
+	if n := subs.calls.Load(); n != 1 {
+		t.Errorf("%d Lifecycle calls for one message, want 1", n)
+	}
+	if subs.renew.Load() != 1 || subs.recreate.Load() != 0 {
+		t.Errorf("renew %d recreate %d: only this app's subscription may be acted on", subs.renew.Load(), subs.recreate.Load())
+	}
+	if got := rs.calls(); !slices.Equal(got, []string{"users:" + string(graph.ReauthorizationRequired)}) {
+		t.Errorf("resync calls %v", got)
+	}
+	if len(r.logs) == 0 || !strings.Contains(r.logs[0], "2 ignored, 17 for subscriptions not this app's") {
+		t.Errorf("logs %q", r.logs)
+	}
+	if !e.logs.contains("2 for a subscription id that is not a GUID") || e.logs.contains("\nERROR status") {
+		t.Errorf("log:\n%s", e.logs)
+	}
+}
+
+// Lifecycle calls go through the process's Graph gate: closed, the message waits without a call; a
+// throttled list closes it.
+func TestLifecycleThroughTheGate(t *testing.T) {
+	e, subs, _ := lifecycleEnv(t, true)
+	subs.listErr = &graph.Error{Op: "list subscriptions", Status: 429, Kind: graph.KindThrottled, RetryAfter: 40 * time.Second}
+	e.invokeMessage(lifecycleMsg(nil, string(graph.ReauthorizationRequired)))
+	if subs.calls.Load() != 1 || e.f.d.Gate.Remaining(time.Now()) < 30*time.Second {
+		t.Fatalf("calls %d, gate %s: a throttled list must close the gate", subs.calls.Load(), e.f.d.Gate.Remaining(time.Now()))
+	}
+	subs.listErr = nil
+	e.invokeMessage(lifecycleMsg(nil, string(graph.ReauthorizationRequired)))
+	if subs.calls.Load() != 1 {
+		t.Errorf("%d calls: nothing may be sent while the gate is closed", subs.calls.Load())
+	}
+	out := e.enqueuedTo(e.queue)
+	if len(out) != 2 || out[1].delay < 30*time.Second {
+		t.Errorf("re-enqueued %+v, want both messages back, the second after the gate", out)
+	}
+}
+
+// A message an earlier eventhub function wrote for a batch too large to read still asks for a resync of
+// every collection, and acts on no subscription.
+func TestLifecycleLegacyBatchTooLargeResyncs(t *testing.T) {
+	e, subs, rs := lifecycleEnv(t, true)
+	m := msg(message.KindLifecycle, graph.ChangeNotification{LifecycleEvent: string(graph.Missed), SubscriptionID: "eventhub-batch-too-large"})
+	e.invokeMessage(m)
+	if subs.calls.Load() != 0 || !slices.Equal(rs.calls(), []string{"users:eventhub batch too large"}) {
+		t.Errorf("calls %d, resync %v", subs.calls.Load(), rs.calls())
+	}
+}
+
+// The eventhub function's request for a resync is a message of its own kind.
+func TestResyncRequestResyncsEveryCollection(t *testing.T) {
+	e, subs, rs := lifecycleEnv(t, true)
+	m := &message.Message{V: message.Version, Kind: message.KindResyncRequest, Reason: "eventhub batch too large", FirstSeen: firstSeen}
+	r := e.invokeMessage(m)
+	if subs.calls.Load() != 0 || !slices.Equal(rs.calls(), []string{"users:eventhub batch too large"}) || len(r.logs) == 0 {
+		t.Errorf("calls %d, resync %v, logs %q", subs.calls.Load(), rs.calls(), r.logs)
+	}
+}
+
 func TestLifecycleTokens(t *testing.T) {
 	e, subs, _ := lifecycleEnv(t, true)
 	good := e.fg.ValidationToken("")
@@ -131,6 +215,26 @@ func TestLifecycleTokens(t *testing.T) {
 	}
 }
 
+// Tokens vouch for a message when it is acted on, not when it says it was first seen: a message whose
+// tokens were good at its firstSeen but expired while it waited is dropped, not acted on.
+func TestLifecycleTokensJudgedAtProcessingTime(t *testing.T) {
+	subs := &fakeSubs{}
+	later := 3 * time.Hour // the tokens live an hour, and the skew is minutes
+	e := newEnv(t, withDeps(func(d *Deps) {
+		d.Subscriptions = subs
+		d.Now = func() time.Time { return time.Now().Add(later) }
+	}))
+	m := lifecycleMsg([]string{e.fg.ValidationToken("")}, string(graph.ReauthorizationRequired))
+	m.FirstSeen = time.Now().UTC().Truncate(time.Second) // the tokens were good then
+	r := e.invokeMessage(m)
+	if n := subs.renew.Load(); n != 0 {
+		t.Fatalf("acted on tokens that had expired when the message was processed (%d renewals)", n)
+	}
+	if len(r.logs) == 0 || !strings.Contains(r.logs[0], "dropped") || !strings.Contains(r.logs[0], "exp") {
+		t.Errorf("logs %q, want a drop naming the exp check", r.logs)
+	}
+}
+
 type brokenKeys struct{}
 
 func (brokenKeys) Key(context.Context, string) (*rsa.PublicKey, error) {
@@ -162,8 +266,8 @@ func TestLifecycleFailures(t *testing.T) {
 		}
 		subs.renewErr = nil
 		_, delivered := e.drain(20 * time.Second)
-		if len(delivered) != 1 || delivered[0].Attempt != 1 || len(delivered[0].ValidationTokens) != 0 {
-			t.Errorf("re-delivered %+v (tokens are dropped once checked)", delivered)
+		if len(delivered) != 1 || delivered[0].Attempt != 1 || len(delivered[0].ValidationTokens) != 1 {
+			t.Errorf("re-delivered %+v (a retried message keeps its tokens, to be judged again)", delivered)
 		}
 		if n := subs.renew.Load(); n != 2 {
 			t.Errorf("RenewNow called %d times, want 2 (one failure, one retry)", n)

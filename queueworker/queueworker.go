@@ -20,9 +20,9 @@
 //   - changeType updated and found nowhere: the object may be new and not yet replicated, so it is retried
 //     ReplicationRetries (3) times with the backoff below, and at least as long as those steps add up to
 //     (3.5 min) since the message was first seen; after that, event deleted with softDeleted false.
-//   - groups: a members@delta hint in the notification becomes the event's members; since a notification
-//     may carry none, a groups resync is also requested (it collapses into a running pass), and its delta
-//     round reports the membership change.
+//   - groups: the event carries no members, whatever members@delta hint the notification holds (a hint is
+//     not a fact, and membership grants access downstream); a groups resync is requested (it collapses
+//     into a running pass), and its delta round, read from Graph, reports the membership change.
 //
 // A notification that cannot be processed (its id is not a GUID, it names no users or groups, an unknown
 // changeType) never reaches Graph: it is moved to webhooksnotificationqueue-poison as a message of its own,
@@ -57,17 +57,28 @@
 //
 // # Lifecycle messages
 //
-// When validationTokens are present every one must pass internal/jwtcheck (as of the message's firstSeen,
-// so a message that waited in the queue is not judged by its age); one bad token drops the message with a
-// warning naming the failed check. The notifications are then coalesced per subscription:
-// subscriptionRemoved and reauthorizationRequired become one subscription.Keeper.Lifecycle call each (at
-// most one action per subscription per 10 minutes; later ones are dropped with a log line); missed → a
-// warning. Each of the three may mean notifications were lost (Graph pauses delivery until a
-// reauthorization), so a resync of every collection is requested. Transient failures of these calls
-// re-enqueue the unfinished part with the backoff above (without the tokens, which were checked and would
-// expire); other failures fail the invocation.
+// When validationTokens are present every one must pass internal/jwtcheck as of the moment the message is
+// processed (with the validator's skew), not as of the firstSeen it states; one bad or expired token drops
+// the message with a warning naming the failed check. A re-enqueued message keeps its tokens, so every
+// retry is judged again. Notifications of another tenant, of an unknown event, or whose subscriptionId is
+// not a GUID are ignored (counted in a warning). The rest are coalesced per subscription and judged in one
+// subscription.Keeper.Lifecycle call, through the process's Graph gate (closed: the message waits, as a
+// notifications message does): only a subscription Graph lists as this app's causes anything.
+// reauthorizationRequired and subscriptionRemoved renew it (a removal covers a reauthorization of the
+// same subscription); missed needs no subscription call. Each rationed (one action per subscription per
+// 10 minutes, ten per process); ids that do not list and rationed ones are dropped and counted. Each
+// action may mean notifications were lost (Graph pauses delivery until a reauthorization), so a resync of
+// the subscription's collection is requested. Transient failures of these calls re-enqueue the unfinished
+// part with the backoff above, tokens included; other failures fail the invocation.
+//
+// A message an earlier version's eventhub function wrote for a batch too large to read (a missed
+// notification named "eventhub-batch-too-large", with no tenant) still asks for a resync of every
+// collection.
 //
 // # Resync messages
+//
+// A kind "resyncRequest" message (the eventhub function's, for a batch too large to read) requests a
+// resync pass of every collection; a failure to request one fails the invocation.
 //
 // A kind "resync" message is one step of a delta resync and goes to the Resync dependency
 // (internal/resync), which handles its own throttling; its errors fail the invocation.
@@ -80,6 +91,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,12 +99,13 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/jwtcheck"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/safetext"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 )
 
 // Names, as in queueworker/function.json.
@@ -117,11 +130,10 @@ const (
 	notBeforeTolerance = 5 * time.Second
 )
 
-// Subscriptions acts on lifecycle events (*subscription.Keeper).
+// Subscriptions acts on lifecycle events (*subscription.Keeper): only for subscriptions Graph lists as
+// this app's, rationed per subscription and per process; one call judges every request of a message.
 type Subscriptions interface {
-	// Lifecycle renews (reauthorizationRequired) or recreates (subscriptionRemoved) a subscription; acted
-	// is false when an action for it ran within the last ten minutes and this one was dropped.
-	Lifecycle(ctx context.Context, subscriptionID string, ev graph.LifecycleEvent) (acted bool, err error)
+	Lifecycle(ctx context.Context, reqs []subscription.LifecycleRequest) ([]subscription.LifecycleResult, error)
 }
 
 // Resync is the delta resync (*resync.Runner): the worker runs its steps and asks it for passes.
@@ -158,7 +170,7 @@ type Deps struct {
 	// Keys verifies validation tokens; nil means the keys named by the tenant's own OpenID discovery
 	// document at AZURE_AUTHORITY_HOST (or the public cloud), fetched with http.DefaultClient on first use.
 	Keys KeySource
-	Now  func() time.Time // nil means time.Now
+	Now  func() time.Time // the clock: required
 }
 
 // Function enriches queued notifications. One Function serves every invocation of the process.
@@ -178,7 +190,7 @@ type Function struct {
 // New builds the function. Nothing is checked or connected until an invocation needs it.
 func New(d Deps) *Function {
 	if d.Now == nil {
-		d.Now = time.Now
+		panic("queueworker.New: Deps.Now is nil: the clock is given, never taken")
 	}
 	if d.Config == nil {
 		d.Config = config.Load(func(string) string { return "" })
@@ -224,6 +236,8 @@ func (f *Function) handle(ctx context.Context, log *slog.Logger, text []byte) (*
 		return f.notifications(ctx, log, m)
 	case message.KindLifecycle:
 		return f.lifecycle(ctx, log, m)
+	case message.KindResyncRequest:
+		return f.resyncRequest(ctx, log, m)
 	default: // resync (Decode refuses unknown kinds)
 		if f.d.Resync == nil {
 			return nil, errors.New("a resync message arrived, but no resync is wired into the queue worker")
@@ -235,6 +249,29 @@ func (f *Function) handle(ctx context.Context, log *slog.Logger, text []byte) (*
 		log.Info(res.Summary())
 		return &customhandler.Response{Logs: []string{res.Summary()}}, nil
 	}
+}
+
+// resyncRequest starts a resync pass of every collection (each collapses into a pass already running). A
+// failure fails the invocation, so the host retries the message.
+func (f *Function) resyncRequest(ctx context.Context, log *slog.Logger, m *message.Message) (*customhandler.Response, error) {
+	if f.d.Resync == nil {
+		return nil, errors.New("a resync request arrived, but no resync is wired into the queue worker")
+	}
+	// The reason is only for logs and the checkpoint: kept short and on one line, whoever wrote it.
+	reason := safetext.Line(m.Reason)
+	if len(reason) > 80 {
+		reason = reason[:80] + "…"
+	}
+	if reason == "" {
+		reason = "resync request"
+	}
+	for _, c := range f.d.Config.Collections() {
+		if err := f.d.Resync.RequestResync(ctx, c, reason); err != nil {
+			return nil, fmt.Errorf("resync request (%s): %w", c, err)
+		}
+	}
+	log.Info("resync requested for every collection", "reason", reason)
+	return &customhandler.Response{Logs: []string{fmt.Sprintf("requested a resync of %s (%s)", strings.Join(f.d.Config.Collections(), ", "), reason)}}, nil
 }
 
 // describeDecodeError says why a message is unreadable without quoting it (it may hold a clientState).
@@ -293,7 +330,7 @@ func (f *Function) keySource() KeySource {
 	f.keysOnce.Do(func() {
 		f.keys = f.d.Keys
 		if f.keys == nil {
-			f.keys = jwtcheck.NewTenantJWKS(f.d.Config.AuthorityHost, f.d.Config.TenantID, http.DefaultClient)
+			f.keys = jwtcheck.NewTenantJWKS(f.d.Config.AuthorityHost, f.d.Config.TenantID, http.DefaultClient, f.d.Now)
 		}
 	})
 	return f.keys

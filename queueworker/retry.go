@@ -52,11 +52,10 @@ func (r reason) String() string { return reasonNames[r] }
 
 // retry describes one re-enqueue.
 type retry struct {
-	notes      []int // indexes into the message's notifications, in order
-	why        reason
-	delay      time.Duration // before jitter
-	sameTry    bool          // nothing was attempted (gate, notBefore): attempt stays
-	dropTokens bool          // the tokens were checked already
+	notes   []int // indexes into the message's notifications, in order
+	why     reason
+	delay   time.Duration // before jitter
+	sameTry bool          // nothing was attempted (gate, notBefore): attempt stays
 }
 
 // requeue writes the unfinished notifications of m as a new message, or moves them to the poison queue once
@@ -68,9 +67,6 @@ func (f *Function) requeue(ctx context.Context, log *slog.Logger, m *message.Mes
 		Continuation: m.Continuation, Attempt: m.Attempt + 1, FirstSeen: m.FirstSeen}
 	if r.sameTry {
 		rem.Attempt = m.Attempt
-	}
-	if r.dropTokens {
-		rem.ValidationTokens = nil
 	}
 	if rem.FirstSeen.IsZero() {
 		rem.FirstSeen = now.Truncate(time.Second) // a message from elsewhere: its age counts from now

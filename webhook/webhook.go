@@ -45,7 +45,7 @@ func New(cfg *config.Config, now func() time.Time) *Function {
 // Register adds the function to the handler's server.
 func (f *Function) Register(s *customhandler.Server) {
 	s.Handle(Name, f.Invoke,
-		customhandler.WithMaxRequestBytes(maxEnvelopeBytes, func() *customhandler.Response {
+		customhandler.WithMaxRequestBytes(maxEnvelopeBytes, func(context.Context) *customhandler.Response {
 			return reply(problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)))
 		}),
 		customhandler.WithSlowWarning(time.Second),

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/safetext"
 )
 
 // Response is the JSON object the handler answers an invocation with (docs/host-protocol.md §4.1). It always marshals to an
@@ -11,7 +13,9 @@ import (
 type Response struct {
 	// Outputs keys must match function.json binding names exactly (the host matches them case-sensitively).
 	Outputs map[string]any `json:"Outputs,omitempty"`
-	// Logs are logged by the host at Information, after the answer and only for successful invocations.
+	// Logs are logged by the host at Information, after the answer and only for successful invocations,
+	// one line each: MarshalJSON escapes every control character in them (internal/safetext), so an id a
+	// caller supplied cannot start a line of its own.
 	Logs []string `json:"Logs,omitempty"`
 	// ReturnValue fills a $return binding; leave it nil otherwise, since the host copies an object's
 	// properties over Outputs (docs/host-protocol.md §4.3).
@@ -64,11 +68,23 @@ func (r Response) MarshalJSON() ([]byte, error) {
 		}
 		out = append(out, '}')
 	}
+	var logs []string
+	for i, l := range r.Logs {
+		if !safetext.Safe(l) {
+			if logs == nil {
+				logs = slices.Clone(r.Logs)
+			}
+			logs[i] = safetext.Line(l)
+		}
+	}
+	if logs == nil {
+		logs = r.Logs
+	}
 	for _, f := range []struct {
 		name string
 		v    any
 		set  bool
-	}{{"Logs", r.Logs, len(r.Logs) > 0}, {"ReturnValue", r.ReturnValue, r.ReturnValue != nil}} {
+	}{{"Logs", logs, len(logs) > 0}, {"ReturnValue", r.ReturnValue, r.ReturnValue != nil}} {
 		if !f.set {
 			continue
 		}

@@ -157,7 +157,7 @@ func TestTooLarge(t *testing.T) {
 	s, ts, _, _ := newTestServer(t)
 	s.Handle("small", func(context.Context, *Request) (*Response, error) { return &Response{}, nil }, WithMaxRequestBytes(10, nil))
 	s.Handle("answers", func(context.Context, *Request) (*Response, error) { return &Response{}, nil },
-		WithMaxRequestBytes(10, func() *Response { return &Response{Logs: []string{"too large"}} }))
+		WithMaxRequestBytes(10, func(context.Context) *Response { return &Response{Logs: []string{"too large"}} }))
 	if resp, _ := post(t, ts.URL+"/small", strings.Repeat("x", 1000)); resp.StatusCode != 500 {
 		t.Errorf("status %d", resp.StatusCode)
 	}
@@ -272,5 +272,51 @@ func TestHTTPTriggerDecodedWithTheEnvelope(t *testing.T) {
 	}
 	if resp, _ := post(t, ts.URL+"/hook", `{"Data":{"other":{}}}`); resp.StatusCode != 500 {
 		t.Errorf("an invocation without the trigger must fail, got %d", resp.StatusCode)
+	}
+}
+
+// An id a caller supplied, holding a newline, must not forge a line: neither in the invocation's Logs (the
+// host prints each entry as a line) nor in the handler's own log lines, message and attributes alike.
+func TestNoLogInjection(t *testing.T) {
+	const forged = "6e1f\nERROR status: everything is on fire\r\x1b[2J\u2028"
+	s, ts, out, errs := newTestServer(t)
+	s.Handle("inject", func(ctx context.Context, r *Request) (*Response, error) {
+		Logger(ctx).Warn("dropped a repeated action for "+forged, "subscription", forged, "err", errors.New(forged))
+		return &Response{Logs: []string{"dropped a repeated action for " + forged, "second"}}, nil
+	})
+	_, body := post(t, ts.URL+"/inject", `{"Data":{},"Metadata":{}}`)
+	var resp struct{ Logs []string }
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Logs) != 2 || resp.Logs[1] != "second" {
+		t.Fatalf("Logs = %q", resp.Logs)
+	}
+	if got := resp.Logs[0]; strings.ContainsAny(got, "\n\r\x1b\u2028") || !strings.Contains(got, `6e1f\nERROR status`) {
+		t.Errorf("Logs[0] = %q: its control characters must be escaped", got)
+	}
+	for name, text := range map[string]string{"stdout": out.String(), "stderr": errs.String()} {
+		for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+			if strings.HasPrefix(line, "ERROR") || strings.ContainsAny(line, "\r\x1b\u2028") {
+				t.Errorf("%s has a forged or raw line: %q", name, line)
+			}
+		}
+	}
+	if n := strings.Count(errs.String(), "\n"); n != 1 {
+		t.Errorf("stderr has %d lines for one warning:\n%s", n, errs.String())
+	}
+}
+
+// TestLogsAreRedacted: the invocation's Logs leave for the host, and its completion line for the log, only
+// after the redactor saw them (a worker's "moved to poison: <why>" may quote a storage error).
+func TestLogsAreRedacted(t *testing.T) {
+	s, ts, out, _ := newTestServer(t)
+	s.RedactLogs(func(l string) string { return strings.ReplaceAll(l, "sig=secret", "sig=[redacted]") })
+	s.Handle("leaky", func(context.Context, *Request) (*Response, error) {
+		return &Response{Logs: []string{"moved to poison: PUT /q/messages?sig=secret"}}, nil
+	})
+	_, body := post(t, ts.URL+"/leaky", `{"Data":{},"Metadata":{}}`)
+	if strings.Contains(string(body)+out.String(), "sig=secret") || !strings.Contains(string(body), "sig=[redacted]") {
+		t.Errorf("answer %s\nlog %s", body, out.String())
 	}
 }

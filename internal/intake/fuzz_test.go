@@ -22,6 +22,7 @@ func FuzzVerifiedIsQueued(f *testing.F) {
 	f.Add([]byte(`{"value":[` + strings.Replace(change(testUser), `"changeType"`, `"ClientState":"x","changeType"`, 1) + `]}`))
 	f.Add([]byte(`{"value":[` + strings.Replace(change(testUser), `"clientState"`, `"clientStat\u0065"`, 1) + `]}`))
 	f.Add([]byte(`{"value":[{"lifecycleEvent":"missed","clientState":"` + testState + `","tenantId":"` + testTenant + `"}]}`))
+	f.Add([]byte(`{"value":[{"subscriptionId":"d850b120-7d8e-4a3b-9c2d-1e0f2a3b4c5d","lifecycleEvent":"missed","clientState":"` + testState + `","tenantId":"` + testTenant + `"}]}`))
 	f.Add([]byte(`{"value":[` + strings.ReplaceAll(change(testUser), testUser, "delta") + `]}`))
 	f.Add([]byte(`{"value":[{"clientState":"` + testState + `","tenantId":"` + testTenant + `","resource":"Users/` + testUser + `","resourceData":{"id":"` + testUser + `","Id":"x"}}]}`))
 	f.Add([]byte(`{"value":[{"resourceData":{"sequenceNumber":"12"},"clientState":"` + testState + `"}]} `))
@@ -52,7 +53,9 @@ func FuzzVerifiedIsQueued(f *testing.F) {
 			}
 			switch {
 			case n.IsLifecycle():
-				wantLifecycle = append(wantLifecycle, n)
+				if graph.IsGUID(n.SubscriptionID) {
+					wantLifecycle = append(wantLifecycle, n)
+				}
 			case graph.IsGUID(n.ResourceID()):
 				wantChanges = append(wantChanges, n)
 			}

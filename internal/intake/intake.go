@@ -58,7 +58,7 @@ type Result struct {
 
 	BadClientState int // dropped: clientState matches no configured secret
 	ForeignTenant  int // dropped: the tenant is not ours
-	MalformedID    int // dropped: a change notification whose resource id is not a GUID
+	MalformedID    int // dropped: a change notification whose resource id, or a lifecycle one whose subscriptionId, is not a GUID
 	Oversize       int // dropped: too large for a queue message on its own
 
 	// DroppedSubscriptions names up to five subscriptions whose notifications failed verification, for the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -19,7 +20,7 @@ const (
 	testUser   = "6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"
 )
 
-var fixedNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+var fixedNow = testclock.Date(2026, 11, 27, 10, 0, 0)
 
 func newVerifier(t testing.TB) *Verifier {
 	t.Helper()
@@ -87,7 +88,7 @@ func TestCollectionErrors(t *testing.T) {
 		}
 	}
 
-	unset := New(config.Load(func(string) string { return "" }), time.Now)
+	unset := New(config.Load(func(string) string { return "" }), func() time.Time { return fixedNow })
 	_, err := unset.Collection(context.Background(), []byte(`{"value":[`+change(testUser)+`]}`))
 	if err == nil || errors.As(err, new(*BadInput)) || !strings.Contains(err.Error(), config.ClientState) {
 		t.Errorf("missing settings: err = %v, want a settings error naming %s", err, config.ClientState)
@@ -172,22 +173,28 @@ func TestNonGUIDIdsAreDropped(t *testing.T) {
 	// No resourceData.id: the tail of resource is the id.
 	items = append(items, `{"subscriptionId":"s","changeType":"updated","clientState":"`+testState+`","resource":"Users/$count","tenantId":"`+testTenant+`"}`)
 	items = append(items, `{"subscriptionId":"s","changeType":"updated","clientState":"`+testState+`","resource":"Users/`+guid(3)+`","tenantId":"`+testTenant+`"}`)
-	// Lifecycle notifications name no object: kept.
-	items = append(items, `{"subscriptionId":"s","lifecycleEvent":"reauthorizationRequired","clientState":"`+testState+`","resource":"Subscriptions/s","tenantId":"`+testTenant+`"}`)
+	// Lifecycle notifications name no object, but a subscription: its id must be a GUID too.
+	sub := "d850b120-7d8e-4a3b-9c2d-1e0f2a3b4c5d"
+	for _, id := range []string{sub, "s", "eventhub-batch-too-large", "x\\nERROR status: forged", ""} {
+		items = append(items, `{"subscriptionId":"`+id+`","lifecycleEvent":"reauthorizationRequired","clientState":"`+testState+`","resource":"Subscriptions/`+id+`","tenantId":"`+testTenant+`"}`)
+	}
 	r, err := newVerifier(t).Collection(context.Background(), []byte(`{"value":[`+strings.Join(items, ",")+`]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.MalformedID != len(bad)+2 || r.Changes != 1 || r.Lifecycle != 1 {
-		t.Errorf("malformed %d, changes %d, lifecycle %d; want %d, 1, 1", r.MalformedID, r.Changes, r.Lifecycle, len(bad)+2)
+	if r.MalformedID != len(bad)+2+4 || r.Changes != 1 || r.Lifecycle != 1 {
+		t.Errorf("malformed %d, changes %d, lifecycle %d; want %d, 1, 1", r.MalformedID, r.Changes, r.Lifecycle, len(bad)+2+4)
 	}
-	if !strings.Contains(r.Summary(), fmt.Sprintf("id %d", len(bad)+2)) {
+	if !strings.Contains(r.Summary(), fmt.Sprintf("id %d", len(bad)+2+4)) {
 		t.Errorf("summary %q does not count the malformed ids", r.Summary())
 	}
 	for _, m := range queued(t, r.Output) {
 		for _, n := range m.Notifications {
 			if !n.IsLifecycle() && n.ResourceID() != guid(3) {
 				t.Errorf("queued id %q", n.ResourceID())
+			}
+			if n.IsLifecycle() && n.SubscriptionID != sub {
+				t.Errorf("queued lifecycle subscription id %q", n.SubscriptionID)
 			}
 		}
 	}

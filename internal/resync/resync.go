@@ -1,6 +1,7 @@
 // Package resync recovers the changes Graph did not deliver, with delta query (docs/graph-facts.md): passes
 // over /users/delta and /groups/delta, one checkpoint per collection kept durable and ETag-guarded
-// (internal/checkpoint), run one page per queue message so that no invocation comes near functionTimeout.
+// (internal/checkpoint), run page after page by the queue worker, handing over through the queue within a
+// time budget so that no invocation comes near functionTimeout.
 // Reading the objects and building the events is internal/directory's; this package only orchestrates.
 //
 // # Passes
@@ -22,9 +23,11 @@
 // the checkpoint and reported on the page where it ends, its membership change assembled; a change larger
 // than MaxMembersPerEvent is split over several events.
 //
-// # One page per step
+// # Pages and steps
 //
-// Step handles one such message. The continuation names the collection, the pass and the link of the page
+// Step handles one such message: its page, then the pass's following pages in the same invocation until
+// StepBudget is spent, each page checkpointed before the next starts, then the continuation is enqueued for
+// the next invocation (a pass no longer waits for a queue poll per page). The continuation names the collection, the pass and the link of the page
 // to fetch (Continuation); a message that does not name the checkpoint's current pass and link is stale (a
 // duplicate or a superseded step) and is dropped with a log line. For the current step, in this order:
 //  1. fetch the page; objects missing selected properties (delta returns only changed ones) are read with
@@ -32,7 +35,7 @@
 //  2. write the events to graphchanges (internal/events);
 //  3. save the checkpoint with the ETag it was loaded with: the next link, or on the last page the new
 //     deltaLink, LastCompleted and no pass. ErrConflict means another worker advanced first: stop;
-//  4. enqueue the continuation for the next page.
+//  4. go on with the next page, or, past the budget, enqueue its continuation.
 //
 // Throttling (a 429 whose Retry-After the Graph client does not wait out, inner $batch 429s, the process's
 // closed throttling gate) and transient failures re-enqueue the same step (the same continuation,
@@ -103,6 +106,13 @@ const (
 	MaxRestarts = 3
 	// deadlineMargin: Graph work stops this long before the invocation's deadline, leaving time to re-enqueue.
 	deadlineMargin = 20 * time.Second
+	// StepBudget is how long one invocation goes on taking pages of a pass before it hands the pass over to
+	// the next through the queue. A page (a delta call, its $batch reads, its state and events) takes about
+	// a second and at worst up to Margin; the queue worker's invocations end after 2 minutes
+	// (queueworker.Timeout) and functionTimeout is 5. Starting no page after 45 s leaves the last one more
+	// than a minute, and a hand-over every 45 s costs a pass one queue poll (up to the host's 2 s
+	// maxPollingInterval) per 45 s instead of per page. Step also stops at half the time to its deadline.
+	StepBudget = 45 * time.Second
 )
 
 // Graph is what a resync needs of the Graph client (*graph.Client): delta pages, and $batch reads of the
@@ -139,7 +149,7 @@ type Deps struct {
 	Events EventWriter
 	// Gate is the process's Graph throttling gate, shared with the queue worker; nil means none.
 	Gate *directory.Gate
-	Now  func() time.Time // nil means time.Now
+	Now  func() time.Time // the clock: required
 }
 
 // Runner requests and runs resync passes, one checkpoint and one pass per collection. It holds no state
@@ -155,9 +165,12 @@ type Runner struct {
 	now    func() time.Time
 
 	// Knobs; New sets the defaults above. Margin is how long before the invocation's deadline Graph work
-	// stops, so a retry can still be enqueued.
+	// stops, so a retry can still be enqueued. StepBudget 0 makes each invocation take one page.
 	StallAfter, MaxAge              time.Duration
 	BackoffBase, BackoffMax, Margin time.Duration
+	StepBudget                      time.Duration
+	// SecondLook is how long after a drive pass that found nothing the next one looks again.
+	SecondLook time.Duration
 
 	newID func(time.Time) string
 }
@@ -165,20 +178,11 @@ type Runner struct {
 // New returns a Runner.
 func New(d Deps) *Runner {
 	if d.Now == nil {
-		d.Now = time.Now
+		panic("resync.New: Deps.Now is nil: the clock is given, never taken")
 	}
 	return &Runner{cfg: d.Config, graph: d.Graph, store: d.Store, queue: d.Queue, writer: d.Events, gate: d.Gate, now: d.Now,
-		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin, newID: newPassID}
-}
-
-// deltaSelect is what a delta round of kind selects: the configured properties, and for groups their
-// members, so that membership changes arrive as members@delta.
-func (r *Runner) deltaSelect(kind directory.Kind) []string {
-	sel := r.cfg.Select(kind.Collection)
-	if kind == directory.Groups {
-		sel = append(slices.Clone(sel), "members")
-	}
-	return sel
+		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin,
+		StepBudget: StepBudget, SecondLook: SecondLook, newID: newPassID}
 }
 
 // Continuation is the `continuation` of a resync message: which collection and pass, and which page of it.
@@ -294,9 +298,9 @@ func (r *Runner) RequestAll(ctx context.Context, reason string, collections ...s
 // checkpoint stands.
 func (r *Runner) Request(ctx context.Context, collection, reason string) (Requested, error) {
 	log := logctx.From(ctx).With("collection", collection)
-	kind, ok := directory.ByCollection(collection)
-	if !ok {
-		return Requested{}, fmt.Errorf("resync: unknown collection %q", collection)
+	w, err := r.walkerFor(collection)
+	if err != nil {
+		return Requested{}, err
 	}
 	if err := r.cfg.Check(config.Storage); err != nil {
 		return Requested{}, err
@@ -359,10 +363,10 @@ func (r *Runner) Request(ctx context.Context, collection, reason string) (Reques
 		case cp.DeltaLink == "":
 			// "From now" is taken at once, not by a queued step: a gap reported before that step ran would
 			// fall before its "now" and be lost.
-			return r.startFromNow(ctx, st, kind, cp, etag, p)
-		case cp.SelectHash != checkpoint.SelectHash(r.deltaSelect(kind)):
+			return r.startFromNow(ctx, st, w, cp, etag, p)
+		case cp.SelectHash != checkpoint.SelectHash(w.deltaSelect()):
 			p.Full = true
-			p.Reason += "; " + config.SelectSetting(collection) + " changed"
+			p.Reason += "; " + w.selectSetting() + " changed"
 		}
 		cp.Pass = p
 		etag2, err := r.save(ctx, st, collection, cp, etag)
@@ -389,13 +393,13 @@ func (r *Runner) Request(ctx context.Context, collection, reason string) (Reques
 
 // startFromNow completes a first pass with RESYNC_INITIAL=latest synchronously: one delta call that returns
 // only a deltaLink ($deltatoken=latest), stored as the point the next pass starts from.
-func (r *Runner) startFromNow(ctx context.Context, st Store, kind directory.Kind, cp checkpoint.Checkpoint, etag checkpoint.ETag, p *checkpoint.Pass) (Requested, error) {
+func (r *Runner) startFromNow(ctx context.Context, st Store, w walker, cp checkpoint.Checkpoint, etag checkpoint.ETag, p *checkpoint.Pass) (Requested, error) {
 	g, err := r.graph()
 	if err != nil {
 		return Requested{}, err
 	}
-	sel := r.deltaSelect(kind)
-	page, err := g.DeltaStart(ctx, kind.Collection, sel, true)
+	sel := w.deltaSelect()
+	page, err := w.start(ctx, g, true)
 	if err != nil {
 		return Requested{}, fmt.Errorf("resync: take the starting point: %w", err)
 	}
@@ -407,14 +411,14 @@ func (r *Runner) startFromNow(ctx context.Context, st Store, kind directory.Kind
 	p.Pages, p.Updated, p.SelectHash = 1, now, checkpoint.SelectHash(sel)
 	cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
 	cp.LastPass, cp.Pass = p, nil
-	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, w.scope(), cp, etag); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
-			return Requested{Action: Collapsed, Collection: kind.Collection, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
+			return Requested{Action: Collapsed, Collection: w.scope(), PassID: p.ID, Latest: true, Reason: p.Reason}, nil
 		}
 		return Requested{}, err
 	}
-	logctx.From(ctx).Info("resync starting point taken: later passes report changes from now on", "collection", kind.Collection, "pass", p.ID, "reason", p.Reason)
-	return Requested{Action: Started, Collection: kind.Collection, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
+	logctx.From(ctx).Info("resync starting point taken: later passes report changes from now on", "collection", w.scope(), "pass", p.ID, "reason", p.Reason)
+	return Requested{Action: Started, Collection: w.scope(), PassID: p.ID, Latest: true, Reason: p.Reason}, nil
 }
 
 // markStalled makes a pass whose continuation could not be enqueued resumable by the next Request at once
@@ -441,9 +445,9 @@ func (r *Runner) stalled(p *checkpoint.Pass, now time.Time) bool {
 // ever completed, the last one completed more than MaxAge (24 h) ago, its select changed, or the pass in
 // progress has stalled.
 func (r *Runner) DueReason(ctx context.Context, collection string) (string, error) {
-	kind, ok := directory.ByCollection(collection)
-	if !ok {
-		return "", fmt.Errorf("resync: unknown collection %q", collection)
+	w, err := r.walkerFor(collection)
+	if err != nil {
+		return "", err
 	}
 	if err := r.cfg.Check(config.Storage); err != nil {
 		return "", err
@@ -467,8 +471,8 @@ func (r *Runner) DueReason(ctx context.Context, collection string) (string, erro
 		return "no resync pass has completed yet", nil
 	case now.Sub(cp.LastCompleted) >= r.MaxAge:
 		return fmt.Sprintf("the last resync pass completed %s ago", now.Sub(cp.LastCompleted).Round(time.Minute)), nil
-	case cp.SelectHash != checkpoint.SelectHash(r.deltaSelect(kind)):
-		return config.SelectSetting(collection) + " changed", nil
+	case cp.SelectHash != checkpoint.SelectHash(w.deltaSelect()):
+		return w.selectSetting() + " changed", nil
 	}
 	return "", nil
 }

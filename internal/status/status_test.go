@@ -6,16 +6,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
-var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+var now = testclock.Date(2026, 12, 1, 12, 0, 0)
 
 type fakeGraph struct {
 	subs []graph.Subscription
@@ -155,7 +164,7 @@ func TestFindings(t *testing.T) {
 		{"graph unreachable", func(g *fakeGraph, _ *fakeStore, _ *fakeQueues) { g.err = errors.New("dial tcp: connection refused") }, CannotTell,
 			[]string{"graph-unreachable/Graph"}},
 		{"storage unreachable", func(_ *fakeGraph, st *fakeStore, _ *fakeQueues) { st.err = errors.New("dial tcp: connection refused") }, CannotTell,
-			[]string{"storage-unreachable/AzureWebJobsStorage"}},
+			[]string{"storage-unreachable/AzureWebJobsStorage (blob)"}},
 		{"attention and could not check: could not check wins", func(g *fakeGraph, _ *fakeStore, q *fakeQueues) {
 			g.err = errors.New("timeout")
 			q.counts["poison"] = 1
@@ -202,7 +211,7 @@ func TestUnansweredStorageIsBoundedByTheTimeout(t *testing.T) {
 	c := checker(g, st, q)
 	c.Timeout = 50 * time.Millisecond
 	r := c.Check(context.Background())
-	if r.ExitCode != 2 || fmt.Sprint(codes(r)) != "[storage-unreachable/AzureWebJobsStorage]" ||
+	if r.ExitCode != 2 || fmt.Sprint(codes(r)) != "[storage-unreachable/AzureWebJobsStorage (queue)]" ||
 		!strings.Contains(r.Findings[0].Message, "deadline") {
 		t.Fatalf("exit %d findings %+v", r.ExitCode, r.Findings)
 	}
@@ -297,5 +306,100 @@ func TestWriteText(t *testing.T) {
 	}
 	if strings.Contains(out, "SECRETKEY") || strings.Contains(out, "<nil>") {
 		t.Errorf("text shows a key or <nil>:\n%s", out)
+	}
+}
+
+// What Graph returns is printed, never obeyed: a subscription id holding a newline cannot add a line (a
+// forged verdict) to the report, and the error a storage account answered with stays on its finding's line.
+func TestWriteTextEscapesWhatGraphAndStorageSaid(t *testing.T) {
+	g, st, q := healthy()
+	g.subs[0].ID = "sub-users\nstatus: healthy (exit 0)"
+	q.err = errors.New("proxy said\nstatus: healthy (exit 0)\x1b[2J")
+	var buf bytes.Buffer
+	if err := WriteText(&buf, checker(g, st, q).Check(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if strings.HasPrefix(l, "status:") || strings.Contains(l, "\x1b") {
+			t.Errorf("a forged or raw line in the report: %q\n%s", l, out)
+		}
+	}
+	if !strings.Contains(out, `sub-users\nstatus: healthy`) {
+		t.Errorf("the escaped id is missing:\n%s", out)
+	}
+}
+
+type fakeTables struct{ err error }
+
+func (f fakeTables) Probe(context.Context) error { return f.err }
+
+// storageAnswer is the error the storage SDKs return for a refusal the service answered.
+func storageAnswer(status int, code string) error {
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:10002/devstoreaccount1/graphstate(PartitionKey='probe',RowKey='probe')", nil)
+	resp := &http.Response{StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), Request: req,
+		Header: http.Header{"X-Ms-Error-Code": {code}}, Body: io.NopCloser(strings.NewReader(""))}
+	return runtime.NewResponseError(resp)
+}
+
+// TestStorageFindingsNameTheServiceAndTheFault: each storage service is checked on its own, and a finding
+// says which failed and how — the status and error code a 503 carried, a refused connection — and what
+// that means meanwhile.
+func TestStorageFindingsNameTheServiceAndTheFault(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	cases := []struct {
+		name   string
+		change func(*Checker, *fakeStore, *fakeQueues)
+		want   []string // subject: message prefix
+	}{
+		{"table busy", func(c *Checker, _ *fakeStore, _ *fakeQueues) {
+			c.Tables = func() (Tables, error) { return fakeTables{storageAnswer(503, "ServerBusy")}, nil }
+		}, []string{"AzureWebJobsStorage (table): table storage: 503 ServerBusy, reading the object-state table; meanwhile events are written without change detection"}},
+		{"blob refused, queues fine", func(c *Checker, st *fakeStore, _ *fakeQueues) {
+			st.err = fmt.Errorf("checkpoint: read delta/users.json: %w", refused)
+		}, []string{"AzureWebJobsStorage (blob): blob storage: connection refused, reading the resync checkpoint of users; meanwhile resync passes wait"}},
+		{"queue busy, table refused", func(c *Checker, _ *fakeStore, q *fakeQueues) {
+			q.err = storageAnswer(503, "ServerBusy")
+			c.Tables = func() (Tables, error) { return fakeTables{refused}, nil }
+		}, []string{
+			"AzureWebJobsStorage (queue): queue storage: 503 ServerBusy, reading queue work; meanwhile notifications are not queued",
+			"AzureWebJobsStorage (table): table storage: connection refused",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g, st, q := healthy()
+			c := checker(g, st, q)
+			c.Tables = func() (Tables, error) { return fakeTables{}, nil }
+			tc.change(c, st, q)
+			r := c.Check(context.Background())
+			if r.Health != CannotTell || len(r.Findings) != len(tc.want) {
+				t.Fatalf("health %s findings %+v", r.Health, r.Findings)
+			}
+			for i, w := range tc.want {
+				got := r.Findings[i].Subject + ": " + r.Findings[i].Message
+				if r.Findings[i].Code != CodeStorageUnreachable || !strings.HasPrefix(got, w) {
+					t.Errorf("finding %d:\n got %s\nwant %s…", i, got, w)
+				}
+			}
+			if tc.name == "blob refused, queues fine" && !r.Queues[0].Checked {
+				t.Error("the queues went unchecked because the blob service failed")
+			}
+		})
+	}
+}
+
+// A weak GRAPH_CLIENT_STATE is a finding of its own, with the rotation steps, and never the secret.
+func TestWeakClientStateIsAFinding(t *testing.T) {
+	c := checker(healthy())
+	c.WeakClientState = config.ClientStateWeakness("s3cr3t-client-state-0123456789")
+	r := c.Check(context.Background())
+	if r.Health != Attention || !slices.Contains(codes(r), CodeWeakClientState+"/"+config.ClientState) {
+		t.Fatalf("health %s findings %v", r.Health, codes(r))
+	}
+	f := r.Findings[0]
+	if !strings.Contains(f.Action, "GRAPH_CLIENT_STATE_PREVIOUS") || !strings.Contains(f.Action, "openssl rand") || strings.Contains(f.String(), "s3cr3t") {
+		t.Errorf("finding %s", f)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/safetext"
 )
 
 // WriteText prints r for people: one aligned table each for subscriptions, resync and queues, then the
@@ -64,6 +66,11 @@ func WriteText(w io.Writer, r Report) error {
 	for _, t := range [][][]string{subs, resync, queues} {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, row := range t {
+			// Cells may hold what Graph or storage returned (a subscription id): escaped, so that none can
+			// start a line of its own or break the table.
+			for i, c := range row {
+				row[i] = safetext.Line(c)
+			}
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
 		}
 		if err := tw.Flush(); err != nil {
@@ -76,7 +83,7 @@ func WriteText(w io.Writer, r Report) error {
 		if f.Severity == CannotTell {
 			label = "COULD NOT CHECK"
 		}
-		fmt.Fprintf(w, "%s  %s (%s): %s\n    what to do: %s\n", label, f.Code, f.Subject, f.Message, f.Action)
+		fmt.Fprintf(w, "%s  %s (%s): %s\n    what to do: %s\n", label, f.Code, safetext.Line(f.Subject), safetext.Line(f.Message), safetext.Line(f.Action))
 	}
 	verdict := map[Health]string{Healthy: "healthy", Attention: "needs attention", CannotTell: "could not check everything"}[r.Health]
 	_, err := fmt.Fprintf(w, "status: %s (exit %d)\n", verdict, r.ExitCode)

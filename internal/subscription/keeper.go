@@ -35,15 +35,17 @@ import (
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 )
 
 const (
 	// MaxLifetime is Graph's maximum for user and group subscriptions (41,760 minutes; docs/graph-facts.md).
-	MaxLifetime = 41760 * time.Minute
-	// Lifetime is what a create or renewal asks for: the maximum less an hour, so clock skew between this
-	// machine and Graph never pushes a request past the maximum.
+	MaxLifetime = family.DirectoryMaxLifetime
+	// Lifetime is what a create or renewal of a user or group subscription asks for: the maximum less an
+	// hour, so clock skew between this machine and Graph never pushes a request past the maximum. Each
+	// family's plan says its own (family.Plan.Lifetime).
 	Lifetime = MaxLifetime - time.Hour
 	// RenewBelow is the remaining life under which a run renews. A renewal leaves about 29 days, so with an
 	// hourly timer a subscription is renewed every three days and always has at least 26 days left: it
@@ -101,13 +103,9 @@ func (o Outcome) Summary(now time.Time) string {
 // recreated), so that a resync can recover them.
 type Gap func(ctx context.Context, collection, reason string) error
 
-// LifecycleInterval is how often one subscription's lifecycle notifications may cause a renewal or a
-// recreation: Graph asks apps not to reauthorize or PATCH a subscription more often than every 10
-// minutes, and a forged lifecycle message needs only the clientState.
-const LifecycleInterval = 10 * time.Minute
-
 // Keeper runs the create-or-renew logic. It is shared by the timer, the queue worker's lifecycle handling
-// and the commands; runs within one process are serialized.
+// and the commands; runs within one process are serialized. Lifecycle notifications are judged and
+// rationed outside that serialization (see Lifecycle).
 type Keeper struct {
 	cfg   *config.Config
 	graph func() (Graph, error)
@@ -116,57 +114,224 @@ type Keeper struct {
 
 	settleDelay time.Duration // first wait for a competing create to be listed; doubles, five tries
 	mu          sync.Mutex
-	pendingGap  map[string]string    // collection → a gap whose resync request failed: asked again first
-	lastAction  map[string]time.Time // subscription id → last lifecycle action
+	pendingGap  map[string]string // collection → a gap whose resync request failed: asked again first
+	limits      lifecycleLimits
 }
 
-// New returns a keeper using the app settings and a lazily built Graph client. gap may be nil.
+// New returns a keeper using the app settings, a lazily built Graph client and the clock now. gap may be
+// nil.
 func New(cfg *config.Config, g func() (Graph, error), gap Gap, now func() time.Time) *Keeper {
 	if now == nil {
-		now = time.Now
+		panic("subscription.New: now is nil: the clock is given, never taken")
 	}
 	return &Keeper{cfg: cfg, graph: g, gap: gap, now: now, settleDelay: time.Second,
-		pendingGap: map[string]string{}, lastAction: map[string]time.Time{}}
+		pendingGap: map[string]string{}, limits: lifecycleLimits{last: map[string]time.Time{}}}
 }
 
-// Lifecycle acts on a lifecycle event for one subscription: reauthorizationRequired renews it (which also
-// reauthorizes it), subscriptionRemoved makes sure it exists again. The resource is found by listing; a
-// subscription no longer listed (Graph dropped it) converges every resource. At most one action per
-// subscription runs per LifecycleInterval; later ones are dropped and reported with acted false.
-func (k *Keeper) Lifecycle(ctx context.Context, subscriptionID string, ev graph.LifecycleEvent) (acted bool, err error) {
-	k.mu.Lock()
-	key := strings.ToLower(subscriptionID)
-	if last, ok := k.lastAction[key]; ok && k.now().Sub(last) < LifecycleInterval {
-		k.mu.Unlock()
-		return false, nil
+// The bounds on lifecycle notifications. They act only on this app's own subscriptions (an id Graph lists
+// for the app), and still a forged lifecycle message needs only the clientState, so every action is rationed:
+//   - LifecycleInterval: at most one renewal or recreation per subscription (and one catch-up for a missed
+//     event) per interval. Graph asks apps not to reauthorize or PATCH a subscription more often than every
+//     10 minutes.
+//   - MaxLifecycleActions: at most this many actions per LifecycleInterval for the whole process, whatever
+//     the ids, so that the Graph budget a flood of notifications can spend is fixed.
+//   - ListReuse: the subscription list that judges the ids is reused this long (this keeper's own creates
+//     and deletes refresh it), so a flood of messages costs at most one list call per ListReuse.
+const (
+	LifecycleInterval   = 10 * time.Minute
+	MaxLifecycleActions = 10
+	ListReuse           = time.Minute
+)
+
+// LifecycleRequest is one subscription's lifecycle event, as a notification reported it.
+type LifecycleRequest struct {
+	SubscriptionID string // a GUID (the intake drops any other)
+	Event          graph.LifecycleEvent
+}
+
+// Verdict says what became of a LifecycleRequest.
+type Verdict string
+
+const (
+	// Acted: the subscription lists as this app's, for Resource. reauthorizationRequired and
+	// subscriptionRemoved renewed (or recreated) it; missed needs no Graph call, and the caller catches up
+	// Resource. For a subscriptionRemoved whose id no longer lists, Acted means Graph's list showed Resource
+	// without a subscription of this app, and one was created.
+	Acted Verdict = "acted"
+	// Limited: an action for the same subscription ran within LifecycleInterval, or the process reached
+	// MaxLifecycleActions; nothing was done.
+	Limited Verdict = "limited"
+	// NotListed: Graph does not list the id as this app's subscription for a configured resource; nothing
+	// was done.
+	NotListed Verdict = "not listed"
+	// Failed: the action was tried and failed (Err says how).
+	Failed Verdict = "failed"
+)
+
+// LifecycleResult is the outcome of one LifecycleRequest.
+type LifecycleResult struct {
+	LifecycleRequest
+	Verdict  Verdict
+	Resource config.ResourceSpec // Acted, Limited, Failed: the configured resource the subscription is for
+	Outcome  Outcome             // Acted for a renewal or recreation: what the run did
+	Err      error               // Failed
+}
+
+// lifecycleLimits is the rationing state: only ids that list as this app's (or the keys of configured
+// resources) enter it, and entries older than LifecycleInterval are pruned on every use, so it never holds
+// more than a few entries per configured resource.
+type lifecycleLimits struct {
+	mu       sync.Mutex // never held across a Graph call
+	last     map[string]time.Time
+	recent   []time.Time // the process's actions within LifecycleInterval, at most MaxLifecycleActions
+	listed   []graph.Subscription
+	listedAt time.Time
+}
+
+// take reserves an action for key at now, or reports that a limit forbids it.
+func (l *lifecycleLimits) take(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, t := range l.last {
+		if now.Sub(t) >= LifecycleInterval {
+			delete(l.last, k)
+		}
 	}
-	k.mu.Unlock()
-	var target []config.ResourceSpec
-	if g, err := k.graph(); err == nil {
-		if all, err := g.ListSubscriptions(ctx); err == nil {
-			for _, s := range all {
-				if strings.EqualFold(s.ID, subscriptionID) {
-					for _, r := range k.cfg.Resources {
-						if sameResource(s.Resource, r.Path()) {
-							target = append(target, r)
-						}
-					}
-				}
+	l.recent = slices.DeleteFunc(l.recent, func(t time.Time) bool { return now.Sub(t) >= LifecycleInterval })
+	if _, ok := l.last[key]; ok || len(l.recent) >= MaxLifecycleActions {
+		return false
+	}
+	l.last[key] = now
+	l.recent = append(l.recent, now)
+	return true
+}
+
+// release gives back a reservation whose action failed, so that a retry is not refused for it.
+func (l *lifecycleLimits) release(key string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && t.Equal(at) {
+		delete(l.last, key)
+	}
+	if i := slices.IndexFunc(l.recent, func(t time.Time) bool { return t.Equal(at) }); i >= 0 {
+		l.recent = slices.Delete(l.recent, i, i+1)
+	}
+}
+
+// Lifecycle acts on lifecycle events, each for the one subscription it names, and only when Graph lists
+// that id as this app's subscription for a configured resource: reauthorizationRequired and
+// subscriptionRemoved renew it with one PATCH (which reauthorizes it; a 404 recreates it), missed calls
+// nothing and returns the resource for the caller to catch up. An id that does not list is NotListed and
+// nothing is done for it, with one exception that needs no trust in the id: a subscriptionRemoved when the
+// list shows a configured resource without any subscription of this app (Graph removed it, so it cannot
+// list) creates that resource's subscription. Every action is rationed (LifecycleInterval per subscription,
+// MaxLifecycleActions for the process); a rationed one is Limited.
+//
+// One list call serves every request (and later calls within ListReuse). The keeper's lock, which the
+// timer's runs take, is held only by the actions themselves, so the number of times a flood can take it is
+// the rationed number of actions. The error is the listing's: then nothing was done.
+func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]LifecycleResult, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	all, err := k.listForLifecycle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LifecycleResult, len(reqs))
+	for i, r := range reqs {
+		res := LifecycleResult{LifecycleRequest: r, Verdict: NotListed}
+		key := ""
+		if spec, ok := k.listedResource(all, r.SubscriptionID); ok {
+			res.Resource = spec
+			key = "subscription " + strings.ToLower(r.SubscriptionID)
+		} else if r.Event == graph.SubscriptionRemoved {
+			if spec, ok := k.uncovered(all); ok {
+				res.Resource = spec
+				key = "resource " + spec.Path()
+			}
+		}
+		if key == "" {
+			out[i] = res
+			continue
+		}
+		if r.Event == graph.Missed {
+			key += " missed"
+		}
+		now := k.now()
+		if !k.limits.take(key, now) {
+			res.Verdict = Limited
+			out[i] = res
+			continue
+		}
+		res.Verdict = Acted
+		if r.Event != graph.Missed {
+			o, err := k.EnsureResource(ctx, res.Resource, RenewNow)
+			res.Outcome = o
+			if err != nil {
+				k.limits.release(key, now)
+				res.Verdict, res.Err = Failed, err
+			}
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+// listForLifecycle returns this app's subscriptions, listed at most ListReuse ago.
+func (k *Keeper) listForLifecycle(ctx context.Context) ([]graph.Subscription, error) {
+	now := k.now()
+	k.limits.mu.Lock()
+	if !k.limits.listedAt.IsZero() && now.Sub(k.limits.listedAt) < ListReuse && now.Sub(k.limits.listedAt) >= 0 {
+		all := k.limits.listed
+		k.limits.mu.Unlock()
+		return all, nil
+	}
+	k.limits.mu.Unlock()
+	g, err := k.graph()
+	if err != nil {
+		return nil, fmt.Errorf("graph client: %w", err)
+	}
+	all, err := g.ListSubscriptions(ctx)
+	if err != nil {
+		return nil, explain("list subscriptions", "", err)
+	}
+	k.limits.mu.Lock()
+	k.limits.listed, k.limits.listedAt = all, now
+	k.limits.mu.Unlock()
+	return all, nil
+}
+
+// forgetListing makes the next lifecycle call list again: this keeper changed what Graph would list.
+func (k *Keeper) forgetListing() {
+	k.limits.mu.Lock()
+	k.limits.listed, k.limits.listedAt = nil, time.Time{}
+	k.limits.mu.Unlock()
+}
+
+// listedResource returns the configured resource that subscription id is this app's subscription for.
+func (k *Keeper) listedResource(all []graph.Subscription, id string) (config.ResourceSpec, bool) {
+	for _, s := range all {
+		if !strings.EqualFold(s.ID, id) {
+			continue
+		}
+		for _, p := range k.cfg.Plans() {
+			if Matches(s, p.Resource, p.ChangeTypes) {
+				return p.Entry, true
 			}
 		}
 	}
-	if len(target) == 0 {
-		target = k.cfg.Resources
-	}
-	for _, r := range target {
-		if _, err := k.EnsureResource(ctx, r, RenewNow); err != nil {
-			return false, err
+	return config.ResourceSpec{}, false
+}
+
+// uncovered returns the first configured resource for which the list holds no subscription of this app.
+func (k *Keeper) uncovered(all []graph.Subscription) (config.ResourceSpec, bool) {
+	for _, p := range k.cfg.Plans() {
+		if len(Mine(all, p)) == 0 {
+			return p.Entry, true
 		}
 	}
-	k.mu.Lock()
-	k.lastAction[key] = k.now()
-	k.mu.Unlock()
-	return true, nil
+	return config.ResourceSpec{}, false
 }
 
 // settings are what every run needs.
@@ -193,14 +358,19 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) ([]Outcome, error) {
 func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mode Mode) (Outcome, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.forgetListing() // a run may create or delete: lifecycle notifications are judged by a new list
 	if err := k.cfg.Check(settings...); err != nil {
 		return Outcome{}, err
 	}
-	if why := k.pendingGap[res.Collection]; why != "" && k.gap != nil {
-		if err := k.gap(ctx, res.Collection, why); err != nil {
+	plan, ok := family.PlanOf(res, k.cfg.ChangeTypes)
+	if !ok {
+		return Outcome{}, fmt.Errorf("%s names no resource family the product follows", res.Path())
+	}
+	if why := k.pendingGap[plan.Scope]; why != "" && k.gap != nil {
+		if err := k.gap(ctx, plan.Scope, why); err != nil {
 			return Outcome{}, fmt.Errorf("resync after %s (still pending): %w", why, err)
 		}
-		delete(k.pendingGap, res.Collection)
+		delete(k.pendingGap, plan.Scope)
 	}
 	g, err := k.graph()
 	if err != nil {
@@ -208,7 +378,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 	}
 	log := logctx.From(ctx)
 
-	subs, err := k.mine(ctx, g, res)
+	subs, err := k.mine(ctx, g, plan)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -236,7 +406,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 	}
 
 	if keep != nil {
-		renewed, action, err := k.renew(ctx, g, *keep, mode)
+		renewed, action, err := k.renew(ctx, g, *keep, plan, mode)
 		switch {
 		case err == nil:
 			out.Action, out.ID, out.Expiry = action, renewed.ID, renewed.ExpirationDateTime
@@ -248,7 +418,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 		}
 	}
 
-	created, err := k.create(ctx, g, res)
+	created, err := k.create(ctx, g, plan)
 	if err != nil {
 		return out, err
 	}
@@ -257,7 +427,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 		out.Action = Recreated
 	}
 	// Settle a race with another instance that created one at the same moment.
-	subs, err = k.mine(ctx, g, res)
+	subs, err = k.mine(ctx, g, plan)
 	if err != nil {
 		return out, err
 	}
@@ -276,33 +446,33 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 			out.Deleted = append(out.Deleted, s.ID)
 		}
 	}
-	if k.gap != nil {
+	if k.gap != nil && plan.Scope != "" {
 		// Notifications may have been lost before the subscription existed: the resync must happen. If it
 		// cannot be requested now, fail the run (the retry policy runs it again soon) and ask first next time.
 		reason := "subscription " + string(out.Action)
-		if err := k.gap(ctx, res.Collection, reason); err != nil {
-			k.pendingGap[res.Collection] = reason
+		if err := k.gap(ctx, plan.Scope, reason); err != nil {
+			k.pendingGap[plan.Scope] = reason
 			return out, fmt.Errorf("subscription %s, but the resync it needs could not be requested (asked again on the next run): %w", out.Action, err)
 		}
 	}
 	return out, nil
 }
 
-// mine lists this app's subscriptions for a resource and the configured change types.
-func (k *Keeper) mine(ctx context.Context, g Graph, res config.ResourceSpec) ([]graph.Subscription, error) {
+// mine lists this app's subscriptions for a plan.
+func (k *Keeper) mine(ctx context.Context, g Graph, plan family.Plan) ([]graph.Subscription, error) {
 	all, err := g.ListSubscriptions(ctx)
 	if err != nil {
-		return nil, explain("list subscriptions", res, err)
+		return nil, explain("list subscriptions", plan.Permission, err)
 	}
-	return Mine(all, res, k.cfg.ChangeTypes), nil
+	return Mine(all, plan), nil
 }
 
-// Mine picks, from a list of this app's subscriptions, those for a resource and change types: the rule
-// the keeper converges by, for anyone who reports on subscriptions.
-func Mine(all []graph.Subscription, res config.ResourceSpec, changeTypes []string) []graph.Subscription {
+// Mine picks, from a list of this app's subscriptions, those of a plan (its resource and change types):
+// the rule the keeper converges by, for anyone who reports on subscriptions.
+func Mine(all []graph.Subscription, plan family.Plan) []graph.Subscription {
 	var out []graph.Subscription
 	for _, s := range all {
-		if Matches(s, res.Path(), changeTypes) {
+		if Matches(s, plan.Resource, plan.ChangeTypes) {
 			out = append(out, s)
 		}
 	}
@@ -338,7 +508,7 @@ func (k *Keeper) stale(s graph.Subscription) string {
 	}
 }
 
-func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode Mode) (graph.Subscription, Action, error) {
+func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, plan family.Plan, mode Mode) (graph.Subscription, Action, error) {
 	now := k.now()
 	var u graph.SubscriptionUpdate
 	if want := k.notificationURL(); !sameURL(s.NotificationURL, want) {
@@ -347,13 +517,13 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode 
 	if u.NotificationURL == "" && mode == Normal && s.ExpirationDateTime.Sub(now) >= RenewBelow {
 		return s, Unchanged, nil
 	}
-	u.ExpirationDateTime = now.Add(Lifetime)
+	u.ExpirationDateTime = now.Add(plan.Lifetime)
 	updated, err := g.UpdateSubscription(ctx, s.ID, u)
 	if err != nil {
 		if errors.Is(err, graph.ErrNotFound) {
 			return s, "", err
 		}
-		return s, "", explain("renew subscription "+s.ID, config.ResourceSpec{}, err)
+		return s, "", explain("renew subscription "+s.ID, plan.Permission, err)
 	}
 	if updated.ExpirationDateTime.IsZero() {
 		updated.ExpirationDateTime = u.ExpirationDateTime
@@ -364,13 +534,13 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode 
 	return updated, Renewed, nil
 }
 
-func (k *Keeper) create(ctx context.Context, g Graph, res config.ResourceSpec) (graph.Subscription, error) {
+func (k *Keeper) create(ctx context.Context, g Graph, plan family.Plan) (graph.Subscription, error) {
 	req := graph.Subscription{
-		ChangeType:                k.cfg.ChangeType(),
+		ChangeType:                plan.ChangeType(),
 		NotificationURL:           k.notificationURL(),
 		LifecycleNotificationURL:  k.cfg.LifecycleNotificationURL,
-		Resource:                  res.Path(),
-		ExpirationDateTime:        k.now().Add(Lifetime),
+		Resource:                  plan.Resource,
+		ExpirationDateTime:        k.now().Add(plan.Lifetime),
 		ClientState:               k.cfg.ClientState.Reveal(),
 		LatestSupportedTLSVersion: "v1_2",
 	}
@@ -380,7 +550,7 @@ func (k *Keeper) create(ctx context.Context, g Graph, res config.ResourceSpec) (
 		// validation handshake (up to 10 s) is done.
 		delay := k.settleDelay
 		for range 5 {
-			subs, lerr := k.mine(ctx, g, res)
+			subs, lerr := k.mine(ctx, g, plan)
 			if lerr != nil {
 				return created, lerr
 			}
@@ -396,7 +566,7 @@ func (k *Keeper) create(ctx context.Context, g Graph, res config.ResourceSpec) (
 		}
 	}
 	if err != nil {
-		return created, explain("create subscription", res, err)
+		return created, explain("create subscription", plan.Permission, err)
 	}
 	return created, nil
 }
@@ -497,33 +667,35 @@ func choose(subs []graph.Subscription) (keep *graph.Subscription, rest []graph.S
 
 func deleteIgnoringNotFound(ctx context.Context, g Graph, id string) error {
 	if err := g.DeleteSubscription(ctx, id); err != nil && !errors.Is(err, graph.ErrNotFound) {
-		return explain("delete subscription "+id, config.ResourceSpec{}, err)
+		return explain("delete subscription "+id, "", err)
 	}
 	return nil
 }
 
-// explain adds what a person should check to the errors that have a usual cause.
-func explain(op string, res config.ResourceSpec, err error) error {
+// explain adds what a person should check to the errors that have a usual cause; permission is the
+// application permission the resource needs ("" when the call concerns every resource).
+func explain(op, permission string, err error) error {
+	if permission == "" {
+		permission = anyPermission()
+	}
 	switch {
 	case errors.Is(err, graph.ErrValidationFailed):
 		return fmt.Errorf("%s: Graph could not validate the notification URL. Check that GRAPH_NOTIFICATION_URL is the public HTTPS address of the webhook function (a dev tunnel locally), that it carries the function key (?code=…), and that nothing in front of the function requires sign-in: %w", op, err)
 	case errors.Is(err, graph.ErrForbidden):
-		return fmt.Errorf("%s: Graph refused. Check that the app registration has the application permission %s with admin consent, and that the subscription quota is not reached: %w", op, permissionFor(res), err)
+		return fmt.Errorf("%s: Graph refused. Check that the app registration has the application permission %s with admin consent, and that the subscription quota is not reached: %w", op, permission, err)
 	case errors.Is(err, graph.ErrUnauthorized):
 		return fmt.Errorf("%s: no token for Graph. Check AZURE_TENANT_ID, AZURE_CLIENT_ID and the client secret or certificate: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// permissionFor names the application permission a resource needs (every configured one when res is zero).
-func permissionFor(res config.ResourceSpec) string {
-	switch res.Collection {
-	case config.Users:
-		return "User.Read.All"
-	case config.Groups:
-		return "Group.Read.All"
+// anyPermission names the permissions of every family, for an error that concerns no one resource.
+func anyPermission() string {
+	parts := make([]string, len(family.Families))
+	for i, f := range family.Families {
+		parts[i] = f.Permission
 	}
-	return "User.Read.All (for users) or Group.Read.All (for groups)"
+	return strings.Join(parts, "; ")
 }
 
 // Unsubscribe deletes this app's subscriptions for the configured resources and change types, for a clean
@@ -531,6 +703,7 @@ func permissionFor(res config.ResourceSpec) string {
 func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	defer k.forgetListing()
 	if err := k.cfg.Check(config.TenantID, config.ClientID, config.Resource, config.ChangeType); err != nil {
 		return nil, err
 	}
@@ -539,8 +712,8 @@ func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("graph client: %w", err)
 	}
 	var ids []string
-	for _, res := range k.cfg.Resources {
-		subs, err := k.mine(ctx, g, res)
+	for _, plan := range k.cfg.Plans() {
+		subs, err := k.mine(ctx, g, plan)
 		if err != nil {
 			return ids, err
 		}

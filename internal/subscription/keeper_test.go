@@ -3,6 +3,7 @@ package subscription
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -59,7 +61,7 @@ var handshake = func(w http.ResponseWriter, r *http.Request) {
 
 func newEnv(t *testing.T, adjust ...func(*fakegraph.Options)) *env {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	c := &clock{t: testclock.Date(2026, 11, 27, 10, 0, 0)}
 	opts := fakegraph.NewOptions(tenant, clientID, secret)
 	opts.Clock = c.Now
 	for _, a := range adjust {
@@ -74,7 +76,7 @@ func newEnv(t *testing.T, adjust ...func(*fakegraph.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: -1})
+	client, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: -1, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,36 +406,161 @@ func TestFailedGapResyncIsAskedAgain(t *testing.T) {
 	}
 }
 
+func lifecycle(t *testing.T, k *Keeper, id string, ev graph.LifecycleEvent) LifecycleResult {
+	t.Helper()
+	rs, err := k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: id, Event: ev}})
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("Lifecycle: %v, %d results", err, len(rs))
+	}
+	return rs[0]
+}
+
 func TestLifecycleActsOncePerInterval(t *testing.T) {
 	e := newEnv(t)
 	k := e.keeper(t)
 	out := ensure(t, k, Normal)
 	patches := func() int { return e.fg.Count("PATCH", "/v1.0/subscriptions") }
-	acted, err := k.Lifecycle(context.Background(), out.ID, graph.ReauthorizationRequired)
-	if err != nil || !acted || patches() != 1 {
-		t.Fatalf("first lifecycle action: acted %v, err %v, %d PATCHes", acted, err, patches())
+	if r := lifecycle(t, k, out.ID, graph.ReauthorizationRequired); r.Verdict != Acted || r.Resource.Path() != "users" || patches() != 1 {
+		t.Fatalf("first lifecycle action: %+v, %d PATCHes", r, patches())
 	}
 	for range 3 { // a storm of (perhaps forged) lifecycle messages
-		if acted, err := k.Lifecycle(context.Background(), out.ID, graph.ReauthorizationRequired); err != nil || acted {
-			t.Fatalf("a second action within %s: acted %v, err %v", LifecycleInterval, acted, err)
+		if r := lifecycle(t, k, out.ID, graph.ReauthorizationRequired); r.Verdict != Limited {
+			t.Fatalf("a second action within %s: %+v", LifecycleInterval, r)
 		}
 	}
 	if patches() != 1 {
 		t.Fatalf("%d PATCHes, want 1 within the interval", patches())
 	}
+	// missed calls nothing on Graph and is rationed on its own: it names the resource to catch up.
+	if r := lifecycle(t, k, strings.ToUpper(out.ID), graph.Missed); r.Verdict != Acted || r.Resource.Collection != config.Users || patches() != 1 {
+		t.Fatalf("missed: %+v, %d PATCHes", r, patches())
+	}
 	e.clock.Advance(LifecycleInterval)
-	if acted, err := k.Lifecycle(context.Background(), out.ID, graph.ReauthorizationRequired); err != nil || !acted || patches() != 2 {
-		t.Fatalf("after the interval: acted %v, err %v, %d PATCHes", acted, err, patches())
+	if r := lifecycle(t, k, out.ID, graph.ReauthorizationRequired); r.Verdict != Acted || patches() != 2 {
+		t.Fatalf("after the interval: %+v, %d PATCHes", r, patches())
 	}
 }
 
-func TestLifecycleForAnUnknownSubscriptionConverges(t *testing.T) {
+// Ids that are not this app's subscriptions cause nothing but the one list call that judges them: no
+// PATCH, no create, and nothing kept about them.
+func TestLifecycleActsOnlyOnListedSubscriptions(t *testing.T) {
 	e := newEnv(t)
 	k := e.keeper(t)
-	if acted, err := k.Lifecycle(context.Background(), "no-such-subscription", graph.SubscriptionRemoved); err != nil || !acted {
-		t.Fatalf("acted %v, err %v", acted, err)
+	ensure(t, k, Normal)
+	before := e.writes()
+	lists := func() int { return e.fg.Count("GET", "/v1.0/subscriptions") }
+	listsBefore := lists()
+	var reqs []LifecycleRequest
+	for i := range 50 {
+		ev := []graph.LifecycleEvent{graph.ReauthorizationRequired, graph.SubscriptionRemoved, graph.Missed}[i%3]
+		reqs = append(reqs, LifecycleRequest{SubscriptionID: fmt.Sprintf("0badf00d-0000-4000-8000-%012d", i), Event: ev})
 	}
-	only(t, e.fg) // created, since none existed
+	for range 3 { // three messages of a flood
+		rs, err := k.Lifecycle(context.Background(), reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Verdict != NotListed {
+				t.Fatalf("%s %s: %s, want %s", r.SubscriptionID, r.Event, r.Verdict, NotListed)
+			}
+		}
+	}
+	if w := e.writes() - before; w != 0 {
+		t.Errorf("%d subscription writes for ids that are not this app's", w)
+	}
+	if n := lists() - listsBefore; n != 1 {
+		t.Errorf("%d list calls for 150 requests within %s, want 1", n, ListReuse)
+	}
+	if n := len(k.limits.last); n != 0 {
+		t.Errorf("%d ids kept for rationing; only listed ids may enter", n)
+	}
+}
+
+// A subscription Graph removed no longer lists: its subscriptionRemoved recreates it only because Graph's
+// own list shows the resource uncovered, not because the notification says so.
+func TestLifecycleRemovedRecreatesOnlyAnUncoveredResource(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(t)
+	out := ensure(t, k, Normal)
+	gone := "0badf00d-0000-4000-8000-000000000001"
+	if r := lifecycle(t, k, gone, graph.SubscriptionRemoved); r.Verdict != NotListed {
+		t.Fatalf("a removal of an unknown id while the resource is covered: %+v", r)
+	}
+	if err := e.client.DeleteSubscription(context.Background(), out.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(ListReuse)
+	if r := lifecycle(t, k, out.ID, graph.SubscriptionRemoved); r.Verdict != Acted || r.Outcome.Action != Created || r.Resource.Path() != "users" {
+		t.Fatalf("removal of this app's only subscription: %+v", r)
+	}
+	only(t, e.fg)
+	// Within the interval another removal of it (forged, or repeated) does nothing, once it is listed.
+	if r := lifecycle(t, k, gone, graph.SubscriptionRemoved); r.Verdict != NotListed {
+		t.Fatalf("after the recreation: %+v", r)
+	}
+}
+
+// The process-wide ration holds whatever the ids: with more of this app's subscriptions than
+// MaxLifecycleActions, one round of reauthorizations acts on MaxLifecycleActions of them.
+func TestLifecycleProcessWideLimit(t *testing.T) {
+	e := newEnv(t)
+	var res []string
+	for i := range MaxLifecycleActions + 2 {
+		id := fmt.Sprintf("6e1f0c1e-0000-4000-8000-%012d", i)
+		e.fg.AddUser(fakegraph.User{ID: id, Props: map[string]any{"displayName": "u"}})
+		res = append(res, "users/"+id)
+	}
+	e.settings[config.Resource] = strings.Join(res, ",")
+	k := e.keeper(t)
+	outs, err := k.Ensure(context.Background(), Normal)
+	if err != nil || len(outs) != len(res) {
+		t.Fatalf("Ensure: %d, %v", len(outs), err)
+	}
+	var reqs []LifecycleRequest
+	for _, o := range outs {
+		reqs = append(reqs, LifecycleRequest{SubscriptionID: o.ID, Event: graph.ReauthorizationRequired})
+	}
+	rs, err := k.Lifecycle(context.Background(), reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[Verdict]int{}
+	for _, r := range rs {
+		count[r.Verdict]++
+	}
+	if count[Acted] != MaxLifecycleActions || count[Limited] != 2 {
+		t.Errorf("verdicts %v, want %d acted and 2 limited", count, MaxLifecycleActions)
+	}
+	e.clock.Advance(LifecycleInterval)
+	if r := lifecycle(t, k, outs[len(outs)-1].ID, graph.ReauthorizationRequired); r.Verdict != Acted {
+		t.Errorf("after the interval: %+v", r)
+	}
+	if n := len(k.limits.last); n != 1 {
+		t.Errorf("%d rationing entries after the interval, want 1 (old ones pruned)", n)
+	}
+}
+
+// A flood of unlisted ids never waits for the lock a timer run holds.
+func TestLifecycleFloodDoesNotTakeTheKeepersLock(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(t)
+	ensure(t, k, Normal)
+	k.mu.Lock() // a timer run in progress
+	defer k.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: "0badf00d-0000-4000-8000-000000000002", Event: graph.ReauthorizationRequired}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Lifecycle for an unlisted id waited for the keeper's lock")
+	}
 }
 
 func TestUsersAndGroupsConvergeOnOneEach(t *testing.T) {
