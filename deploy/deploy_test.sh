@@ -120,6 +120,10 @@ for class in '[A-Z]' '[a-z]' '[0-9]'; do [[ ! "$cs" =~ $class ]] || classes=$((c
 if [ "$distinct" -ge 20 ] && [ "$classes" -ge 2 ]; then pass "client state: $distinct distinct characters, $classes classes"; else
 	fail "client state: $distinct distinct characters, $classes classes: not random-looking"
 fi
+# The handler's own bar for a strong clientState: the Shannon entropy of its characters' frequencies times
+# its length, at least 128 bits (internal/config, StrongClientStateBits).
+bits="$(printf '%s' "$cs" | fold -w1 | sort | uniq -c | awk -v n="${#cs}" '{ p = $1 / n; h -= p * log(p) / log(2) } END { printf "%d", h * n }')"
+if [ "$bits" -ge 128 ]; then pass "client state: about $bits bits by the handler's measure"; else fail "client state: $bits bits"; fi
 if [[ "$out" == *"$cs"* ]]; then fail "client state printed"; else pass "client state not printed"; fi
 first_cs="$cs"
 run_deploy default-again --
