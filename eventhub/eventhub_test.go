@@ -17,6 +17,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -25,7 +26,7 @@ const (
 	testSub    = "d850b120-7d8e-4a3b-9c2d-1e0f2a3b4c5d"
 )
 
-var fixedNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+var fixedNow = testclock.Date(2026, 11, 27, 10, 0, 0)
 
 func newFunction(env map[string]string) *Function {
 	if env == nil {

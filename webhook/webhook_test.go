@@ -224,7 +224,7 @@ func TestNotificationsNeedSettings(t *testing.T) {
 		{"client state too short", map[string]string{config.ClientState: "short", config.TenantID: testTenant}, config.ClientState},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := New(config.Load(func(k string) string { return tc.env[k] }), time.Now)
+			f := New(config.Load(func(k string) string { return tc.env[k] }), func() time.Time { return fixedNow })
 			_, err := f.Invoke(context.Background(), httpRequest(t, "POST", nil, &body))
 			if err == nil || !strings.Contains(err.Error(), tc.missing) {
 				t.Fatalf("err = %v, want a failed invocation naming %s", err, tc.missing)

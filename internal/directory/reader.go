@@ -49,7 +49,7 @@ type Reader struct {
 	// Gate is shared by every reader of the process: a throttled answer closes it, and while it is closed
 	// nothing is sent. Nil means no gate.
 	Gate *Gate
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; required (the clock is given, never taken).
 	Now func() time.Time
 	// ThrottleDefault closes the gate after a 429 that gave no Retry-After; 0 means 30 s.
 	ThrottleDefault time.Duration
@@ -71,7 +71,7 @@ func (r *Reader) concurrency() int {
 
 func (r *Reader) now() time.Time {
 	if r.Now == nil {
-		return time.Now()
+		panic("directory.Reader: Now is nil: every reader is given its caller's clock")
 	}
 	return r.Now()
 }

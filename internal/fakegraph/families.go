@@ -157,17 +157,24 @@ type subscriptionRule struct {
 	pattern string // e.g. "drives/{drive-id}/root", for error messages
 	// match parses a resource already stripped of Graph's base URL and leading '/', split into path
 	// segments (original case) and its query ("" when none). ok=false: not this rule's resource.
-	match                    func(segs []string, query string) (resourceRef, bool)
-	changeTypes              []string // accepted change types
-	badChangeType            string   // the 400 message for another change type; %s is the change type (default "Invalid 'changeType' attribute: '%s'")
-	maxLifetimeMinutes       int      // beyond it: 400 when Options.RejectExpiryBeyondMax
-	lifecycleRequiredOver    int      // minutes; a longer lifetime requires a lifecycleNotificationUrl (0: never required)
-	rich                     richRule
-	richRefusal              string // the 400 message when rich is richNever and includeResourceData is true
-	roles                    func(ref resourceRef) []string
-	quotas                   []subscriptionQuota
-	check                    func(s *Server, req *subRequest, ref resourceRef) string // optional family check (s.mu not held): "" or a 400 message
-	lifecycleRequiredMessage string                                                   // the 400 message when a lifecycleNotificationUrl is missing; %d is lifecycleRequiredOver
+	match                 func(segs []string, query string) (resourceRef, bool)
+	changeTypes           []string // accepted change types
+	badChangeType         string   // the 400 message for another change type; %s is the change type (default "Invalid 'changeType' attribute: '%s'")
+	maxLifetimeMinutes    int      // beyond it: 400 when Options.RejectExpiryBeyondMax
+	lifecycleRequiredOver int      // minutes; a longer lifetime requires a lifecycleNotificationUrl (0: never required)
+	rich                  richRule
+	richRefusal           string // the 400 message when rich is richNever and includeResourceData is true
+	roles                 func(ref resourceRef) []string
+	quotas                []subscriptionQuota
+	check                 func(s *Server, req *subRequest, ref resourceRef) string // optional family check (s.mu not held): "" or a 400 message
+	// forbid is an optional family refusal decided with the quotas (s.mu held): a 403's Graph error code and
+	// message, or "" (e.g. a mailbox an Exchange application access policy excludes).
+	forbid                   func(s *Server, ref resourceRef) (code, msg string)
+	lifecycleRequiredMessage string // the 400 message when a lifecycleNotificationUrl is missing; %d is lifecycleRequiredOver
+	// patch takes the family's own PATCH fields (e.g. a new encryption certificate) beyond expirationDateTime
+	// and notificationUrl (s.mu not held): a 400 message, or apply, run under s.mu on the live subscription
+	// with the shared fields (nil: nothing to apply). Nil: the family has no such fields.
+	patch func(s *Server, req *subRequest, cur Subscription) (apply func(*Subscription), msg string)
 }
 
 // splitResource strips Graph's base URL and the leading slash and splits the path from its query.

@@ -149,7 +149,7 @@ type Deps struct {
 	Events EventWriter
 	// Gate is the process's Graph throttling gate, shared with the queue worker; nil means none.
 	Gate *directory.Gate
-	Now  func() time.Time // nil means time.Now
+	Now  func() time.Time // the clock: required
 }
 
 // Runner requests and runs resync passes, one checkpoint and one pass per collection. It holds no state
@@ -169,6 +169,8 @@ type Runner struct {
 	StallAfter, MaxAge              time.Duration
 	BackoffBase, BackoffMax, Margin time.Duration
 	StepBudget                      time.Duration
+	// SecondLook is how long after a drive pass that found nothing the next one looks again.
+	SecondLook time.Duration
 
 	newID func(time.Time) string
 }
@@ -176,10 +178,11 @@ type Runner struct {
 // New returns a Runner.
 func New(d Deps) *Runner {
 	if d.Now == nil {
-		d.Now = time.Now
+		panic("resync.New: Deps.Now is nil: the clock is given, never taken")
 	}
 	return &Runner{cfg: d.Config, graph: d.Graph, store: d.Store, queue: d.Queue, writer: d.Events, gate: d.Gate, now: d.Now,
-		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin, StepBudget: StepBudget, newID: newPassID}
+		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin,
+		StepBudget: StepBudget, SecondLook: SecondLook, newID: newPassID}
 }
 
 // Continuation is the `continuation` of a resync message: which collection and pass, and which page of it.

@@ -244,8 +244,11 @@ func (r *Runner) step(ctx context.Context, m *message.Message, origin string) (S
 	if p.Full {
 		source = message.SourceFullSync
 	}
-	items, carry, err := w.page(work, log, g, pageInput{objects: page.Objects, carry: p.Carry, more: page.NextLink != "",
-		source: source, passID: p.ID, link: link})
+	in := pageInput{objects: page.Objects, carry: p.Carry, more: page.NextLink != "", source: source, passID: p.ID, link: link}
+	if !p.Full {
+		in.since = cp.LastCompleted
+	}
+	items, carry, err := w.page(work, log, g, in)
 	if err != nil {
 		return r.retryOrFail(ctx, log, st, q, scope, cp, etag, m, c, out, err)
 	}
@@ -276,10 +279,16 @@ func (r *Runner) step(ctx context.Context, m *message.Message, origin string) (S
 		last.Link, last.Prev, last.Origin, last.Again = "", "", nil, ""
 		cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
 		cp.LastPass, cp.Pass = &last, nil
-		if p.Again != "" {
+		switch look := w.secondLook(); {
+		case p.Again != "":
 			// A request arrived during this pass: the follow-up starts from the deltaLink just stored, in
 			// the same write, so it cannot be lost between two saves.
 			cp.Pass = &checkpoint.Pass{ID: r.newID(now), Reason: "requested during pass " + p.ID + ": " + p.Again, Started: now, Updated: now}
+		case look > 0 && p.Events == 0 && !p.Full && !p.Latest && !p.Look:
+			// Nothing found: the change that caused the pass may not be in delta yet. One more look
+			// after a while; it waits deliberately, so it does not count as stalled meanwhile.
+			cp.Pass = &checkpoint.Pass{ID: r.newID(now), Reason: "pass " + p.ID + " found nothing new: one more look, as delta can lag the notification",
+				Look: true, Started: now, Updated: now, Wait: now.Add(look)}
 		}
 	})
 	if err != nil {
@@ -304,7 +313,7 @@ func (r *Runner) step(ctx context.Context, m *message.Message, origin string) (S
 			"took", now.Sub(p.Started).Round(time.Second).String(), "reason", p.Reason)
 		if next := cp.Pass; next != nil {
 			// If this enqueue fails, the follow-up pass stalls and the next Request or timer tick resumes it.
-			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: scope, Pass: next.ID}, 0, 0); err != nil {
+			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: scope, Pass: next.ID}, 0, max(next.Wait.Sub(now), 0)); err != nil {
 				return out, err
 			}
 			log.Info("resync follow-up pass started", "pass", next.ID, "reason", next.Reason)

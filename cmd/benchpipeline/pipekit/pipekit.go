@@ -130,18 +130,20 @@ func (e *Env) Start(ctx context.Context, o devstack.Options, poll time.Duration)
 	// devstack builds AzureWebJobsStorage from the Azurite it starts, then hands the settings map to the
 	// host double's options: route its TableEndpoint through the proxy there, before the handler starts.
 	// The map is the stack's Settings too, so EnvList (for `handler resync`) goes through the proxy as well.
+	// The caller's hook runs after, so it sees the settings as they are and may route them further (the
+	// reliability tool's fault proxies stand in front of this one).
 	var routeErr error
 	host := o.Host
 	o.Host = func(h *fakehost.Options) {
-		if host != nil {
-			host(h)
-		}
 		conn, err := tc.route(h.Settings[config.Storage])
 		if err != nil {
 			routeErr = err
 			return
 		}
 		h.Settings[config.Storage] = conn
+		if host != nil {
+			host(h)
+		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -506,7 +508,7 @@ const (
 // Section names, in the order they appear in the block. The optional ones (cmd/benchscale's) follow, and get
 // no placeholder while they have not been written.
 var (
-	sectionOrder     = []string{"economy", "detection", "reliability"}
+	sectionOrder     = []string{"economy", "detection", "reliability", "storage"}
 	optionalSections = []string{"scale"}
 )
 
@@ -562,7 +564,7 @@ func WriteSection(path, name, body string) error {
 	}
 	for _, n := range sectionOrder {
 		if _, ok := sections[n]; !ok {
-			parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability"}[n]))
+			parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability", "storage": "reliability"}[n]))
 		}
 	}
 	for _, n := range optionalSections {
