@@ -102,7 +102,7 @@ func (ds *driveStory) stepLine(evs []message.Event, tapsBefore, deltaBefore int)
 }
 
 // steps is the drive story: each step says what changed in the drive and waits for its events.
-func (ds *driveStory) steps() []step {
+func (ds *driveStory) steps(ctx context.Context) []step {
 	g := ds.d.s.Graph
 	var tapsBefore, deltaBefore int
 	mark := func() { tapsBefore, deltaBefore = ds.taps(), ds.deltaCalls() }
@@ -199,6 +199,9 @@ func (ds *driveStory) steps() []step {
 			return ds.stepLine(evs, tapsBefore, deltaBefore) + fmt.Sprintf(". Delta answered 410 with a fresh link: the worker enumerated the whole drive again (%d items) and change detection kept every unchanged item silent", len(items))
 		}},
 		{title: "Drive: delta lags the tap by 3 s (as OneDrive's can): a file is renamed", act: func() []string {
+			// Start from a quiet drive (no pass running or scheduled), so the first pass after the tap is the
+			// one that finds nothing.
+			ds.awaitQuiet(ctx, 11*time.Second)
 			mark()
 			g.SetDriveDeltaLag(3*time.Second, 0)
 			must("", g.RenameDriveItem(demoDrive, ds.storm[1], "report-final.txt"))
@@ -210,6 +213,27 @@ func (ds *driveStory) steps() []step {
 		}, why: func(evs []message.Event, _ []string) string {
 			return ds.stepLine(evs, tapsBefore, deltaBefore) + ". The pass right after the tap found nothing new; a pass that finds nothing takes one more look a few seconds later, and that one found the rename"
 		}},
+	}
+}
+
+// awaitQuiet waits (at most a minute) until the worker has not read the drive's delta for quiet.
+func (ds *driveStory) awaitQuiet(ctx context.Context, quiet time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for ctx.Err() == nil {
+		last := time.Time{}
+		for _, r := range ds.d.s.Graph.Requests() {
+			if strings.HasPrefix(r.Path, "/v1.0/drives/") && r.Time.After(last) {
+				last = r.Time
+			}
+		}
+		if time.Since(last) >= quiet {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 

@@ -251,7 +251,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}, nil},
 	}
 	drives := &driveStory{d: d}
-	steps = append(steps, drives.steps()...)
+	steps = append(steps, drives.steps(ctx)...)
 	graphAtStart := d.graphRequests() // the start-up resync pass's delta call
 	allOK := true
 	for i, step := range steps {
@@ -303,8 +303,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	d.say("  notifications accepted                  %d by the %s (%d event(s): a user's notifications within one message make one event)",
 		acc, intake, d.bySource(message.SourceNotification))
 	d.say("  dropped as forged                       %d (events for the forged user: %d)", dropped, forgedEvents)
-	d.say("  change events read from graphchanges    %d, for %d users: %d from notifications + %d from the resync",
-		len(s.Events()), len(devstack.Latest(s.Events())), d.bySource(message.SourceNotification), d.bySource(message.SourceResync))
+	d.say("  change events read from graphchanges    %d, for %d objects: %d from notifications + %d from delta passes (the resync, the groups and drive passes) + %d from full enumerations",
+		len(s.Events()), len(devstack.Latest(s.Events())), d.bySource(message.SourceNotification), d.bySource(message.SourceResync), d.bySource(message.SourceFullSync))
 	d.say("  changes only the resync recovered       %d (the users Graph dropped notifications for)", len(d.dropped))
 	d.say("  suppressed: carried nothing new         %d (duplicate notifications, and the resync re-reading notified changes)", d.suppressed())
 	d.say("  group events                            %d", d.byResource("groups"))
