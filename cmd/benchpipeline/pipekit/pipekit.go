@@ -505,7 +505,7 @@ const (
 )
 
 // Section names, in the order they appear in the block.
-var sectionOrder = []string{"economy", "detection", "reliability", "storage"}
+var sectionOrder = []string{"economy", "detection", "drives", "reliability", "storage"}
 
 func subBegin(name string) string { return "<!-- pipeline-" + name + ":begin -->" }
 func subEnd(name string) string   { return "<!-- pipeline-" + name + ":end -->" }
@@ -559,7 +559,7 @@ func WriteSection(path, name, body string) error {
 	if len(sections) < len(sectionOrder) {
 		for _, n := range sectionOrder {
 			if _, ok := sections[n]; !ok {
-				parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability", "storage": "reliability"}[n]))
+				parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "drives": "bench-pipeline", "reliability": "reliability", "storage": "reliability"}[n]))
 			}
 		}
 	}
