@@ -59,12 +59,9 @@ func driveRun(ctx context.Context, env *pipekit.Env, o options, v driveVariant) 
 	if v == driveSpread {
 		r.waves, r.waveEvery = 20, 250*time.Millisecond
 	}
-	s, err := env.Start(ctx, devstack.Options{Users: 1,
+	s, err := env.Start(ctx, devstack.Options{Users: 1, Drives: []string{benchDrive},
 		Settings: map[string]string{config.Resource: "drives/" + benchDrive},
-		Graph: func(g *fakegraph.Options) {
-			g.NotificationBatchSize = o.batch
-			g.Drives = []fakegraph.Drive{{ID: benchDrive}}
-		}}, o.poll)
+		Graph:    func(g *fakegraph.Options) { g.NotificationBatchSize = o.batch }}, o.poll)
 	if err != nil {
 		return r, err
 	}

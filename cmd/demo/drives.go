@@ -12,8 +12,8 @@ import (
 )
 
 // demoDrive is the story's drive, in the shape of a business drive id ("b!" and base64url characters). The
-// Graph double adds it before the handler starts (fakegraph.Options.Drives), so the start-up subscription
-// can name it.
+// stack adds it to the Graph double before the handler starts (devstack.Options.Drives), so the start-up
+// subscription can name it.
 const demoDrive = "b!DemoDriveOfTheStory-0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGH"
 
 // The tap storm: files uploaded, and taps Graph sends for each one's edit.

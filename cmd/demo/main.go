@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, Groups: demoGroups, HandlerOut: logw,
 		Settings: settings, EventHubs: *hubs,
-		Graph: func(o *fakegraph.Options) { o.ControlAPI = *follow; o.Drives = []fakegraph.Drive{{ID: demoDrive}} }})
+		Drives: []string{demoDrive}, Graph: func(o *fakegraph.Options) { o.ControlAPI = *follow }})
 	if err != nil {
 		if errors.Is(err, azuritetest.ErrNotInstalled) {
 			return fmt.Errorf("%w (make demo does this for you)", err)
