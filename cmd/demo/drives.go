@@ -198,10 +198,11 @@ func (ds *driveStory) steps(ctx context.Context) []step {
 			items, _ := g.DriveItems(demoDrive)
 			return ds.stepLine(evs, tapsBefore, deltaBefore) + fmt.Sprintf(". Delta answered 410 with a fresh link: the worker enumerated the whole drive again (%d items) and change detection kept every unchanged item silent", len(items))
 		}},
-		{title: "Drive: delta lags the tap by 3 s (as OneDrive's can): a file is renamed", act: func() []string {
+		{title: "Drive: delta lags the tap by 3 s (as OneDrive's can): a file is renamed", prepare: func() {
 			// Start from a quiet drive (no pass running or scheduled), so the first pass after the tap is the
 			// one that finds nothing.
 			ds.awaitQuiet(ctx, 11*time.Second)
+		}, act: func() []string {
 			mark()
 			g.SetDriveDeltaLag(3*time.Second, 0)
 			must("", g.RenameDriveItem(demoDrive, ds.storm[1], "report-final.txt"))
@@ -260,8 +261,8 @@ func (ds *driveStory) summary(all []message.Event) {
 			deleted++
 		}
 	}
-	ds.d.say("  drive: taps from Graph                   %d (a tap names the drive, never the item; the storm sent %d for %d edits)", ds.taps(), stormFiles*stormTapsPer, stormFiles)
-	ds.d.say("  drive: delta requests                    %d (%.3f per tap): taps collapse into passes, and a page holds up to 1,000 items", ds.deltaCalls(), float64(ds.deltaCalls())/float64(max(ds.taps(), 1)))
-	ds.d.say("  drive: item events                       %d (%d deleted) for the story's %d changes (%.2f per change): the root and folders echoed for their contents are not events, and items the 410 enumeration re-read unchanged were suppressed",
+	ds.d.say("  drive: taps from Graph                  %d (a tap names the drive, never the item; the storm sent %d for %d edits)", ds.taps(), stormFiles*stormTapsPer, stormFiles)
+	ds.d.say("  drive: delta requests                   %d (%.3f per tap): taps collapse into passes, and a page holds up to 1,000 items", ds.deltaCalls(), float64(ds.deltaCalls())/float64(max(ds.taps(), 1)))
+	ds.d.say("  drive: item events                      %d (%d deleted) for the story's %d changes (%.2f per change): the root and folders echoed for their contents are not events, and items the 410 enumeration re-read unchanged were suppressed",
 		len(evs), deleted, ds.changes, float64(len(evs))/float64(max(ds.changes, 1)))
 }

@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	steps := []step{
-		{"Three users are updated", func() []string {
+		{title: "Three users are updated", act: func() []string {
 			var ids []string
 			for i := 1; i <= 3; i++ {
 				id := devstack.UserID(i)
@@ -120,16 +120,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				ids = append(ids, id)
 			}
 			return ids
-		}, nil, nil},
-		{"One user is soft-deleted (Graph sends `updated`; the worker finds it in deletedItems)", func() []string {
+		}},
+		{title: "One user is soft-deleted (Graph sends `updated`; the worker finds it in deletedItems)", act: func() []string {
 			s.Graph.SoftDeleteUser(devstack.UserID(4))
 			return []string{devstack.UserID(4)}
-		}, nil, nil},
-		{"One user is permanently deleted (Graph sends `updated` for the soft delete, then `deleted`: one lookup, one event)", func() []string {
+		}},
+		{title: "One user is permanently deleted (Graph sends `updated` for the soft delete, then `deleted`: one lookup, one event)", act: func() []string {
 			s.Graph.PermanentlyDeleteUser(devstack.UserID(5))
 			return []string{devstack.UserID(5)}
-		}, nil, nil},
-		{"A burst: 30 users updated twice each, 60 changes, duplicates included", func() []string {
+		}},
+		{title: "A burst: 30 users updated twice each, 60 changes, duplicates included", act: func() []string {
 			var ids []string
 			for round := range 2 {
 				for i := 6; i < 36; i++ {
@@ -140,13 +140,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				}
 			}
 			return ids
-		}, func(evs []message.Event, ids []string) string {
+		}, why: func(evs []message.Event, ids []string) string {
 			if extra := len(evs) - len(ids); extra > 0 {
 				return fmt.Sprintf("%d user(s) got two events: their two changes were read in two states (at least once: consumers keep the latest per resourceId)", extra)
 			}
 			return "one event per user: a user's notifications in one message make one read, and a read that found the state already emitted (the second notification in another message) wrote nothing"
-		}, nil},
-		{"A forged notification (wrong clientState) is sent to the " + intake, func() []string {
+		}},
+		{title: "A forged notification (wrong clientState) is sent to the " + intake, act: func() []string {
 			body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"changeType":"updated","clientState":"forged-client-state-123456","tenantId":%q,"resource":"Users/%s","resourceData":{"id":%q}}]}`,
 				sub.ID, devstack.TenantID, devstack.UserID(900), devstack.UserID(900))
 			if *hubs {
@@ -158,8 +158,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			d.forgedUser = devstack.UserID(900)
 			return nil
-		}, nil, nil},
-		{"A throttling storm: Graph answers 429 (Retry-After 2 s) to the next 4 $batch calls while 5 users change", func() []string {
+		}},
+		{title: "A throttling storm: Graph answers 429 (Retry-After 2 s) to the next 4 $batch calls while 5 users change", act: func() []string {
 			s.Graph.Inject("POST /v1.0/$batch", fakegraph.Fault{Status: 429, RetryAfter: 2 * time.Second, Count: 4})
 			var ids []string
 			for i := 36; i <= 40 && i <= *users; i++ {
@@ -167,10 +167,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				ids = append(ids, devstack.UserID(i))
 			}
 			return ids
-		}, func([]message.Event, []string) string {
+		}, why: func([]message.Event, []string) string {
 			return "the worker re-enqueued the throttled lookups after each Retry-After instead of failing: nothing lost"
-		}, nil},
-		{"Graph drops notifications for a while (an endpoint marked \"drop\"): 4 users change unseen; then `handler resync` (the daily pass, run now)", func() []string {
+		}},
+		{title: "Graph drops notifications for a while (an endpoint marked \"drop\"): 4 users change unseen; then `handler resync` (the daily pass, run now)", act: func() []string {
 			s.Graph.DropNotifications(true)
 			var ids []string
 			for i := 10; i <= 12; i++ {
@@ -195,7 +195,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				d.say("   $ handler resync  → %s", strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "\n                       "))
 			}
 			return ids
-		}, func(evs []message.Event, ids []string) string {
+		}, why: func(evs []message.Event, ids []string) string {
 			var dropped, other []string
 			for _, e := range evs {
 				if e.Source != message.SourceResync {
@@ -215,15 +215,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				why += fmt.Sprintf("\n     %d more: deletes are always written, so a consumer never misses one, and the pass read these again:%s", len(other), strings.Join(other, ""))
 			}
 			return why
-		}, nil},
-		{"A group is renamed, gains two members and loses one", func() []string {
+		}},
+		{title: "A group is renamed, gains two members and loses one", act: func() []string {
 			g := devstack.SeedGroup(1).ID
 			s.Graph.UpdateGroup(g, map[string]any{"displayName": "Platform team"})
 			s.Graph.AddMembers(g, devstack.UserID(20), devstack.UserID(21))
 			s.Graph.RemoveMembers(g, devstack.UserID(1))
 			d.members = append(d.members, devstack.UserID(20), devstack.UserID(21), devstack.UserID(1))
 			return []string{g}
-		}, func(evs []message.Event, ids []string) string {
+		}, why: func(evs []message.Event, ids []string) string {
 			var lines []string
 			for _, e := range evs {
 				line := fmt.Sprintf("\n       %-12s %s", e.Source, changeText(e))
@@ -236,19 +236,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				lines = append(lines, line)
 			}
 			return "Graph notifies only that the group changed; the worker reads the group (its new name) and asks for a groups delta pass, which names the members:" + strings.Join(lines, "")
-		}, nil},
-		{"A Microsoft 365 group is soft-deleted, then deleted for good", func() []string {
+		}},
+		{title: "A Microsoft 365 group is soft-deleted, then deleted for good", act: func() []string {
 			g := devstack.SeedGroup(2).ID
 			s.Graph.SoftDeleteGroup(g)
 			s.Graph.PermanentlyDeleteGroup(g)
 			return []string{g}
-		}, func(evs []message.Event, _ []string) string {
+		}, why: func(evs []message.Event, _ []string) string {
 			var what []string
 			for _, e := range evs {
 				what = append(what, fmt.Sprintf("%s from the %s", changeText(e), e.Source))
 			}
 			return strings.Join(what, "; ") + " (deletes are always written, and the groups pass a group notification asks for reports it too)"
-		}, nil},
+		}},
 	}
 	drives := &driveStory{d: d}
 	steps = append(steps, drives.steps(ctx)...)
@@ -256,6 +256,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	allOK := true
 	for i, step := range steps {
 		d.say("%d. %s", i+1, step.title)
+		if step.prepare != nil {
+			step.prepare()
+		}
 		graphBefore := d.graphRequests()
 		eventsBefore := len(s.Events())
 		t0 := time.Now()
@@ -354,6 +357,8 @@ type step struct {
 	why func(evs []message.Event, ids []string) string
 	// await, when set, waits for the step's events instead (since: the number of events before the step).
 	await func(ctx context.Context, since int) bool
+	// prepare, when set, runs before the step is timed and counted (e.g. waiting for a quiet moment).
+	prepare func()
 }
 
 type demo struct {
