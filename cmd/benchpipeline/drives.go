@@ -11,14 +11,15 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 )
 
 // benchDrive is the drive of the drive runs, in the shape of a business drive id.
 const benchDrive = "b!BenchDriveOfThePipeline-0123456789_abcdefghijklmnopqrstuvwxyzABCDE"
 
 // driveQuiet is how long the drive runs wait without a delta request before counting: longer than the
-// worker's second look after an empty pass (resync.SecondLook, 10 s), so every pass a run causes is counted.
-const driveQuiet = 12 * time.Second
+// worker's second look after an empty pass, so every pass a run causes is counted.
+const driveQuiet = resync.SecondLook + 2*time.Second
 
 type driveVariant string
 
@@ -246,6 +247,12 @@ func writeDrives(p func(string, ...any), o options, hdr string, rs []driveResult
 			name, conv, r.taps, r.posts, r.deltaCalls, r.perTap(), r.events, r.perChange(), r.passes, r.workerInvocations,
 			pipekit.Secs(r.drain), pipekit.Secs(r.afterLastTap), r.otherCalls, r.poison)
 	}
-	p("\nEvents per genuine change counts every event read after the first edit (each file changed once). The drain includes the host's queue polling and the %d ms read interval of this program; the files' upload (%d events) is not counted.\n",
+	p("\nEvents per genuine change counts every event read after the first edit (each file changed once). The drain includes the host's queue polling and the %d ms read interval of this program; the files' upload (%d events) is not counted.",
 		o.poll.Milliseconds(), o.driveFiles)
+	for _, r := range rs {
+		if r.converged && r.afterLastTap >= resync.SecondLook-2*time.Second {
+			p(" In the %s run the last files became readable about a second look (%s) after the last tap: a pass that finds nothing schedules one more look %s later, and taps that arrive while it is scheduled wait for it.", r.v, resync.SecondLook, resync.SecondLook)
+		}
+	}
+	p("\n")
 }
