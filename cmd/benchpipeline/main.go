@@ -3,7 +3,7 @@
 // pipeline block of docs/benchmarks.md (the block between the bench-pipeline markers, which `make bench`
 // keeps; `make reliability` writes the other sub-section).
 //
-//	go run ./cmd/benchpipeline -out docs/benchmarks.md      (make bench-pipeline: about 2½ minutes)
+//	go run ./cmd/benchpipeline -out docs/benchmarks.md      (make bench-pipeline: about 5 minutes)
 //	go run ./cmd/benchpipeline -quick -out /tmp/x.md        (a smaller smoke run)
 //
 // Graph economy: 500 users each change twice on the Graph double (1,000 notifications, half of them
@@ -23,6 +23,11 @@
 // already notified, and for groups that are renamed and gain and lose members. The handler as it was before
 // change detection (-baseline, built from git) runs beside this one in two rounds and the resync.
 // -only-detection runs that sub-section alone and leaves the economy/latency figures as they were.
+//
+// Drives (their own sub-section, "drives", drives.go): a drive of 200 files, each edited once while Graph taps
+// the drive 5 times per edit (1,000 taps), all at once and in waves; counted: the worker's delta requests per
+// tap, events per genuine change, and the time until every file's new state is readable. -only-drives runs
+// that sub-section alone.
 package main
 
 import (
