@@ -635,6 +635,16 @@ func TestDriveControlAPI(t *testing.T) {
 	if got.Name != "q1-final.xlsx" || got.ParentID != folder || got.Size != 11 {
 		t.Fatalf("%+v", got)
 	}
+	resp, err := s.Client().Get(s.URL() + "/_control/drives/" + d + "/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&listed)
+	resp.Body.Close()
+	if len(listed) != 6 || listed[0]["root"] != true || listed[0]["id"] != s.DriveRootID(d) || listed[1]["name"] != "Reports" || listed[1]["folder"] != true {
+		t.Fatalf("GET items: %v", listed)
+	}
 	link := walkDelta(t, s, tok, deltaPath(d), nil).deltaLink
 	post("/drives/"+d+"/expire-tokens", nil, 204)
 	if r := callH(t, s, tok, link, nil); r.Status != 410 {
