@@ -65,15 +65,25 @@ clean:
 # ---------------------------------------------------------------------------------------------------------
 # Operations: the real local run, script tests and script lint (see docs/operations.md). Appended block;
 # the targets above are unchanged.
-SCRIPTS := $(wildcard scripts/*.sh deploy/*.sh) .ci/run
+SCRIPTS := $(wildcard scripts/*.sh deploy/*.sh deploy/testdata/*.sh) .ci/run
 
-.PHONY: start test-scripts lint-scripts
+.PHONY: start test-scripts lint-scripts publish
+
+# publish checks what it uploads: `make build` leaves a cgo binary for this machine in ./handler, and a
+# hand-run `func azure functionapp publish` would ship it.
+publish: ## build-linux, check ./handler is a static Linux x64 build, then func azure functionapp publish $(APP)
+	@[ -n "$(APP)" ] || { echo "usage: make publish APP=<function app name>" >&2; exit 2; }
+	@command -v func >/dev/null 2>&1 || { echo "Core Tools (func) not found: install it (docs/operations.md), or publish with deploy/deploy.sh --zip-deploy" >&2; exit 2; }
+	$(MAKE) --no-print-directory build-linux
+	./scripts/check-handler.sh handler
+	func azure functionapp publish $(APP)
 
 start: ## build ./handler, start Azurite (data in .azurite/), run func start (ARGS= passes flags to func)
 	./scripts/start.sh $(ARGS)
 
-test-scripts: ## quick shell tests of scripts/start.sh and deploy/deploy.sh (no Core Tools, no Azure, no network)
+test-scripts: ## shell tests of scripts/, deploy/ and make publish (no Core Tools, no Azure, no network)
 	bash scripts/start_test.sh
+	bash scripts/check-handler_test.sh
 	bash deploy/deploy_test.sh
 
 lint-scripts: ## bash -n, then shellcheck when installed, on every shell script

@@ -23,7 +23,7 @@ func TestFuncignorePublishesOnlyTheApp(t *testing.T) {
 	dir := t.TempDir()
 	files := []string{
 		"host.json", "handler", "webhook/function.json", "queueworker/function.json", "renewtimer/function.json",
-		"eventhub/function.json", "eventhub/eventhub.go",
+		"eventhub/function.json", "eventhub/eventhub.go", "richnotify/decrypt.go", "richnotify/testdata/valid.json",
 		"main.go", "go.mod", "go.sum", "webhook/webhook.go", "webhook/testdata/x.json", "internal/config/config.go",
 		"node_modules/azurite/package.json", "local.settings.json", "README.md", "docs/operations.md",
 		"package.json", "Makefile", "e2e/main_test.go", "deploy/deploy.sh", ".ci/run",

@@ -30,6 +30,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -112,7 +113,22 @@ local.settings.json Values in the working folder; -h on a command describes it):
 `
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
+//
+// Everything that leaves the process passes through one redactor built from the settings' secrets: every
+// line written to stdout and stderr (log lines, a command's output, the status report, its alert lines),
+// every invocation's Logs, and the error run returns. An error from storage or Graph may quote a response
+// body, and a proxy or a firewall may echo the request in it, function key or SAS signature included.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg := config.Load(getenv)
+	red := redact.New(cfg.Secrets()...)
+	out, errOut := redact.NewWriter(stdout, red), redact.NewWriter(stderr, red)
+	err := runRedacted(ctx, args, getenv, cfg, red, out, errOut)
+	out.Flush()
+	errOut.Flush()
+	return red.Error(err)
+}
+
+func runRedacted(ctx context.Context, args []string, getenv func(string) string, cfg *config.Config, red *redact.Redactor, stdout, stderr io.Writer) error {
 	logOut := stdout
 	if len(args) > 1 {
 		logOut = stderr // a command's stdout is its answer (`status -json` is parsed)
@@ -121,7 +137,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Anything that logs without an invocation's logger (the SDKs, a library) goes the same way: information
 	// to stdout, which the host would otherwise log as errors from stderr.
 	slog.SetDefault(log)
-	cfg := config.Load(getenv)
 	a := newApp(cfg, log)
 
 	if len(args) > 1 {
@@ -178,6 +193,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			"setting", config.ClientState, "problem", why, "rotate", config.RotateClientStateSteps)
 	}
 	srv := customhandler.NewServer(log)
+	srv.RedactLogs(red.Text)
 	webhook.New(cfg, time.Now).Register(srv)
 	eventhub.New(cfg, time.Now).Register(srv)
 	queueworker.New(queueworker.Deps{
@@ -274,7 +290,12 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Resources:   resourcePaths(cfg),
 		Collections: cfg.Collections(),
 		Mine: func(s graph.Subscription, resource string) bool {
-			return subscription.Matches(s, resource, cfg.ChangeTypes)
+			for _, p := range cfg.Plans() {
+				if p.Resource == resource {
+					return subscription.Matches(s, p.Resource, p.ChangeTypes)
+				}
+			}
+			return false
 		},
 		WorkQueue:    message.WorkQueue,
 		PoisonQueue:  storagequeue.PoisonQueue(message.WorkQueue),
@@ -283,6 +304,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Graph:        func() (status.Graph, error) { return a.graph() },
 		Checkpoints:  func() (status.Checkpoints, error) { return store() },
 		Queues:       func() (status.Queues, error) { return a.queue() },
+		Tables:       func() (status.Tables, error) { return state() },
 
 		WeakClientState: cfg.WeakClientState(),
 		Now:             time.Now,
@@ -340,11 +362,11 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io
 	return err
 }
 
-// resourcePaths lists the GRAPH_RESOURCE entries as Graph names them.
+// resourcePaths lists the resources of the subscriptions GRAPH_RESOURCE implies, as Graph names them.
 func resourcePaths(cfg *config.Config) []string {
-	out := make([]string, len(cfg.Resources))
-	for i, r := range cfg.Resources {
-		out[i] = r.Path()
+	var out []string
+	for _, p := range cfg.Plans() {
+		out = append(out, p.Resource)
 	}
 	return out
 }

@@ -64,9 +64,12 @@ EVENT_HUB_NAME="${EVENT_HUB_NAME:-graph-notifications}"
 EVENTHUB_TENANT_DOMAIN="${EVENTHUB_TENANT_DOMAIN:-}"
 # Microsoft Graph Change Tracking, the service principal that sends Graph's events to a hub.
 GRAPH_CHANGE_TRACKING_APP_ID="0bf30f3b-4a52-48df-9a82-234910c4a086"
-# Flex Consumption runtime of a custom handler, as the Functions stacks API names it (checked below).
-FLEX_RUNTIME="${FLEX_RUNTIME:-custom}"
-FLEX_RUNTIME_VERSION="${FLEX_RUNTIME_VERSION:-1.0}"
+# The custom-handler stack, as the Functions stacks API and `az functionapp create --runtime` name it.
+# On Flex Consumption the CLI turns each minor version's value into a version by dropping everything but
+# digits and dots; this stack's only value is "custom", so its version is the empty string and the create
+# passes no --runtime-version (the CLI refuses "1.0"). The app still runs runtime custom 1.0: the CLI copies
+# name and version from the stack's FC1 entry into the app's functionAppConfig.
+RUNTIME=custom
 
 GRAPH_BASE_URL="${GRAPH_BASE_URL:-https://graph.microsoft.com/v1.0}"
 GRAPH_RESOURCE="${GRAPH_RESOURCE:-users}"
@@ -204,6 +207,16 @@ ensure_role() {
 	fi
 }
 
+# set_key_vault_reference_identity: Key Vault references resolve with the user-assigned identity, not the
+# (absent) system-assigned one. Set with an ARM PATCH of that one property (Learn's own method for it):
+# `az functionapp update --set` writes the whole site back with an API version older than Flex, which Flex
+# refuses (Azure/azure-cli#30380, #31414). 2023-12-01 is the version the CLI itself creates Flex apps with.
+set_key_vault_reference_identity() {
+	printf '{"properties":{"keyVaultReferenceIdentity":"%s"}}' "$(json_escape "$identity_id")" >"$tmp/kvref.json"
+	az rest --method patch --url "$app_id?api-version=2023-12-01" --body "@$tmp/kvref.json" --output none
+	info "Key Vault references resolve with $IDENTITY_NAME"
+}
+
 urlencode() {
 	local s="$1" out="" c i
 	for ((i = 0; i < ${#s}; i++)); do
@@ -225,11 +238,14 @@ if [ "$PLAN" = flex ]; then
 	if ! az functionapp list-flexconsumption-locations --query "[?name=='$LOCATION'] | length(@)" --output tsv | grep -qx '[1-9][0-9]*'; then
 		die "$LOCATION does not offer Flex Consumption (az functionapp list-flexconsumption-locations), or choose --plan premium"
 	fi
-	runtimes="$(az functionapp list-flexconsumption-runtimes --location "$LOCATION" --runtime "$FLEX_RUNTIME" --query "[].version" --output tsv 2>/dev/null || true)"
-	if [ -n "$runtimes" ]; then
-		info "Flex Consumption runtime '$FLEX_RUNTIME' versions here: $(printf '%s' "$runtimes" | tr '\n' ' ')"
+	# The CLI lists the region's FC1 stacks for the runtime (an error when there are none); for "custom" the
+	# listed version is empty, and the runtime the app will get is sku.functionAppConfigProperties.runtime.
+	if flex_runtime="$(az functionapp list-flexconsumption-runtimes --location "$LOCATION" --runtime "$RUNTIME" \
+		--query "[?name=='$RUNTIME'] | [0].sku.functionAppConfigProperties.runtime.version" \
+		--output tsv 2>"$tmp/runtimes.err")" && [ -n "$flex_runtime" ]; then
+		info "Flex Consumption in $LOCATION runs custom handlers (the app's runtime will be $RUNTIME $flex_runtime)"
 	else
-		warn "could not confirm runtime '$FLEX_RUNTIME' on Flex Consumption in $LOCATION; trying $FLEX_RUNTIME $FLEX_RUNTIME_VERSION anyway"
+		die "Flex Consumption in $LOCATION does not list the '$RUNTIME' runtime ($(tr -s '\n' ' ' <"$tmp/runtimes.err")); check with: az functionapp list-flexconsumption-runtimes -l $LOCATION --runtime $RUNTIME -o json, or choose another --location or --plan premium"
 	fi
 fi
 
@@ -261,10 +277,11 @@ identity_client_id="$(az identity show --name "$IDENTITY_NAME" --resource-group 
 identity_principal_id="$(az identity show --name "$IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" --query principalId --output tsv)"
 info "$IDENTITY_NAME: client id $identity_client_id"
 
-say "Storage roles for the identity (host storage, queues and the handler's checkpoint blob)"
+say "Storage roles for the identity (host storage, queues, the checkpoint blob and the state table)"
 # Blob Data Owner: host coordination, keys, timer locks, deployment package, delta checkpoint.
 # Queue Data Contributor: the queue trigger and output bindings, and the handler's own re-enqueues.
-# Table Data Contributor: the host's diagnostic events.
+# Table Data Contributor: the host's diagnostic events, and the handler's state table (STATE_TABLE,
+# default graphstate), where it keeps each object's last emitted state.
 for role in "Storage Blob Data Owner" "Storage Queue Data Contributor" "Storage Table Data Contributor"; do
 	ensure_role "$role" "$storage_id" "$identity_principal_id"
 done
@@ -276,9 +293,10 @@ if az functionapp show --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --o
 else
 	case "$PLAN" in
 	flex)
+		# No --runtime-version: see RUNTIME above. The create also attaches the identity to the app and gives
+		# it Storage Blob Data Contributor on the deployment container's account.
 		az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
-			--storage-account "$STORAGE_ACCOUNT" --flexconsumption-location "$LOCATION" \
-			--runtime "$FLEX_RUNTIME" --runtime-version "$FLEX_RUNTIME_VERSION" \
+			--storage-account "$STORAGE_ACCOUNT" --flexconsumption-location "$LOCATION" --runtime "$RUNTIME" \
 			--deployment-storage-auth-type UserAssignedIdentity --deployment-storage-auth-value "$identity_id" \
 			--output none
 		;;
@@ -289,14 +307,27 @@ else
 				--sku "$PLAN_SKU" --is-linux true --output none
 		fi
 		az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --plan "$plan_name" \
-			--storage-account "$STORAGE_ACCOUNT" --os-type Linux --runtime custom --functions-version 4 \
+			--storage-account "$STORAGE_ACCOUNT" --os-type Linux --runtime "$RUNTIME" --functions-version 4 \
 			--output none
 		;;
 	esac
 	info "created $APP_NAME"
 fi
-az functionapp identity assign --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --identities "$identity_id" --output none
-info "identity $IDENTITY_NAME attached"
+app_id="$(az functionapp show --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --query id --output tsv)"
+# Attach the identity only when it is missing: a Flex create attached it already, and on Flex the CLI's
+# `identity assign` (a read-modify-write of the whole site with an API version older than Flex) has been
+# reported to fail with "Site.FunctionAppConfig is invalid" (Azure/azure-cli#30380).
+attached="$(az functionapp identity show --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+	--query "userAssignedIdentities" --output json 2>/dev/null || true)"
+if [[ "${attached,,}" == *"\"${identity_id,,}\""* ]]; then
+	info "identity $IDENTITY_NAME already attached"
+elif az functionapp identity assign --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+	--identities "$identity_id" --output none 2>"$tmp/assign.err"; then
+	info "identity $IDENTITY_NAME attached"
+else
+	cat "$tmp/assign.err" >&2
+	die "could not attach $IDENTITY_NAME to $APP_NAME. On Flex Consumption some Azure CLI versions fail here (Site.FunctionAppConfig is invalid: Azure/azure-cli#30380); attach it in the portal (Function app > Settings > Identity > User assigned > Add), then run this script again"
+fi
 
 # Application Insights (az functionapp create makes one named like the app): authenticate with the identity.
 ai_id="$(az resource list --resource-group "$RESOURCE_GROUP" --resource-type microsoft.insights/components \
@@ -335,9 +366,7 @@ else
 			info "stored the client secret as $KEY_VAULT_SECRET_NAME"
 		fi
 		ensure_role "Key Vault Secrets User" "$vault_id" "$identity_principal_id"
-		# Key Vault references resolve with this identity, not the (absent) system-assigned one.
-		az functionapp update --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
-			--set keyVaultReferenceIdentity="$identity_id" --output none
+		set_key_vault_reference_identity
 		# Versionless: the app picks up a rotated secret.
 		graph_settings+=("AZURE_CLIENT_SECRET=@Microsoft.KeyVault(SecretUri=${vault_uri%/}/secrets/$KEY_VAULT_SECRET_NAME/)")
 	else
@@ -406,8 +435,11 @@ fi
 say "App settings"
 client_state="${GRAPH_CLIENT_STATE:-$(get_setting GRAPH_CLIENT_STATE)}"
 if [ -z "$client_state" ]; then
-	client_state="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" # 64 hex characters
-	info "generated GRAPH_CLIENT_STATE"
+	# 48 random bytes as base64url without padding: 64 characters, 384 bits (Graph takes up to 128).
+	client_state="$(head -c 48 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_')"
+	info "generated GRAPH_CLIENT_STATE (64 random characters, not shown)"
+elif [ "${#client_state}" -lt 16 ] || [ "${#client_state}" -gt 128 ]; then
+	die "GRAPH_CLIENT_STATE must be 16 to 128 characters long (the handler refuses it otherwise); leave it unset to generate one"
 fi
 settings=(
 	"AzureWebJobsStorage__accountName=$STORAGE_ACCOUNT"
@@ -450,6 +482,7 @@ else
 	command -v go >/dev/null 2>&1 || die "Go is not installed (https://go.dev/dl/)"
 	(cd "$ROOT" && GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o handler .)
 	chmod +x "$ROOT/handler"
+	"$ROOT/scripts/check-handler.sh" "$ROOT/handler" # what make publish checks too: nothing else is uploaded
 
 	if [ "$ZIP_DEPLOY" != true ] && command -v func >/dev/null 2>&1; then
 		say "Publishing with Core Tools (func azure functionapp publish)"
@@ -509,8 +542,10 @@ else
 EOF
 fi
 cat <<EOF
-  2. Watch the renew timer create the subscription (it runs at start-up and hourly):
-       Application Insights > Logs, or: func azure functionapp logstream $APP_NAME
+  2. Watch the renew timer create the subscription (it runs at start-up and hourly) in Live Metrics:
+       func azure functionapp logstream $APP_NAME --browser
+     or Application Insights > Logs. (Without --browser, logstream reads the Kudu log stream: it needs
+     basic authentication on the app's SCM site, often off, and shows one instance only.)
   3. Do not put authentication (App Service Authentication / EasyAuth) in front of /api/webhook: Graph's
      validation request carries no token, only the function key in ?code=.
   4. After rotating the webhook's function key, run this script again: it updates GRAPH_NOTIFICATION_URL,

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Tests of deploy/deploy.sh against a fake `az` that records every call (make test-scripts). No Azure
-# account, no network: the fake answers the queries deploy.sh makes with fixed values, and says "not found"
-# to the existence checks of the Event Hubs namespace and hub (and, when asked, of Graph's service
-# principal) so the create paths run. Each case runs deploy.sh --skip-publish and checks the calls and the
-# app settings it wrote.
+# Tests of deploy/deploy.sh against the fake Azure CLI in deploy/testdata/fake-az.sh (make test-scripts). No
+# Azure account, no network. The fake records every call and refuses what the real CLI refuses on Flex
+# Consumption (a --runtime-version for the custom stack, `identity assign` and `update --set` on a Flex
+# app), so a deploy.sh that made those calls fails here. Each case runs deploy.sh --skip-publish and checks
+# the calls and the app settings it wrote.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,42 +20,13 @@ fail() {
 pass() { printf 'ok: %s\n' "$*"; }
 
 mkdir -p "$tmp/bin"
-cat >"$tmp/bin/az" <<'FAKE'
-#!/usr/bin/env bash
-# Fake Azure CLI: logs each call to $AZ_LOG, and app settings files with it.
-printf 'az %s\n' "$*" >>"$AZ_LOG"
-args="$*"
-case "$args" in
-*"appsettings set"*)
-	prev=""
-	for a in "$@"; do
-		if [ "$prev" = --settings ]; then cat "${a#@}" >>"$AZ_LOG"; printf '\n' >>"$AZ_LOG"; fi
-		prev="$a"
-	done
-	;;
-*"account show --query tenantId"*) echo "11111111-1111-1111-1111-111111111111" ;;
-*"account show --query name"*) echo "Test subscription" ;;
-*"list-flexconsumption-locations"*) echo 1 ;;
-*"list-flexconsumption-runtimes"*) echo "1.0" ;;
-*"ad sp show"*)
-	[ -z "${FAKE_NO_GRAPH_SP:-}" ] || exit 3
-	echo "graph-sp-object-id"
-	;;
-*"ad sp create"*) echo "graph-sp-object-id" ;;
-*"eventhubs namespace show"* | *"eventhubs eventhub show"*"--output none"*) exit 3 ;;
-*"--query id"*) echo "/subscriptions/s/resourceGroups/rg/providers/x/${args%% *}" ;;
-*"--query clientId"*) echo "identity-client-id" ;;
-*"--query principalId"*) echo "identity-principal-id" ;;
-*"role assignment list"*) echo 0 ;;
-*"az rest"* | rest*) echo "contoso.onmicrosoft.com" ;;
-*"appsettings list"*) ;;
-esac
-exit 0
-FAKE
+cp "$ROOT/deploy/testdata/fake-az.sh" "$tmp/bin/az"
 chmod +x "$tmp/bin/az"
+IDENTITY_ID="/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ehtest/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-ehtest"
 
-# run_deploy NAME [VAR=value...] -- ARGS...: runs deploy.sh with the fake az; sets rc, out and log.
-run_deploy() {
+# deploy NAME [VAR=value...] -- ARGS...: runs deploy.sh (app ehtest, --skip-publish) with the fake az;
+# sets rc, out (stdout and stderr) and log (the fake's call log).
+deploy() {
 	local name="$1"
 	shift
 	local envs=()
@@ -67,21 +38,131 @@ run_deploy() {
 	log="$tmp/$name.log"
 	: >"$log"
 	set +e
-	out="$(env PATH="$tmp/bin:$PATH" AZ_LOG="$log" ${envs[@]+"${envs[@]}"} bash "$DEPLOY" --app ehtest --skip-publish "$@" 2>&1)"
+	out="$(env PATH="$tmp/bin:$PATH" AZ_LOG="$log" FAKE_STATE="$tmp/$name.state" ${envs[@]+"${envs[@]}"} \
+		bash "$DEPLOY" --app ehtest --skip-publish "$@" 2>&1)"
 	rc=$?
 	set -e
-	if [ "$rc" -eq 0 ]; then pass "$name: exits 0"; else fail "$name: exit $rc: $out"; fi
+}
+# run_deploy: deploy, and it must succeed.
+run_deploy() {
+	deploy "$@"
+	if [ "$rc" -eq 0 ]; then pass "$1: exits 0"; else fail "$1: exit $rc: $out"; fi
 }
 
 has() { if grep -qF -- "$2" "$log"; then pass "$1"; else fail "$1: log lacks: $2"; fi; }
 lacks() { if grep -qF -- "$2" "$log"; then fail "$1: log has: $2"; else pass "$1"; fi; }
+says() { if [[ "$out" == *"$2"* ]]; then pass "$1"; else fail "$1: output lacks: $2: $out"; fi; }
+# setting NAME: the value deploy.sh last wrote for app setting NAME, from the logged settings files.
+setting() { grep -o "\"name\":\"$1\",\"value\":\"[^\"]*\"" "$log" | tail -n1 | sed 's/.*"value":"//; s/"$//'; }
 
-# Default: no Event Hubs resources, the function disabled, its hub name resolvable.
+# The fake refuses what Azure refuses: the calls deploy.sh used to make fail against it.
+# refused NAME MESSAGE [VAR=value...] -- AZ-ARGS...: the fake, on a fresh state, must fail saying MESSAGE.
+refused() {
+	local name="$1" want="$2" envs=() msg
+	shift 2
+	while [ "$1" != -- ]; do
+		envs+=("$1")
+		shift
+	done
+	shift
+	rm -rf "$tmp/fake.state"
+	if msg="$(env AZ_LOG="$tmp/fake.log" FAKE_STATE="$tmp/fake.state" ${envs[@]+"${envs[@]}"} "$tmp/bin/az" "$@" 2>&1)"; then
+		fail "fake: $name: succeeded"
+	elif [[ "$msg" != *"$want"* ]]; then
+		fail "fake: $name: message: $msg"
+	else
+		pass "fake: $name refused as the CLI does"
+	fi
+}
+refused "Flex create of custom with --runtime-version" \
+	"Invalid version 1.0 for runtime custom for function apps on the Flex Consumption plan" -- \
+	functionapp create --name a --resource-group rg --storage-account st --flexconsumption-location eastus2 \
+	--runtime custom --runtime-version 1.0 --deployment-storage-auth-type UserAssignedIdentity \
+	--deployment-storage-auth-value "$IDENTITY_ID" --output none
+refused "identity assign on a Flex app (azure-cli#30380)" "Site.FunctionAppConfig is invalid" FAKE_EXISTING_APP=flex -- \
+	functionapp identity assign --name a --resource-group rg --identities "$IDENTITY_ID" --output none
+refused "update --set on a Flex app (azure-cli#30380, #31414)" "Site.FunctionAppConfig is invalid" FAKE_EXISTING_APP=flex -- \
+	functionapp update --name a --resource-group rg --set "keyVaultReferenceIdentity=$IDENTITY_ID" --output none
+if [ -z "$(env AZ_LOG="$tmp/fake.log" FAKE_STATE="$tmp/fake.state" "$tmp/bin/az" functionapp list-flexconsumption-runtimes \
+	--location eastus2 --runtime custom --query "[].version" --output tsv)" ]; then
+	pass "fake: the custom stack's listed version is empty"
+else
+	fail "fake: [].version of the custom stack is not empty"
+fi
+
+# Default: Flex Consumption, created once, nothing the CLI refuses; no Event Hubs.
 run_deploy default --
+has "default: runtime availability asked of the CLI" "az functionapp list-flexconsumption-runtimes --location eastus2 --runtime custom"
+says "default: availability check reports the runtime the app gets" "runs custom handlers (the app's runtime will be custom 1.0)"
+has "default: Flex create with the custom runtime" "--flexconsumption-location eastus2 --runtime custom --deployment-storage-auth-type UserAssignedIdentity --deployment-storage-auth-value $IDENTITY_ID"
+lacks "default: no --runtime-version" "--runtime-version"
+has "default: attached identities read" "az functionapp identity show --name ehtest --resource-group rg-ehtest --query userAssignedIdentities"
+lacks "default: no identity assign after the Flex create attached it" "functionapp identity assign"
+says "default: identity reported attached" "identity id-ehtest already attached"
+lacks "default: no generic update" "functionapp update"
 lacks "default: no Event Hubs calls" "az eventhubs"
 has "default: eventhub function disabled" '"name":"AzureWebJobs.eventhub.Disabled","value":"true"'
 has "default: GRAPH_EVENTHUB_NAME resolves" '"name":"GRAPH_EVENTHUB_NAME","value":"not-configured"'
 lacks "default: no Event Hubs connection" "GRAPH_EVENTHUB__fullyQualifiedNamespace"
+lacks "default: no runtime settings on Flex" "FUNCTIONS_WORKER_RUNTIME"
+# The next steps point to Live Metrics, which works on every plan, not the Kudu log stream.
+says "default: next steps point to Live Metrics" "func azure functionapp logstream ehtest --browser"
+
+# GRAPH_CLIENT_STATE: generated when absent, long and varied, never printed; a second run makes another.
+cs="$(setting GRAPH_CLIENT_STATE)"
+if [ "${#cs}" -ge 32 ] && [[ "$cs" =~ ^[A-Za-z0-9_-]+$ ]]; then pass "client state: ${#cs} base64url characters"; else
+	fail "client state: length ${#cs} or alphabet: $cs"
+fi
+distinct="$(printf '%s' "$cs" | fold -w1 | sort -u | wc -l)"
+classes=0
+for class in '[A-Z]' '[a-z]' '[0-9]'; do [[ ! "$cs" =~ $class ]] || classes=$((classes + 1)); done
+# 64 draws from 64 symbols give about 40 distinct ones; under 20, or one character class alone, is not random.
+if [ "$distinct" -ge 20 ] && [ "$classes" -ge 2 ]; then pass "client state: $distinct distinct characters, $classes classes"; else
+	fail "client state: $distinct distinct characters, $classes classes: not random-looking"
+fi
+if [[ "$out" == *"$cs"* ]]; then fail "client state printed"; else pass "client state not printed"; fi
+first_cs="$cs"
+run_deploy default-again --
+if [ "$(setting GRAPH_CLIENT_STATE)" != "$first_cs" ]; then pass "client state: a new one per generation"; else fail "client state: same value twice"; fi
+deploy short-client-state GRAPH_CLIENT_STATE=tooshort --
+if [ "$rc" -ne 0 ] && [[ "$out" == *"16 to 128 characters"* ]]; then pass "short GRAPH_CLIENT_STATE refused"; else fail "short client state: rc $rc: $out"; fi
+
+# A region whose Flex stacks lack custom handlers: stop before creating anything, say how to check.
+deploy no-custom FAKE_NO_CUSTOM=1 --
+if [ "$rc" -ne 0 ]; then pass "no-custom: fails"; else fail "no-custom: exit 0"; fi
+says "no-custom: names the CLI check" "az functionapp list-flexconsumption-runtimes -l eastus2 --runtime custom -o json"
+says "no-custom: passes on the CLI's reason" "Runtime 'custom' not supported"
+lacks "no-custom: nothing created" "az group create"
+
+# An existing Flex app already holding the identity (a rerun): no identity assign.
+run_deploy rerun FAKE_EXISTING_APP=flex FAKE_APP_IDENTITIES="$IDENTITY_ID" --
+lacks "rerun: no create" "functionapp create"
+lacks "rerun: no identity assign" "functionapp identity assign"
+
+# An existing Flex app without the identity: the CLI cannot attach it; the script says what to do.
+deploy flex-no-identity FAKE_EXISTING_APP=flex --
+if [ "$rc" -ne 0 ]; then pass "flex-no-identity: fails"; else fail "flex-no-identity: exit 0"; fi
+has "flex-no-identity: assign tried" "functionapp identity assign"
+says "flex-no-identity: the CLI's error shown" "Site.FunctionAppConfig is invalid"
+says "flex-no-identity: the way out" "Settings > Identity > User assigned > Add"
+lacks "flex-no-identity: stops before the settings" "appsettings set"
+
+# Premium: the create does not attach the identity, so the script does; runtime settings set.
+run_deploy premium -- --plan premium
+has "premium: plan create" "az functionapp create --name ehtest --resource-group rg-ehtest --plan plan-ehtest --storage-account stehtest --os-type Linux --runtime custom --functions-version 4"
+has "premium: identity attached" "az functionapp identity assign --name ehtest --resource-group rg-ehtest --identities $IDENTITY_ID"
+has "premium: runtime setting" '"name":"FUNCTIONS_WORKER_RUNTIME","value":"custom"'
+lacks "premium: no Flex runtime check" "list-flexconsumption-runtimes"
+
+# Client secret in Key Vault on Flex: keyVaultReferenceIdentity set by an ARM PATCH, not update --set.
+run_deploy keyvault GRAPH_APP_CLIENT_SECRET=s3cret-value -- --graph-auth secret --client-id app-id --key-vault kv-ehtest
+has "keyvault: PATCH of the site with the Flex API version" "az rest --method patch --url /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ehtest/providers/Microsoft.Web/sites/ehtest?api-version=2023-12-01"
+has "keyvault: body sets keyVaultReferenceIdentity" "{\"properties\":{\"keyVaultReferenceIdentity\":\"$IDENTITY_ID\"}}"
+lacks "keyvault: no generic update" "functionapp update"
+has "keyvault: secret as a versionless reference" '"name":"AZURE_CLIENT_SECRET","value":"@Microsoft.KeyVault(SecretUri=https://kv-ehtest.vault.azure.net/secrets/graph-client-secret/)"'
+if [[ "$out" == *"s3cret-value"* ]] || grep -qF "s3cret-value" "$log"; then fail "keyvault: secret on a command line or printed"; else
+	pass "keyvault: secret neither printed nor on a command line"
+fi
 
 # --event-hubs: namespace (Standard) and hub, both roles, the settings, the function enabled.
 run_deploy eventhubs -- --event-hubs
@@ -102,15 +183,12 @@ run_deploy create-sp FAKE_NO_GRAPH_SP=1 -- --event-hubs --eventhubs-namespace my
 has "create-sp: service principal created" "az ad sp create --id 0bf30f3b-4a52-48df-9a82-234910c4a086"
 has "create-sp: names used" "az eventhubs eventhub create --name hub1 --namespace-name myns-graph"
 has "create-sp: domain used" "eventhubname/hub1?tenantId=fabrikam.com"
-lacks "create-sp: no domain lookup" "az rest"
+lacks "create-sp: no domain lookup" "organization"
 
 # Bad names are refused before any Azure call.
-set +e
-out="$(env PATH="$tmp/bin:$PATH" AZ_LOG="$tmp/bad.log" bash "$DEPLOY" --app ehtest --skip-publish --event-hubs --eventhubs-namespace 'x!' 2>&1)"
-rc=$?
-set -e
-if [ "$rc" -ne 0 ] && [[ "$out" == *"Event Hubs namespace name"* ]]; then
-	pass "bad namespace refused"
+deploy bad-namespace -- --event-hubs --eventhubs-namespace 'x!'
+if [ "$rc" -ne 0 ] && [[ "$out" == *"Event Hubs namespace name"* ]] && [ ! -s "$log" ]; then
+	pass "bad namespace refused before any az call"
 else
 	fail "bad namespace: rc $rc: $out"
 fi

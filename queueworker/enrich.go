@@ -14,6 +14,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -21,6 +22,7 @@ import (
 
 // object is the work for one changed object of a message: every notification about it, and the outcome.
 type object struct {
+	target  family.Target // what the first notification is about, as its family read it
 	kind    directory.Kind
 	id      string // resource id as the first notification gave it
 	notes   []int  // indexes into the message's notifications
@@ -112,7 +114,7 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 	for _, o := range objs {
 		if o.event != nil {
 			items = append(items, events.Item{Event: *o.event, ReadAt: o.readAt, Select: f.d.Config.Select(o.kind.Collection)})
-			groups = groups || o.kind == directory.Groups
+			groups = groups || directory.IsGroup(o.kind)
 			continue
 		}
 		if o.refused != nil {
@@ -197,21 +199,19 @@ func (f *Function) coalesce(m *message.Message, t *tally) (objs []*object, unusa
 			unusable = append(unusable, malformed{i, "unknown changeType"})
 			continue
 		}
-		kind, ok := directory.OfNotification(n)
-		if !ok {
+		t, ok, err := family.Route(n)
+		switch {
+		case err != nil:
+			unusable = append(unusable, malformed{i, err.Error()})
+			continue
+		case !ok:
 			unusable = append(unusable, malformed{i, "resource is neither users nor groups"})
 			continue
 		}
-		id := n.ResourceID()
-		if !graph.IsGUID(id) {
-			unusable = append(unusable, malformed{i, "resource id is not an object id (a GUID)"})
-			continue
-		}
-		key := kind.Collection + "/" + strings.ToLower(id)
-		o := byID[key]
+		o := byID[t.Key]
 		if o == nil {
-			o = &object{kind: kind, id: id}
-			byID[key] = o
+			o = &object{target: t, kind: t.Kind, id: t.ID}
+			byID[t.Key] = o
 			objs = append(objs, o)
 		}
 		o.notes = append(o.notes, i)
@@ -272,8 +272,7 @@ func (f *Function) read(ctx context.Context, log *slog.Logger, m *message.Messag
 	defer cancel()
 	reader := &directory.Reader{Graph: g, Gate: f.d.Gate, Now: f.now, ThrottleDefault: f.backoffBase}
 
-	refused, asked := 0, 0
-	var firstRefusal error
+	var refusals directory.Refusals
 	for _, kind := range directory.Kinds {
 		var these []*object
 		var reqs []directory.Request
@@ -298,55 +297,49 @@ func (f *Function) read(ctx context.Context, log *slog.Logger, m *message.Messag
 			}
 			return fmt.Errorf("reading %d %s: %w", len(reqs), kind.Collection, err)
 		}
+		refusals.Add(reads...)
 		now := f.now()
 		for i, rd := range reads {
-			o := these[i]
-			asked++
-			switch rd.Outcome {
-			case directory.Found:
-				if o.deleted {
-					log.Warn("a permanent delete was reported, but the object is live: reporting it as updated", "resource", kind.Collection, "id", o.id)
-					t.notDeleted++
-				}
-				f.finish(o, m, graph.Updated, false, rd.Object, now)
-				t.updated++
-			case directory.SoftDeleted:
-				f.finish(o, m, graph.Deleted, true, rd.Object, now)
-				t.softDeleted++
-			case directory.Gone:
-				// A confirmed permanent delete; or an update of an object not replicated yet, whose wait
-				// attempts spent on throttling or failures do not shorten.
-				if !o.deleted && (m.Attempt < ReplicationRetries || (!m.FirstSeen.IsZero() && now.Sub(m.FirstSeen) < f.replicationWindow())) {
-					o.later(reasonNotFound, 0)
-					continue
-				}
-				f.finish(o, m, graph.Deleted, false, nil, now)
-				if o.deleted {
-					t.deleted++
-				} else {
-					t.gone++
-				}
-			case directory.Refused:
-				o.refused = rd.Err
-				refused++
-				if firstRefusal == nil {
-					firstRefusal = rd.Err
-				}
-			case directory.Deferred:
-				o.later(reasonGate, rd.RetryAfter)
-			case directory.Throttled:
-				o.later(reasonThrottled, rd.RetryAfter)
-			default:
-				o.later(reasonTransient, rd.RetryAfter)
-			}
+			f.settle(log, m, these[i], rd, now, t)
 		}
 	}
-	if refused > 0 && refused == asked {
-		// Every read refused alike is no bad object but a bad setting (the select) or a missing permission:
-		// fail, so the host retries and the message is kept.
-		return fmt.Errorf("graph refused to read every one of %d objects: %w", asked, firstRefusal)
+	if refusals.All() {
+		return fmt.Errorf("graph refused to read every one of %d objects: %w", refusals.Asked, refusals.First)
 	}
 	return nil
+}
+
+// settle decides what one read means for its object: an event (directory.Read.Verdict), a later attempt,
+// or a refusal.
+func (f *Function) settle(log *slog.Logger, m *message.Message, o *object, rd directory.Read, now time.Time, t *tally) {
+	v, settled := rd.Verdict()
+	switch {
+	case rd.Outcome == directory.Gone && !o.deleted &&
+		(m.Attempt < ReplicationRetries || (!m.FirstSeen.IsZero() && now.Sub(m.FirstSeen) < f.replicationWindow())):
+		// An update of an object found nowhere may be of one not replicated yet: it waits, and attempts
+		// spent on throttling or failures do not shorten the wait.
+		o.later(reasonNotFound, 0)
+	case settled:
+		f.finish(o, m, v.ChangeType, v.SoftDeleted, v.Object, now)
+		switch {
+		case rd.Outcome == directory.Found && o.deleted:
+			log.Warn("a permanent delete was reported, but the object is live: reporting it as updated", "resource", o.kind.Collection, "id", o.id)
+			t.notDeleted++
+			t.updated++
+		case rd.Outcome == directory.Found:
+			t.updated++
+		case rd.Outcome == directory.SoftDeleted:
+			t.softDeleted++
+		case o.deleted:
+			t.deleted++ // a confirmed permanent delete
+		default:
+			t.gone++
+		}
+	case rd.Outcome == directory.Refused:
+		o.refused = rd.Err
+	default:
+		o.later(reasonOf(rd.Outcome), rd.RetryAfter)
+	}
 }
 
 // replicationWindow is how long the backoff steps of ReplicationRetries attempts add up to (30 + 60 + 120 s):

@@ -7,6 +7,14 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 )
 
+// The drive the drive examples add and change (not the story's drive, so they work after the story too),
+// and two of its items, in Graph's id shapes.
+const (
+	exampleDrive  = "b!ExampleDriveOfTheControlApiExamples-0123456789_abcdefghijklmnopqrs"
+	exampleFolder = "01EXAMPLE0FOLDER00000000000000000A"
+	exampleFile   = "01EXAMPLE0FILE0000000000000000000B"
+)
+
 // controlExample is one route of the Graph double's control API with a request that works against the
 // demo's directory as the story leaves it.
 type controlExample struct {
@@ -55,6 +63,20 @@ func controlExamples(base, subID string) []controlExample {
 		{"POST", "/_control/flush", "send queued notifications now", "/_control/flush", "", ""},
 		{"GET", "/_control/subscriptions", "the live subscriptions", "/_control/subscriptions", "", ""},
 		{"POST", "/_control/subscriptions/{id}/lifecycle", "send a lifecycle event", "/_control/subscriptions/" + subID + "/lifecycle", `{"event":"reauthorizationRequired"}`, ""},
+		{"POST", "/_control/drives", "add a drive (id optional) → its id and root id", "/_control/drives", `{"id":"` + exampleDrive + `"}`, ""},
+		{"GET", "/_control/drives", "the drive ids", "/_control/drives", "", ""},
+		{"POST", "/_control/drives/{id}/items", "add a folder (id optional; parentId default the root)", "/_control/drives/" + exampleDrive + "/items", `{"id":"` + exampleFolder + `","name":"Reports","folder":true}`, ""},
+		{"POST", "/_control/drives/{id}/items", "add a file", "/_control/drives/" + exampleDrive + "/items", `{"id":"` + exampleFile + `","name":"q1.xlsx","size":2048}`, ""},
+		{"POST", "/_control/drives/{id}/items/{item}", "edit a file's content (new size; none: size+1)", "/_control/drives/" + exampleDrive + "/items/" + exampleFile, `{"size":4096}`, ""},
+		{"POST", "/_control/drives/{id}/items/{item}/rename", "rename a file or folder", "/_control/drives/" + exampleDrive + "/items/" + exampleFile + "/rename", `{"name":"q1-final.xlsx"}`, ""},
+		{"POST", "/_control/drives/{id}/items/{item}/move", "move a file or folder under another folder", "/_control/drives/" + exampleDrive + "/items/" + exampleFile + "/move", `{"parentId":"` + exampleFolder + `"}`, ""},
+		{"POST", "/_control/drives/{id}/seed", "add n files at once (one tap in all with notify)", "/_control/drives/" + exampleDrive + "/seed", `{"n":10,"prefix":"report","notify":true}`, ""},
+		{"POST", "/_control/drives/{id}/edit", "edit several files, each tapping taps times", "/_control/drives/" + exampleDrive + "/edit", `{"ids":["` + exampleFile + `"],"taps":5}`, ""},
+		{"POST", "/_control/drives/{id}/tap", "tap the drive's subscribers n times without a change", "/_control/drives/" + exampleDrive + "/tap", `{"n":3}`, ""},
+		{"GET", "/_control/drives/{id}/items", "the drive's live items", "/_control/drives/" + exampleDrive + "/items", "", ""},
+		{"POST", "/_control/drives/{id}/expire-tokens", "make the drive's delta tokens answer 410 resyncRequired", "/_control/drives/" + exampleDrive + "/expire-tokens", "", ""},
+		{"POST", "/_control/drives-lag", "delta sees a change only after this delay (and these many calls)", "/_control/drives-lag", `{"seconds":0,"calls":0}`, ""},
+		{"POST", "/_control/drives/{id}/items/{item}/delete", "delete a file, or a folder and what is below it", "/_control/drives/" + exampleDrive + "/items/" + exampleFolder + "/delete", "", ""},
 		{"GET", "/_control/requests", "the request log", "/_control/requests", "", ""},
 		{"GET", "/_control/deliveries", "the delivery attempts", "/_control/deliveries", "", ""},
 		// Last: it ends the subscription (the timer recreates it on its next tick, hourly).

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 )
 
@@ -57,10 +58,10 @@ const (
 )
 
 // DefaultUserSelect is the set of user properties fetched and put in events when GRAPH_USER_SELECT is empty.
-var DefaultUserSelect = []string{"id", "displayName", "userPrincipalName", "mail", "accountEnabled", "jobTitle", "department"}
+var DefaultUserSelect = strings.Split(family.Users.DefaultSelect, ",")
 
 // DefaultGroupSelect is the set of group properties fetched and put in events when GRAPH_GROUP_SELECT is empty.
-var DefaultGroupSelect = []string{"id", "displayName", "description", "mail", "mailEnabled", "securityEnabled", "groupTypes", "visibility"}
+var DefaultGroupSelect = strings.Split(family.Groups.DefaultSelect, ",")
 
 // The directory collections the product follows. Their ids are GUIDs.
 const (
@@ -68,21 +69,9 @@ const (
 	Groups = "groups"
 )
 
-// ResourceSpec is one entry of GRAPH_RESOURCE: a whole collection ("users"), or one object of it ("groups/{id}").
-type ResourceSpec struct {
-	Collection string // Users or Groups
-	ID         string // a GUID, or "" for the whole collection
-}
-
-// Path is the resource as Graph's subscription API takes it.
-func (r ResourceSpec) Path() string {
-	if r.ID == "" {
-		return r.Collection
-	}
-	return r.Collection + "/" + r.ID
-}
-
-func (r ResourceSpec) String() string { return r.Path() }
+// ResourceSpec is one entry of GRAPH_RESOURCE, as its family read it: a whole collection ("users"), one
+// object of it ("groups/{id}"), a drive ("drives/{drive-id}").
+type ResourceSpec = family.Entry
 
 // Secret holds a value that must never reach a log: it prints as [redacted] through fmt, slog and JSON.
 type Secret string
@@ -117,16 +106,21 @@ type Config struct {
 	ClientState              Secret
 	ClientStatePrevious      Secret
 	Resources                []ResourceSpec // at least one; at most one whole-collection entry per collection
-	ChangeTypes              []string       // sorted, e.g. [deleted updated]
+	ChangeTypes              []string       // sorted, e.g. [deleted updated]; for the directory's entries
 	UserSelect               []string       // always includes id
 	GroupSelect              []string       // always includes id
-	RenewSchedule            string
-	ResyncInitial            string // latest or full
-	ResyncContainer          string
-	StateTable               string // Table storage table of the last emitted object states
-	EventsUnchanged          string // suppress or emit
+	// Selects holds every kind's select (UserSelect and GroupSelect among them), by collection.
+	Selects         map[string][]string
+	RenewSchedule   string
+	ResyncInitial   string // latest or full
+	ResyncContainer string
+	StateTable      string // Table storage table of the last emitted object states
+	EventsUnchanged string // suppress or emit
 
 	Storage StorageSettings
+	Teams   TeamsSettings // teams.go
+
+	Mailboxes MailboxSettings // GRAPH_MAILBOXES and the settings that go with it (mailboxes.go)
 
 	problems map[string]string // setting → what is wrong with it
 }
@@ -134,31 +128,43 @@ type Config struct {
 // ChangeType is the changeType value Graph wants: a comma-separated list.
 func (c *Config) ChangeType() string { return strings.Join(c.ChangeTypes, ",") }
 
-// Collections lists the collections GRAPH_RESOURCE names, each once, in the order first named.
+// Collections lists the resync scopes GRAPH_RESOURCE implies, each once, in the order first named: a
+// directory entry's collection ("users", "groups"), a drive entry itself ("drives/{drive-id}").
 func (c *Config) Collections() []string {
 	var out []string
 	for _, r := range c.Resources {
-		if !slices.Contains(out, r.Collection) {
-			out = append(out, r.Collection)
+		if s := family.ScopeOf(r); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// Select is the property list fetched and put in events for a collection.
-func (c *Config) Select(collection string) []string {
-	if collection == Groups {
-		return c.GroupSelect
+// Plans lists the subscriptions GRAPH_RESOURCE implies, one per entry.
+func (c *Config) Plans() []family.Plan {
+	out := make([]family.Plan, 0, len(c.Resources))
+	for _, r := range c.Resources {
+		if p, ok := family.PlanOf(r, c.ChangeTypes); ok {
+			out = append(out, p)
+		}
 	}
-	return c.UserSelect
+	return out
 }
 
-// SelectSetting names the setting behind Select(collection), for messages.
-func SelectSetting(collection string) string {
-	if collection == Groups {
-		return GroupSelect
+// Select is the property list fetched and put in events for a collection ("users", "driveItems"); nil
+// for a collection no family has.
+func (c *Config) Select(collection string) []string {
+	k, _, ok := family.KindOf(collection)
+	if !ok {
+		return nil
 	}
-	return UserSelect
+	return c.Selects[k.Collection]
+}
+
+// SelectSetting names the setting behind Select(collection), for messages ("" for an unknown collection).
+func SelectSetting(collection string) string {
+	k, _, _ := family.KindOf(collection)
+	return k.SelectSetting
 }
 
 // Only is, for a collection GRAPH_RESOURCE names by single objects only, the set of those object ids (lower
@@ -198,15 +204,17 @@ func Load(getenv func(string) string) *Config {
 		ClientStatePrevious:      l.clientState(ClientStatePrevious),
 		Resources:                l.resources(),
 		ChangeTypes:              l.changeTypes(),
-		UserSelect:               l.selectList(UserSelect, DefaultUserSelect, "user"),
-		GroupSelect:              l.selectList(GroupSelect, DefaultGroupSelect, "group"),
+		Selects:                  l.selects(),
 		RenewSchedule:            l.schedule(),
 		ResyncInitial:            l.oneOf(ResyncInitial, DefaultResyncInitial, "latest", "full"),
 		ResyncContainer:          l.storageName(ResyncContainer, DefaultResyncContainer, containerRE, "a blob container name: 3 to 63 lower-case letters, digits and single hyphens"),
 		StateTable:               l.storageName(StateTable, DefaultStateTable, tableRE, "a table name: 3 to 63 letters and digits, not starting with a digit"),
 		EventsUnchanged:          l.oneOf(EventsUnchanged, DefaultEventsUnchanged, "suppress", "emit"),
 		Storage:                  l.storage(),
+		Teams:                    l.teams(),
+		Mailboxes:                l.mailboxes(),
 	}
+	c.UserSelect, c.GroupSelect = c.Selects[Users], c.Selects[Groups]
 	if c.LifecycleNotificationURL == "" {
 		c.LifecycleNotificationURL = c.NotificationURL
 	}
@@ -291,7 +299,7 @@ func (c *Config) missing(setting string) bool {
 	case Storage:
 		return !c.Storage.IsSet()
 	}
-	return false
+	return c.teamsMissing(setting)
 }
 
 // loader parses settings and records problems.
@@ -411,7 +419,8 @@ func (l *loader) clientState(name string) Secret {
 	return Secret(v)
 }
 
-// resources parses GRAPH_RESOURCE: a comma-separated list of users, groups, users/{id} and groups/{id}.
+// resources parses GRAPH_RESOURCE: a comma-separated list of entries, each read by its family
+// (internal/family): users, groups, users/{id}, groups/{id}, drives/{drive-id}.
 func (l *loader) resources() []ResourceSpec {
 	def := []ResourceSpec{{Collection: Users}}
 	v := l.get(Resource)
@@ -424,13 +433,11 @@ func (l *loader) resources() []ResourceSpec {
 		if e == "" {
 			continue
 		}
-		coll, id, hasID := strings.Cut(e, "/")
-		coll = strings.ToLower(coll)
-		if coll != Users && coll != Groups || hasID && !guidRE.MatchString(id) {
-			l.fail(Resource, "must be a comma-separated list of users, groups, users/{id} and groups/{id}, where {id} is an object id (a GUID)")
+		r, _, err := family.ParseEntry(e)
+		if err != nil {
+			l.fail(Resource, "must be a comma-separated list of %s", family.EntryGrammar())
 			return def
 		}
-		r := ResourceSpec{Collection: coll, ID: strings.ToLower(id)}
 		for _, o := range out {
 			if o.Collection != r.Collection {
 				continue
@@ -448,6 +455,15 @@ func (l *loader) resources() []ResourceSpec {
 	}
 	if len(out) == 0 {
 		return def
+	}
+	return out
+}
+
+// selects reads the select setting of every kind of every family.
+func (l *loader) selects() map[string][]string {
+	out := map[string][]string{}
+	for _, k := range family.Kinds() {
+		out[k.Collection] = l.selectList(k.SelectSetting, strings.Split(k.DefaultSelect, ","), k.What)
 	}
 	return out
 }

@@ -236,3 +236,23 @@ func TestEventHubNotificationURL(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretsListsEverySecretSetting(t *testing.T) {
+	env := map[string]string{
+		NotificationURL:     "https://app.example/api/webhook?code=Fk%2B1%3D%3D",
+		ClientState:         "client-state-value",
+		ClientSecret:        "client-secret-value",
+		CertificatePassword: "cert-password",
+		Storage:             "DefaultEndpointsProtocol=https;AccountName=acct;SharedAccessSignature=sv=2024&sig=SiGnAtUrE;EndpointSuffix=core.windows.net",
+	}
+	got := Load(func(k string) string { return env[k] }).Secrets()
+	for _, want := range []string{"Fk+1==", "client-state-value", "client-secret-value", "cert-password", "SiGnAtUrE"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Secrets() = %q lacks %q", got, want)
+		}
+	}
+	env[Storage] = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + AzuriteAccountKey
+	if got := Load(func(k string) string { return env[k] }).Secrets(); !slices.Contains(got, AzuriteAccountKey) {
+		t.Errorf("Secrets() = %q lacks the account key", got)
+	}
+}

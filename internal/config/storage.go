@@ -3,6 +3,8 @@ package config
 import (
 	"net/url"
 	"strings"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 )
 
 // AzuriteAccountKey is Azurite's well-known development account key (public, documented by Microsoft).
@@ -141,4 +143,29 @@ func isAccountName(s string) bool {
 		}
 	}
 	return true
+}
+
+// Secrets lists every secret the settings hold, for internal/redact: the function keys in the notification
+// URLs, the clientStates, the client secret and certificate password, and the storage account key or SAS.
+func (c *Config) Secrets() []string {
+	out := redact.FunctionKeys(c.NotificationURL, c.LifecycleNotificationURL)
+	for _, s := range []Secret{c.ClientState, c.ClientStatePrevious, c.ClientSecret, c.CertificatePassword} {
+		if s.IsSet() {
+			out = append(out, s.Reveal())
+		}
+	}
+	for _, part := range strings.Split(c.Storage.ConnectionString.Reveal(), ";") {
+		name, value, _ := strings.Cut(part, "=")
+		switch {
+		case value == "":
+		case strings.EqualFold(name, "AccountKey"):
+			out = append(out, value)
+		case strings.EqualFold(name, "SharedAccessSignature"):
+			out = append(out, value)
+			if q, err := url.ParseQuery(value); err == nil && q.Get("sig") != "" {
+				out = append(out, q.Get("sig"))
+			}
+		}
+	}
+	return out
 }

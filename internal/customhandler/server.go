@@ -22,8 +22,9 @@ type Func func(ctx context.Context, req *Request) (*Response, error)
 // Server is the http.Handler the host talks to: GET / for readiness and pings, POST /<FunctionName> for
 // invocations.
 type Server struct {
-	mux *http.ServeMux
-	log *slog.Logger
+	mux    *http.ServeMux
+	log    *slog.Logger
+	redact func(string) string // nil: Logs leave as the function wrote them
 }
 
 // DefaultMaxRequestBytes bounds an invocation request read into memory when a route sets no limit.
@@ -43,6 +44,10 @@ func NewServer(log *slog.Logger) *Server {
 	})
 	return s
 }
+
+// RedactLogs makes every line of an invocation's Logs pass through f before it leaves for the host (an
+// error in them may quote a secret). Set it before serving.
+func (s *Server) RedactLogs(f func(string) string) { s.redact = f }
 
 // RouteOption adjusts one function's route.
 type RouteOption func(*route)
@@ -149,6 +154,11 @@ func (s *Server) invoke(rt *route) http.Handler {
 		if err != nil {
 			fail(w, log.With("duration_ms", ms(elapsed)), "invocation failed", err)
 			return
+		}
+		if s.redact != nil && resp != nil {
+			for i, l := range resp.Logs {
+				resp.Logs[i] = s.redact(l)
+			}
 		}
 		answer(w, log, resp)
 		done(log, rt, elapsed, resp)

@@ -306,3 +306,17 @@ func TestNoLogInjection(t *testing.T) {
 		t.Errorf("stderr has %d lines for one warning:\n%s", n, errs.String())
 	}
 }
+
+// TestLogsAreRedacted: the invocation's Logs leave for the host, and its completion line for the log, only
+// after the redactor saw them (a worker's "moved to poison: <why>" may quote a storage error).
+func TestLogsAreRedacted(t *testing.T) {
+	s, ts, out, _ := newTestServer(t)
+	s.RedactLogs(func(l string) string { return strings.ReplaceAll(l, "sig=secret", "sig=[redacted]") })
+	s.Handle("leaky", func(context.Context, *Request) (*Response, error) {
+		return &Response{Logs: []string{"moved to poison: PUT /q/messages?sig=secret"}}, nil
+	})
+	_, body := post(t, ts.URL+"/leaky", `{"Data":{},"Metadata":{}}`)
+	if strings.Contains(string(body)+out.String(), "sig=secret") || !strings.Contains(string(body), "sig=[redacted]") {
+		t.Errorf("answer %s\nlog %s", body, out.String())
+	}
+}

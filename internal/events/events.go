@@ -9,11 +9,20 @@
 // carries nothing new is not written (EVENTS_UNCHANGED=suppress). The order keeps at-least-once: decide
 // (reads), write the events, then move the stored states; a crash between the last two re-emits, never
 // loses.
+//
+// Change detection is a refinement, never a condition: when the state store cannot be read (Table
+// storage failing, its setting unusable), every event is written as it is — without `changed` and
+// `previous`, none suppressed, the stored states left where they were — and one warning per Write says
+// so (the queue worker and a resync step each call Write once per invocation). Failing the invocation
+// instead would send its message towards the poison queue for as long as Table storage is down. Only
+// the queue failing fails a Write: then nothing can be written, and the host's retry of the invocation
+// is what keeps the change.
 package events
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -52,6 +61,8 @@ type Item struct {
 type Result struct {
 	Written    int
 	Suppressed int // carried nothing new (unchanged, or read before the stored state)
+	// Unchecked counts the events written without change detection, the state store being unavailable.
+	Unchecked int
 }
 
 // Writer writes events.
@@ -88,7 +99,7 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	}
 	st, err := w.state()
 	if err != nil {
-		return Result{}, fmt.Errorf("events: state store: %w", err)
+		return w.unchecked(ctx, q, items, fmt.Errorf("state store: %w", err))
 	}
 	obs := make([]objectstate.Observation, len(items))
 	for i, it := range items {
@@ -102,10 +113,14 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	}
 	ds, err := st.Decide(ctx, obs)
 	if err != nil {
-		return Result{}, fmt.Errorf("events: %w", err)
+		if ctx.Err() != nil {
+			return Result{}, fmt.Errorf("events: %w", err) // the invocation is over: nothing can be written
+		}
+		return w.unchecked(ctx, q, items, err)
 	}
 	var out []message.Event
 	var res Result
+	emitted := make([]bool, len(ds))
 	for i, d := range ds {
 		e := items[i].Event
 		// A membership change is a delta, not a state: it is news whatever the properties did.
@@ -115,18 +130,71 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 		}
 		e.Changed, e.Previous = d.Changed, d.Previous
 		out = append(out, e)
+		emitted[i] = true
 	}
 	if err := w.put(ctx, q, out); err != nil {
 		return res, err
 	}
 	res.Written = len(out)
-	if err := st.Commit(ctx, ds); err != nil {
-		// The events are written; the states stay behind them, so the next observation of these objects
-		// is compared with older states and may be emitted again. Nothing is lost: not worth a retry.
-		logctx.From(ctx).Warn("events written, but the stored object states could not be moved", "err", err)
+	// idx maps the decisions being committed to items.
+	idx := make([]int, len(ds))
+	for i := range idx {
+		idx[i] = i
 	}
-	return res, nil
+	for attempt := 0; ; attempt++ {
+		err := st.Commit(ctx, ds)
+		var late *objectstate.Redecided
+		if err == nil || !errors.As(err, &late) || attempt == maxRedecided {
+			if err != nil {
+				// The events are written; the states stay behind them, so the next observation of these
+				// objects is compared with older states and may be emitted again. Nothing is lost: not
+				// worth a retry.
+				logctx.From(ctx).Warn("events written, but the stored object states could not be moved", "err", err)
+			}
+			return res, nil
+		}
+		// Rows had moved since Decide, and against them some suppressed events are news: write those,
+		// then commit again (their rows waited for the events).
+		var more []message.Event
+		next := make([]int, len(late.Decisions))
+		for j, d := range late.Decisions {
+			i := idx[late.Indexes[j]]
+			next[j] = i
+			e := items[i].Event
+			if !d.Emit || e.Members != nil || emitted[i] {
+				continue // not news, or written already
+			}
+			e.Changed, e.Previous = d.Changed, d.Previous
+			more = append(more, e)
+			emitted[i] = true
+		}
+		if err := w.put(ctx, q, more); err != nil {
+			return res, err
+		}
+		res.Written += len(more)
+		res.Suppressed -= len(more)
+		ds, idx = late.Decisions, next
+	}
 }
+
+// unchecked writes every item's event as it is, the state store having failed with cause: no event is
+// suppressed, none carries changed or previous, and no stored state moves.
+func (w *Writer) unchecked(ctx context.Context, q Queue, items []Item, cause error) (Result, error) {
+	es := make([]message.Event, len(items))
+	for i := range items {
+		es[i] = items[i].Event
+	}
+	logctx.From(ctx).Warn("change detection unavailable: events written without comparing them with the stored states "+
+		"(no changed/previous, none suppressed)", "events", len(es), "err", cause)
+	if err := w.put(ctx, q, es); err != nil {
+		return Result{}, err
+	}
+	return Result{Written: len(es), Unchecked: len(es)}, nil
+}
+
+// maxRedecided bounds how often Write commits again after Commit decided observations again: each round
+// needs another writer to move the same rows in between.
+const maxRedecided = 3
 
 // put writes events to graphchanges, a few at a time, and returns the first failure.
 func (w *Writer) put(ctx context.Context, q Queue, es []message.Event) error {

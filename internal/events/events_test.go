@@ -1,14 +1,18 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -132,20 +136,85 @@ func TestEmitModeWritesEverything(t *testing.T) {
 	}
 }
 
-type failingState struct{ State }
-
-func (failingState) Decide(context.Context, []objectstate.Observation) ([]objectstate.Decision, error) {
-	return nil, errors.New("table unreachable")
+// flakyState is a state store whose Table storage can be switched off: Decide and Commit then fail as
+// the Table service's 503 would reach them.
+type flakyState struct {
+	State
+	down    bool
+	commits int
 }
 
-func TestStateFailuresWriteNothing(t *testing.T) {
-	q := storagequeue.NewMemory()
-	w := NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return failingState{}, nil })
-	if _, err := w.Write(context.Background(), []Item{item(uid, t0, map[string]any{"id": uid})}); err == nil {
-		t.Fatal("a state store that cannot decide must fail the write (the caller retries)")
+var errTableDown = errors.New("objectstate: read users/x: RESPONSE 503: ServerBusy")
+
+func (f *flakyState) Decide(ctx context.Context, obs []objectstate.Observation) ([]objectstate.Decision, error) {
+	if f.down {
+		return nil, errTableDown
 	}
-	if len(q.Messages(message.ChangesQueue)) != 0 {
-		t.Fatal("an event was written without a decision")
+	return f.State.Decide(ctx, obs)
+}
+
+func (f *flakyState) Commit(ctx context.Context, ds []objectstate.Decision) error {
+	f.commits++
+	if f.down {
+		return errTableDown
+	}
+	return f.State.Commit(ctx, ds)
+}
+
+// TestTableFailureStepsAside: with Table storage failing, every event is still written — unchecked (no
+// changed/previous, nothing suppressed, even a state already emitted) — one warning says so, and the stored
+// states stay where they were; once the table is back, detection resumes from them.
+func TestTableFailureStepsAside(t *testing.T) {
+	q := storagequeue.NewMemory()
+	st := &flakyState{State: objectstate.NewMemoryTable().Store(objectstate.Options{Mode: objectstate.Suppress})}
+	w := NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return st, nil })
+	var logs bytes.Buffer
+	ctx := logctx.With(context.Background(), slog.New(slog.NewTextHandler(&logs, nil)))
+	ada := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Engineer"}
+	w.Write(ctx, []Item{item(uid, t0, ada)})
+	written(t, q)
+
+	st.down = true
+	commits := st.commits
+	cto := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "CTO"}
+	res, err := w.Write(ctx, []Item{item(uid, t0.Add(time.Second), ada), item(uid, t0.Add(2*time.Second), cto)})
+	if err != nil || res != (Result{Written: 2, Unchecked: 2}) {
+		t.Fatalf("with the table down: %+v, %v; want both events written, unchecked", res, err)
+	}
+	evs := written(t, q)
+	if len(evs) != 2 || evs[0].Changed != nil || evs[1].Changed != nil || evs[1].Previous != nil {
+		t.Fatalf("events %+v: want both, the unchanged one too, without changed/previous", evs)
+	}
+	if n := strings.Count(logs.String(), "change detection unavailable"); n != 1 || !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "ServerBusy") {
+		t.Errorf("want one warning naming the cause, got:\n%s", logs.String())
+	}
+	if st.commits != commits {
+		t.Error("states were committed without a decision")
+	}
+
+	st.down = false
+	if _, err := w.Write(ctx, []Item{item(uid, t0.Add(3*time.Second), cto)}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := written(t, q); len(evs) != 1 || !slices.Equal(evs[0].Changed, []string{"jobTitle"}) || evs[0].Previous["jobTitle"] != "Engineer" {
+		t.Fatalf("after the table is back: %+v; want jobTitle changed from the last stored state", evs)
+	}
+}
+
+// TestQueueFailureFailsTheWrite: without the queue nothing can be written, and the caller must fail so the
+// host retries its message; with the table down too, the same.
+func TestQueueFailureFailsTheWrite(t *testing.T) {
+	q := storagequeue.NewMemory()
+	q.Fail = func(string) error { return errors.New("connection refused") }
+	for _, down := range []bool{false, true} {
+		st := &flakyState{State: objectstate.NewMemoryTable().Store(objectstate.Options{}), down: down}
+		w := NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return st, nil })
+		if _, err := w.Write(context.Background(), []Item{item(uid, t0, map[string]any{"id": uid})}); err == nil {
+			t.Errorf("table down %v: the write succeeded with the queue failing", down)
+		}
+		if st.commits != 0 {
+			t.Errorf("table down %v: states moved although no event was written", down)
+		}
 	}
 }
 
@@ -155,5 +224,42 @@ func TestWithoutStateEverythingIsWritten(t *testing.T) {
 	props := map[string]any{"id": uid}
 	if res, err := w.Write(context.Background(), []Item{item(uid, t0, props), item(uid, t0, props)}); err != nil || res.Written != 2 {
 		t.Fatalf("%+v, %v", res, err)
+	}
+}
+
+// TestStaleCacheStillEmits runs two writers over one table: writer a caches the state it wrote, b moves
+// the object, then a reads the object back at a's cached state. Against a's cache that is nothing new;
+// against the row it is news. The event is written (after the check by the commit), and the row follows.
+func TestStaleCacheStillEmits(t *testing.T) {
+	q := storagequeue.NewMemory()
+	tbl := objectstate.NewMemoryTable()
+	mk := func() *Writer {
+		st := tbl.Store(objectstate.Options{})
+		return NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return st, nil })
+	}
+	a, b := mk(), mk()
+	ctx := context.Background()
+	engineer := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Engineer"}
+	director := map[string]any{"id": uid, "displayName": "Ada", "jobTitle": "Director"}
+	for _, s := range []struct {
+		w     *Writer
+		at    time.Duration
+		props map[string]any
+	}{{a, 0, engineer}, {b, time.Second, director}, {a, 2 * time.Second, engineer}} {
+		if _, err := s.w.Write(ctx, []Item{item(uid, t0.Add(s.at), s.props)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := written(t, q)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3 (new, changed to Director, changed back)", len(evs))
+	}
+	if last := evs[2]; last.Object["jobTitle"] != "Engineer" || !slices.Equal(last.Changed, []string{"jobTitle"}) || last.Previous["jobTitle"] != "Director" {
+		t.Errorf("last event: object %v changed %v previous %v", last.Object, last.Changed, last.Previous)
+	}
+	// The row moved after the event: a third writer reads Engineer and suppresses it.
+	res, err := mk().Write(ctx, []Item{item(uid, t0.Add(3*time.Second), engineer)})
+	if err != nil || res != (Result{Suppressed: 1}) {
+		t.Errorf("after the late event: %+v, %v; want suppressed", res, err)
 	}
 }

@@ -80,37 +80,63 @@ func (s *Server) directoryNotificationsLocked(coll, id, changeType string, extra
 		prefix, odataType = "Groups/", "#Microsoft.Graph.Group"
 	}
 	var out []pendingNotification
+	subs := s.subscribersLocked("directory", changeType, func(ref resourceRef) bool {
+		return ref.Coll == coll && (ref.ID(0) == "" || strings.EqualFold(ref.ID(0), id))
+	})
+	for _, sub := range subs {
+		out = append(out, s.changeNotificationsLocked(sub, nil, func() map[string]any {
+			rd := map[string]any{
+				"@odata.type":    odataType,
+				"@odata.id":      prefix + id,
+				"id":             id,
+				"organizationId": s.opts.TenantID,
+				"eventTime":      s.now().UTC().Format(time.RFC3339Nano),
+				"sequenceNumber": s.nextSequenceNumber(),
+			}
+			maps.Copy(rd, extra)
+			return map[string]any{"changeType": changeType, "resource": prefix + id, "resourceData": rd}
+		})...)
+	}
+	return out
+}
+
+// subscribersLocked returns the live subscriptions (any app) of a family whose resource its rule parses
+// into a ref that want accepts and whose change types include changeType (s.mu held). A family calls it
+// to find who hears of a change.
+func (s *Server) subscribersLocked(family, changeType string, want func(ref resourceRef) bool) []*Subscription {
+	var out []*Subscription
 	for _, sub := range s.liveSubsLocked() {
-		_, subColl, only, ok := normResource(sub.Resource)
-		if !ok || subColl != coll || (only != "" && !strings.EqualFold(only, id)) {
+		rule, ref, ok := matchResource(sub.Resource)
+		if !ok || rule.family != family || !want(ref) {
 			continue
 		}
-		cts, _ := changeTypes(sub.ChangeType)
-		if !slices.Contains(cts, changeType) {
+		if cts, _ := parseChangeTypes(sub.ChangeType, nil); !slices.Contains(cts, changeType) {
 			continue
 		}
-		for range 1 + max(0, s.opts.DuplicateNotifications) {
-			n := map[string]any{
-				"subscriptionId":                 sub.ID,
-				"subscriptionExpirationDateTime": sub.ExpirationDateTime.UTC().Format(notifTime),
-				"changeType":                     changeType,
-				"resource":                       prefix + id,
-				"resourceData": map[string]any{
-					"@odata.type":    odataType,
-					"@odata.id":      prefix + id,
-					"id":             id,
-					"organizationId": s.opts.TenantID,
-					"eventTime":      s.now().UTC().Format(time.RFC3339Nano),
-					"sequenceNumber": s.nextSequenceNumber(),
-				},
-			}
-			maps.Copy(n["resourceData"].(map[string]any), extra)
-			if sub.ClientState != "" {
-				n["clientState"] = sub.ClientState
-			}
-			s.setTenant(n)
-			out = append(out, pendingNotification{url: sub.NotificationURL, kind: "notification", n: n, drop: s.drop})
+		out = append(out, sub)
+	}
+	return out
+}
+
+// changeNotificationsLocked builds the change notifications for one subscription (s.mu held): build
+// gives the family's fields (changeType, resource, resourceData or encryptedContent, …) and is called
+// once per copy (1 + Options.DuplicateNotifications); the envelope adds subscriptionId,
+// subscriptionExpirationDateTime, clientState and the tenant field. tokens become the batch's
+// validationTokens (rich notifications; nil: none). Pass the result to enqueueAll after releasing
+// s.mu: it is then coalesced, batched, retried and recorded like every notification.
+func (s *Server) changeNotificationsLocked(sub *Subscription, tokens []string, build func() map[string]any) []pendingNotification {
+	var out []pendingNotification
+	for range 1 + max(0, s.opts.DuplicateNotifications) {
+		n := map[string]any{
+			"subscriptionId":                 sub.ID,
+			"subscriptionExpirationDateTime": sub.ExpirationDateTime.UTC().Format(notifTime),
 		}
+		maps.Copy(n, build())
+		if sub.ClientState != "" {
+			n["clientState"] = sub.ClientState
+		}
+		s.setTenant(n)
+		out = append(out, pendingNotification{url: sub.NotificationURL, kind: "notification", n: n, tokens: tokens, drop: s.drop})
 	}
 	return out
 }

@@ -1,6 +1,6 @@
 // Package fakegraph is a test double — not an implementation — of Microsoft Graph v1.0 (the
-// subset the product uses: subscriptions to `users` and `groups`, users, groups and their members,
-// deleted items, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1
+// subset the product uses: subscriptions to `users`, `groups` and drives, users, groups and their
+// members, deleted items, drive items, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1
 // with fault injection, a request log and a record of every delivery to subscribers. It follows
 // docs/graph-facts.md (cited below as "§n") and docs/sdk-facts.md ("Identity") to the letter;
 // every choice beyond them is marked "choice" (or [inferred]/UNCONFIRMED, as they mark it) in a
@@ -68,6 +68,39 @@
 //     properties on the first part only; $filter unsupported, choice), GET and POST .../restore on
 //     /v1.0/directory/deletedItems/{id} for groups (@odata.type #microsoft.graph.group), and GET
 //     /v1.0/directory/deletedItems/microsoft.graph.group.
+//   - Drives (docs/graph-facts.md §10.1; drives.go, drives_delta.go): drives (AddDrive or Options.Drives; ids "b!" and 64
+//     base64url characters) hold a tree of files and folders under a root item (root facet), with Graph's
+//     shapes: business item ids of 34 upper-case letters and digits sharing the drive's first 8, name,
+//     size (a folder's is the total below it), file {mimeType} or folder {childCount}, eTag "{GUID},n"
+//     (any change) and cTag "c:{GUID},n" (content), created/lastModifiedDateTime, fileSystemInfo,
+//     parentReference {driveType, driveId, id} without path. POST /v1.0/subscriptions takes
+//     drives/{drive-id}/root of an existing drive: changeType updated only (others refused with
+//     "Invalid 'changeType' attribute"), at most 42,300 minutes (400 beyond when
+//     RejectExpiryBeyondMax), no includeResourceData ("File Services workload is not enabled for rich
+//     notifications."), role Files.Read.All, Files.ReadWrite.All, Sites.Read.All or Sites.ReadWrite.All,
+//     at most DriveMaxSubscriptions per drive over all apps (UNCONFIRMED guidance, default 100).
+//     GET /v1.0/drives/{drive-id}/root/delta: no token enumerates the drive's live items;
+//     token=latest gives no items and a deltaLink from now; a deltaLink's token gives each item changed
+//     since, once, in its latest state, in the order of its first change, with the root and every
+//     ancestor folder of a change (unless DriveNoParents or the deltaExcludeParent request header or
+//     Prefer value, header form UNCONFIRMED); deleted items carry {"deleted":{"state":"deleted"}}, id,
+//     parentReference and their file or folder facet only; in delta a business item has no cTag
+//     (Graph's delta page). Pages of DrivePageSize (default 200, UNCONFIRMED) or $top (at most
+//     DriveMaxTop, default 1000, UNCONFIRMED: a OneDrive maintainer's figure, larger values lowered,
+//     choice), linked by @odata.nextLink then @odata.deltaLink, both with token=; a round's pages are a
+//     stable snapshot (later changes go to the next round). $select (unknown names 400; id and the
+//     deleted facet always kept, choice) and $top are carried into the links. An expired
+//     (ExpireDriveDeltaTokens), unreadable or foreign token answers 410 Gone, code resyncRequired,
+//     innerError.code DriveResyncCode (default resyncChangesApplyDifferences), Location a delta URL that
+//     enumerates afresh. SetDriveDeltaLag (and DriveDeltaLag/DriveDeltaLagCalls) hides a change from
+//     delta for a Clock duration and/or a number of delta calls on its drive after its tap. GET
+//     /v1.0/drives/{drive-id}/items/{item-id} and /root return a live item with its cTag (404
+//     itemNotFound otherwise). Every change (AddDriveItem, SeedDriveFiles, UpdateDriveItem,
+//     EditDriveFiles, RenameDriveItem, MoveDriveItem, DeleteDriveItem; a folder's deletion deletes what
+//     is below it, each listed as deleted, choice) taps each subscription to the drive: changeType
+//     updated, resource exactly as subscribed, clientState, tenantId, no resourceData (DriveTapItemID:
+//     resourceData {"id": the root's id}, the misleading id seen in the wild, UNCONFIRMED shape);
+//     TapDrive sends taps without a change. Renaming a folder does not list its descendants.
 //   - POST /v1.0/$batch (docs/graph-facts.md §7): at most 20 requests (else 400), dispatched in-process to the
 //     same handlers, per-item status/headers/body, inner 429 with Retry-After, batch 200, 424 for a
 //     failed dependsOn.
@@ -101,9 +134,44 @@
 // DeleteSubscriptionSilently, SeedSubscription (duplicates), ExpireDeltaTokens, Forge.
 // Every request (and every inner $batch request, flagged InBatch) is in the request log.
 //
+// Resource families (families.go): each family of subscription resources (the directory here; others in
+// their own files) registers what POST /subscriptions accepts for its resources (pattern, change
+// types, maximum lifetime, whether a lifecycleNotificationUrl is required beyond some lifetime, rich
+// notifications never/allowed/required with an encryption certificate, quotas and their scope, the
+// application roles), its routes and its state; subscriptions.go and delivery.go look families up and
+// never switch on one. A family delivers through subscribersLocked and changeNotificationsLocked
+// (delivery.go), so every family's notifications are coalesced, batched, retried and recorded alike.
+//
+// Mailboxes (mailboxes*.go; docs/graph-facts.md, "Outlook mailboxes"): a user's mailbox (AddMailbox, or
+// implied by AddMessage/AddEvent) with messages in the well-known folders (inbox, archive, deleteditems,
+// drafts, sentitems, junkemail; FolderID gives each a stable id) and events. Ids have Graph's shape
+// (AAMk…, base64 with '-', '_', '='); MoveMessage gives the message a NEW id, so the old one 404s.
+// Routes: GET /v1.0/users/{id}/messages/{id} and /events/{id} with $select (404 ErrorItemNotFound when gone,
+// 404 MailboxNotEnabledForRESTAPI for a user without a mailbox, 403 ErrorAccessDenied "Access to OData is
+// disabled." when SetMailboxAccessDenied), also inside $batch; GET /v1.0/users/{id}/messages,
+// /mailFolders/{folder}/messages and /events with $select, $top (≤ 1000) and only
+// $filter=lastModifiedDateTime ge|gt {date-time}, newest first, paged by @odata.nextLink with $skip.
+// Roles: Mail.Read(Write) for messages and folders, Calendars.Read(Write) for events. Subscriptions to
+// users/{id}/messages, users/{id}/mailFolders('{folder}')/messages and users/{id}/events: created,updated,deleted,
+// at most 4,230 minutes, rich allowed only with a $select in the resource; 403 ExtensionError when the
+// mailbox is excluded by an application access policy, when SetMailboxOverQuota, or when every app's
+// subscriptions on it reach SetMailboxSubscriptionQuota (default 1,000). Changes (AddMessage, UpdateMessage,
+// MoveMessage = deleted + created, DeleteMessage, AddEvent, UpdateEvent, DeleteEvent) notify with resource
+// Users/{id}/Messages/{id} (or Events) and resourceData {@odata.type, @odata.id, @odata.etag, id};
+// SetMailDuplicates(n) sends each 1+n times; SetMailboxDropping drops a mailbox's notifications (then
+// SendLifecycle(id, "missed")). Group members for GRAPH_MAILBOXES' group:{id} are the groups' paged
+// /groups/{id}/members above.
+//
 // # What it does not model
 //
-// Other resources, rich notifications (users and groups have none), encryption, Event Grid
+// Other resources (drives: only drives/{id}/root subscriptions and delta on a drive's root; no
+// /me, /users/{id}/drive or /sites/{id}/drive paths, no delta on folders, no timestamp tokens, no
+// children listing, no content, no sharing or permissions, no token age limit, no restore from the
+// recycle bin, no Graph writes to drives; mailboxes: no message or event delta (per-folder delta,
+// calendarView), no writes to mail over Graph, no shared mailboxes or delegated access, no recurring
+// events' instances, no count of creates still in their handshake in the mailbox quota), rich
+// notifications (users, groups and drives have none; mailboxes accept the subscription but send none),
+// encryption, Event Grid
 // delivery, Event Hubs itself (deliveries to an EventHub: URL go to Options.EventHubs, eventhubs.go),
 // the slow/drop endpoint states of docs/graph-facts.md §2.2 (except DropNotifications by hand), Graph's
 // token-expiry pause of deliveries, the resource-unit throttling budget of docs/graph-facts.md §7 (throttling is
@@ -147,6 +215,27 @@
 //	GET  /_control/subscriptions              live subscriptions, with clientState
 //	POST /_control/subscriptions/{id}/lifecycle {"event":"reauthorizationRequired"}
 //	POST /_control/subscriptions/{id}/expire
+//	POST /_control/drives                     {"id":"b!…","driveType":"business"}  add a drive (all optional) → 201 {"id","rootId"}
+//	GET  /_control/drives                     drive ids
+//	GET  /_control/drives/{id}/items          live items
+//	POST /_control/drives/{id}/items          {"name":"a.txt","parentId":"…","folder":false,"size":1,"mimeType":"…"} → 201 {"id"} (409: name taken)
+//	POST /_control/drives/{id}/items/{item}   {"size":2} edit a file's content (no size: size+1) → 204
+//	POST /_control/drives/{id}/items/{item}/rename {"name":"b.txt"} → 204
+//	POST /_control/drives/{id}/items/{item}/move   {"parentId":"…"} → 204
+//	POST /_control/drives/{id}/items/{item}/delete → 204 (404: no such live item)
+//	POST /_control/drives/{id}/seed           {"n":1000,"parentId":"…","prefix":"f","notify":false} → 201 {"ids"}
+//	POST /_control/drives/{id}/edit           {"ids":["…"],"taps":5} edit files, each tapping taps times → 204
+//	POST /_control/drives/{id}/tap            {"n":800} taps without a change → 204
+//	POST /_control/drives/{id}/expire-tokens  delta tokens answer 410 from now → 204
+//	POST /_control/drives-lag                 {"seconds":2,"calls":1} → 204
 //	GET  /_control/requests                   the request log
 //	GET  /_control/deliveries                 delivery attempts
+//	GET  /_control/mailboxes                  users with a mailbox
+//	POST /_control/mailboxes/{user}/messages  {"folder":"inbox","props":{…}}  add a message → 201 {"id"}
+//	POST /_control/mailboxes/{user}/messages/{id}       {…props…}  update → 204
+//	POST /_control/mailboxes/{user}/messages/{id}/move  {"folder":"archive"} → 200 {"id": the new id}
+//	DELETE /_control/mailboxes/{user}/messages/{id}     hard delete → 204
+//	POST /_control/mailboxes/{user}/events    {"props":{…}}  add an event → 201 {"id"}; POST/DELETE …/events/{id} as messages
+//	POST /_control/mailboxes/{user}/policy    {"overQuota":true,"accessDenied":false,"dropping":false} → 204
+//	POST /_control/mail-duplicates            {"n":2}  each mail notification sent 1+n times
 package fakegraph

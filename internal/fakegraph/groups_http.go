@@ -35,17 +35,20 @@ var (
 )
 
 // rolesAllow decides whether a token's roles reach a Graph path: /users needs a user role, /groups
-// a group-member role; other paths (subscriptions, $batch, deletedItems) any of them, and their
-// handlers check the role the object or resource needs.
+// a group-member role; a path a family claims (families.go) the roles it names; other paths
+// (subscriptions, $batch, deletedItems) any of them, and their handlers check the role the object or
+// resource needs.
 func rolesAllow(path string, roles []any) bool {
-	var need []string
+	need, ok := familyPathRoles(path)
 	switch {
+	case ok:
 	case strings.HasPrefix(path, "/v1.0/users"):
 		need = userRoles
 	case strings.HasPrefix(path, "/v1.0/groups"):
 		need = groupMemberRoles
 	default:
 		need = append(slices.Clone(userRoles), groupMemberRoles...)
+		need = append(need, familySharedRoles()...)
 	}
 	return slices.ContainsFunc(roles, func(r any) bool { s, _ := r.(string); return slices.Contains(need, s) })
 }

@@ -19,11 +19,3 @@ func (s *Server) groupNotificationsLocked(groupID, changeType string, added, rem
 	}
 	return s.directoryNotificationsLocked("groups", groupID, changeType, extra)
 }
-
-// subscriptionRoles are the application permissions that allow a subscription to coll.
-func subscriptionRoles(coll string) []string {
-	if coll == "groups" {
-		return groupRoles
-	}
-	return userRoles
-}

@@ -46,6 +46,7 @@ func (s *Server) routes() {
 		s.controlRoutes()
 		s.groupControlRoutes()
 	}
+	s.familyRoutes()
 }
 
 // statusWriter records the status code.

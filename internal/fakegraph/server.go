@@ -77,7 +77,7 @@ type Options struct {
 	UserPageSize           int           // GET /users and /users/delta page size (default DefaultUserPageSize)
 	MaxSubscriptions       int           // per app+tenant quota, 403 beyond (default DefaultMaxSubscriptions; negative: unlimited)
 	ServicePrincipalID     string        // the app's service principal object id = creatorId (default: random GUID)
-	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"])
+	AppRoles               []string      // roles in issued access tokens (default ["User.Read.All", "Group.Read.All"] plus each family's defaultRoles, e.g. Files.Read.All)
 	DuplicateNotifications int           // extra copies of each change notification (Graph sends duplicates, docs/graph-facts.md §2.5); default 0
 	// NotificationTenantField picks the envelope's tenant field: "tenantId" (default), "organizationId"
 	// (observed variant, docs/graph-facts.md §2.1/§5), or "none" (only resourceData.organizationId remains).
@@ -96,6 +96,27 @@ type Options struct {
 	// group notification caused by a membership change. Off by default: users report such a node, but
 	// its shape and completeness are UNCONFIRMED (see the package doc).
 	NotifyMembersDelta bool
+
+	// Drives (drives.go).
+	Drives                []Drive // drives New adds (empty, as AddDrive), so subscriptions to them can be made at once
+	DrivePageSize         int     // delta items per page without $top (default DefaultDrivePageSize, UNCONFIRMED)
+	DriveMaxTop           int     // the largest $top delta honours; larger ones are lowered to it (default DefaultDriveMaxTop, UNCONFIRMED)
+	DriveMaxSubscriptions int     // subscriptions per drive, 403 beyond (default DefaultDriveMaxSubscriptions, UNCONFIRMED; negative: unlimited)
+	DriveResyncCode       string  // inner error code of delta's 410 resyncRequired (default DefaultDriveResyncCode)
+	// DriveDeltaLag and DriveDeltaLagCalls: the initial SetDriveDeltaLag (a change reaches delta that long
+	// on Clock after its tap, and after that many delta calls on its drive). Default 0: at once.
+	DriveDeltaLag      time.Duration
+	DriveDeltaLagCalls int
+	// DriveNoParents leaves out of delta the parent folders Graph lists when something below them changed
+	// (as the deltaExcludeParent request header does per request).
+	DriveNoParents bool
+	// DriveTapItemID gives taps a resourceData with an item id that does not name the changed item, as
+	// some payloads seen in the wild do (UNCONFIRMED shape). Default: no resourceData, as documented.
+	DriveTapItemID bool
+
+	// Mailboxes (mailboxes.go).
+
+	// Teams messages (teams.go).
 }
 
 // NewOptions returns Options with RejectExpiryBeyondMax true, the documented default.
@@ -129,6 +150,7 @@ type Server struct {
 	subOrder      []string
 	subMeta       map[string]*subMeta
 	reserved      map[string]string // resource|changeType -> id, during a create handshake
+	famState      map[string]any    // each family's state (families.go), guarded by mu
 	faults        []*faultRec
 	batchThrottle int
 	batchRetry    time.Duration
@@ -201,9 +223,6 @@ func New(opts Options) *Server {
 	if opts.ServicePrincipalID == "" {
 		opts.ServicePrincipalID = newGUID()
 	}
-	if opts.AppRoles == nil {
-		opts.AppRoles = []string{"User.Read.All", "Group.Read.All"}
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -223,6 +242,7 @@ func New(opts Options) *Server {
 		changed:  make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.initFamilies()
 
 	host, _, err := net.SplitHostPort(opts.Addr)
 	if err != nil || !isLoopbackHost(host) {
@@ -456,6 +476,7 @@ func (s *Server) Inject(route string, f Fault) {
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	s.faults, s.batchThrottle, s.lag, s.drop = nil, 0, 0, false
+	s.clearFamilyFaultsLocked()
 	s.mu.Unlock()
 }
 

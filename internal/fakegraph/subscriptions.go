@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -19,6 +18,9 @@ import (
 type Subscription struct {
 	ID, Resource, ChangeType, NotificationURL, LifecycleNotificationURL, ClientState, ApplicationID, CreatorID, LatestSupportedTLSVersion string
 	ExpirationDateTime                                                                                                                    time.Time
+	// Rich notifications (only for a family whose rule allows them): the certificate is echoed as sent.
+	IncludeResourceData                            bool
+	EncryptionCertificate, EncryptionCertificateID string
 }
 
 type subMeta struct {
@@ -40,6 +42,13 @@ func (s *Server) subJSON(sub *Subscription, withClientState bool) map[string]any
 	if sub.LifecycleNotificationURL != "" {
 		lc = sub.LifecycleNotificationURL
 	}
+	var cert, certID any
+	if sub.EncryptionCertificate != "" {
+		cert = sub.EncryptionCertificate
+	}
+	if sub.EncryptionCertificateID != "" {
+		certID = sub.EncryptionCertificateID
+	}
 	return map[string]any{
 		"id":                        sub.ID,
 		"resource":                  sub.Resource,
@@ -51,10 +60,10 @@ func (s *Server) subJSON(sub *Subscription, withClientState bool) map[string]any
 		"lifecycleNotificationUrl":  lc,
 		"expirationDateTime":        sub.ExpirationDateTime.UTC().Format(graphTime),
 		"creatorId":                 sub.CreatorID,
-		"includeResourceData":       false,
+		"includeResourceData":       sub.IncludeResourceData,
 		"latestSupportedTlsVersion": sub.LatestSupportedTLSVersion,
-		"encryptionCertificate":     nil,
-		"encryptionCertificateId":   nil,
+		"encryptionCertificate":     cert,
+		"encryptionCertificateId":   certID,
 		"notificationUrlAppId":      nil,
 	}
 }
@@ -154,49 +163,9 @@ func (s *Server) invalid(w http.ResponseWriter, r *http.Request, msg string) {
 	s.graphError(w, r, http.StatusBadRequest, "InvalidRequest", msg)
 }
 
-// normResource accepts "users", "users/{id}", "groups" or "groups/{id}" (any case, optional leading
-// slash, or an absolute Graph v1.0 URL), and returns Graph's echo of it, the collection ("users" or
-// "groups") and the object id ("" for the whole collection). ok=false for anything else.
-func normResource(res string) (echo, coll, id string, ok bool) {
-	r := strings.TrimPrefix(res, "https://graph.microsoft.com/v1.0")
-	r = strings.TrimPrefix(r, "/")
-	parts := strings.Split(r, "/")
-	coll = strings.ToLower(parts[0])
-	if coll != "users" && coll != "groups" {
-		return "", "", "", false
-	}
-	switch len(parts) {
-	case 1:
-		return res, coll, "", true
-	case 2:
-		if parts[1] == "" {
-			return "", "", "", false
-		}
-		return res, coll, parts[1], true
-	}
-	return "", "", "", false
-}
-
-func changeTypes(ct string) ([]string, string) {
-	var out []string
-	for _, p := range strings.Split(ct, ",") {
-		p = strings.TrimSpace(p)
-		switch p {
-		case "updated", "deleted":
-		default:
-			return nil, p // docs/graph-facts.md §1.1: users accept only updated and deleted
-		}
-		if !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	sort.Strings(out)
-	return out, ""
-}
-
 func sameChangeTypes(a, b string) bool {
-	x, _ := changeTypes(a)
-	y, _ := changeTypes(b)
+	x, _ := parseChangeTypes(a, nil)
+	y, _ := parseChangeTypes(b, nil)
 	return slices.Equal(x, y)
 }
 
@@ -216,8 +185,9 @@ func checkURL(field, raw string) error {
 }
 
 // clampExpiry applies docs/graph-facts.md §1.1/§3.1: below 45 min → raised to now+45 min (including values
-// in the past, per the letter of the reference); beyond 41,760 min → error if RejectExpiryBeyondMax.
-func (s *Server) clampExpiry(raw string) (time.Time, error) {
+// in the past, per the letter of the reference); beyond the family's maximum (41,760 min for the
+// directory) → error if RejectExpiryBeyondMax.
+func (s *Server) clampExpiry(raw string, maxMinutes int) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, raw)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("Invalid 'expirationDateTime' attribute: '%s' is not an ISO 8601 date-time.", raw)
@@ -226,8 +196,8 @@ func (s *Server) clampExpiry(raw string) (time.Time, error) {
 	if t.Before(now.Add(MinExpiryMinutes * time.Minute)) {
 		t = now.Add(MinExpiryMinutes * time.Minute)
 	}
-	if s.opts.RejectExpiryBeyondMax && t.After(now.Add(MaxExpiryMinutes*time.Minute)) {
-		return time.Time{}, fmt.Errorf("Subscription expiration can only be %d minutes in the future.", MaxExpiryMinutes)
+	if s.opts.RejectExpiryBeyondMax && t.After(now.Add(time.Duration(maxMinutes)*time.Minute)) {
+		return time.Time{}, fmt.Errorf("Subscription expiration can only be %d minutes in the future.", maxMinutes)
 	}
 	return t.UTC(), nil
 }
@@ -241,6 +211,8 @@ type subRequest struct {
 	ClientState               *string `json:"clientState"`
 	LatestSupportedTLSVersion *string `json:"latestSupportedTlsVersion"`
 	IncludeResourceData       *bool   `json:"includeResourceData"`
+	EncryptionCertificate     *string `json:"encryptionCertificate"`
+	EncryptionCertificateID   *string `json:"encryptionCertificateId"`
 	raw                       map[string]json.RawMessage
 }
 
@@ -282,18 +254,18 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		s.invalid(w, r, "Missing 'expirationDateTime' attribute.")
 		return
 	}
-	resource, coll, _, ok := normResource(*req.Resource)
+	resource := *req.Resource
+	rule, ref, ok := matchResource(resource)
 	if !ok {
-		// Choice: the double models users and groups only.
-		s.invalid(w, r, "Invalid 'resource' attribute: '"+*req.Resource+"' is not supported by the double (users, users/{id}, groups or groups/{id} only).")
+		s.invalid(w, r, "Invalid 'resource' attribute: '"+resource+"' is not supported by the double ("+supportedPatterns()+" only).")
 		return
 	}
-	if need := subscriptionRoles(coll); !tokenHasRole(r, need) {
+	if !tokenHasRole(r, rule.roles(ref)) {
 		s.forbidden(w, r)
 		return
 	}
-	if _, bad := changeTypes(*req.ChangeType); bad != "" {
-		s.invalid(w, r, "Invalid 'changeType' attribute: '"+bad+"'")
+	if msg := rule.refusal(s, req, ref); msg != "" {
+		s.invalid(w, r, msg)
 		return
 	}
 	if err := checkNotificationURL("notificationUrl", *req.NotificationURL); err != nil {
@@ -324,13 +296,13 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 			return
 		}
 	}
-	if req.IncludeResourceData != nil && *req.IncludeResourceData {
-		s.invalid(w, r, "Invalid 'includeResourceData' attribute: resource data is not supported for "+coll+".")
-		return
-	}
-	exp, err := s.clampExpiry(*req.ExpirationDateTime)
+	exp, err := s.clampExpiry(*req.ExpirationDateTime, rule.maxLifetimeMinutes)
 	if err != nil {
 		s.invalid(w, r, err.Error())
+		return
+	}
+	if msg := rule.lifecycleRefusal(s.now(), exp, lifecycle != ""); msg != "" {
+		s.invalid(w, r, msg)
 		return
 	}
 
@@ -347,24 +319,25 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 	}
 	for k, rid := range s.reserved {
 		kr, kc, _ := strings.Cut(k, "|")
-		if kr == strings.ToLower(strings.TrimPrefix(resource, "/")) && sameChangeTypes(kc, *req.ChangeType) {
+		if strings.EqualFold(kr, strings.TrimPrefix(resource, "/")) && sameChangeTypes(kc, *req.ChangeType) {
 			s.mu.Unlock()
 			s.graphError(w, r, http.StatusConflict, "ExtensionError", "Subscription Id "+rid+" already exists for the requested combination")
 			return
 		}
 	}
-	mine := 0
-	for _, sub := range s.liveSubsLocked() {
-		if strings.EqualFold(sub.ApplicationID, s.opts.ClientID) {
-			mine++
-		}
-	}
-	if s.opts.MaxSubscriptions > 0 && mine+len(s.reserved) >= s.opts.MaxSubscriptions {
+	if msg := s.quotaRefusalLocked(rule, ref); msg != "" {
 		s.mu.Unlock()
-		s.graphError(w, r, http.StatusForbidden, "ExtensionError", fmt.Sprintf("Operation: Create; Exception: [Status Code: Forbidden; Reason: The number of subscriptions for the app and tenant has reached its limit of %d.]", s.opts.MaxSubscriptions))
+		s.graphError(w, r, http.StatusForbidden, "ExtensionError", msg)
 		return
 	}
-	key := strings.ToLower(strings.TrimPrefix(resource, "/")) + "|" + *req.ChangeType
+	if rule.forbid != nil {
+		if code, msg := rule.forbid(s, ref); msg != "" {
+			s.mu.Unlock()
+			s.graphError(w, r, http.StatusForbidden, code, msg)
+			return
+		}
+	}
+	key := strings.TrimPrefix(resource, "/") + "|" + *req.ChangeType
 	s.reserved[key] = id
 	s.mu.Unlock()
 	defer func() {
@@ -390,6 +363,9 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 		LifecycleNotificationURL: lifecycle, ClientState: clientState, ApplicationID: s.opts.ClientID,
 		CreatorID: s.opts.ServicePrincipalID, LatestSupportedTLSVersion: tlsv, ExpirationDateTime: exp,
 	}
+	if req.IncludeResourceData != nil && *req.IncludeResourceData {
+		sub.IncludeResourceData, sub.EncryptionCertificate, sub.EncryptionCertificateID = true, *req.EncryptionCertificate, *req.EncryptionCertificateID
+	}
 	s.mu.Lock()
 	s.subs[id] = sub
 	s.subOrder = append(s.subOrder, id)
@@ -398,6 +374,37 @@ func (s *Server) handleCreateSubscription(w http.ResponseWriter, r *http.Request
 	s.mu.Unlock()
 	body["@odata.context"] = s.GraphBaseURL() + "/$metadata#subscriptions/$entity"
 	writeGraphJSON(w, http.StatusCreated, body)
+}
+
+// quotaRefusalLocked returns Graph's 403 message when creating a subscription to ref would exceed one of
+// its rule's quotas, counting live subscriptions and creates in flight (s.mu held); "" when within them.
+func (s *Server) quotaRefusalLocked(rule *subscriptionRule, ref resourceRef) string {
+	for _, q := range rule.quotas {
+		limit := q.limit(&s.opts)
+		if limit <= 0 {
+			continue
+		}
+		scope := q.scope(ref)
+		same := func(res string) bool {
+			other, oref, ok := matchResource(res)
+			return ok && other.family == rule.family && q.scope(oref) == scope
+		}
+		n := 0
+		for _, sub := range s.liveSubsLocked() {
+			if (q.allApps || strings.EqualFold(sub.ApplicationID, s.opts.ClientID)) && same(sub.Resource) {
+				n++
+			}
+		}
+		for k := range s.reserved {
+			if res, _, _ := strings.Cut(k, "|"); same(res) {
+				n++
+			}
+		}
+		if n >= limit {
+			return fmt.Sprintf(q.message, limit)
+		}
+	}
+	return ""
 }
 
 // handshake performs the validation POST and returns "" on success, else Graph's error message. An
@@ -567,9 +574,20 @@ func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request)
 	}
 	newExp := cur.ExpirationDateTime
 	if req.ExpirationDateTime != nil {
-		if newExp, err = s.clampExpiry(*req.ExpirationDateTime); err != nil {
+		rule, _, ok := matchResource(cur.Resource)
+		maxMinutes := MaxExpiryMinutes // a planted subscription to a resource no family models: the directory's limit
+		if ok {
+			maxMinutes = rule.maxLifetimeMinutes
+		}
+		if newExp, err = s.clampExpiry(*req.ExpirationDateTime, maxMinutes); err != nil {
 			s.invalid(w, r, err.Error())
 			return
+		}
+		if ok {
+			if msg := rule.lifecycleRefusal(s.now(), newExp, cur.LifecycleNotificationURL != ""); msg != "" {
+				s.invalid(w, r, msg)
+				return
+			}
 		}
 	}
 	newURL := cur.NotificationURL

@@ -559,10 +559,11 @@ func TestFakeGraphErrorClasses(t *testing.T) {
 	}
 }
 
-// TestFakeGraphMissingRole: a token without a Graph application role gets 403 on every call.
+// TestFakeGraphMissingRole: a token without a Graph application role the double models (AuditLog.Read.All
+// opens nothing it serves) gets 403 on every call.
 func TestFakeGraphMissingRole(t *testing.T) {
 	t.Parallel()
-	e := newFG(t, func(o *fakegraph.Options) { o.AppRoles = []string{"Mail.Read"} }, graph.ClientOptions{})
+	e := newFG(t, func(o *fakegraph.Options) { o.AppRoles = []string{"AuditLog.Read.All"} }, graph.ClientOptions{})
 	_, err := e.c.ListSubscriptions(ctx(t))
 	if ge := graphErr(t, err, graph.ErrForbidden); ge.Code != "Authorization_RequestDenied" {
 		t.Errorf("code %q", ge.Code)

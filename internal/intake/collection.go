@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 )
 
@@ -176,8 +177,8 @@ func (c *collection) notification(raw []byte) error {
 		n.Raw = withoutClientState(raw, c.ms)
 		c.lifecycle = append(c.lifecycle, n)
 		return nil
-	case !graph.IsGUID(n.ResourceID()):
-		// Anything else in an id position (a UPN, "delta", a path) is never an object this product may read.
+	case !family.Believable(&n):
+		// An id off its family's grammar (a UPN, "delta", a path where a GUID belongs) is never put in a URL.
 		c.res.MalformedID++
 		c.noteDropped(n.SubscriptionID)
 		return nil

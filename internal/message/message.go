@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
@@ -135,6 +137,9 @@ type Event struct {
 	// under Field: "user" for users, "group" for groups.
 	Object map[string]any `json:"-"`
 	Field  string         `json:"-"`
+	// Context holds fields that say where the object lives, written beside the common ones: a drive
+	// item's "driveId". Nil for users and groups.
+	Context map[string]string `json:"-"`
 }
 
 // Members lists the member ids a group gained and lost.
@@ -167,6 +172,17 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}
 	out := make([]byte, 0, len(base)+len(field)+len(obj)+4)
 	out = append(out, base[:len(base)-1]...)
+	for _, k := range slices.Sorted(maps.Keys(e.Context)) {
+		if _, common := commonFields[k]; common || k == field {
+			continue // a context never hides a common field
+		}
+		kv, err := json.Marshal(map[string]string{k: e.Context[k]})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ',')
+		out = append(out, kv[1:len(kv)-1]...)
+	}
 	out = append(out, `,"`...)
 	out = append(out, field...)
 	out = append(out, `":`...)
@@ -174,7 +190,21 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	return append(out, '}'), nil
 }
 
-// UnmarshalJSON reads an event written by MarshalJSON: the object from "group" when present, else "user".
+// commonFields are the JSON names of the fields every event has.
+var commonFields = func() map[string]struct{} {
+	b, _ := json.Marshal(eventBase{Members: &Members{}, Changed: []string{"x"}, Previous: map[string]any{"x": 1}})
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(b, &m)
+	out := make(map[string]struct{}, len(m))
+	for k := range m {
+		out[k] = struct{}{}
+	}
+	return out
+}()
+
+// UnmarshalJSON reads an event written by MarshalJSON: the object from the one member that is not a
+// common field and holds an object or null ("user" when there is none), and the other members that hold
+// strings as the context.
 func (e *Event) UnmarshalJSON(b []byte) error {
 	var base eventBase
 	if err := json.Unmarshal(b, &base); err != nil {
@@ -187,8 +217,24 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	*e = Event(base)
 	e.Field = FieldUser
 	raw, ok := fields[FieldUser]
-	if g, isGroup := fields[FieldGroup]; isGroup {
-		raw, ok, e.Field = g, true, FieldGroup
+	for k, v := range fields {
+		if _, common := commonFields[k]; common || k == FieldUser {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case len(v) > 0 && v[0] == '"':
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return fmt.Errorf("event %s: %w", k, err)
+			}
+			if e.Context == nil {
+				e.Context = map[string]string{}
+			}
+			e.Context[k] = s
+		case len(v) > 0 && (v[0] == '{' || v[0] == 'n'):
+			raw, ok, e.Field = v, true, k
+		}
 	}
 	if ok {
 		d := json.NewDecoder(bytes.NewReader(raw))

@@ -41,8 +41,8 @@ const MaxStateBytes = 400_000
 
 // Observation is one state of an object as the pipeline read it (or learnt of its deletion).
 type Observation struct {
-	Collection string // the partition: "users" or "groups"
-	ID         string // the object id (a GUID); the row key is its lower-case form
+	Collection string // what kind of object: "users", "groups", …; rows are partitioned by it (see Shards)
+	ID         string // the object id; the row key is its lower-case form
 	// Properties are the selected properties as read. Keys containing '@' are annotations, not state
 	// (@odata.type, @removed, and members@delta, which feeds the event's members delta): they are ignored.
 	// Nil means nothing was read: a permanent delete, or a soft delete whose properties are unknown.
@@ -101,7 +101,8 @@ type Decision struct {
 	Write bool
 	Row   *Record
 
-	base string // ETag of the row this decision was made against; "" when there was none
+	base   string // ETag of the row this decision was made against; "" when there was none
+	legacy string // ETag of the object's row in the one-partition layout, when it was read from there
 }
 
 // ErrInvalid is wrapped by the error Decide returns for an observation that cannot be stored.

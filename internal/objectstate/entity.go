@@ -33,9 +33,9 @@ const (
 // encodeEntity turns a record into the JSON entity aztables sends. readAt is kept as an RFC 3339 string
 // with nanoseconds: Edm.DateTime keeps only 100 ns, and a rounded readAt could make a newer read look
 // equal to an older one.
-func encodeEntity(r *Record) ([]byte, error) {
+func encodeEntity(partition string, r *Record) ([]byte, error) {
 	e := map[string]any{
-		"PartitionKey":  r.Collection,
+		"PartitionKey":  partition,
 		"RowKey":        r.ID,
 		propVersion:     entityVersion,
 		propSelectHash:  r.SelectHash,
@@ -50,7 +50,7 @@ func encodeEntity(r *Record) ([]byte, error) {
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
-		return nil, fmt.Errorf("objectstate: encode row %s/%s: %w", r.Collection, r.ID, err)
+		return nil, fmt.Errorf("objectstate: encode row %s/%s: %w", partition, r.ID, err)
 	}
 	return b, nil
 }
@@ -71,8 +71,9 @@ func splitUTF8(s string, n int) []string {
 
 var errCorruptRow = errors.New("row is not readable as this version's schema")
 
-// decodeEntity reads a row as aztables returns it (with odata.etag when listed). A row it cannot read is
-// returned with errCorruptRow and its ETag, so the caller can start that object over.
+// decodeEntity reads a row as aztables returns it (with odata.etag when listed); the caller sets the
+// record's Collection. A row it cannot read is returned with errCorruptRow and its ETag, so the caller
+// can start that object over.
 func decodeEntity(b []byte, etag string) (*Record, error) {
 	var e map[string]any
 	if err := json.Unmarshal(b, &e); err != nil {
@@ -82,7 +83,7 @@ func decodeEntity(b []byte, etag string) (*Record, error) {
 	if etag == "" {
 		etag = str("odata.etag")
 	}
-	r := &Record{Collection: str("PartitionKey"), ID: str("RowKey"), ETag: etag}
+	r := &Record{ID: str("RowKey"), ETag: etag}
 	if v, _ := e[propVersion].(float64); v != entityVersion {
 		return r, fmt.Errorf("%w: version %v", errCorruptRow, e[propVersion])
 	}

@@ -19,10 +19,11 @@ type MemoryTable struct {
 func NewMemoryTable() *MemoryTable { return &MemoryTable{rows: map[key]*Record{}} }
 
 // Store returns a store over t with its own request count, counted as the Table store would send them:
-// one per row read, one per transaction or single write.
+// one per point read or query, one per transaction or single write.
 func (t *MemoryTable) Store(o Options) *Store {
-	s := &Store{mode: modeOrDefault(o.Mode)}
-	s.b = &memBackend{t: t, s: s}
+	m := &memBackend{t: t}
+	s := newStore(m, o)
+	m.s = s
 	return s
 }
 
@@ -32,7 +33,7 @@ type memBackend struct {
 }
 
 func (m *memBackend) get(ctx context.Context, p string, keys []string) (map[string]*Record, error) {
-	m.s.count(ctx, int64(len(keys)))
+	m.s.count(ctx, 1)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -48,23 +49,42 @@ func (m *memBackend) get(ctx context.Context, p string, keys []string) (map[stri
 	return out, nil
 }
 
-func (m *memBackend) submit(ctx context.Context, p string, ops []op) error {
+func (m *memBackend) any(ctx context.Context, p string) (bool, error) {
+	m.s.count(ctx, 1)
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.t.mu.Lock()
+	defer m.t.mu.Unlock()
+	for k := range m.t.rows {
+		if k.partition == p {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (m *memBackend) submit(ctx context.Context, p string, ops []op) ([]string, error) {
 	m.s.count(ctx, 1)
 	return m.t.write(ctx, p, ops)
 }
 
-func (m *memBackend) apply(ctx context.Context, p string, o op) error {
+func (m *memBackend) apply(ctx context.Context, p string, o op) (string, error) {
 	m.s.count(ctx, 1)
-	return m.t.write(ctx, p, []op{o})
+	etags, err := m.t.write(ctx, p, []op{o})
+	if err != nil {
+		return "", err
+	}
+	return etags[0], nil
 }
 
 // entityLimit is Table storage's largest entity.
 const entityLimit = 1 << 20
 
-// write applies ops all or none, checking every condition first.
-func (t *MemoryTable) write(ctx context.Context, p string, ops []op) error {
+// write applies ops all or none, checking every condition first, and returns the rows' new ETags.
+func (t *MemoryTable) write(ctx context.Context, p string, ops []op) ([]string, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -72,23 +92,25 @@ func (t *MemoryTable) write(ctx context.Context, p string, ops []op) error {
 		r := t.rows[key{p, o.key}]
 		switch {
 		case o.etag == "" && o.row == nil:
-			return fmt.Errorf("objectstate: delete of %s/%s without an ETag", p, o.key)
+			return nil, fmt.Errorf("objectstate: delete of %s/%s without an ETag", p, o.key)
 		case o.etag == "" && r != nil, o.etag != "" && (r == nil || r.ETag != o.etag):
-			return errConflict
+			return nil, errConflict
 		case len(o.entity) > entityLimit:
-			return fmt.Errorf("objectstate: row %s/%s is larger than an entity may be", p, o.key)
+			return nil, fmt.Errorf("objectstate: row %s/%s is larger than an entity may be", p, o.key)
 		}
 	}
-	for _, o := range ops {
+	etags := make([]string, len(ops))
+	for i, o := range ops {
 		if o.row == nil {
 			delete(t.rows, key{p, o.key})
 			continue
 		}
 		t.seq++
 		r := *o.row
-		r.Collection, r.ID = p, o.key
+		r.ID = o.key
 		r.ETag = fmt.Sprintf(`W/"mem%d"`, t.seq)
 		t.rows[key{p, o.key}] = &r
+		etags[i] = r.ETag
 	}
-	return nil
+	return etags, nil
 }

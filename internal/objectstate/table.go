@@ -25,10 +25,11 @@ func New(s config.StorageSettings, table string, o Options) (*Store, error) {
 	if table == "" {
 		table = config.DefaultStateTable
 	}
-	st := &Store{mode: modeOrDefault(o.Mode)}
+	tb := &tableBackend{name: table}
+	st := newStore(tb, o)
 	opts := &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{
 		Transport:        o.Transport,
-		PerRetryPolicies: []policy.Policy{countingPolicy{st}},
+		PerRetryPolicies: []policy.Policy{countingPolicy{st}, etagPolicy{}},
 	}}
 	var svc *aztables.ServiceClient
 	switch {
@@ -57,63 +58,81 @@ func New(s config.StorageSettings, table string, o Options) (*Store, error) {
 	default:
 		return nil, errors.New("AzureWebJobsStorage is not set: the object state is kept there")
 	}
-	conc := o.ReadConcurrency
-	if conc <= 0 {
-		conc = 16
-	}
-	st.b = &tableBackend{svc: svc, c: svc.NewClient(table), name: table, conc: conc, query: o.QueryReads}
+	tb.svc, tb.c = svc, svc.NewClient(table)
 	return st, nil
 }
 
 type tableBackend struct {
-	svc   *aztables.ServiceClient
-	c     *aztables.Client
-	name  string
-	conc  int
-	query bool
+	svc  *aztables.ServiceClient
+	c    *aztables.Client
+	name string
 
 	mu      sync.Mutex
 	created bool
 }
 
-// get reads the rows with concurrent point reads, or with queries when the store was built with
-// QueryReads.
+// get reads one row with a point read, or several with one query.
 func (t *tableBackend) get(ctx context.Context, partition string, keys []string) (map[string]*Record, error) {
-	if t.query {
-		return t.query14(ctx, partition, keys)
-	}
-	type result struct {
-		key string
-		r   *Record
-		err error
-	}
-	results := make(chan result, len(keys))
-	sem := make(chan struct{}, t.conc)
-	var wg sync.WaitGroup
-	for _, k := range keys {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			r, err := t.getOne(ctx, partition, k)
-			results <- result{k, r, err}
-		})
-	}
-	wg.Wait()
-	close(results)
-	out := make(map[string]*Record, len(keys))
-	var errs []error
-	for res := range results {
-		switch {
-		case res.err != nil:
-			errs = append(errs, res.err)
-		case res.r != nil:
-			out[res.key] = res.r
+	if len(keys) == 1 {
+		r, err := t.getOne(ctx, partition, keys[0])
+		if err != nil || r == nil {
+			return nil, err
 		}
+		return map[string]*Record{keys[0]: r}, nil
 	}
-	if len(errs) > 0 {
-		return nil, errs[0]
+	conds := make([]string, len(keys))
+	for i, k := range keys {
+		conds[i] = "RowKey eq " + quote(k)
+	}
+	filter := "PartitionKey eq " + quote(partition) + " and (" + strings.Join(conds, " or ") + ")"
+	out := make(map[string]*Record, len(keys))
+	err := t.list(ctx, filter, nil, func(r *Record) {
+		if slices.Contains(keys, r.ID) {
+			out[r.ID] = r
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("objectstate: query %s: %w", partition, err)
 	}
 	return out, nil
+}
+
+// list runs a query and hands each row to f; no table is no rows.
+func (t *tableBackend) list(ctx context.Context, filter string, top *int32, f func(*Record)) error {
+	pager := t.c.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter, Top: top})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		var re *azcore.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+			return nil
+		}
+		if err != nil {
+			return storagequeue.Scrub(err)
+		}
+		for _, e := range page.Entities {
+			r, err := decodeEntity(e, "")
+			if errors.Is(err, errCorruptRow) {
+				r, err = corruptRecord(r), nil
+			}
+			if err != nil {
+				return err
+			}
+			f(r)
+		}
+		if top != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (t *tableBackend) any(ctx context.Context, partition string) (bool, error) {
+	one := int32(1)
+	found := false
+	if err := t.list(ctx, "PartitionKey eq "+quote(partition), &one, func(*Record) { found = true }); err != nil {
+		return false, fmt.Errorf("objectstate: look for rows in %s: %w", partition, err)
+	}
+	return found, nil
 }
 
 func (t *tableBackend) getOne(ctx context.Context, partition, k string) (*Record, error) {
@@ -133,69 +152,36 @@ func (t *tableBackend) getOne(ctx context.Context, partition, k string) (*Record
 	return r, err
 }
 
-// maxComparisons is how many comparisons Table storage allows in one filter.
-const maxComparisons = 15
-
-// query14 reads keys with one query per 14 of them (PartitionKey eq … and (RowKey eq … or …)), one query
-// after another.
-func (t *tableBackend) query14(ctx context.Context, partition string, keys []string) (map[string]*Record, error) {
-	out := make(map[string]*Record, len(keys))
-	for len(keys) > 0 {
-		chunk := keys[:min(maxComparisons-1, len(keys))]
-		keys = keys[len(chunk):]
-		conds := make([]string, len(chunk))
-		for i, k := range chunk {
-			conds[i] = "RowKey eq " + quote(k)
-		}
-		filter := "PartitionKey eq " + quote(partition) + " and (" + strings.Join(conds, " or ") + ")"
-		pager := t.c.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter})
-		for pager.More() {
-			page, err := pager.NextPage(ctx)
-			var re *azcore.ResponseError
-			if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-				break // no table yet
-			}
-			if err != nil {
-				return nil, fmt.Errorf("objectstate: query %s: %w", partition, storagequeue.Scrub(err))
-			}
-			for _, e := range page.Entities {
-				r, err := decodeEntity(e, "")
-				if errors.Is(err, errCorruptRow) {
-					r, err = corruptRecord(r), nil
-				}
-				if err != nil {
-					return nil, err
-				}
-				if slices.Contains(chunk, r.ID) {
-					out[r.ID] = r
-				}
-			}
-		}
-	}
-	return out, nil
-}
-
 // quote is an OData string literal.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-func (t *tableBackend) submit(ctx context.Context, partition string, ops []op) error {
+func (t *tableBackend) submit(ctx context.Context, partition string, ops []op) ([]string, error) {
 	actions := make([]aztables.TransactionAction, 0, len(ops))
 	for _, o := range ops {
 		a, err := action(partition, o)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		actions = append(actions, a)
 	}
 	if err := t.ensureTable(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := t.c.SubmitTransaction(ctx, actions, nil); err != nil {
+	var answer batchAnswer
+	if _, err := t.c.SubmitTransaction(context.WithValue(ctx, batchAnswerKey{}, &answer), actions, nil); err != nil {
 		// The SDK reports a refused entity as an error for the whole answer, without saying which: the
 		// caller writes that batch entity by entity.
-		return fmt.Errorf("objectstate: transaction of %d rows in %s: %w", len(ops), partition, storagequeue.Scrub(err))
+		return nil, fmt.Errorf("objectstate: transaction of %d rows in %s: %w", len(ops), partition, storagequeue.Scrub(err))
 	}
-	return nil
+	if len(answer.etags) != len(ops) {
+		return nil, nil
+	}
+	for i, o := range ops {
+		if o.row == nil {
+			answer.etags[i] = ""
+		}
+	}
+	return answer.etags, nil
 }
 
 func action(partition string, o op) (aztables.TransactionAction, error) {
@@ -210,33 +196,38 @@ func action(partition string, o op) (aztables.TransactionAction, error) {
 	return aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: o.entity, IfMatch: &etag}, nil
 }
 
-func (t *tableBackend) apply(ctx context.Context, partition string, o op) error {
+func (t *tableBackend) apply(ctx context.Context, partition string, o op) (string, error) {
 	if err := t.ensureTable(ctx); err != nil {
-		return err
+		return "", err
 	}
 	var err error
+	var written azcore.ETag
 	switch {
 	case o.row == nil:
 		etag := azcore.ETag(o.etag)
 		_, err = t.c.DeleteEntity(ctx, partition, o.key, &aztables.DeleteEntityOptions{IfMatch: &etag})
 	case o.etag == "":
-		_, err = t.c.AddEntity(ctx, o.entity, nil)
+		var resp aztables.AddEntityResponse
+		resp, err = t.c.AddEntity(ctx, o.entity, nil)
+		written = resp.ETag
 	default:
 		etag := azcore.ETag(o.etag)
-		_, err = t.c.UpdateEntity(ctx, o.entity, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+		var resp aztables.UpdateEntityResponse
+		resp, err = t.c.UpdateEntity(ctx, o.entity, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+		written = resp.ETag
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
 		switch re.StatusCode {
 		case http.StatusConflict, http.StatusPreconditionFailed, http.StatusNotFound:
 			// Inserted meanwhile, changed meanwhile, or deleted meanwhile.
-			return errConflict
+			return "", errConflict
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("objectstate: write %s/%s: %w", partition, o.key, storagequeue.Scrub(err))
+		return "", fmt.Errorf("objectstate: write %s/%s: %w", partition, o.key, storagequeue.Scrub(err))
 	}
-	return nil
+	return string(written), nil
 }
 
 // ensureTable creates the table once per store; an existing table is fine.

@@ -6,7 +6,6 @@ package redact
 import (
 	"errors"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -87,23 +86,10 @@ func unique(forms []string) []string {
 	return out
 }
 
-// urlQuery matches the query of a URL quoted in a text, up to the characters that usually end a quotation.
-var urlQuery = regexp.MustCompile(`(?i)(\bhttps?://[^\s'"<>?#]*)\?[^\s'"<>#]*`)
-
-// Text returns s with the query of every URL in it replaced by Marker (a quoted notification URL carries
-// the function key; a storage URL a SAS signature), and then every given secret, in whatever form the
-// caller passed it (Forms, FunctionKeys), replaced too.
-func Text(s string, secrets ...string) string {
-	s = urlQuery.ReplaceAllString(s, "${1}?"+Marker)
-	secrets = append([]string(nil), secrets...)
-	sort.SliceStable(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
-	for _, secret := range secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, Marker)
-		}
-	}
-	return s
-}
+// Text returns s with every secret given (in any form: Forms, FunctionKeys) and every secret a Redactor
+// recognises unaided (URL queries, signatures) replaced by Marker. A caller redacting many texts with the
+// same secrets builds a Redactor once (New).
+func Text(s string, secrets ...string) string { return New(secrets...).Text(s) }
 
 // URLError replaces the query of the URL inside a transport error (*url.Error): with a SAS connection
 // string it holds the signature, and errors end up in logs. It returns err itself, changed in place.

@@ -171,16 +171,6 @@ func New(d Deps) *Runner {
 		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin, newID: newPassID}
 }
 
-// deltaSelect is what a delta round of kind selects: the configured properties, and for groups their
-// members, so that membership changes arrive as members@delta.
-func (r *Runner) deltaSelect(kind directory.Kind) []string {
-	sel := r.cfg.Select(kind.Collection)
-	if kind == directory.Groups {
-		sel = append(slices.Clone(sel), "members")
-	}
-	return sel
-}
-
 // Continuation is the `continuation` of a resync message: which collection and pass, and which page of it.
 // It is JSON, e.g. {"collection":"groups","pass":"20260102T030405Z-9f3a61c2","link":""} ("" is the start
 // of the pass; a message without a collection, from before groups were followed, is about users). Link is
@@ -294,9 +284,9 @@ func (r *Runner) RequestAll(ctx context.Context, reason string, collections ...s
 // checkpoint stands.
 func (r *Runner) Request(ctx context.Context, collection, reason string) (Requested, error) {
 	log := logctx.From(ctx).With("collection", collection)
-	kind, ok := directory.ByCollection(collection)
-	if !ok {
-		return Requested{}, fmt.Errorf("resync: unknown collection %q", collection)
+	w, err := r.walkerFor(collection)
+	if err != nil {
+		return Requested{}, err
 	}
 	if err := r.cfg.Check(config.Storage); err != nil {
 		return Requested{}, err
@@ -359,10 +349,10 @@ func (r *Runner) Request(ctx context.Context, collection, reason string) (Reques
 		case cp.DeltaLink == "":
 			// "From now" is taken at once, not by a queued step: a gap reported before that step ran would
 			// fall before its "now" and be lost.
-			return r.startFromNow(ctx, st, kind, cp, etag, p)
-		case cp.SelectHash != checkpoint.SelectHash(r.deltaSelect(kind)):
+			return r.startFromNow(ctx, st, w, cp, etag, p)
+		case cp.SelectHash != checkpoint.SelectHash(w.deltaSelect()):
 			p.Full = true
-			p.Reason += "; " + config.SelectSetting(collection) + " changed"
+			p.Reason += "; " + w.selectSetting() + " changed"
 		}
 		cp.Pass = p
 		etag2, err := r.save(ctx, st, collection, cp, etag)
@@ -389,13 +379,13 @@ func (r *Runner) Request(ctx context.Context, collection, reason string) (Reques
 
 // startFromNow completes a first pass with RESYNC_INITIAL=latest synchronously: one delta call that returns
 // only a deltaLink ($deltatoken=latest), stored as the point the next pass starts from.
-func (r *Runner) startFromNow(ctx context.Context, st Store, kind directory.Kind, cp checkpoint.Checkpoint, etag checkpoint.ETag, p *checkpoint.Pass) (Requested, error) {
+func (r *Runner) startFromNow(ctx context.Context, st Store, w walker, cp checkpoint.Checkpoint, etag checkpoint.ETag, p *checkpoint.Pass) (Requested, error) {
 	g, err := r.graph()
 	if err != nil {
 		return Requested{}, err
 	}
-	sel := r.deltaSelect(kind)
-	page, err := g.DeltaStart(ctx, kind.Collection, sel, true)
+	sel := w.deltaSelect()
+	page, err := w.start(ctx, g, true)
 	if err != nil {
 		return Requested{}, fmt.Errorf("resync: take the starting point: %w", err)
 	}
@@ -407,14 +397,14 @@ func (r *Runner) startFromNow(ctx context.Context, st Store, kind directory.Kind
 	p.Pages, p.Updated, p.SelectHash = 1, now, checkpoint.SelectHash(sel)
 	cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
 	cp.LastPass, cp.Pass = p, nil
-	if _, err := r.save(ctx, st, kind.Collection, cp, etag); err != nil {
+	if _, err := r.save(ctx, st, w.scope(), cp, etag); err != nil {
 		if errors.Is(err, checkpoint.ErrConflict) {
-			return Requested{Action: Collapsed, Collection: kind.Collection, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
+			return Requested{Action: Collapsed, Collection: w.scope(), PassID: p.ID, Latest: true, Reason: p.Reason}, nil
 		}
 		return Requested{}, err
 	}
-	logctx.From(ctx).Info("resync starting point taken: later passes report changes from now on", "collection", kind.Collection, "pass", p.ID, "reason", p.Reason)
-	return Requested{Action: Started, Collection: kind.Collection, PassID: p.ID, Latest: true, Reason: p.Reason}, nil
+	logctx.From(ctx).Info("resync starting point taken: later passes report changes from now on", "collection", w.scope(), "pass", p.ID, "reason", p.Reason)
+	return Requested{Action: Started, Collection: w.scope(), PassID: p.ID, Latest: true, Reason: p.Reason}, nil
 }
 
 // markStalled makes a pass whose continuation could not be enqueued resumable by the next Request at once
@@ -441,9 +431,9 @@ func (r *Runner) stalled(p *checkpoint.Pass, now time.Time) bool {
 // ever completed, the last one completed more than MaxAge (24 h) ago, its select changed, or the pass in
 // progress has stalled.
 func (r *Runner) DueReason(ctx context.Context, collection string) (string, error) {
-	kind, ok := directory.ByCollection(collection)
-	if !ok {
-		return "", fmt.Errorf("resync: unknown collection %q", collection)
+	w, err := r.walkerFor(collection)
+	if err != nil {
+		return "", err
 	}
 	if err := r.cfg.Check(config.Storage); err != nil {
 		return "", err
@@ -467,8 +457,8 @@ func (r *Runner) DueReason(ctx context.Context, collection string) (string, erro
 		return "no resync pass has completed yet", nil
 	case now.Sub(cp.LastCompleted) >= r.MaxAge:
 		return fmt.Sprintf("the last resync pass completed %s ago", now.Sub(cp.LastCompleted).Round(time.Minute)), nil
-	case cp.SelectHash != checkpoint.SelectHash(r.deltaSelect(kind)):
-		return config.SelectSetting(collection) + " changed", nil
+	case cp.SelectHash != checkpoint.SelectHash(w.deltaSelect()):
+		return w.selectSetting() + " changed", nil
 	}
 	return "", nil
 }

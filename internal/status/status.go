@@ -3,8 +3,10 @@
 // `handler status` prints its Report, and the renew timer logs each of its findings at error level so that an
 // alert on the function's errors fires (docs/operations.md).
 //
-// A check never changes anything: it lists subscriptions, reads checkpoints, and reads queue properties
-// and peeks (a peek leaves messages where they are). Every call runs under one deadline (Timeout), so a
+// A check never changes anything: it lists subscriptions, reads checkpoints, reads queue properties and
+// peeks (a peek leaves messages where they are), and reads one row of the object-state table. Each storage
+// service is checked on its own, so that a finding names the one that fails and how ("table storage: 503
+// ServerBusy") while it lasts. Every call runs under one deadline (Timeout), so a
 // receiver whose storage or Graph does not answer is reported as "could not check" in bounded time.
 package status
 
@@ -12,11 +14,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
@@ -48,6 +56,12 @@ type Checkpoints interface {
 	Load(ctx context.Context, collection string) (checkpoint.Checkpoint, checkpoint.ETag, error)
 }
 
+// Tables is what a check needs of the object-state store (*objectstate.Store): one read that tells whether
+// Table storage answers.
+type Tables interface {
+	Probe(ctx context.Context) error
+}
+
 // Queues is what a check needs of the queue client (*storagequeue.Client).
 type Queues interface {
 	ApproximateCount(ctx context.Context, queue string) (int, error)
@@ -69,6 +83,7 @@ type Checker struct {
 	Graph       func() (Graph, error)
 	Checkpoints func() (Checkpoints, error)
 	Queues      func() (Queues, error)
+	Tables      func() (Tables, error) // nil: Table storage is not checked
 
 	// WeakClientState says why GRAPH_CLIENT_STATE is weak (config.Config.WeakClientState), or "".
 	WeakClientState string
@@ -315,57 +330,115 @@ func delivery(notificationURL string) (kind, host string) {
 	return kind, host
 }
 
+// checkStorage checks each storage service on its own — blobs (the resync checkpoints), queues (their
+// depths), tables (the object state) — so that a finding names the service that failed and how, as the
+// functions meet it: "table storage: 503 ServerBusy", "queue storage: connection refused".
 func (c *Checker) checkStorage(ctx context.Context, now time.Time) ([]Resync, []Queue, []Finding) {
 	rs := make([]Resync, len(c.Collections))
 	for i, col := range c.Collections {
 		rs[i] = Resync{Collection: col}
 	}
 	qs := []Queue{{Role: "work", Name: c.WorkQueue}, {Role: "poison", Name: c.PoisonQueue}, {Role: "changes", Name: c.ChangesQueue}}
-	unreachable := func(what string, err error) []Finding {
-		return []Finding{{Severity: CannotTell, Code: CodeStorageUnreachable, Subject: "AzureWebJobsStorage",
-			Message: "could not read " + what + ": " + cause(ctx, err) + ".",
-			Action:  "check that the storage account in AzureWebJobsStorage is reachable from here (Azurite running, locally) and that this identity may read its queues and blobs."}}
-	}
 	var findings []Finding
+	findings = append(findings, c.checkCheckpoints(ctx, now, rs)...)
+	findings = append(findings, c.checkQueues(ctx, now, qs)...)
+	if c.Tables != nil {
+		findings = append(findings, c.checkTables(ctx)...)
+	}
+	return rs, qs, findings
+}
 
+// Storage services, as findings name them.
+const (
+	BlobStorage  = "blob"
+	QueueStorage = "queue"
+	TableStorage = "table"
+)
+
+var storageConsequence = map[string]string{
+	BlobStorage:  "resync passes wait until it answers (notifications still become events)",
+	QueueStorage: "notifications are not queued and events not written: Graph and the host retry them until it answers",
+	TableStorage: "events are written without change detection (no changed/previous, none suppressed) until it answers",
+}
+
+// storageFinding says which storage service failed, how (StorageFault), and what that means for the pipeline.
+func storageFinding(ctx context.Context, service, what string, err error) Finding {
+	return Finding{Severity: CannotTell, Code: CodeStorageUnreachable, Subject: "AzureWebJobsStorage (" + service + ")",
+		Message: service + " storage: " + StorageFault(ctx, err) + ", reading " + what + "; meanwhile " + storageConsequence[service] +
+			". Detail: " + cause(ctx, err) + ".",
+		Action: "check that the storage account in AzureWebJobsStorage is reachable from here (Azurite running, locally), " +
+			"that this identity may use its " + service + "s, and the account's health in the portal; nothing is lost meanwhile."}
+}
+
+// StorageFault names how a storage call failed, in the terms an operator looks up: the HTTP status and the
+// service's error code ("503 ServerBusy"), a refused connection, a name that does not resolve, no answer.
+func StorageFault(ctx context.Context, err error) string {
+	var re *azcore.ResponseError
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &re):
+		code := re.ErrorCode
+		if code == "" {
+			code = http.StatusText(re.StatusCode)
+		}
+		return fmt.Sprintf("%d %s", re.StatusCode, code)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "connection reset"
+	case errors.As(err, &dns):
+		return "host name not found"
+	case ctx.Err() != nil:
+		return "no answer within the check's deadline"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timed out"
+	}
+	return "failed"
+}
+
+func (c *Checker) checkCheckpoints(ctx context.Context, now time.Time, rs []Resync) []Finding {
 	cps, err := c.Checkpoints()
 	if err != nil {
-		findings = append(findings, settingsFinding("storage", err))
-	} else {
-		for i, col := range c.Collections {
-			cp, _, err := cps.Load(ctx, col)
-			if errors.Is(err, checkpoint.ErrCorrupt) {
-				rs[i].Checked = true
-				findings = append(findings, Finding{Severity: Attention, Code: CodeCheckpoint, Subject: col,
-					Message: "the resync checkpoint is unreadable: " + err.Error(),
-					Action:  "delete the checkpoint blob named in the message; the next timer tick starts a new pass."})
-				continue
-			}
-			if err != nil {
-				return rs, qs, append(findings, unreachable("the resync checkpoint of "+col, err)...)
-			}
-			rs[i] = c.resync(col, cp, now)
-			if f, ok := resyncFinding(rs[i], now); ok {
-				findings = append(findings, f)
-			}
+		return []Finding{settingsFinding("storage", err)}
+	}
+	var findings []Finding
+	for i, col := range c.Collections {
+		cp, _, err := cps.Load(ctx, col)
+		if errors.Is(err, checkpoint.ErrCorrupt) {
+			rs[i].Checked = true
+			findings = append(findings, Finding{Severity: Attention, Code: CodeCheckpoint, Subject: col,
+				Message: "the resync checkpoint is unreadable: " + err.Error(),
+				Action:  "delete the checkpoint blob named in the message; the next timer tick starts a new pass."})
+			continue
+		}
+		if err != nil {
+			return append(findings, storageFinding(ctx, BlobStorage, "the resync checkpoint of "+col, err))
+		}
+		rs[i] = c.resync(col, cp, now)
+		if f, ok := resyncFinding(rs[i], now); ok {
+			findings = append(findings, f)
 		}
 	}
+	return findings
+}
 
+func (c *Checker) checkQueues(ctx context.Context, now time.Time, qs []Queue) []Finding {
 	q, err := c.Queues()
 	if err != nil {
-		return rs, qs, append(findings, settingsFinding("storage", err))
+		return []Finding{settingsFinding("storage", err)}
 	}
 	for i := range qs {
 		n, err := q.ApproximateCount(ctx, qs[i].Name)
 		if err != nil {
-			return rs, qs, append(findings, unreachable("queue "+qs[i].Name, err)...)
+			return []Finding{storageFinding(ctx, QueueStorage, "queue "+qs[i].Name, err)}
 		}
 		qs[i].ApproximateMessages, qs[i].Checked = n, true
 	}
 	poison := &qs[1]
 	oldest, ok, err := q.OldestInserted(ctx, poison.Name)
 	if err != nil {
-		return rs, qs, append(findings, unreachable("queue "+poison.Name, err)...)
+		return []Finding{storageFinding(ctx, QueueStorage, "queue "+poison.Name, err)}
 	}
 	if ok {
 		age := int64(max(now.Sub(oldest), 0) / time.Second)
@@ -376,11 +449,22 @@ func (c *Checker) checkStorage(ctx context.Context, now time.Time) ([]Resync, []
 		if ok {
 			msg += ", the oldest " + ago(now.Sub(oldest)) + " old"
 		}
-		findings = append(findings, Finding{Severity: Attention, Code: CodePoison, Subject: poison.Name,
+		return []Finding{{Severity: Attention, Code: CodePoison, Subject: poison.Name,
 			Message: msg + ": their changes have not become events.",
-			Action:  "read the queue worker's error line for each (it says why), fix the cause, then run `handler replay-poison` (`-dry-run` counts first)."})
+			Action:  "read the queue worker's error line for each (it says why), fix the cause, then run `handler replay-poison` (`-dry-run` counts first)."}}
 	}
-	return rs, qs, findings
+	return nil
+}
+
+func (c *Checker) checkTables(ctx context.Context) []Finding {
+	t, err := c.Tables()
+	if err != nil {
+		return []Finding{settingsFinding("storage", err)}
+	}
+	if err := t.Probe(ctx); err != nil {
+		return []Finding{storageFinding(ctx, TableStorage, "the object-state table", err)}
+	}
+	return nil
 }
 
 func (c *Checker) resync(col string, cp checkpoint.Checkpoint, now time.Time) Resync {

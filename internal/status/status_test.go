@@ -6,10 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
@@ -157,7 +164,7 @@ func TestFindings(t *testing.T) {
 		{"graph unreachable", func(g *fakeGraph, _ *fakeStore, _ *fakeQueues) { g.err = errors.New("dial tcp: connection refused") }, CannotTell,
 			[]string{"graph-unreachable/Graph"}},
 		{"storage unreachable", func(_ *fakeGraph, st *fakeStore, _ *fakeQueues) { st.err = errors.New("dial tcp: connection refused") }, CannotTell,
-			[]string{"storage-unreachable/AzureWebJobsStorage"}},
+			[]string{"storage-unreachable/AzureWebJobsStorage (blob)"}},
 		{"attention and could not check: could not check wins", func(g *fakeGraph, _ *fakeStore, q *fakeQueues) {
 			g.err = errors.New("timeout")
 			q.counts["poison"] = 1
@@ -204,7 +211,7 @@ func TestUnansweredStorageIsBoundedByTheTimeout(t *testing.T) {
 	c := checker(g, st, q)
 	c.Timeout = 50 * time.Millisecond
 	r := c.Check(context.Background())
-	if r.ExitCode != 2 || fmt.Sprint(codes(r)) != "[storage-unreachable/AzureWebJobsStorage]" ||
+	if r.ExitCode != 2 || fmt.Sprint(codes(r)) != "[storage-unreachable/AzureWebJobsStorage (queue)]" ||
 		!strings.Contains(r.Findings[0].Message, "deadline") {
 		t.Fatalf("exit %d findings %+v", r.ExitCode, r.Findings)
 	}
@@ -335,5 +342,64 @@ func TestWeakClientStateIsAFinding(t *testing.T) {
 	f := r.Findings[0]
 	if !strings.Contains(f.Action, "GRAPH_CLIENT_STATE_PREVIOUS") || !strings.Contains(f.Action, "openssl rand") || strings.Contains(f.String(), "s3cr3t") {
 		t.Errorf("finding %s", f)
+	}
+}
+
+type fakeTables struct{ err error }
+
+func (f fakeTables) Probe(context.Context) error { return f.err }
+
+// storageAnswer is the error the storage SDKs return for a refusal the service answered.
+func storageAnswer(status int, code string) error {
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:10002/devstoreaccount1/graphstate(PartitionKey='probe',RowKey='probe')", nil)
+	resp := &http.Response{StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), Request: req,
+		Header: http.Header{"X-Ms-Error-Code": {code}}, Body: io.NopCloser(strings.NewReader(""))}
+	return runtime.NewResponseError(resp)
+}
+
+// TestStorageFindingsNameTheServiceAndTheFault: each storage service is checked on its own, and a finding
+// says which failed and how — the status and error code a 503 carried, a refused connection — and what
+// that means meanwhile.
+func TestStorageFindingsNameTheServiceAndTheFault(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	cases := []struct {
+		name   string
+		change func(*Checker, *fakeStore, *fakeQueues)
+		want   []string // subject: message prefix
+	}{
+		{"table busy", func(c *Checker, _ *fakeStore, _ *fakeQueues) {
+			c.Tables = func() (Tables, error) { return fakeTables{storageAnswer(503, "ServerBusy")}, nil }
+		}, []string{"AzureWebJobsStorage (table): table storage: 503 ServerBusy, reading the object-state table; meanwhile events are written without change detection"}},
+		{"blob refused, queues fine", func(c *Checker, st *fakeStore, _ *fakeQueues) {
+			st.err = fmt.Errorf("checkpoint: read delta/users.json: %w", refused)
+		}, []string{"AzureWebJobsStorage (blob): blob storage: connection refused, reading the resync checkpoint of users; meanwhile resync passes wait"}},
+		{"queue busy, table refused", func(c *Checker, _ *fakeStore, q *fakeQueues) {
+			q.err = storageAnswer(503, "ServerBusy")
+			c.Tables = func() (Tables, error) { return fakeTables{refused}, nil }
+		}, []string{
+			"AzureWebJobsStorage (queue): queue storage: 503 ServerBusy, reading queue work; meanwhile notifications are not queued",
+			"AzureWebJobsStorage (table): table storage: connection refused",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g, st, q := healthy()
+			c := checker(g, st, q)
+			c.Tables = func() (Tables, error) { return fakeTables{}, nil }
+			tc.change(c, st, q)
+			r := c.Check(context.Background())
+			if r.Health != CannotTell || len(r.Findings) != len(tc.want) {
+				t.Fatalf("health %s findings %+v", r.Health, r.Findings)
+			}
+			for i, w := range tc.want {
+				got := r.Findings[i].Subject + ": " + r.Findings[i].Message
+				if r.Findings[i].Code != CodeStorageUnreachable || !strings.HasPrefix(got, w) {
+					t.Errorf("finding %d:\n got %s\nwant %s…", i, got, w)
+				}
+			}
+			if tc.name == "blob refused, queues fine" && !r.Queues[0].Checked {
+				t.Error("the queues went unchecked because the blob service failed")
+			}
+		})
 	}
 }

@@ -35,15 +35,17 @@ import (
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 )
 
 const (
 	// MaxLifetime is Graph's maximum for user and group subscriptions (41,760 minutes; docs/graph-facts.md).
-	MaxLifetime = 41760 * time.Minute
-	// Lifetime is what a create or renewal asks for: the maximum less an hour, so clock skew between this
-	// machine and Graph never pushes a request past the maximum.
+	MaxLifetime = family.DirectoryMaxLifetime
+	// Lifetime is what a create or renewal of a user or group subscription asks for: the maximum less an
+	// hour, so clock skew between this machine and Graph never pushes a request past the maximum. Each
+	// family's plan says its own (family.Plan.Lifetime).
 	Lifetime = MaxLifetime - time.Hour
 	// RenewBelow is the remaining life under which a run renews. A renewal leaves about 29 days, so with an
 	// hourly timer a subscription is renewed every three days and always has at least 26 days left: it
@@ -292,7 +294,7 @@ func (k *Keeper) listForLifecycle(ctx context.Context) ([]graph.Subscription, er
 	}
 	all, err := g.ListSubscriptions(ctx)
 	if err != nil {
-		return nil, explain("list subscriptions", config.ResourceSpec{}, err)
+		return nil, explain("list subscriptions", "", err)
 	}
 	k.limits.mu.Lock()
 	k.limits.listed, k.limits.listedAt = all, now
@@ -313,9 +315,9 @@ func (k *Keeper) listedResource(all []graph.Subscription, id string) (config.Res
 		if !strings.EqualFold(s.ID, id) {
 			continue
 		}
-		for _, r := range k.cfg.Resources {
-			if Matches(s, r.Path(), k.cfg.ChangeTypes) {
-				return r, true
+		for _, p := range k.cfg.Plans() {
+			if Matches(s, p.Resource, p.ChangeTypes) {
+				return p.Entry, true
 			}
 		}
 	}
@@ -324,9 +326,9 @@ func (k *Keeper) listedResource(all []graph.Subscription, id string) (config.Res
 
 // uncovered returns the first configured resource for which the list holds no subscription of this app.
 func (k *Keeper) uncovered(all []graph.Subscription) (config.ResourceSpec, bool) {
-	for _, r := range k.cfg.Resources {
-		if len(Mine(all, r, k.cfg.ChangeTypes)) == 0 {
-			return r, true
+	for _, p := range k.cfg.Plans() {
+		if len(Mine(all, p)) == 0 {
+			return p.Entry, true
 		}
 	}
 	return config.ResourceSpec{}, false
@@ -360,11 +362,15 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 	if err := k.cfg.Check(settings...); err != nil {
 		return Outcome{}, err
 	}
-	if why := k.pendingGap[res.Collection]; why != "" && k.gap != nil {
-		if err := k.gap(ctx, res.Collection, why); err != nil {
+	plan, ok := family.PlanOf(res, k.cfg.ChangeTypes)
+	if !ok {
+		return Outcome{}, fmt.Errorf("%s names no resource family the product follows", res.Path())
+	}
+	if why := k.pendingGap[plan.Scope]; why != "" && k.gap != nil {
+		if err := k.gap(ctx, plan.Scope, why); err != nil {
 			return Outcome{}, fmt.Errorf("resync after %s (still pending): %w", why, err)
 		}
-		delete(k.pendingGap, res.Collection)
+		delete(k.pendingGap, plan.Scope)
 	}
 	g, err := k.graph()
 	if err != nil {
@@ -372,7 +378,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 	}
 	log := logctx.From(ctx)
 
-	subs, err := k.mine(ctx, g, res)
+	subs, err := k.mine(ctx, g, plan)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -400,7 +406,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 	}
 
 	if keep != nil {
-		renewed, action, err := k.renew(ctx, g, *keep, mode)
+		renewed, action, err := k.renew(ctx, g, *keep, plan, mode)
 		switch {
 		case err == nil:
 			out.Action, out.ID, out.Expiry = action, renewed.ID, renewed.ExpirationDateTime
@@ -412,7 +418,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 		}
 	}
 
-	created, err := k.create(ctx, g, res)
+	created, err := k.create(ctx, g, plan)
 	if err != nil {
 		return out, err
 	}
@@ -421,7 +427,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 		out.Action = Recreated
 	}
 	// Settle a race with another instance that created one at the same moment.
-	subs, err = k.mine(ctx, g, res)
+	subs, err = k.mine(ctx, g, plan)
 	if err != nil {
 		return out, err
 	}
@@ -440,33 +446,33 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 			out.Deleted = append(out.Deleted, s.ID)
 		}
 	}
-	if k.gap != nil {
+	if k.gap != nil && plan.Scope != "" {
 		// Notifications may have been lost before the subscription existed: the resync must happen. If it
 		// cannot be requested now, fail the run (the retry policy runs it again soon) and ask first next time.
 		reason := "subscription " + string(out.Action)
-		if err := k.gap(ctx, res.Collection, reason); err != nil {
-			k.pendingGap[res.Collection] = reason
+		if err := k.gap(ctx, plan.Scope, reason); err != nil {
+			k.pendingGap[plan.Scope] = reason
 			return out, fmt.Errorf("subscription %s, but the resync it needs could not be requested (asked again on the next run): %w", out.Action, err)
 		}
 	}
 	return out, nil
 }
 
-// mine lists this app's subscriptions for a resource and the configured change types.
-func (k *Keeper) mine(ctx context.Context, g Graph, res config.ResourceSpec) ([]graph.Subscription, error) {
+// mine lists this app's subscriptions for a plan.
+func (k *Keeper) mine(ctx context.Context, g Graph, plan family.Plan) ([]graph.Subscription, error) {
 	all, err := g.ListSubscriptions(ctx)
 	if err != nil {
-		return nil, explain("list subscriptions", res, err)
+		return nil, explain("list subscriptions", plan.Permission, err)
 	}
-	return Mine(all, res, k.cfg.ChangeTypes), nil
+	return Mine(all, plan), nil
 }
 
-// Mine picks, from a list of this app's subscriptions, those for a resource and change types: the rule
-// the keeper converges by, for anyone who reports on subscriptions.
-func Mine(all []graph.Subscription, res config.ResourceSpec, changeTypes []string) []graph.Subscription {
+// Mine picks, from a list of this app's subscriptions, those of a plan (its resource and change types):
+// the rule the keeper converges by, for anyone who reports on subscriptions.
+func Mine(all []graph.Subscription, plan family.Plan) []graph.Subscription {
 	var out []graph.Subscription
 	for _, s := range all {
-		if Matches(s, res.Path(), changeTypes) {
+		if Matches(s, plan.Resource, plan.ChangeTypes) {
 			out = append(out, s)
 		}
 	}
@@ -502,7 +508,7 @@ func (k *Keeper) stale(s graph.Subscription) string {
 	}
 }
 
-func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode Mode) (graph.Subscription, Action, error) {
+func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, plan family.Plan, mode Mode) (graph.Subscription, Action, error) {
 	now := k.now()
 	var u graph.SubscriptionUpdate
 	if want := k.notificationURL(); !sameURL(s.NotificationURL, want) {
@@ -511,13 +517,13 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode 
 	if u.NotificationURL == "" && mode == Normal && s.ExpirationDateTime.Sub(now) >= RenewBelow {
 		return s, Unchanged, nil
 	}
-	u.ExpirationDateTime = now.Add(Lifetime)
+	u.ExpirationDateTime = now.Add(plan.Lifetime)
 	updated, err := g.UpdateSubscription(ctx, s.ID, u)
 	if err != nil {
 		if errors.Is(err, graph.ErrNotFound) {
 			return s, "", err
 		}
-		return s, "", explain("renew subscription "+s.ID, config.ResourceSpec{}, err)
+		return s, "", explain("renew subscription "+s.ID, plan.Permission, err)
 	}
 	if updated.ExpirationDateTime.IsZero() {
 		updated.ExpirationDateTime = u.ExpirationDateTime
@@ -528,13 +534,13 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, mode 
 	return updated, Renewed, nil
 }
 
-func (k *Keeper) create(ctx context.Context, g Graph, res config.ResourceSpec) (graph.Subscription, error) {
+func (k *Keeper) create(ctx context.Context, g Graph, plan family.Plan) (graph.Subscription, error) {
 	req := graph.Subscription{
-		ChangeType:                k.cfg.ChangeType(),
+		ChangeType:                plan.ChangeType(),
 		NotificationURL:           k.notificationURL(),
 		LifecycleNotificationURL:  k.cfg.LifecycleNotificationURL,
-		Resource:                  res.Path(),
-		ExpirationDateTime:        k.now().Add(Lifetime),
+		Resource:                  plan.Resource,
+		ExpirationDateTime:        k.now().Add(plan.Lifetime),
 		ClientState:               k.cfg.ClientState.Reveal(),
 		LatestSupportedTLSVersion: "v1_2",
 	}
@@ -544,7 +550,7 @@ func (k *Keeper) create(ctx context.Context, g Graph, res config.ResourceSpec) (
 		// validation handshake (up to 10 s) is done.
 		delay := k.settleDelay
 		for range 5 {
-			subs, lerr := k.mine(ctx, g, res)
+			subs, lerr := k.mine(ctx, g, plan)
 			if lerr != nil {
 				return created, lerr
 			}
@@ -560,7 +566,7 @@ func (k *Keeper) create(ctx context.Context, g Graph, res config.ResourceSpec) (
 		}
 	}
 	if err != nil {
-		return created, explain("create subscription", res, err)
+		return created, explain("create subscription", plan.Permission, err)
 	}
 	return created, nil
 }
@@ -661,33 +667,35 @@ func choose(subs []graph.Subscription) (keep *graph.Subscription, rest []graph.S
 
 func deleteIgnoringNotFound(ctx context.Context, g Graph, id string) error {
 	if err := g.DeleteSubscription(ctx, id); err != nil && !errors.Is(err, graph.ErrNotFound) {
-		return explain("delete subscription "+id, config.ResourceSpec{}, err)
+		return explain("delete subscription "+id, "", err)
 	}
 	return nil
 }
 
-// explain adds what a person should check to the errors that have a usual cause.
-func explain(op string, res config.ResourceSpec, err error) error {
+// explain adds what a person should check to the errors that have a usual cause; permission is the
+// application permission the resource needs ("" when the call concerns every resource).
+func explain(op, permission string, err error) error {
+	if permission == "" {
+		permission = anyPermission()
+	}
 	switch {
 	case errors.Is(err, graph.ErrValidationFailed):
 		return fmt.Errorf("%s: Graph could not validate the notification URL. Check that GRAPH_NOTIFICATION_URL is the public HTTPS address of the webhook function (a dev tunnel locally), that it carries the function key (?code=…), and that nothing in front of the function requires sign-in: %w", op, err)
 	case errors.Is(err, graph.ErrForbidden):
-		return fmt.Errorf("%s: Graph refused. Check that the app registration has the application permission %s with admin consent, and that the subscription quota is not reached: %w", op, permissionFor(res), err)
+		return fmt.Errorf("%s: Graph refused. Check that the app registration has the application permission %s with admin consent, and that the subscription quota is not reached: %w", op, permission, err)
 	case errors.Is(err, graph.ErrUnauthorized):
 		return fmt.Errorf("%s: no token for Graph. Check AZURE_TENANT_ID, AZURE_CLIENT_ID and the client secret or certificate: %w", op, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// permissionFor names the application permission a resource needs (every configured one when res is zero).
-func permissionFor(res config.ResourceSpec) string {
-	switch res.Collection {
-	case config.Users:
-		return "User.Read.All"
-	case config.Groups:
-		return "Group.Read.All"
+// anyPermission names the permissions of every family, for an error that concerns no one resource.
+func anyPermission() string {
+	parts := make([]string, len(family.Families))
+	for i, f := range family.Families {
+		parts[i] = f.Permission
 	}
-	return "User.Read.All (for users) or Group.Read.All (for groups)"
+	return strings.Join(parts, "; ")
 }
 
 // Unsubscribe deletes this app's subscriptions for the configured resources and change types, for a clean
@@ -704,8 +712,8 @@ func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("graph client: %w", err)
 	}
 	var ids []string
-	for _, res := range k.cfg.Resources {
-		subs, err := k.mine(ctx, g, res)
+	for _, plan := range k.cfg.Plans() {
+		subs, err := k.mine(ctx, g, plan)
 		if err != nil {
 			return ids, err
 		}

@@ -1,21 +1,4 @@
-// Package jwtcheck validates the validationTokens Microsoft Graph attaches to change and lifecycle
-// notifications (docs/graph-facts.md §2.4), with the standard library only: RS256 signatures are
-// verified with crypto/rsa against the signing keys Entra ID publishes, fetched and cached by JWKS.
-//
-// A token is accepted when every one of these checks passes, in this order (the failing one is named in the
-// *InvalidError, never the token itself):
-//
-//	format     three base64url parts, JSON header and claims
-//	alg        RS256 exactly ("none", HS256 and everything else are refused)
-//	kid        the key id names a published RSA key (an unknown kid triggers one refetch of the key set)
-//	signature  RSASSA-PKCS1-v1_5 with SHA-256 over header.claims
-//	exp, nbf   exp required, nbf optional, both with Skew of tolerance, at the time asked for
-//	aud        the app registration's client id (AZURE_CLIENT_ID); a string or an array containing it
-//	caller     Graph's change-tracking app 0bf30f3b-4a52-48df-9a82-234910c4a086, read from azp on v2.0
-//	           tokens and from appid on v1.0 tokens
-//	issuer     our tenant: https://sts.windows.net/{tenant}/ (v1.0), {authority}{tenant}/ (v1.0 in a
-//	           sovereign cloud) or {authority}{tenant}/v2.0 (v2.0); tid, when present, must be our tenant
-package jwtcheck
+package richnotify
 
 import (
 	"bytes"
@@ -50,31 +33,31 @@ type KeySource interface {
 }
 
 // ErrUnknownKey is returned by a KeySource for a kid that is not among the published keys.
-var ErrUnknownKey = errors.New("jwtcheck: no published key has this key id")
+var ErrUnknownKey = errors.New("richnotify: no published key has this key id")
 
-// InvalidError says which check a token failed. Detail never contains the token; it may contain claim
+// TokenError says which check a token failed. Detail never contains the token; it may contain claim
 // values that are not secrets (an audience, an issuer, an app id).
-type InvalidError struct {
+type TokenError struct {
 	Check  string // format, alg, kid, signature, exp, nbf, aud, caller, issuer
 	Detail string
 }
 
-func (e *InvalidError) Error() string {
+func (e *TokenError) Error() string {
 	return "validation token rejected (" + e.Check + "): " + e.Detail
 }
 
 func invalid(check, format string, args ...any) error {
-	return &InvalidError{Check: check, Detail: fmt.Sprintf(format, args...)}
+	return &TokenError{Check: check, Detail: fmt.Sprintf(format, args...)}
 }
 
-// IsInvalid reports whether err says the token is bad, as opposed to the keys being unavailable.
-func IsInvalid(err error) bool {
-	var ie *InvalidError
+// IsInvalidToken reports whether err says the token is bad, as opposed to the keys being unavailable.
+func IsInvalidToken(err error) bool {
+	var ie *TokenError
 	return errors.As(err, &ie)
 }
 
-// Validator checks tokens for one app in one tenant.
-type Validator struct {
+// TokenValidator checks tokens for one app in one tenant.
+type TokenValidator struct {
 	Keys          KeySource
 	ClientID      string        // expected aud: AZURE_CLIENT_ID
 	TenantID      string        // our tenant (GUID)
@@ -111,11 +94,11 @@ type claims struct {
 var b64 = base64.RawURLEncoding
 
 // Validate checks token as of at: the time the notification was received, so that a message that waited
-// in a queue is judged by when Graph sent it rather than by when it is processed. An *InvalidError means the
+// in a queue is judged by when Graph sent it rather than by when it is processed. An *TokenError means the
 // token is bad; any other error means the keys could not be obtained (retry later).
-func (v *Validator) Validate(ctx context.Context, token string, at time.Time) (*Claims, error) {
+func (v *TokenValidator) Validate(ctx context.Context, token string, at time.Time) (*Claims, error) {
 	if v.Keys == nil {
-		return nil, errors.New("jwtcheck: no key source")
+		return nil, errors.New("richnotify: no key source")
 	}
 	if len(token) > maxTokenBytes {
 		return nil, invalid("format", "longer than %d bytes", maxTokenBytes)
@@ -152,7 +135,7 @@ func (v *Validator) Validate(ctx context.Context, token string, at time.Time) (*
 		return nil, invalid("kid", "key id %q is not among the published signing keys", short(h.Kid))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jwtcheck: signing keys unavailable: %w", err)
+		return nil, fmt.Errorf("richnotify: signing keys unavailable: %w", err)
 	}
 	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
 	if rsa.VerifyPKCS1v15(key, crypto.SHA256, sum[:], sig) != nil {
@@ -221,7 +204,7 @@ func (v *Validator) Validate(ctx context.Context, token string, at time.Time) (*
 }
 
 // issuerMatches accepts the v1.0 and v2.0 issuers of our tenant at the configured authority.
-func (v *Validator) issuerMatches(iss string) bool {
+func (v *TokenValidator) issuerMatches(iss string) bool {
 	auth := v.AuthorityHost
 	if auth == "" {
 		auth = DefaultAuthorityHost

@@ -1,4 +1,4 @@
-package jwtcheck
+package richnotify
 
 import (
 	"context"
@@ -15,10 +15,10 @@ func (staticKeys) Key(context.Context, string) (*rsa.PublicKey, error) {
 	return &testKey().PublicKey, nil
 }
 
-// FuzzValidate feeds validation tokens as a queue message would carry them (anyone who knows clientState can
+// FuzzValidateToken feeds validation tokens as a queue message would carry them (anyone who knows clientState can
 // queue one): the validator must neither panic nor accept a token it did not see signed, and what it does
 // accept must carry the header and claims of the one genuine token it was seeded with.
-func FuzzValidate(f *testing.F) {
+func FuzzValidateToken(f *testing.F) {
 	now := time.Now()
 	good := sign(&testing.T{}, map[string]any{"alg": "RS256", "kid": "k1", "typ": "JWT"}, goodClaims(now))
 	f.Add(good)
@@ -26,7 +26,7 @@ func FuzzValidate(f *testing.F) {
 	f.Add(`eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.`)
 	f.Add(`eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIn0.e30.AAAA`)
 	f.Add(strings.Repeat("A", 9000))
-	v := &Validator{Keys: staticKeys{}, ClientID: testClient, TenantID: testTenant}
+	v := &TokenValidator{Keys: staticKeys{}, ClientID: testClient, TenantID: testTenant}
 	f.Fuzz(func(t *testing.T, token string) {
 		c, err := v.Validate(context.Background(), token, now)
 		// The signature covers the header and the claims as encoded: an accepted token has exactly those.
