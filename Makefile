@@ -85,6 +85,7 @@ test-scripts: ## shell tests of scripts/, deploy/ and make publish (no Core Tool
 	bash scripts/start_test.sh
 	bash scripts/check-handler_test.sh
 	bash deploy/deploy_test.sh
+	bash deploy/grant-graph-permission_test.sh
 
 lint-scripts: ## bash -n, then shellcheck when installed, on every shell script
 	@for f in $(SCRIPTS); do bash -n "$$f" || exit 1; done; echo "bash -n: ok ($(words $(SCRIPTS)) files)"
@@ -113,5 +114,5 @@ bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the repo
 bench-pipeline: deps ## Graph requests and events per change, state-table cost, groups, latency → docs/benchmarks.md (~3 min; PIPE_ARGS=-only-detection: that part alone)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
-reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~7 min)
+reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs, storage outages), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~30 min; REL_ARGS='-storage-stretch 1m' ~15)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)

@@ -109,8 +109,9 @@ local.settings.json Values in the working folder; -h on a command describes it):
   unsubscribe              delete this app's Graph subscriptions for GRAPH_RESOURCE (clean uninstall)
   replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
   resync [collection…]     start a delta-query resync pass now (after an outage you know of) for every
-                           collection GRAPH_RESOURCE names, or for those given (users, groups); the queue
-                           worker runs it page by page. A pass already running is not started twice.
+                           collection GRAPH_RESOURCE names, or for those given (users, groups,
+                           drives/{drive-id}); the queue worker runs it page by page. A pass already running
+                           is not started twice.
 `
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.

@@ -128,8 +128,8 @@ func TestGenuineEventsAreQueuedInFullMessages(t *testing.T) {
 		seqs = append(seqs, int64(100+i))
 	}
 	o := invoke(t, f, hostBatch(bodies...), hostMeta("3", seqs...))
-	if len(o.messages) != 2 || len(o.messages[0].Notifications) != message.MaxNotifications || len(o.messages[1].Notifications) != 5 {
-		t.Fatalf("messages: %d, want 2 (20 + 5): one event each must not mean one message each", len(o.messages))
+	if len(o.messages) != 1 || len(o.messages[0].Notifications) != 25 {
+		t.Fatalf("messages: %d, want 1 of 25: one event each must not mean one message each", len(o.messages))
 	}
 	ids := notificationIDs(o.messages)
 	for i, id := range ids {

@@ -238,3 +238,59 @@ func TestMembersDelta(t *testing.T) {
 		t.Fatalf("MergeMembers = %+v: the later report must win", merged)
 	}
 }
+
+// heldGraph holds every $batch until want of them are in flight at once, so a Read that sends them one
+// after another never gets its first answer (and the test's deadline ends it).
+type heldGraph struct {
+	*FakeGraph
+	want     int
+	mu       chan struct{} // a one-slot lock
+	inFlight int
+	most     int
+	released bool
+	release  chan struct{}
+}
+
+func (h *heldGraph) Batch(ctx context.Context, gets []graph.Get) (graph.BatchResult, error) {
+	h.mu <- struct{}{}
+	h.inFlight++
+	h.most = max(h.most, h.inFlight)
+	if h.inFlight == h.want && h.most == h.want && !h.released {
+		h.released = true
+		close(h.release)
+	}
+	<-h.mu
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return graph.BatchResult{}, ctx.Err()
+	}
+	res, err := h.FakeGraph.Batch(ctx, gets)
+	h.mu <- struct{}{}
+	h.inFlight--
+	<-h.mu
+	return res, err
+}
+
+func TestReadSendsBatchesConcurrently(t *testing.T) {
+	h := &heldGraph{FakeGraph: NewFakeGraph(), want: DefaultConcurrency, mu: make(chan struct{}, 1), release: make(chan struct{})}
+	var reqs []Request
+	for i := range 5 * graph.MaxBatch { // five batches: four at once, then the fifth
+		h.Put(Users, user(i))
+		reqs = append(reqs, Request{ID: id(i), Probe: Live})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	reads, err := (&Reader{Graph: h, Now: fixedClock}).Read(ctx, Users, nil, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rd := range reads {
+		if rd.Outcome != Found || rd.ID != id(i) {
+			t.Fatalf("read %d: %s %s (batches in flight at most %d)", i, rd.ID, rd.Outcome, h.most)
+		}
+	}
+	if h.most != DefaultConcurrency || len(h.Batches()) != 5 {
+		t.Errorf("%d batches, at most %d in flight; want 5, at most %d", len(h.Batches()), h.most, DefaultConcurrency)
+	}
+}

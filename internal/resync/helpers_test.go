@@ -178,7 +178,7 @@ func newEnv(t *testing.T, users int, opts ...envOption) *env {
 
 // runner builds a Runner for cfg on the env's queues, store, clock and Graph.
 func (e *env) runner(cfg *config.Config) *resync.Runner {
-	return resync.New(resync.Deps{
+	r := resync.New(resync.Deps{
 		Config: cfg,
 		Graph:  func() (resync.Graph, error) { return e.graph, nil },
 		Store:  func() (resync.Store, error) { return e.store, nil },
@@ -186,6 +186,8 @@ func (e *env) runner(cfg *config.Config) *resync.Runner {
 		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }, nil),
 		Now:    e.clock.now,
 	})
+	r.StepBudget = 0 // one page per invocation: these tests drive and count the steps
+	return r
 }
 
 // withConfig returns a Runner whose settings differ from the env's by the given ones.

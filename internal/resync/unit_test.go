@@ -94,6 +94,7 @@ func newUnitEnv(t *testing.T, resource string, state ...*objectstate.Store) *uni
 		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, e.state),
 		Now:    func() time.Time { return e.now },
 	})
+	e.r.StepBudget = 0 // one page per invocation: these tests drive and count the steps
 	return e
 }
 
@@ -309,6 +310,7 @@ func TestUnitRequestDuringAStepDoesNotStallThePass(t *testing.T) {
 		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, e.state),
 		Now:    func() time.Time { return e.now },
 	})
+	e.r.StepBudget = 0 // one page per invocation: these tests drive and count the steps
 	if _, err := e.r.Request(context.Background(), "groups", "baseline"); err != nil {
 		t.Fatal(err)
 	}
