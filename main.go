@@ -32,6 +32,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/safetext"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
@@ -59,7 +60,7 @@ func main() {
 	case errors.As(err, &code):
 		os.Exit(int(code))
 	case err != nil && !errors.As(err, new(customhandler.Signaled)):
-		fmt.Fprintln(os.Stderr, "handler:", err)
+		fmt.Fprintln(os.Stderr, "handler:", safetext.Line(err.Error())) // it may quote what Graph or storage answered
 	}
 	os.Exit(customhandler.ExitCode(err))
 }
@@ -154,7 +155,7 @@ func runRedacted(ctx context.Context, args []string, getenv func(string) string,
 			}
 			ids, err := a.keeper.Unsubscribe(ctx)
 			for _, id := range ids {
-				fmt.Fprintln(stdout, "deleted subscription", id)
+				fmt.Fprintln(stdout, "deleted subscription", safetext.Line(id)) // as Graph listed it
 			}
 			if err == nil && len(ids) == 0 {
 				fmt.Fprintln(stdout, "no subscription to delete")
