@@ -1,7 +1,9 @@
-// Package resync recovers the changes Graph did not deliver, with delta query (docs/graph-facts.md): passes
-// over /users/delta and /groups/delta, one checkpoint per collection kept durable and ETag-guarded
-// (internal/checkpoint), run one page per queue message so that no invocation comes near functionTimeout.
-// Reading the objects and building the events is internal/directory's; this package only orchestrates.
+// Package resync runs delta-query passes (docs/graph-facts.md) over resync scopes: /users/delta and
+// /groups/delta to recover the changes Graph did not deliver, and a drive's /root/delta, which is also how
+// a drive's taps are turned into events. One checkpoint per scope kept durable and ETag-guarded
+// (internal/checkpoint); one page per queue message, so that no invocation comes near functionTimeout. How
+// a family's delta is walked is a walker's (walker.go; directory.go, drives.go); the passes, checkpoints,
+// continuations and retries below are the same for every family.
 //
 // # Passes
 //
