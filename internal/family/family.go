@@ -163,7 +163,7 @@ type Family struct {
 }
 
 // Families is the table: every family the product follows, in the order notifications are routed.
-var Families = []*Family{&Directory, &Drives}
+var Families = []*Family{&Directory, &Drives, &Mailboxes}
 
 // ByName finds a family.
 func ByName(name Name) (*Family, bool) {

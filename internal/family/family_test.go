@@ -100,11 +100,12 @@ func TestRouteDirectory(t *testing.T) {
 		{"group by resource, any case", graph.ChangeNotification{Resource: "/GROUPS/" + guid}, Groups, true, false},
 		{"by @odata.type", graph.ChangeNotification{Resource: "", ResourceData: &graph.ResourceData{ODataType: "#Microsoft.Graph.Group", ID: guid}}, Groups, true, false},
 		{"a UPN where the id goes", graph.ChangeNotification{Resource: "Users/adele@contoso.com"}, Users, true, true},
-		{"below an object: not the directory's", graph.ChangeNotification{Resource: "Users/" + guid + "/Messages/AAMk="}, Kind{}, false, false},
+		{"below an object: not the directory's", graph.ChangeNotification{Resource: "Users/" + guid + "/Messages/AAMk=", ResourceData: &graph.ResourceData{ODataType: "#Microsoft.Graph.Message", ID: "AAMk="}}, Kind{}, false, false},
 		{"another collection", graph.ChangeNotification{Resource: "devices/" + guid}, Kind{}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok, err := Route(&tc.n)
+			got, ok, err := Directory.Route(&tc.n)
+			got.Family = &Directory
 			if ok != tc.ok || (err != nil) != tc.err {
 				t.Fatalf("Route = %+v, %v, %v", got, ok, err)
 			}
