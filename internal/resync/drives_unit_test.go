@@ -21,6 +21,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const testDrive = "b!-RIj2DuyvEyV1T4NlOaMHk8XkS_I8MdFlUCq1BlcjgmhRfAj3-Z8RY2VpuvV_tpd"
@@ -128,7 +129,7 @@ type driveEnv struct {
 }
 
 func newDriveEnv(t *testing.T, settings map[string]string) *driveEnv {
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	now := testclock.Date(2026, 12, 1, 10, 0, 0)
 	e := &driveEnv{t: t, g: newDriveFake(now.Add(-30 * 24 * time.Hour)), q: storagequeue.NewMemory(), cp: checkpoint.NewMemory(), now: now}
 	vars := map[string]string{config.TenantID: "8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41", config.Storage: "UseDevelopmentStorage=true",
 		config.Resource: "drives/" + testDrive}
