@@ -235,6 +235,12 @@ func TestUnitDrivePassEmitsGenuineChangesOnly(t *testing.T) {
 	if got := summary(e.pass()); !slices.Equal(got, []string{"FILE1 deleted []"}) {
 		t.Fatalf("a delete: events %v", got)
 	}
+
+	// A folder moved to the root: its own parentReference changed.
+	e.g.put("FOLDER2", "ROOT", graph.Object{"parentReference": map[string]any{"id": "ROOT"}})
+	if got := summary(e.pass()); !slices.Equal(got, []string{"FOLDER2 updated [parentReference]"}) {
+		t.Fatalf("a move: events %v", got)
+	}
 }
 
 // A pass that finds nothing looks once more after SecondLook, which catches a change delta showed late;
