@@ -302,6 +302,53 @@ func TestUnitDriveEmptyPassLooksAgain(t *testing.T) {
 	}
 }
 
+// A tap while a second look waits runs that look at once, as a pass of its own; the look's delayed message
+// is then stale.
+func TestUnitDriveTapStartsAWaitingLook(t *testing.T) {
+	e := newDriveEnv(t, nil)
+	e.g.put("FILE1", "ROOT", graph.Object{"name": "a.txt", "size": 1, "file": map[string]any{}})
+	e.pass()
+	e.now = e.now.Add(time.Minute)
+	if _, err := e.r.Request(context.Background(), "drives/"+testDrive, "change notification"); err != nil {
+		t.Fatal(err)
+	}
+	step := func(text []byte) resync.StepResult {
+		t.Helper()
+		msg, err := message.Decode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.r.Step(context.Background(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	step(e.q.Take(message.WorkQueue)[0].Text) // finds nothing: a look is scheduled
+	look := e.q.Take(message.WorkQueue)
+	if len(look) != 1 || look[0].Delay != resync.SecondLook {
+		t.Fatalf("%+v: want a delayed look", look)
+	}
+
+	e.g.put("FILE1", "ROOT", graph.Object{"size": 2})
+	e.now = e.now.Add(time.Second)
+	q, err := e.r.Request(context.Background(), "drives/"+testDrive, "change notification")
+	if err != nil || q.Action != resync.Collapsed {
+		t.Fatalf("Request = %+v, %v", q, err)
+	}
+	now := e.q.Take(message.WorkQueue)
+	if len(now) != 1 || now[0].Delay != 0 {
+		t.Fatalf("%+v: want the look's continuation at once", now)
+	}
+	step(now[0].Text)
+	if got := summary(e.events()); !slices.Equal(got, []string{"FILE1 updated []"}) {
+		t.Fatalf("the look run at once: %v", got)
+	}
+	if res := step(look[0].Text); !res.Stale {
+		t.Errorf("the delayed look's message: %+v, want stale", res)
+	}
+}
+
 // Graph's 410 resyncRequired makes the pass enumerate the drive again; change detection keeps the items
 // that did not change silent.
 func TestUnitDriveResyncRequiredEnumeratesAgain(t *testing.T) {

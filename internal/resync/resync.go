@@ -323,6 +323,24 @@ func (r *Runner) Request(ctx context.Context, collection, reason string) (Reques
 		now := r.now()
 		if p := cp.Pass; p != nil {
 			out := Requested{Collection: collection, PassID: p.ID, Full: p.Full, Latest: p.Latest, Reason: p.Reason}
+			if p.Look && p.Pages == 0 && p.Wait.After(now) {
+				// A second look is waiting and has not started: it covers this request if it runs now, as
+				// a pass of its own (which gets its own look when it finds nothing). Its delayed message is
+				// then stale when it comes.
+				p.Look, p.Wait, p.Updated = false, time.Time{}, now
+				p.Reason += "; run at once: " + reason
+				if _, err := r.save(ctx, st, collection, cp, etag); errors.Is(err, checkpoint.ErrConflict) {
+					continue
+				} else if err != nil {
+					return Requested{}, err
+				}
+				if err := r.enqueueContinuation(ctx, q, Continuation{Collection: collection, Pass: p.ID, Link: p.Link, Resent: true}, 0, 0); err != nil {
+					return Requested{}, err
+				}
+				out.Action, out.Reason = Collapsed, p.Reason
+				log.Info("resync requested: the waiting second look runs at once", "reason", reason, "pass", p.ID)
+				return out, nil
+			}
 			if !r.stalled(p, now) {
 				// The pass may already be past the changes this request is about: have it followed by one
 				// more pass when it completes (once, however many requests collapse into it).
