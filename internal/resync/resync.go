@@ -183,8 +183,8 @@ func New(d Deps) *Runner {
 		panic("resync.New: Deps.Now is nil: the clock is given, never taken")
 	}
 	return &Runner{cfg: d.Config, graph: d.Graph, store: d.Store, queue: d.Queue, writer: d.Events, gate: d.Gate, now: d.Now,
-		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin, StepBudget: StepBudget,
-		SecondLook: SecondLook, newID: newPassID}
+		StallAfter: StallAfter, MaxAge: MaxAge, BackoffBase: BackoffBase, BackoffMax: BackoffMax, Margin: deadlineMargin,
+		StepBudget: StepBudget, SecondLook: SecondLook, newID: newPassID}
 }
 
 // Continuation is the `continuation` of a resync message: which collection and pass, and which page of it.
