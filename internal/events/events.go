@@ -55,6 +55,13 @@ type Item struct {
 	ReadAt time.Time
 	// Select is the property list the object was read with.
 	Select []string
+	// QuietIfNew: an object with no stored state is recorded, not written. Graph echoes a drive's folders
+	// whenever something inside them changes; one never seen before is taken as it stands, so that only
+	// a change of its own (a rename, a move, a delete) is an event.
+	QuietIfNew bool
+	// StateID keys the object's stored state when the event's resourceId alone does not name the object
+	// (a drive item's id is unique within its drive only); "" means the resourceId.
+	StateID string
 }
 
 // Result counts what Write did.
@@ -108,7 +115,11 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 		if e.ChangeType == graph.Deleted {
 			ct = objectstate.Deleted
 		}
-		obs[i] = objectstate.Observation{Collection: e.Resource, ID: e.ResourceID, Properties: e.Object, Select: it.Select,
+		id := e.ResourceID
+		if it.StateID != "" {
+			id = it.StateID
+		}
+		obs[i] = objectstate.Observation{Collection: e.Resource, ID: id, Properties: e.Object, Select: it.Select,
 			ReadAt: it.ReadAt, ChangeType: ct, SoftDeleted: e.SoftDeleted}
 	}
 	ds, err := st.Decide(ctx, obs)
@@ -124,7 +135,7 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	for i, d := range ds {
 		e := items[i].Event
 		// A membership change is a delta, not a state: it is news whatever the properties did.
-		if !d.Emit && e.Members == nil {
+		if !d.Emit && e.Members == nil || items[i].QuietIfNew && d.Reason == objectstate.ReasonNew {
 			res.Suppressed++
 			continue
 		}
