@@ -114,7 +114,7 @@ bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the repo
 bench-pipeline: deps ## Graph requests and events per change, state-table cost, groups, latency → docs/benchmarks.md (~3 min; PIPE_ARGS=-only-detection: that part alone)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
-reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs, storage outages), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~30 min; REL_ARGS='-storage-stretch 1m' ~15)
+reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs, storage outages), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~7 min, but the storage group beside them takes ~20 min with its six 3-minute outages; REL_ARGS='-storage-stretch 1m' shortens them)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)
 
 # ---------------------------------------------------------------------------------------------------------
