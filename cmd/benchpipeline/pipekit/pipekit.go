@@ -564,7 +564,7 @@ func WriteSection(path, name, body string) error {
 	}
 	for _, n := range sectionOrder {
 		if _, ok := sections[n]; !ok {
-			parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability"}[n]))
+			parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability", "storage": "reliability"}[n]))
 		}
 	}
 	for _, n := range optionalSections {
