@@ -111,7 +111,7 @@ bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the repo
 # `make bench` keeps. Appended block; the targets above are unchanged. REL_ARGS / PIPE_ARGS pass flags.
 .PHONY: bench-pipeline reliability
 
-bench-pipeline: deps ## Graph requests and events per change, state-table cost, groups, latency → docs/benchmarks.md (~3 min; PIPE_ARGS=-only-detection: that part alone)
+bench-pipeline: deps ## Graph requests and events per change, state-table cost, groups, drives, latency → docs/benchmarks.md (~5 min; PIPE_ARGS=-only-detection or -only-drives: that part alone)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
 reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs, storage outages), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~7 min, but the storage group beside them takes ~20 min with its six 3-minute outages; REL_ARGS='-storage-stretch 1m' shortens them)
