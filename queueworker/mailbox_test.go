@@ -1,15 +1,21 @@
 package queueworker
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 )
 
 const (
@@ -103,5 +109,57 @@ func TestMailboxNotificationsOffTheGrammarNeverReachGraph(t *testing.T) {
 	}
 	if out := e.enqueuedTo(e.poison); len(out) != 1 {
 		t.Fatalf("poisoned %d messages, want 1", len(out))
+	}
+}
+
+// TestMailboxMissedIsCaughtUp: a missed lifecycle event of a mailbox subscription re-lists the mailbox's
+// recent items as work, and that work becomes events like any notification's.
+func TestMailboxMissedIsCaughtUp(t *testing.T) {
+	var keeper *subscription.Keeper
+	var queued [][]byte
+	e := newEnv(t,
+		withGraph(func(o *fakegraph.Options) { o.AppRoles = []string{"Mail.Read"} }),
+		withSettings(map[string]string{config.Mailboxes: mailboxA, config.NotificationURL: "https://example.test/api/webhook", config.ClientState: testClientState}),
+		withDeps(func(d *Deps) {
+			gc := func() (*graph.Client, error) { g, err := d.Graph(); return g.(*graph.Client), err }
+			keeper = subscription.New(d.Config, func() (subscription.Graph, error) { return gc() }, nil, time.Now)
+			keeper.SetMailboxes(subscription.NewMailboxKeeper(d.Config, func() (subscription.MailboxGraph, error) { return gc() },
+				&subscription.MemoryRefusals{}, time.Now, subscription.MailboxOptions{}))
+			d.Subscriptions = keeper
+			g, _ := gc()
+			d.CatchUp = &mailbox.CatchUp{Lister: g, Tenant: testTenant, Now: time.Now,
+				Enqueue: func(_ context.Context, text []byte) error { queued = append(queued, text); return nil }}
+		}))
+	e.fg.SeedSubscription(fakegraph.Subscription{ID: testSub, Resource: "users/" + mailboxA + "/messages", ChangeType: "created,updated,deleted",
+		NotificationURL: "https://example.test/api/webhook", ExpirationDateTime: time.Now().Add(48 * time.Hour)})
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, e.fg.AddMessage(mailboxA, fakegraph.MailItem{Props: map[string]any{"subject": fmt.Sprint("missed ", i)}}))
+	}
+	r := e.invokeMessage(lifecycleMsg(nil, string(graph.Missed)))
+	if len(r.logs) == 0 || !strings.Contains(r.logs[0], "caught up users/"+mailboxA+"/messages (3 items queued)") {
+		t.Fatalf("logs %q", r.logs)
+	}
+	if len(queued) != 1 {
+		t.Fatalf("%d catch-up messages, want 1", len(queued))
+	}
+	var m message.Message
+	if err := json.Unmarshal(queued[0], &m); err != nil || m.Kind != message.KindNotifications || len(m.Notifications) != 3 {
+		t.Fatalf("catch-up message %s (%v)", queued[0], err)
+	}
+	r = e.invokeMessage(&m)
+	if len(r.events) != 3 {
+		t.Fatalf("%d events from the catch-up, want 3", len(r.events))
+	}
+	for _, ev := range r.events {
+		if ev.Resource != "messages" || ev.Context[family.MailboxContext] != mailboxA || !slices.Contains(ids, ev.ResourceID) {
+			t.Errorf("event %+v", ev)
+		}
+	}
+	// A reauthorizationRequired renews the one subscription with one PATCH.
+	patches := e.fg.Count("PATCH", "/v1.0/subscriptions/")
+	r = e.invokeMessage(lifecycleMsg(nil, string(graph.ReauthorizationRequired)))
+	if e.fg.Count("PATCH", "/v1.0/subscriptions/") != patches+1 || !strings.Contains(r.logs[0], "renewed mailbox subscription") {
+		t.Fatalf("reauthorization: %d PATCHes, logs %q", e.fg.Count("PATCH", "/v1.0/subscriptions/")-patches, r.logs)
 	}
 }
