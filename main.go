@@ -307,6 +307,9 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Queues:       func() (status.Queues, error) { return a.queue() },
 		Tables:       func() (status.Tables, error) { return state() },
 	}
+	if cfg.Mailboxes.Configured() {
+		a.status.Refusals = func() (status.Refusals, error) { return a.refusals() }
+	}
 	return a
 }
 
