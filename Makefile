@@ -103,3 +103,9 @@ bench-pipeline: deps ## Graph requests and events per change, state-table cost, 
 
 reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~7 min)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)
+
+# Mailboxes at scale: 10,000 mailboxes converged and kept against the Graph double, and the enrichment's
+# Graph requests per notification with Outlook's duplicates. Appended block; not part of `make test`.
+.PHONY: bench-mailboxes
+bench-mailboxes: ## 10,000 mailboxes: runs to converge, requests per mailbox per day, RSS → docs/benchmarks.md (~5 min)
+	$(GO) run ./cmd/benchmailboxes -out docs/benchmarks.md $(MAIL_ARGS)
