@@ -125,3 +125,9 @@ reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the
 
 bench-scale: deps ## tenant scale: full passes (20k, 100k users), burst, 5,000-notification POST → docs/benchmarks.md (~10 min)
 	$(GO) run ./cmd/benchscale -out docs/benchmarks.md $(SCALE_ARGS)
+
+# Mailboxes at scale: 10,000 mailboxes converged and kept against the Graph double, and the enrichment's
+# Graph requests per notification with Outlook's duplicates. Appended block; not part of `make test`.
+.PHONY: bench-mailboxes
+bench-mailboxes: ## 10,000 mailboxes: runs to converge, requests per mailbox per day, RSS → docs/benchmarks.md (~5 min)
+	$(GO) run ./cmd/benchmailboxes -out docs/benchmarks.md $(MAIL_ARGS)

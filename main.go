@@ -28,9 +28,11 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/refusals"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/safetext"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
@@ -205,6 +207,7 @@ func runRedacted(ctx context.Context, args []string, getenv func(string) string,
 		Events:        a.events,
 		Subscriptions: a.keeper,
 		Resync:        a.resync,
+		CatchUp:       a.catchUp,
 		Gate:          a.gate,
 		Now:           time.Now,
 	}).Register(srv)
@@ -236,6 +239,9 @@ type app struct {
 	keeper *subscription.Keeper
 	resync *resync.Runner
 	status *status.Checker
+
+	refusals func() (*refusals.Store, error) // mailbox subscription refusals (mailboxes.go)
+	catchUp  *mailbox.CatchUp
 }
 
 func newApp(cfg *config.Config, log *slog.Logger) *app {
@@ -288,6 +294,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 	})
 	// A new or recreated subscription means notifications may have been missed: resync its collection.
 	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
+	a.wireMailboxes(cfg)
 	a.status = &status.Checker{
 		Resources:   resourcePaths(cfg),
 		Collections: cfg.Collections(),
@@ -310,6 +317,9 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 
 		WeakClientState: cfg.WeakClientState(),
 		Now:             time.Now,
+	}
+	if cfg.Mailboxes.Configured() {
+		a.status.Refusals = func() (status.Refusals, error) { return a.refusals() }
 	}
 	return a
 }
