@@ -145,7 +145,7 @@ func (c *Config) Plans() []family.Plan {
 	out := make([]family.Plan, 0, len(c.Resources))
 	for _, r := range c.Resources {
 		if p, ok := family.PlanOf(r, c.ChangeTypes); ok {
-			out = append(out, p)
+			out = append(out, c.withTeamsModel(p))
 		}
 	}
 	return out
