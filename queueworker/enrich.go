@@ -68,6 +68,11 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 
 	var t tally
 	objs, unusable := f.coalesce(m, &t)
+	toRead, opened, unusable, err := f.openPayloads(ctx, log, m, objs, unusable, &t)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(toRead, opened...)
 	var logs []string
 	if len(unusable) > 0 {
 		idx := make([]int, 0, len(unusable))
@@ -85,8 +90,8 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		logs = append(logs, fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)))
 	}
 
-	if len(objs) > 0 {
-		if err := f.read(ctx, log, m, objs, &t); err != nil {
+	if len(toRead) > 0 {
+		if err := f.read(ctx, log, m, toRead, &t); err != nil {
 			return nil, err
 		}
 	}
