@@ -15,12 +15,20 @@ const (
 	exampleFile   = "01EXAMPLE0FILE0000000000000000000B"
 )
 
+// The mailbox the mail examples add to and change, and two messages and an event, in Graph's id shapes.
+const (
+	exampleMailbox  = "0e5a11b0-0000-4000-8000-0000000000aa"
+	exampleMessage  = "AAMkAGExampleMessageOfTheControlApiExamples0000000000000001AAA="
+	exampleMessage2 = "AAMkAGExampleMessageOfTheControlApiExamples0000000000000002AAA="
+	exampleEvent    = "AAMkAGExampleEventOfTheControlApiExamples000000000000000001AAA="
+)
+
 // The channel and message the Teams examples post to and change (an id far below the millisecond ids the
 // double gives, so it is free after the story too).
 const (
-	exampleTeam    = "0e7a0000-0000-4000-8000-00000000beef"
-	exampleChannel = "19:examplechannel@thread.tacv2"
-	exampleMessage = "1000000000001"
+	exampleTeam         = "0e7a0000-0000-4000-8000-00000000beef"
+	exampleChannel      = "19:examplechannel@thread.tacv2"
+	exampleTeamsMessage = "1000000000001"
 )
 
 // controlExample is one route of the Graph double's control API with a request that works against the
@@ -85,9 +93,18 @@ func controlExamples(base, subID string) []controlExample {
 		{"POST", "/_control/drives/{id}/expire-tokens", "make the drive's delta tokens answer 410 resyncRequired", "/_control/drives/" + exampleDrive + "/expire-tokens", "", ""},
 		{"POST", "/_control/drives-lag", "delta sees a change only after this delay (and these many calls)", "/_control/drives-lag", `{"seconds":0,"calls":0}`, ""},
 		{"POST", "/_control/drives/{id}/items/{item}/delete", "delete a file, or a folder and what is below it", "/_control/drives/" + exampleDrive + "/items/" + exampleFolder + "/delete", "", ""},
-		{"POST", "/_control/teams/messages", "post a channel message (id optional) → the message; or {\"chatId\":…} for a chat", "/_control/teams/messages", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","id":"` + exampleMessage + `","fromDisplayName":"Ada","content":"<p>hello</p>"}`, ""},
-		{"POST", "/_control/teams/messages/{id}", "edit a message's content (the place in the body)", "/_control/teams/messages/" + exampleMessage, `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","content":"<p>hello again</p>"}`, ""},
-		{"POST", "/_control/teams/messages/{id}/delete", "delete a message (deletedDateTime set, body emptied)", "/_control/teams/messages/" + exampleMessage + "/delete", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `"}`, ""},
+		{"POST", "/_control/mailboxes/{user}/messages", "add a message to a folder (id optional; default inbox)", "/_control/mailboxes/" + exampleMailbox + "/messages", `{"id":"` + exampleMessage + `","folder":"inbox","props":{"subject":"Quote for Contoso","from":{"emailAddress":{"address":"buyer@fabrikam.example"}}}}`, ""},
+		{"POST", "/_control/mailboxes/{user}/messages", "add another", "/_control/mailboxes/" + exampleMailbox + "/messages", `{"id":"` + exampleMessage2 + `","props":{"subject":"Newsletter"}}`, ""},
+		{"POST", "/_control/mailboxes/{user}/messages/{id}", "mark a message read, categorise it", "/_control/mailboxes/" + exampleMailbox + "/messages/" + exampleMessage, `{"isRead":true,"categories":["Customer"]}`, ""},
+		{"POST", "/_control/mailboxes/{user}/messages/{id}/move", "move a message to another folder (it gets a new id)", "/_control/mailboxes/" + exampleMailbox + "/messages/" + exampleMessage + "/move", `{"folder":"archive"}`, ""},
+		{"DELETE", "/_control/mailboxes/{user}/messages/{id}", "delete a message for good", "/_control/mailboxes/" + exampleMailbox + "/messages/" + exampleMessage2, "", ""},
+		{"POST", "/_control/mailboxes/{user}/events", "add a calendar event (id optional)", "/_control/mailboxes/" + exampleMailbox + "/events", `{"id":"` + exampleEvent + `","props":{"subject":"Quarterly review"}}`, ""},
+		{"POST", "/_control/mailboxes/{user}/policy", "over quota, excluded by an access policy, dropping notifications", "/_control/mailboxes/" + exampleMailbox + "/policy", `{"overQuota":false,"accessDenied":false,"dropping":false}`, ""},
+		{"GET", "/_control/mailboxes", "the users with a mailbox", "/_control/mailboxes", "", ""},
+		{"POST", "/_control/mail-duplicates", "send each mail notification 1+n times", "/_control/mail-duplicates", `{"n":0}`, ""},
+		{"POST", "/_control/teams/messages", "post a channel message (id optional) → the message; or {\"chatId\":…} for a chat", "/_control/teams/messages", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","id":"` + exampleTeamsMessage + `","fromDisplayName":"Ada","content":"<p>hello</p>"}`, ""},
+		{"POST", "/_control/teams/messages/{id}", "edit a message's content (the place in the body)", "/_control/teams/messages/" + exampleTeamsMessage, `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","content":"<p>hello again</p>"}`, ""},
+		{"POST", "/_control/teams/messages/{id}/delete", "delete a message (deletedDateTime set, body emptied)", "/_control/teams/messages/" + exampleTeamsMessage + "/delete", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `"}`, ""},
 		{"GET", "/_control/teams/messages", "every message, deleted ones included", "/_control/teams/messages", "", ""},
 		{"POST", "/_control/teams/tamper", "damage the next count Teams notifications (badSignature, badPadding, unknownCertificateId, wrongThumbprint, noValidationTokens, token)", "/_control/teams/tamper", `{"badSignature":true,"count":1}`, ""},
 		{"GET", "/_control/requests", "the request log", "/_control/requests", "", ""},

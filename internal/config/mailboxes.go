@@ -9,8 +9,6 @@ import (
 const (
 	Mailboxes        = "GRAPH_MAILBOXES"
 	MailboxResources = "GRAPH_MAILBOX_RESOURCES"
-	MessageSelect    = "GRAPH_MESSAGE_SELECT"
-	EventSelect      = "GRAPH_EVENT_SELECT"
 )
 
 // The mailbox resources: a user's messages (every folder) and a user's calendar events.
@@ -19,34 +17,20 @@ const (
 	Events   = "events"
 )
 
-// DefaultMessageSelect is what a mail event carries when GRAPH_MESSAGE_SELECT is empty: enough to tell what
-// arrived, from whom, where it is filed and how it was triaged.
-var DefaultMessageSelect = []string{"id", "subject", "from", "toRecipients", "receivedDateTime", "isRead", "categories",
-	"parentFolderId", "importance", "flag", "hasAttachments", "conversationId", "internetMessageId", "lastModifiedDateTime"}
-
-// DefaultEventSelect is what a calendar event carries when GRAPH_EVENT_SELECT is empty.
-var DefaultEventSelect = []string{"id", "subject", "start", "end", "organizer", "attendees", "location", "isAllDay",
-	"isCancelled", "showAs", "type", "categories", "iCalUId", "lastModifiedDateTime"}
-
 // MailboxSettings is GRAPH_MAILBOXES and what goes with it.
 type MailboxSettings struct {
 	Users     []string // user object ids (lower case), in the order named
 	Groups    []string // group object ids (lower case) whose user members are followed, re-read on every run
 	Resources []string // Messages and/or Events; default Messages
-	// MessageSelect and EventSelect are the properties read and put in events (always with id).
-	MessageSelect, EventSelect []string
 }
 
 // Configured reports whether GRAPH_MAILBOXES names any mailbox or group.
 func (m MailboxSettings) Configured() bool { return len(m.Users)+len(m.Groups) > 0 }
 
-// mailboxes parses GRAPH_MAILBOXES (user ids and group:{id}), GRAPH_MAILBOX_RESOURCES and the select settings.
+// mailboxes parses GRAPH_MAILBOXES (user ids and group:{id}) and GRAPH_MAILBOX_RESOURCES. The select settings
+// (GRAPH_MESSAGE_SELECT, GRAPH_EVENT_SELECT) are read with every kind's, from the family table (Select).
 func (l *loader) mailboxes() MailboxSettings {
-	m := MailboxSettings{
-		Resources:     l.mailboxResources(),
-		MessageSelect: l.selectList(MessageSelect, DefaultMessageSelect, "message"),
-		EventSelect:   l.selectList(EventSelect, DefaultEventSelect, "event"),
-	}
+	m := MailboxSettings{Resources: l.mailboxResources()}
 	for _, e := range strings.Split(l.get(Mailboxes), ",") {
 		e = strings.TrimSpace(e)
 		if e == "" {
@@ -61,7 +45,7 @@ func (l *loader) mailboxes() MailboxSettings {
 		}
 		if !guidRE.MatchString(id) {
 			l.fail(Mailboxes, "must be a comma-separated list of user object ids and group:{group object id}, each a GUID (a user principal name is not accepted)")
-			return MailboxSettings{Resources: m.Resources, MessageSelect: m.MessageSelect, EventSelect: m.EventSelect}
+			return MailboxSettings{Resources: m.Resources}
 		}
 		id = strings.ToLower(id)
 		list := &m.Users

@@ -185,7 +185,7 @@ func newTeamsStack(t *testing.T) *teamsStack {
 		t.Fatal(err)
 	}
 	st := &teamsStack{s: s, clock: clock, tok: token(t, s), rx: newReceiver(t), subs: map[string]string{}, decrypt: d,
-		tokens: &richnotify.TokenValidator{Keys: richnotify.NewTenantJWKS(s.AuthorityHost(), testTenant, s.Client()),
+		tokens: &richnotify.TokenValidator{Keys: richnotify.NewTenantJWKS(s.AuthorityHost(), testTenant, s.Client(), clock.Now),
 			ClientID: testClient, TenantID: testTenant, AuthorityHost: s.AuthorityHost()}}
 	for _, res := range []string{"teams/" + testTeam + "/channels/" + testChannel + "/messages", "chats/" + testChat + "/messages", "teams/getAllMessages"} {
 		r := createSub(t, s, st.tok, teamsSubBody(st.rx.URL, res, clock.Now().Add(3*24*time.Hour), a))
