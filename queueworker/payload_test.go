@@ -32,7 +32,7 @@ type teamsRig struct {
 	bodies [][]byte
 }
 
-func newTeamsRig(t *testing.T) *teamsRig {
+func newTeamsRig(t *testing.T, extra ...map[string]string) *teamsRig {
 	t.Helper()
 	pemText := func(p string) string {
 		b, err := os.ReadFile("../richnotify/testdata/" + p)
@@ -42,12 +42,18 @@ func newTeamsRig(t *testing.T) *teamsRig {
 		return string(b)
 	}
 	r := &teamsRig{}
-	r.env = newEnv(t, withSettings(map[string]string{
+	settings := map[string]string{
 		config.Resource:                "chats/" + teamsChat + "/messages",
 		config.EncryptionCertificate:   pemText("openssl/key-pkcs8.pem") + pemText("openssl/certificate.pem"),
 		config.EncryptionCertificateID: "cert-a",
 		config.ChatMessageSelect:       "id,body,from,deletedDateTime,chatId,channelIdentity",
-	}))
+	}
+	for _, x := range extra {
+		for k, v := range x {
+			settings[k] = strings.ReplaceAll(v, "GRAPH_VECTORS_PEM", pemText("graph-vectors/certificate-and-key.pem"))
+		}
+	}
+	r.env = newEnv(t, withSettings(settings))
 	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if tok := req.URL.Query().Get("validationToken"); tok != "" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -62,6 +68,9 @@ func newTeamsRig(t *testing.T) *teamsRig {
 	}))
 	t.Cleanup(rx.Close)
 	cert := r.cfg.Teams.Certificate
+	if r.cfg.Teams.Previous != nil {
+		cert = r.cfg.Teams.Previous // subscriptions made before a rotation, not yet moved
+	}
 	for _, res := range []string{"chats/" + teamsChat + "/messages", "teams/" + teamsTeam + "/channels/" + teamsChannel + "/messages"} {
 		_, err := r.graph.CreateSubscription(r.ctx, graph.Subscription{
 			ChangeType: "created,updated,deleted", NotificationURL: rx.URL, LifecycleNotificationURL: rx.URL, Resource: res,
@@ -277,4 +286,35 @@ func TestTeamsContentMustBeTheNamedMessage(t *testing.T) {
 	if len(res.events) != 0 || len(r.enqueuedTo(r.poison)) != 1 || !strings.Contains(r.logs.String(), "another message") {
 		t.Errorf("events %+v, poison %d, log:\n%s", res.events, len(r.enqueuedTo(r.poison)), r.logs.String())
 	}
+}
+
+// TestTeamsRotationOpensUnderThePreviousCertificate: with a new certificate current and the old one
+// previous, notifications Graph still encrypts for the old one open.
+func TestTeamsRotationOpensUnderThePreviousCertificate(t *testing.T) {
+	r := newTeamsRig(t, map[string]string{
+		config.EncryptionCertificate:           "GRAPH_VECTORS_PEM",
+		config.EncryptionCertificateID:         "cert-b",
+		config.EncryptionCertificatePrevious:   r0PEM(t),
+		config.EncryptionCertificatePreviousID: "cert-a",
+	})
+	if _, err := r.fg.PostTeamsMessage(fakegraph.ChatMessage{ChatID: teamsChat, Content: "under the old certificate"}); err != nil {
+		t.Fatal(err)
+	}
+	m := queued(t, r.deliveries(1)[0])
+	if !strings.Contains(string(m.Notifications[0].Raw), `"encryptionCertificateId":"cert-a"`) {
+		t.Fatalf("the double did not encrypt for the previous certificate: %s", m.Notifications[0].Raw)
+	}
+	if evs := r.invokeMessage(m).events; len(evs) != 1 || evs[0].ResourceID == "" {
+		t.Fatalf("events %+v", evs)
+	}
+}
+
+func r0PEM(t *testing.T) string {
+	t.Helper()
+	k, err1 := os.ReadFile("../richnotify/testdata/openssl/key-pkcs8.pem")
+	c, err2 := os.ReadFile("../richnotify/testdata/openssl/certificate.pem")
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	return string(k) + string(c)
 }
