@@ -316,10 +316,14 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Tables:       func() (status.Tables, error) { return state() },
 
 		WeakClientState: cfg.WeakClientState(),
+		MinLife:         minLife(cfg),
 		Now:             time.Now,
 	}
 	if cfg.Mailboxes.Configured() {
 		a.status.Refusals = func() (status.Refusals, error) { return a.refusals() }
+	}
+	if cfg.Teams.Previous != nil {
+		a.status.PreviousCertificateID = cfg.Teams.Previous.ID()
 	}
 	return a
 }
@@ -375,6 +379,19 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io
 }
 
 // resourcePaths lists the resources of the subscriptions GRAPH_RESOURCE implies, as Graph names them.
+// minLife is, per subscription resource, the life left under which `handler status` calls for attention:
+// the status default, or a quarter of the lifetime for subscriptions the timer renews at half theirs.
+func minLife(cfg *config.Config) func(resource string) time.Duration {
+	return func(resource string) time.Duration {
+		for _, p := range cfg.Plans() {
+			if p.Resource == resource && p.Lifetime <= subscription.RenewBelow {
+				return p.Lifetime / 4
+			}
+		}
+		return 0
+	}
+}
+
 func resourcePaths(cfg *config.Config) []string {
 	var out []string
 	for _, p := range cfg.Plans() {

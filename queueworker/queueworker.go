@@ -200,6 +200,7 @@ type Function struct {
 
 	keysOnce sync.Once
 	keys     KeySource
+	opener   payloadOpener
 }
 
 // New builds the function. Nothing is checked or connected until an invocation needs it.
