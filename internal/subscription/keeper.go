@@ -189,6 +189,7 @@ type LifecycleResult struct {
 // resources) enter it, and entries older than LifecycleInterval are pruned on every use, so it never holds
 // more than a few entries per configured resource.
 type lifecycleLimits struct {
+	listing  sync.Mutex // one lifecycle list call at a time: concurrent invocations share its answer
 	mu       sync.Mutex // never held across a Graph call
 	last     map[string]time.Time
 	recent   []time.Time // the process's actions within LifecycleInterval, at most MaxLifecycleActions
@@ -359,6 +360,8 @@ func (k *Keeper) mailboxRemoved(ctx context.Context, res LifecycleResult) Lifecy
 
 // listForLifecycle returns this app's subscriptions, listed at most ListReuse ago.
 func (k *Keeper) listForLifecycle(ctx context.Context) ([]graph.Subscription, error) {
+	k.limits.listing.Lock()
+	defer k.limits.listing.Unlock()
 	now := k.now()
 	k.limits.mu.Lock()
 	if !k.limits.listedAt.IsZero() && now.Sub(k.limits.listedAt) < ListReuse && now.Sub(k.limits.listedAt) >= 0 {
