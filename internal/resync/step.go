@@ -80,8 +80,10 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	start := r.now()
 	var sum StepResult
 	origin := ""
-	if c, err := DecodeContinuation(m.Continuation); err == nil {
-		origin = c.Link
+	if m != nil {
+		if c, err := DecodeContinuation(m.Continuation); err == nil {
+			origin = c.Link
+		}
 	}
 	for {
 		later := sum.Pages > 0
@@ -104,8 +106,8 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		}
 		c := *out.next
 		if !r.withinBudget(ctx, start) {
-			// If this enqueue fails, the host redelivers the message; once its link is behind the pass's Prev it
-			// is dropped as stale and the pass looks stalled until Request or the timer resumes it.
+			// If this enqueue fails, the host redelivers the message this invocation began with, which the
+			// pass's Origin recognises: its step re-sends the continuation.
 			return sum, r.handOver(ctx, c, nil)
 		}
 		next := r.message(c, 0, nil)
