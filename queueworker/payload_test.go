@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +33,7 @@ type teamsRig struct {
 	bodies [][]byte
 }
 
-func newTeamsRig(t *testing.T, extra ...map[string]string) *teamsRig {
+func newTeamsRig(t testing.TB, extra ...map[string]string) *teamsRig {
 	t.Helper()
 	pemText := func(p string) string {
 		b, err := os.ReadFile("../richnotify/testdata/" + p)
@@ -317,4 +318,66 @@ func r0PEM(t *testing.T) string {
 		t.Fatal(err1, err2)
 	}
 	return string(k) + string(c)
+}
+
+// BenchmarkTeamsWorker1000 is the worker on 1,000 rich notifications (one chat, each a new message), packed
+// into work-queue messages as the webhook packs them: validation tokens judged, content decrypted, events
+// built, and not one Graph request. The events go to an in-memory writer: this is the worker's own cost.
+func BenchmarkTeamsWorker1000(b *testing.B) {
+	r := newTeamsRig(b)
+	const n = 1000
+	for i := range n {
+		if _, err := r.fg.PostTeamsMessage(fakegraph.ChatMessage{ChatID: teamsChat, FromDisplayName: "Ada", Content: "<p>message " + strconv.Itoa(i) + " of a benchmark, about as long as a chat line</p>"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var all []graph.ChangeNotification
+	var tokens []string
+	deadline := time.Now().Add(60 * time.Second)
+	for len(all) < n {
+		all, tokens = nil, nil
+		for _, body := range r.deliveries(1) {
+			var env struct {
+				Value            []graph.ChangeNotification `json:"value"`
+				ValidationTokens []string                   `json:"validationTokens"`
+			}
+			if err := json.Unmarshal(body, &env); err != nil {
+				b.Fatal(err)
+			}
+			all = append(all, env.Value...)
+			tokens = env.ValidationTokens
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d notifications delivered, want %d", len(all), n)
+		}
+	}
+	msgs, tooBig, err := message.Split(message.Message{V: message.Version, Kind: message.KindNotifications, ValidationTokens: tokens, FirstSeen: firstSeen}, all)
+	if err != nil || len(tooBig) != 0 {
+		b.Fatal(err, len(tooBig))
+	}
+	reqs := make([][]byte, len(msgs))
+	for i := range msgs {
+		reqs[i] = hostText(b, &msgs[i])
+	}
+	graphBefore := len(r.fg.Requests())
+	b.ResetTimer()
+	for b.Loop() {
+		events := 0
+		for _, text := range reqs {
+			events += len(r.mustInvoke(hostRequest(b, text, 1)).events)
+		}
+		if events != n {
+			b.Fatalf("%d events, want %d", events, n)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(len(msgs)), "messages")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n/1e3, "µs/notification")
+	var graphReqs int
+	for _, req := range r.fg.Requests()[graphBefore:] {
+		if strings.HasPrefix(req.Path, "/v1.0/") {
+			graphReqs++
+		}
+	}
+	b.ReportMetric(float64(graphReqs)/float64(b.N*n), "graph-requests/notification")
 }
