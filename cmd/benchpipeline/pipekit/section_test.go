@@ -60,3 +60,18 @@ func TestWriteSectionPutsDetectionAndDrivesBetween(t *testing.T) {
 		t.Errorf("got\n%s", b)
 	}
 }
+
+func TestWriteSectionOptionalScaleComesLast(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "b.md")
+	for _, w := range [][2]string{{"scale", "S1"}, {"economy", "E"}, {"scale", "S2"}} {
+		if err := WriteSection(p, w[0], w[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(p)
+	got := string(b)
+	want := subBegin("scale") + "\nS2\n" + subEnd("scale") + "\n" + outerEnd + "\n"
+	if !strings.HasSuffix(got, want) || strings.Contains(got, "scale: not measured") || strings.Count(got, subBegin("scale")) != 1 {
+		t.Errorf("got\n%s", got)
+	}
+}
