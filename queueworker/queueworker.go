@@ -155,6 +155,12 @@ type Queue interface {
 	Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error
 }
 
+// CatchUp re-reads one mailbox resource after Graph said it missed notifications (*mailbox.CatchUp): its
+// recently modified items become notifications work; it returns how many.
+type CatchUp interface {
+	Run(ctx context.Context, resource, subscriptionID string) (queued int, truncated bool, err error)
+}
+
 // EventWriter writes change events, suppressing those that carry nothing new (*events.Writer).
 type EventWriter interface {
 	Write(ctx context.Context, items []events.Item) (events.Result, error)
@@ -172,6 +178,8 @@ type Deps struct {
 	Events        EventWriter
 	Subscriptions Subscriptions
 	Resync        Resync
+	// CatchUp catches up a mailbox after a missed lifecycle event; nil: mailboxes are not caught up.
+	CatchUp CatchUp
 	// Gate is the process's Graph throttling gate, shared with the resync.
 	Gate *directory.Gate
 	// Keys verifies validation tokens; nil means the keys named by the tenant's own OpenID discovery
@@ -192,6 +200,7 @@ type Function struct {
 
 	keysOnce sync.Once
 	keys     KeySource
+	opener   payloadOpener
 }
 
 // New builds the function. Nothing is checked or connected until an invocation needs it.

@@ -172,8 +172,8 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 			i := idx[late.Indexes[j]]
 			next[j] = i
 			e := items[i].Event
-			if !d.Emit || e.Members != nil || emitted[i] {
-				continue // not news, or written already
+			if !d.Emit || e.Members != nil || emitted[i] || items[i].QuietIfNew && d.Reason == objectstate.ReasonNew {
+				continue // not news, written already, or kept quiet as the first sight of an object
 			}
 			e.Changed, e.Previous = d.Changed, d.Previous
 			more = append(more, e)
