@@ -43,7 +43,7 @@
 # RENEW_SCHEDULE (hourly), RESYNC_INITIAL, RESYNC_CONTAINER; GRAPH_CLIENT_STATE (64 random characters,
 # generated once when absent, then kept). Passed on when set: AZURE_AUTHORITY_HOST,
 # GRAPH_LIFECYCLE_NOTIFICATION_URL, GRAPH_CLIENT_STATE_PREVIOUS, GRAPH_MAILBOXES, GRAPH_MAILBOX_RESOURCES,
-# GRAPH_TEAMS_MODEL, GRAPH_DRIVEITEM_SELECT, GRAPH_MESSAGE_SELECT, GRAPH_EVENT_SELECT,
+# GRAPH_TEAMS_MODEL, GRAPH_GROUP_SELECT, GRAPH_DRIVEITEM_SELECT, GRAPH_MESSAGE_SELECT, GRAPH_EVENT_SELECT,
 # GRAPH_CHATMESSAGE_SELECT, GRAPH_ENCRYPTION_CERTIFICATE_ID, GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS_ID, and
 # GRAPH_ENCRYPTION_CERTIFICATE[_PREVIOUS] as Key Vault references (@Microsoft.KeyVault(...)) only.
 set -euo pipefail
@@ -326,11 +326,17 @@ else
 	case "$PLAN" in
 	flex)
 		# No --runtime-version: see RUNTIME above. The create also attaches the identity to the app and gives
-		# it Storage Blob Data Contributor on the deployment container's account.
-		az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+		# it Storage Blob Data Contributor on the deployment container's account; CLI builds whose identity
+		# code writes the site with an API version older than Flex fail right there (Azure/azure-cli#30380).
+		if ! az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
 			--storage-account "$STORAGE_ACCOUNT" --flexconsumption-location "$LOCATION" --runtime "$RUNTIME" \
 			--deployment-storage-auth-type UserAssignedIdentity --deployment-storage-auth-value "$identity_id" \
-			--output none
+			--output none 2>"$tmp/create.err"; then
+			cat "$tmp/create.err" >&2
+			! grep -q 'FunctionAppConfig is invalid' "$tmp/create.err" ||
+				die "this Azure CLI cannot attach an identity to a Flex Consumption app (Azure/azure-cli#30380): update it (az upgrade), delete the half-made app (az functionapp delete -g $RESOURCE_GROUP -n $APP_NAME), and run this script again"
+			die "az functionapp create failed (above)"
+		fi
 		;;
 	premium | dedicated)
 		plan_name="plan-$APP_NAME"
@@ -419,8 +425,11 @@ if [ -n "$ENCRYPTION_CERT_NAME" ]; then
 	GRAPH_ENCRYPTION_CERTIFICATE="@Microsoft.KeyVault(SecretUri=${vault_uri%/}/secrets/$ENCRYPTION_CERT_NAME/)"
 	GRAPH_ENCRYPTION_CERTIFICATE_ID="${GRAPH_ENCRYPTION_CERTIFICATE_ID:-$ENCRYPTION_CERT_NAME}"
 	info "GRAPH_ENCRYPTION_CERTIFICATE references $ENCRYPTION_CERT_NAME in $KEY_VAULT_NAME (id $GRAPH_ENCRYPTION_CERTIFICATE_ID)"
+elif [ -n "${GRAPH_ENCRYPTION_CERTIFICATE:-}${GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS:-}" ] && [ -z "$KEY_VAULT_NAME" ]; then
+	warn "GRAPH_ENCRYPTION_CERTIFICATE references a vault this script does not manage: $IDENTITY_NAME needs Key Vault Secrets User on it"
 fi
-if [[ ",$GRAPH_RESOURCE," =~ ,(teams|chats)/ ]] && [ -z "${GRAPH_ENCRYPTION_CERTIFICATE:-}" ] &&
+resources_lc=",${GRAPH_RESOURCE// /},"
+if [[ "${resources_lc,,}" =~ ,/?(teams|chats)/ ]] && [ -z "${GRAPH_ENCRYPTION_CERTIFICATE:-}" ] &&
 	[ -z "$(get_setting GRAPH_ENCRYPTION_CERTIFICATE)" ]; then
 	die "GRAPH_RESOURCE names Teams messages, which Graph sends encrypted: give a certificate with --key-vault NAME --encryption-cert CERT"
 fi
@@ -494,6 +503,8 @@ if [ -z "$client_state" ]; then
 	info "generated GRAPH_CLIENT_STATE (64 random characters, not shown)"
 elif [ "${#client_state}" -lt 16 ] || [ "${#client_state}" -gt 128 ]; then
 	die "GRAPH_CLIENT_STATE must be 16 to 128 characters long (the handler refuses it otherwise); leave it unset to generate one"
+elif [ "${#client_state}" -lt 32 ]; then
+	warn "GRAPH_CLIENT_STATE has under 32 characters: handler status will report it weak; leave it unset to generate one"
 fi
 settings=(
 	"AzureWebJobsStorage__accountName=$STORAGE_ACCOUNT"
@@ -515,7 +526,7 @@ settings=(
 # Optional settings, passed on when set; the handler's defaults apply otherwise.
 for name in AZURE_AUTHORITY_HOST GRAPH_LIFECYCLE_NOTIFICATION_URL GRAPH_CLIENT_STATE_PREVIOUS \
 	GRAPH_MAILBOXES GRAPH_MAILBOX_RESOURCES GRAPH_TEAMS_MODEL \
-	GRAPH_DRIVEITEM_SELECT GRAPH_MESSAGE_SELECT GRAPH_EVENT_SELECT GRAPH_CHATMESSAGE_SELECT \
+	GRAPH_GROUP_SELECT GRAPH_DRIVEITEM_SELECT GRAPH_MESSAGE_SELECT GRAPH_EVENT_SELECT GRAPH_CHATMESSAGE_SELECT \
 	GRAPH_ENCRYPTION_CERTIFICATE GRAPH_ENCRYPTION_CERTIFICATE_ID \
 	GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS_ID; do
 	[ -z "${!name:-}" ] || settings+=("$name=${!name}")

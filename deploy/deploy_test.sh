@@ -120,6 +120,10 @@ for class in '[A-Z]' '[a-z]' '[0-9]'; do [[ ! "$cs" =~ $class ]] || classes=$((c
 if [ "$distinct" -ge 20 ] && [ "$classes" -ge 2 ]; then pass "client state: $distinct distinct characters, $classes classes"; else
 	fail "client state: $distinct distinct characters, $classes classes: not random-looking"
 fi
+# The handler's own bar for a strong clientState: the Shannon entropy of its characters' frequencies times
+# its length, at least 128 bits (internal/config, StrongClientStateBits).
+bits="$(printf '%s' "$cs" | fold -w1 | sort | uniq -c | awk -v n="${#cs}" '{ p = $1 / n; h -= p * log(p) / log(2) } END { printf "%d", h * n }')"
+if [ "$bits" -ge 128 ]; then pass "client state: about $bits bits by the handler's measure"; else fail "client state: $bits bits"; fi
 if [[ "$out" == *"$cs"* ]]; then fail "client state printed"; else pass "client state not printed"; fi
 first_cs="$cs"
 run_deploy default-again --
@@ -133,6 +137,14 @@ if [ "$rc" -ne 0 ]; then pass "no-custom: fails"; else fail "no-custom: exit 0";
 says "no-custom: names the CLI check" "az functionapp list-flexconsumption-runtimes -l eastus2 --runtime custom -o json"
 says "no-custom: passes on the CLI's reason" "Runtime 'custom' not supported"
 lacks "no-custom: nothing created" "az group create"
+
+# A CLI build that cannot attach an identity on Flex: the create fails; the script says to update the CLI.
+deploy old-cli FAKE_OLD_CLI=1 --
+if [ "$rc" -ne 0 ] && [[ "$out" == *"az upgrade"* ]] && [[ "$out" == *"Site.FunctionAppConfig is invalid"* ]]; then
+	pass "old-cli: refused, says to update the CLI"
+else
+	fail "old-cli: rc $rc: $out"
+fi
 
 # An existing Flex app already holding the identity (a rerun): no identity assign.
 run_deploy rerun FAKE_EXISTING_APP=flex FAKE_APP_IDENTITIES="$IDENTITY_ID" --
@@ -188,7 +200,7 @@ for p in User.Read.All Files.Read.All ChannelMessage.Read.All Mail.Read Calendar
 done
 
 # Teams messages without a certificate: stopped before any setting is written.
-deploy teams-no-cert GRAPH_RESOURCE=chats/getAllMessages --
+deploy teams-no-cert GRAPH_RESOURCE='users, chats/getAllMessages' --
 if [ "$rc" -ne 0 ] && [[ "$out" == *"--encryption-cert"* ]]; then pass "teams-no-cert: refused, says how"; else fail "teams-no-cert: rc $rc: $out"; fi
 lacks "teams-no-cert: no settings written" "appsettings set"
 deploy cert-missing FAKE_NO_CERT=1 -- --key-vault kv-ehtest --encryption-cert graph-enc
@@ -197,6 +209,15 @@ if [ "$rc" -ne 0 ] && [[ "$out" == *"az keyvault certificate create --vault-name
 else
 	fail "cert-missing: rc $rc: $out"
 fi
+
+# A certificate already given as a Key Vault reference: passed on, resolved with the identity, and a
+# reminder that the identity needs access to that vault.
+ref='@Microsoft.KeyVault(SecretUri=https://other.vault.azure.net/secrets/enc/)'
+run_deploy cert-ref GRAPH_RESOURCE=teams/getAllMessages GRAPH_ENCRYPTION_CERTIFICATE="$ref" GRAPH_ENCRYPTION_CERTIFICATE_ID=enc-2 --
+has "cert-ref: passed on" "\"name\":\"GRAPH_ENCRYPTION_CERTIFICATE\",\"value\":\"$ref\""
+has "cert-ref: id passed on" '"name":"GRAPH_ENCRYPTION_CERTIFICATE_ID","value":"enc-2"'
+has "cert-ref: references resolve with the identity" "{\"properties\":{\"keyVaultReferenceIdentity\":\"$IDENTITY_ID\"}}"
+says "cert-ref: vault access reminder" "needs Key Vault Secrets User"
 
 # Refused before any Azure call: a certificate in clear, a certificate without a vault, an unknown resource.
 for bad in "GRAPH_ENCRYPTION_CERTIFICATE=MIIKZgIBAzCCCiwGCSqGSIb3DQEHAaCCCh0Egg -- |must be a Key Vault reference" \

@@ -53,14 +53,17 @@ while [ $# -gt 0 ]; do
 	--resources)
 		IFS=',' read -r -a resources <<<"${2:?--resources needs a value}"
 		for r in "${resources[@]}"; do
+			# As the app reads them: spaces and outer slashes dropped, names in any case.
 			r="${r// /}"
+			r="${r#/}"
+			r="${r%/}"
 			[ -n "$r" ] || continue
-			case "$r" in
+			case "${r,,}" in
 			users | users/?*) permissions+=(User.Read.All) ;;
 			groups | groups/?*) permissions+=(Group.Read.All) ;;
 			drives/?*) [[ "$r" != */*/* ]] || die "--resources: $r: a drive is drives/{drive-id}"; permissions+=(Files.Read.All) ;;
-			teams/getAllMessages | teams/?*/channels/?*/messages) permissions+=(ChannelMessage.Read.All) ;;
-			chats/getAllMessages | chats/?*/messages) permissions+=(Chat.Read.All) ;;
+			teams/getallmessages | teams/?*/channels/?*/messages) permissions+=(ChannelMessage.Read.All) ;;
+			chats/getallmessages | chats/?*/messages) permissions+=(Chat.Read.All) ;;
 			*) die "--resources: $r is none of users, groups, drives/{id}, teams/getAllMessages, chats/getAllMessages, teams/{id}/channels/{id}/messages, chats/{id}/messages" ;;
 			esac
 		done
@@ -79,7 +82,8 @@ done
 if [ -n "${mailboxes// /}" ]; then
 	IFS=',' read -r -a kinds <<<"${mailbox_resources:-messages}"
 	for k in "${kinds[@]}"; do
-		case "${k// /}" in
+		k="${k// /}"
+		case "${k,,}" in
 		messages) permissions+=(Mail.Read) ;;
 		events) permissions+=(Calendars.Read) ;;
 		"") ;;
@@ -88,7 +92,8 @@ if [ -n "${mailboxes// /}" ]; then
 	done
 	IFS=',' read -r -a boxes <<<"$mailboxes"
 	for b in "${boxes[@]}"; do
-		case "${b// /}" in
+		b="${b// /}"
+		case "${b,,}" in
 		group:?*) permissions+=(GroupMember.Read.All) ;;
 		group:) die "--mailboxes: group: needs a group id" ;;
 		esac

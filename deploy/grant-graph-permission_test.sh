@@ -77,6 +77,14 @@ not_granted families User.Read.All
 check "families: six grants" test "$(grants)" = 6
 check "families: mailbox scope advice" says "application access"
 
+# As the app reads its settings: any case, spaces, outer slashes.
+grant cases -- --resources ' Users , /Drives/b!x/,TEAMS/getallmessages' --mailboxes 'u1, GROUP:g1' --mailbox-resources 'Events'
+ok_run cases
+for p in User.Read.All Files.Read.All ChannelMessage.Read.All Calendars.Read GroupMember.Read.All; do
+	granted cases "$p"
+done
+not_granted cases Mail.Read
+
 # Mailboxes default to messages; user ids alone need no group permission.
 grant mail -- --mailboxes user-1,user-2
 ok_run mail

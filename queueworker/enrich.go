@@ -17,6 +17,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
@@ -28,6 +29,7 @@ type object struct {
 	id      string // resource id as the first notification gave it
 	notes   []int  // indexes into the message's notifications
 	deleted bool   // a permanent deletion among them: confirmed before it is believed
+	created bool   // every notification about it said created (a mailbox item's first event)
 
 	event      *message.Event
 	readAt     time.Time // when Graph was read for the event
@@ -228,15 +230,16 @@ func (f *Function) coalesce(m *message.Message, t *tally) (objs []*object, unusa
 			unusable = append(unusable, malformed{i, err.Error()})
 			continue
 		case !ok:
-			unusable = append(unusable, malformed{i, "resource is neither users nor groups"})
+			unusable = append(unusable, malformed{i, "resource is of no family the product follows"})
 			continue
 		}
 		o := byID[t.Key]
 		if o == nil {
-			o = &object{target: t, kind: t.Kind, id: t.ID}
+			o = &object{target: t, kind: t.Kind, id: t.ID, created: true}
 			byID[t.Key] = o
 			objs = append(objs, o)
 		}
+		o.created = o.created && ct == graph.Created
 		o.notes = append(o.notes, i)
 		o.deleted = o.deleted || ct == graph.Deleted
 	}
@@ -269,8 +272,12 @@ func (f *Function) finish(o *object, m *message.Message, ct graph.ChangeType, so
 	// No members: a members@delta in a group notification is a hint anyone with the clientState can write,
 	// and membership is what downstream systems grant access by. It comes only from Graph, in the groups
 	// delta pass every group notification requests.
+	var where map[string]string
+	if user, _, ok := family.MailboxOf(o.target.Scope); ok {
+		where = map[string]string{family.MailboxContext: user}
+	}
 	e := directory.NewEvent(f.d.Config.TenantID, f.d.Config.Select(o.kind.Collection), directory.Change{
-		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props,
+		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props, Context: where,
 		Source: message.SourceNotification, SubscriptionID: m.Notifications[o.notes[0]].SubscriptionID, Origin: origin,
 	}, now)
 	o.event, o.readAt = &e, now
@@ -326,8 +333,58 @@ func (f *Function) read(ctx context.Context, log *slog.Logger, m *message.Messag
 			f.settle(log, m, these[i], rd, now, t)
 		}
 	}
+	if err := f.readMailboxItems(work, log, m, objs, g, &refusals, t); err != nil {
+		return err
+	}
 	if refusals.All() {
 		return fmt.Errorf("graph refused to read every one of %d objects: %w", refusals.Asked, refusals.First)
+	}
+	return nil
+}
+
+// readMailboxItems reads the mailbox items among objs, across mailboxes, in shared $batches, and settles
+// each: an event (mailbox.Verdict: a 404 is a confirmed delete, a found item is never reported deleted), a
+// later attempt, or a refusal.
+func (f *Function) readMailboxItems(ctx context.Context, log *slog.Logger, m *message.Message, objs []*object, g directory.Graph, refusals *directory.Refusals, t *tally) error {
+	var these []*object
+	var items []mailbox.Item
+	for _, o := range objs {
+		if user, kind, ok := family.MailboxOf(o.target.Scope); ok {
+			these = append(these, o)
+			items = append(items, mailbox.Item{User: user, Kind: kind, ID: o.id})
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	reader := &mailbox.Reader{Graph: g, Gate: f.d.Gate, Now: f.now, ThrottleDefault: f.backoffBase}
+	reads, err := reader.Read(ctx, items, func(k family.Kind) []string { return f.d.Config.Select(k.Collection) })
+	if err != nil {
+		return fmt.Errorf("reading %d mailbox items: %w", len(items), err)
+	}
+	refusals.Add(reads...)
+	now := f.now()
+	for i, rd := range reads {
+		o := these[i]
+		ct, obj, settled := mailbox.Verdict(rd, o.created)
+		switch {
+		case settled:
+			f.finish(o, m, ct, false, obj, now)
+			switch {
+			case ct == graph.Deleted:
+				t.deleted++
+			case o.deleted:
+				log.Warn("a mailbox item was reported deleted, but it exists: reporting it as updated", "resource", o.kind.Collection, "id", o.id)
+				t.notDeleted++
+				t.updated++
+			default:
+				t.updated++
+			}
+		case rd.Outcome == directory.Refused:
+			o.refused = rd.Err
+		default:
+			o.later(reasonOf(rd.Outcome), rd.RetryAfter)
+		}
 	}
 	return nil
 }

@@ -19,7 +19,8 @@
 # Knobs (environment): FAKE_EXISTING_APP=flex|premium (the function app exists before the run),
 # FAKE_APP_IDENTITIES (identity resource ids already attached to it), FAKE_NO_CUSTOM=1, FAKE_NO_GRAPH_SP=1
 # (Graph Change Tracking's service principal is missing), FAKE_NO_CERT=1 (no such Key Vault certificate),
-# FAKE_GRANTED (Graph permissions already granted, comma-separated).
+# FAKE_OLD_CLI=1 (a CLI build whose Flex create fails attaching the identity), FAKE_GRANTED (Graph
+# permissions already granted, comma-separated).
 set -u
 printf 'az %s\n' "$*" >>"$AZ_LOG"
 state="${FAKE_STATE:?FAKE_STATE must name a directory}"
@@ -91,6 +92,8 @@ case "$*" in
 			fail "Invalid version $version for runtime custom for function apps on the Flex Consumption plan. Supported versions for runtime custom are ['']."
 		fi
 		printf flex >"$state/app"
+		# Older CLI builds make the app, then fail attaching its identity (Azure/azure-cli#30380).
+		[ -z "${FAKE_OLD_CLI:-}" ] || [ "${o[--deployment-storage-auth-type]:-}" != UserAssignedIdentity ] || fail "$flex_refusal"
 		if [ "${o[--deployment-storage-auth-type]:-}" = UserAssignedIdentity ]; then
 			printf '%s' "${o[--deployment-storage-auth-value]:-}" >>"$state/identities"
 			echo >>"$state/identities"

@@ -84,6 +84,8 @@ type Checker struct {
 	Checkpoints func() (Checkpoints, error)
 	Queues      func() (Queues, error)
 	Tables      func() (Tables, error) // nil: Table storage is not checked
+	// Refusals reads Graph's refusals to subscribe to mailboxes (mailboxes.go); nil: no mailboxes.
+	Refusals func() (Refusals, error)
 
 	// WeakClientState says why GRAPH_CLIENT_STATE is weak (config.Config.WeakClientState), or "".
 	WeakClientState string
@@ -127,7 +129,9 @@ type Report struct {
 	Subscriptions []Subscription `json:"subscriptions"`
 	Resync        []Resync       `json:"resync"`
 	Queues        []Queue        `json:"queues"`
-	Findings      []Finding      `json:"findings"`
+	// Mailboxes are the mailboxes Graph refused to subscribe to (absent when no mailboxes are configured).
+	Mailboxes *Mailboxes `json:"mailboxes,omitempty"`
+	Findings  []Finding  `json:"findings"`
 }
 
 // Subscription states.
@@ -228,10 +232,11 @@ func (c *Checker) Check(ctx context.Context) Report {
 	defer cancel()
 
 	r := Report{V: Version, CheckedAt: now().UTC(), Subscriptions: []Subscription{}, Resync: []Resync{}, Queues: []Queue{}}
-	var graphFindings, storageFindings []Finding
+	var graphFindings, storageFindings, mailboxFindings []Finding
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Subscriptions, graphFindings = c.checkGraph(ctx, r.CheckedAt) })
 	wg.Go(func() { r.Resync, r.Queues, storageFindings = c.checkStorage(ctx, r.CheckedAt) })
+	wg.Go(func() { r.Mailboxes, mailboxFindings = c.checkMailboxes(ctx, r.CheckedAt) })
 	wg.Wait()
 	// One missing setting can stop several parts (the checkpoint store and the queues): say it once.
 	r.Findings = []Finding{}
@@ -240,7 +245,7 @@ func (c *Checker) Check(ctx context.Context) Report {
 			Message: "GRAPH_CLIENT_STATE is weak: " + c.WeakClientState + ". Every subscription's notification URL carries a short fingerprint of it (cs), so whoever sees that URL can test guesses offline, and with the secret forge notifications.",
 			Action:  config.RotateClientStateSteps})
 	}
-	for _, f := range append(graphFindings, storageFindings...) {
+	for _, f := range slices.Concat(graphFindings, storageFindings, mailboxFindings) {
 		if !slices.Contains(r.Findings, f) {
 			r.Findings = append(r.Findings, f)
 		}
