@@ -110,8 +110,9 @@ local.settings.json Values in the working folder; -h on a command describes it):
   unsubscribe              delete this app's Graph subscriptions for GRAPH_RESOURCE (clean uninstall)
   replay-poison [-dry-run] move messages from webhooksnotificationqueue-poison back to the queue
   resync [collection…]     start a delta-query resync pass now (after an outage you know of) for every
-                           collection GRAPH_RESOURCE names, or for those given (users, groups); the queue
-                           worker runs it page by page. A pass already running is not started twice.
+                           collection GRAPH_RESOURCE names, or for those given (users, groups,
+                           drives/{drive-id}); the queue worker runs it page by page. A pass already running
+                           is not started twice.
 `
 
 // run is the whole program behind main, with its dependencies passed in so tests can run it in-process.
@@ -190,6 +191,10 @@ func runRedacted(ctx context.Context, args []string, getenv func(string) string,
 	for _, p := range cfg.Problems() {
 		log.Warn("app setting unusable; functions that need it will fail", "setting", p.Setting, "problem", p.Text)
 	}
+	if why := cfg.WeakClientState(); why != "" {
+		log.Warn("GRAPH_CLIENT_STATE is weak: anyone who sees a subscription's notification URL can test guesses of it offline; it keeps working, but rotate it",
+			"setting", config.ClientState, "problem", why, "rotate", config.RotateClientStateSteps)
+	}
 	srv := customhandler.NewServer(log)
 	srv.RedactLogs(red.Text)
 	webhook.New(cfg, time.Now).Register(srv)
@@ -203,6 +208,7 @@ func runRedacted(ctx context.Context, args []string, getenv func(string) string,
 		Resync:        a.resync,
 		CatchUp:       a.catchUp,
 		Gate:          a.gate,
+		Now:           time.Now,
 	}).Register(srv)
 	renewtimer.New(a.keeper, a.resync, statusAlerts{a.status}, time.Now).Register(srv)
 	if testHookServer != nil {
@@ -255,7 +261,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		if err != nil {
 			return nil, err
 		}
-		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: logctx.From})
+		return graph.NewClient(cred, graph.ClientOptions{BaseURL: cfg.GraphBaseURL, Logger: log, LoggerFrom: logctx.From, Now: time.Now})
 	})
 	a.queue = sync.OnceValues(func() (*storagequeue.Client, error) {
 		if err := cfg.Check(config.Storage); err != nil {
@@ -283,10 +289,11 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Queue:  func() (resync.Queue, error) { return a.queue() },
 		Events: a.events,
 		Gate:   a.gate,
+		Now:    time.Now,
 	})
 	// A new or recreated subscription means notifications may have been missed: resync its collection.
 	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
-	a.wireMailboxes(cfg)
+	a.wireMailboxes(cfg, time.Now)
 	a.status = &status.Checker{
 		Resources:   resourcePaths(cfg),
 		Collections: cfg.Collections(),
@@ -306,6 +313,9 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Checkpoints:  func() (status.Checkpoints, error) { return store() },
 		Queues:       func() (status.Queues, error) { return a.queue() },
 		Tables:       func() (status.Tables, error) { return state() },
+
+		WeakClientState: cfg.WeakClientState(),
+		Now:             time.Now,
 	}
 	if cfg.Mailboxes.Configured() {
 		a.status.Refusals = func() (status.Refusals, error) { return a.refusals() }

@@ -186,6 +186,22 @@ func TestRunWarnsAboutMalformedSettingsAtStart(t *testing.T) {
 	}
 }
 
+func TestRunWarnsAboutAWeakClientStateAtStart(t *testing.T) {
+	for state, weak := range map[string]bool{"short-but-valid-state": true, "k2S8v0QyJ6m3rT1xW9pL4bN7cZ5dF0gH2jK8sA6uE4o=": false} {
+		var stderr syncBuffer
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		env := map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": freePort(t), "GRAPH_CLIENT_STATE": state}
+		run(ctx, []string{"handler"}, func(k string) string { return env[k] }, io.Discard, &stderr)
+		if got := strings.Contains(stderr.String(), "GRAPH_CLIENT_STATE is weak"); got != weak {
+			t.Errorf("%d characters: warned %v, want %v; stderr = %q", len(state), got, weak, stderr.String())
+		}
+		if weak && (!strings.Contains(stderr.String(), "GRAPH_CLIENT_STATE_PREVIOUS") || strings.Contains(stderr.String(), state)) {
+			t.Errorf("the warning lacks the rotation steps or shows the secret: %q", stderr.String())
+		}
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	err := run(context.Background(), []string{"handler", "frobnicate"}, os.Getenv, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "frobnicate") {

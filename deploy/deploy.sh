@@ -21,9 +21,13 @@
 #   --client-id ID          GRAPH_APP_CLIENT_ID   app registration id (graph-auth=secret)
 #   --key-vault NAME        KEY_VAULT_NAME        store the client secret in Key Vault and reference it
 #   --secret-name NAME      KEY_VAULT_SECRET_NAME default: graph-client-secret
+#   --encryption-cert NAME  ENCRYPTION_CERT_NAME  a certificate in --key-vault for rich notifications (Teams):
+#                                                 GRAPH_ENCRYPTION_CERTIFICATE references it, and
+#                                                 GRAPH_ENCRYPTION_CERTIFICATE_ID defaults to NAME
 #                           GRAPH_APP_CLIENT_SECRET  the secret itself (environment only, never a flag)
 #   --tenant ID             AZURE_TENANT_ID       default: the signed-in tenant
 #   --grant-graph                                 also run deploy/grant-graph-permission.sh (graph-auth=mi)
+#                                                 for the permissions GRAPH_RESOURCE and GRAPH_MAILBOXES need
 #   --skip-publish                                provision and configure only
 #   --zip-deploy                                  publish with az (zip deploy) even when func is installed
 #   --event-hubs            EVENT_HUBS=true       Graph delivers through Azure Event Hubs (off by default): creates
@@ -36,8 +40,12 @@
 #   --tenant-domain DOMAIN  EVENTHUB_TENANT_DOMAIN  the tenant's primary domain for the EventHub: URL;
 #                                                 default: looked up with az rest (Graph /organization)
 # Graph settings with design defaults: GRAPH_RESOURCE, GRAPH_CHANGE_TYPE, GRAPH_USER_SELECT, GRAPH_BASE_URL,
-# RENEW_SCHEDULE (hourly), RESYNC_INITIAL, RESYNC_CONTAINER; optional: AZURE_AUTHORITY_HOST,
-# GRAPH_LIFECYCLE_NOTIFICATION_URL, GRAPH_CLIENT_STATE (generated once when absent).
+# RENEW_SCHEDULE (hourly), RESYNC_INITIAL, RESYNC_CONTAINER; GRAPH_CLIENT_STATE (64 random characters,
+# generated once when absent, then kept). Passed on when set: AZURE_AUTHORITY_HOST,
+# GRAPH_LIFECYCLE_NOTIFICATION_URL, GRAPH_CLIENT_STATE_PREVIOUS, GRAPH_MAILBOXES, GRAPH_MAILBOX_RESOURCES,
+# GRAPH_TEAMS_MODEL, GRAPH_GROUP_SELECT, GRAPH_DRIVEITEM_SELECT, GRAPH_MESSAGE_SELECT, GRAPH_EVENT_SELECT,
+# GRAPH_CHATMESSAGE_SELECT, GRAPH_ENCRYPTION_CERTIFICATE_ID, GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS_ID, and
+# GRAPH_ENCRYPTION_CERTIFICATE[_PREVIOUS] as Key Vault references (@Microsoft.KeyVault(...)) only.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,6 +62,7 @@ GRAPH_APP_CLIENT_ID="${GRAPH_APP_CLIENT_ID:-}"
 GRAPH_APP_CLIENT_SECRET="${GRAPH_APP_CLIENT_SECRET:-}"
 KEY_VAULT_NAME="${KEY_VAULT_NAME:-}"
 KEY_VAULT_SECRET_NAME="${KEY_VAULT_SECRET_NAME:-graph-client-secret}"
+ENCRYPTION_CERT_NAME="${ENCRYPTION_CERT_NAME:-}"
 AZURE_TENANT_ID="${AZURE_TENANT_ID:-}"
 GRANT_GRAPH="${GRANT_GRAPH:-false}"
 SKIP_PUBLISH="${SKIP_PUBLISH:-false}"
@@ -86,7 +95,7 @@ die() {
 	printf 'deploy: error: %s\n' "$*" >&2
 	exit 1
 }
-usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -101,6 +110,7 @@ while [ $# -gt 0 ]; do
 	--client-id) GRAPH_APP_CLIENT_ID="${2:?}"; shift 2 ;;
 	--key-vault) KEY_VAULT_NAME="${2:?}"; shift 2 ;;
 	--secret-name) KEY_VAULT_SECRET_NAME="${2:?}"; shift 2 ;;
+	--encryption-cert) ENCRYPTION_CERT_NAME="${2:?}"; shift 2 ;;
 	--tenant) AZURE_TENANT_ID="${2:?}"; shift 2 ;;
 	--grant-graph) GRANT_GRAPH=true; shift ;;
 	--skip-publish) SKIP_PUBLISH=true; shift ;;
@@ -149,6 +159,20 @@ true)
 false) ;;
 *) die "EVENT_HUBS must be true or false" ;;
 esac
+if [ -n "$ENCRYPTION_CERT_NAME" ]; then
+	[ -n "$KEY_VAULT_NAME" ] || die "--encryption-cert needs --key-vault (the vault that holds the certificate)"
+	[[ "$ENCRYPTION_CERT_NAME" =~ ^[a-zA-Z0-9-]{1,127}$ ]] || die "--encryption-cert: a Key Vault certificate name (letters, digits and hyphens)"
+fi
+# The private key reaches the app only through Key Vault, never as an app setting's clear value.
+for name in GRAPH_ENCRYPTION_CERTIFICATE GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS; do
+	[[ -z "${!name:-}" || "${!name}" == "@Microsoft.KeyVault("* ]] ||
+		die "$name must be a Key Vault reference (@Microsoft.KeyVault(SecretUri=...)); or use --key-vault with --encryption-cert"
+done
+# The Graph application permissions the settings need, from the one mapping in grant-graph-permission.sh.
+grant_args=(--resources "$GRAPH_RESOURCE")
+[ -z "${GRAPH_MAILBOXES:-}" ] || grant_args+=(--mailboxes "$GRAPH_MAILBOXES" --mailbox-resources "${GRAPH_MAILBOX_RESOURCES:-messages}")
+graph_permissions="$("$ROOT/deploy/grant-graph-permission.sh" "${grant_args[@]}" --print | paste -sd, - | sed 's/,/, /g')" ||
+	die "GRAPH_RESOURCE or GRAPH_MAILBOXES: see the message above"
 
 command -v az >/dev/null 2>&1 || die "the Azure CLI (az) is not installed: https://learn.microsoft.com/cli/azure/install-azure-cli"
 az account show --output none 2>/dev/null || die "not signed in: run az login"
@@ -215,6 +239,14 @@ set_key_vault_reference_identity() {
 	printf '{"properties":{"keyVaultReferenceIdentity":"%s"}}' "$(json_escape "$identity_id")" >"$tmp/kvref.json"
 	az rest --method patch --url "$app_id?api-version=2023-12-01" --body "@$tmp/kvref.json" --output none
 	info "Key Vault references resolve with $IDENTITY_NAME"
+}
+
+# shell_words ARGS...: ARGS as a shell reads them back, single-quoted where needed (for printed commands).
+shell_words() {
+	local a q="'\\''"
+	for a in "$@"; do
+		if [[ "$a" =~ ^[A-Za-z0-9_./:=@,+-]+$ ]]; then printf ' %s' "$a"; else printf " '%s'" "${a//\'/$q}"; fi
+	done
 }
 
 urlencode() {
@@ -294,11 +326,17 @@ else
 	case "$PLAN" in
 	flex)
 		# No --runtime-version: see RUNTIME above. The create also attaches the identity to the app and gives
-		# it Storage Blob Data Contributor on the deployment container's account.
-		az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
+		# it Storage Blob Data Contributor on the deployment container's account; CLI builds whose identity
+		# code writes the site with an API version older than Flex fail right there (Azure/azure-cli#30380).
+		if ! az functionapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" \
 			--storage-account "$STORAGE_ACCOUNT" --flexconsumption-location "$LOCATION" --runtime "$RUNTIME" \
 			--deployment-storage-auth-type UserAssignedIdentity --deployment-storage-auth-value "$identity_id" \
-			--output none
+			--output none 2>"$tmp/create.err"; then
+			cat "$tmp/create.err" >&2
+			! grep -q 'FunctionAppConfig is invalid' "$tmp/create.err" ||
+				die "this Azure CLI cannot attach an identity to a Flex Consumption app (Azure/azure-cli#30380): update it (az upgrade), delete the half-made app (az functionapp delete -g $RESOURCE_GROUP -n $APP_NAME), and run this script again"
+			die "az functionapp create failed (above)"
+		fi
 		;;
 	premium | dedicated)
 		plan_name="plan-$APP_NAME"
@@ -338,6 +376,19 @@ if [ -n "$ai_id" ]; then
 	ai_settings=("APPLICATIONINSIGHTS_AUTHENTICATION_STRING=ClientId=$identity_client_id;Authorization=AAD")
 fi
 
+# ---- Key Vault (client secret, encryption certificate) ------------------------------------------------
+if [ -n "$KEY_VAULT_NAME" ]; then
+	say "Key Vault $KEY_VAULT_NAME"
+	if ! az keyvault show --name "$KEY_VAULT_NAME" --output none 2>/dev/null; then
+		az keyvault create --name "$KEY_VAULT_NAME" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
+			--enable-rbac-authorization true --output none
+		info "created $KEY_VAULT_NAME (Azure RBAC)"
+	fi
+	vault_id="$(az keyvault show --name "$KEY_VAULT_NAME" --query id --output tsv)"
+	vault_uri="$(az keyvault show --name "$KEY_VAULT_NAME" --query properties.vaultUri --output tsv)"
+	ensure_role "Key Vault Secrets User" "$vault_id" "$identity_principal_id"
+fi
+
 # ---- Graph credential -------------------------------------------------------------------------------------
 graph_settings=()
 if [ "$GRAPH_AUTH" = mi ]; then
@@ -349,14 +400,6 @@ else
 	graph_settings=("AZURE_CLIENT_ID=$GRAPH_APP_CLIENT_ID")
 	graph_client_principal=""
 	if [ -n "$KEY_VAULT_NAME" ]; then
-		say "Key Vault $KEY_VAULT_NAME"
-		if ! az keyvault show --name "$KEY_VAULT_NAME" --output none 2>/dev/null; then
-			az keyvault create --name "$KEY_VAULT_NAME" --resource-group "$RESOURCE_GROUP" --location "$LOCATION" \
-				--enable-rbac-authorization true --output none
-			info "created $KEY_VAULT_NAME (Azure RBAC)"
-		fi
-		vault_id="$(az keyvault show --name "$KEY_VAULT_NAME" --query id --output tsv)"
-		vault_uri="$(az keyvault show --name "$KEY_VAULT_NAME" --query properties.vaultUri --output tsv)"
 		if [ -n "$GRAPH_APP_CLIENT_SECRET" ]; then
 			umask 077
 			printf '%s' "$GRAPH_APP_CLIENT_SECRET" >"$tmp/secret"
@@ -365,14 +408,34 @@ else
 			rm -f "$tmp/secret"
 			info "stored the client secret as $KEY_VAULT_SECRET_NAME"
 		fi
-		ensure_role "Key Vault Secrets User" "$vault_id" "$identity_principal_id"
-		set_key_vault_reference_identity
 		# Versionless: the app picks up a rotated secret.
 		graph_settings+=("AZURE_CLIENT_SECRET=@Microsoft.KeyVault(SecretUri=${vault_uri%/}/secrets/$KEY_VAULT_SECRET_NAME/)")
 	else
 		warn "the client secret goes into an app setting in clear; prefer --key-vault"
 		graph_settings+=("AZURE_CLIENT_SECRET=$GRAPH_APP_CLIENT_SECRET")
 	fi
+fi
+
+# ---- rich notifications' certificate (Teams) ----------------------------------------------------------------
+# A Key Vault certificate's secret (secrets/NAME) is the certificate with its private key, PKCS#12 by
+# default; a versionless reference follows its renewals. Graph gets the public part only, from the handler.
+if [ -n "$ENCRYPTION_CERT_NAME" ]; then
+	az keyvault certificate show --vault-name "$KEY_VAULT_NAME" --name "$ENCRYPTION_CERT_NAME" --output none 2>/dev/null ||
+		die "no certificate $ENCRYPTION_CERT_NAME in $KEY_VAULT_NAME; create one (RSA 2048, self-signed is fine) with: az keyvault certificate create --vault-name $KEY_VAULT_NAME --name $ENCRYPTION_CERT_NAME --policy \"\$(az keyvault certificate get-default-policy)\""
+	GRAPH_ENCRYPTION_CERTIFICATE="@Microsoft.KeyVault(SecretUri=${vault_uri%/}/secrets/$ENCRYPTION_CERT_NAME/)"
+	GRAPH_ENCRYPTION_CERTIFICATE_ID="${GRAPH_ENCRYPTION_CERTIFICATE_ID:-$ENCRYPTION_CERT_NAME}"
+	info "GRAPH_ENCRYPTION_CERTIFICATE references $ENCRYPTION_CERT_NAME in $KEY_VAULT_NAME (id $GRAPH_ENCRYPTION_CERTIFICATE_ID)"
+elif [ -n "${GRAPH_ENCRYPTION_CERTIFICATE:-}${GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS:-}" ] && [ -z "$KEY_VAULT_NAME" ]; then
+	warn "GRAPH_ENCRYPTION_CERTIFICATE references a vault this script does not manage: $IDENTITY_NAME needs Key Vault Secrets User on it"
+fi
+resources_lc=",${GRAPH_RESOURCE// /},"
+if [[ "${resources_lc,,}" =~ ,/?(teams|chats)/ ]] && [ -z "${GRAPH_ENCRYPTION_CERTIFICATE:-}" ] &&
+	[ -z "$(get_setting GRAPH_ENCRYPTION_CERTIFICATE)" ]; then
+	die "GRAPH_RESOURCE names Teams messages, which Graph sends encrypted: give a certificate with --key-vault NAME --encryption-cert CERT"
+fi
+# Key Vault references (the client secret, the certificates) resolve with the user-assigned identity.
+if [[ "${graph_settings[*]} ${GRAPH_ENCRYPTION_CERTIFICATE:-} ${GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS:-}" == *"@Microsoft.KeyVault("* ]]; then
+	set_key_vault_reference_identity
 fi
 
 # ---- Event Hubs (optional) -------------------------------------------------------------------------------
@@ -440,6 +503,8 @@ if [ -z "$client_state" ]; then
 	info "generated GRAPH_CLIENT_STATE (64 random characters, not shown)"
 elif [ "${#client_state}" -lt 16 ] || [ "${#client_state}" -gt 128 ]; then
 	die "GRAPH_CLIENT_STATE must be 16 to 128 characters long (the handler refuses it otherwise); leave it unset to generate one"
+elif [ "${#client_state}" -lt 32 ]; then
+	warn "GRAPH_CLIENT_STATE has under 32 characters: handler status will report it weak; leave it unset to generate one"
 fi
 settings=(
 	"AzureWebJobsStorage__accountName=$STORAGE_ACCOUNT"
@@ -458,9 +523,14 @@ settings=(
 	"${eventhub_settings[@]}"
 )
 [ "${#ai_settings[@]}" -eq 0 ] || settings+=("${ai_settings[@]}")
-[ -z "${AZURE_AUTHORITY_HOST:-}" ] || settings+=("AZURE_AUTHORITY_HOST=$AZURE_AUTHORITY_HOST")
-[ -z "${GRAPH_LIFECYCLE_NOTIFICATION_URL:-}" ] || settings+=("GRAPH_LIFECYCLE_NOTIFICATION_URL=$GRAPH_LIFECYCLE_NOTIFICATION_URL")
-[ -z "${GRAPH_CLIENT_STATE_PREVIOUS:-}" ] || settings+=("GRAPH_CLIENT_STATE_PREVIOUS=$GRAPH_CLIENT_STATE_PREVIOUS")
+# Optional settings, passed on when set; the handler's defaults apply otherwise.
+for name in AZURE_AUTHORITY_HOST GRAPH_LIFECYCLE_NOTIFICATION_URL GRAPH_CLIENT_STATE_PREVIOUS \
+	GRAPH_MAILBOXES GRAPH_MAILBOX_RESOURCES GRAPH_TEAMS_MODEL \
+	GRAPH_GROUP_SELECT GRAPH_DRIVEITEM_SELECT GRAPH_MESSAGE_SELECT GRAPH_EVENT_SELECT GRAPH_CHATMESSAGE_SELECT \
+	GRAPH_ENCRYPTION_CERTIFICATE GRAPH_ENCRYPTION_CERTIFICATE_ID \
+	GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS_ID; do
+	[ -z "${!name:-}" ] || settings+=("$name=${!name}")
+done
 if [ "$PLAN" != flex ]; then
 	# Flex Consumption takes the runtime from the app's configuration and rejects these two settings.
 	settings+=("FUNCTIONS_WORKER_RUNTIME=custom" "FUNCTIONS_EXTENSION_VERSION=~4")
@@ -523,22 +593,23 @@ if [ "$SKIP_PUBLISH" != true ] && [ "$EVENT_HUBS" != true ]; then
 fi
 
 if [ "$GRAPH_AUTH" = mi ] && [ "$GRANT_GRAPH" = true ]; then
-	say "Granting Microsoft Graph User.Read.All to $IDENTITY_NAME"
-	"$ROOT/deploy/grant-graph-permission.sh" --principal-id "$graph_client_principal"
+	say "Granting Microsoft Graph $graph_permissions to $IDENTITY_NAME"
+	"$ROOT/deploy/grant-graph-permission.sh" --principal-id "$graph_client_principal" "${grant_args[@]}"
 fi
 
 # ---- next steps -------------------------------------------------------------------------------------------
 say "Done. Next steps"
 if [ "$GRAPH_AUTH" = mi ]; then
 	cat <<EOF
-  1. Grant Microsoft Graph User.Read.All (application) to the identity $IDENTITY_NAME, as a tenant admin:
-       deploy/grant-graph-permission.sh --identity-name $IDENTITY_NAME --resource-group $RESOURCE_GROUP
-     (the portal cannot grant Graph permissions to a managed identity; skip if you used --grant-graph)
+  1. Grant Microsoft Graph $graph_permissions (application) to the identity $IDENTITY_NAME, as a
+     tenant admin (the portal cannot grant Graph permissions to a managed identity; skip if you used
+     --grant-graph):
+       deploy/grant-graph-permission.sh --identity-name $IDENTITY_NAME --resource-group $RESOURCE_GROUP$(shell_words "${grant_args[@]}")
 EOF
 else
 	cat <<EOF
   1. In the app registration $GRAPH_APP_CLIENT_ID: API permissions > Microsoft Graph > Application
-     permissions > User.Read.All, then "Grant admin consent" for the tenant.
+     permissions > $graph_permissions, then "Grant admin consent" for the tenant.
 EOF
 fi
 cat <<EOF

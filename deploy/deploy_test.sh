@@ -120,6 +120,10 @@ for class in '[A-Z]' '[a-z]' '[0-9]'; do [[ ! "$cs" =~ $class ]] || classes=$((c
 if [ "$distinct" -ge 20 ] && [ "$classes" -ge 2 ]; then pass "client state: $distinct distinct characters, $classes classes"; else
 	fail "client state: $distinct distinct characters, $classes classes: not random-looking"
 fi
+# The handler's own bar for a strong clientState: the Shannon entropy of its characters' frequencies times
+# its length, at least 128 bits (internal/config, StrongClientStateBits).
+bits="$(printf '%s' "$cs" | fold -w1 | sort | uniq -c | awk -v n="${#cs}" '{ p = $1 / n; h -= p * log(p) / log(2) } END { printf "%d", h * n }')"
+if [ "$bits" -ge 128 ]; then pass "client state: about $bits bits by the handler's measure"; else fail "client state: $bits bits"; fi
 if [[ "$out" == *"$cs"* ]]; then fail "client state printed"; else pass "client state not printed"; fi
 first_cs="$cs"
 run_deploy default-again --
@@ -133,6 +137,14 @@ if [ "$rc" -ne 0 ]; then pass "no-custom: fails"; else fail "no-custom: exit 0";
 says "no-custom: names the CLI check" "az functionapp list-flexconsumption-runtimes -l eastus2 --runtime custom -o json"
 says "no-custom: passes on the CLI's reason" "Runtime 'custom' not supported"
 lacks "no-custom: nothing created" "az group create"
+
+# A CLI build that cannot attach an identity on Flex: the create fails; the script says to update the CLI.
+deploy old-cli FAKE_OLD_CLI=1 --
+if [ "$rc" -ne 0 ] && [[ "$out" == *"az upgrade"* ]] && [[ "$out" == *"Site.FunctionAppConfig is invalid"* ]]; then
+	pass "old-cli: refused, says to update the CLI"
+else
+	fail "old-cli: rc $rc: $out"
+fi
 
 # An existing Flex app already holding the identity (a rerun): no identity assign.
 run_deploy rerun FAKE_EXISTING_APP=flex FAKE_APP_IDENTITIES="$IDENTITY_ID" --
@@ -163,6 +175,59 @@ has "keyvault: secret as a versionless reference" '"name":"AZURE_CLIENT_SECRET",
 if [[ "$out" == *"s3cret-value"* ]] || grep -qF "s3cret-value" "$log"; then fail "keyvault: secret on a command line or printed"; else
 	pass "keyvault: secret neither printed nor on a command line"
 fi
+
+# This round's families: their settings passed on, the Teams certificate as a Key Vault reference, the
+# Graph permissions they need named in the next steps and granted with --grant-graph.
+run_deploy families GRAPH_RESOURCE='users,drives/b!x,teams/getAllMessages' GRAPH_MAILBOXES='u1,group:g1' \
+	GRAPH_MAILBOX_RESOURCES=messages,events GRAPH_TEAMS_MODEL=A GRAPH_DRIVEITEM_SELECT=id,name \
+	GRAPH_MESSAGE_SELECT=id,subject GRAPH_EVENT_SELECT=id GRAPH_CHATMESSAGE_SELECT=id,body -- \
+	--key-vault kv-ehtest --encryption-cert graph-enc --grant-graph
+for kv in 'GRAPH_RESOURCE","value":"users,drives/b!x,teams/getAllMessages' 'GRAPH_MAILBOXES","value":"u1,group:g1' \
+	'GRAPH_MAILBOX_RESOURCES","value":"messages,events' 'GRAPH_TEAMS_MODEL","value":"A' \
+	'GRAPH_DRIVEITEM_SELECT","value":"id,name' 'GRAPH_MESSAGE_SELECT","value":"id,subject' \
+	'GRAPH_EVENT_SELECT","value":"id' 'GRAPH_CHATMESSAGE_SELECT","value":"id,body' \
+	'GRAPH_ENCRYPTION_CERTIFICATE","value":"@Microsoft.KeyVault(SecretUri=https://kv-ehtest.vault.azure.net/secrets/graph-enc/)' \
+	'GRAPH_ENCRYPTION_CERTIFICATE_ID","value":"graph-enc'; do
+	has "families: ${kv%%\"*} set" "\"name\":\"$kv\""
+done
+has "families: the certificate looked up" "az keyvault certificate show --vault-name kv-ehtest --name graph-enc"
+has "families: the identity may read the vault" "--role Key Vault Secrets User"
+has "families: references resolve with the identity" "{\"properties\":{\"keyVaultReferenceIdentity\":\"$IDENTITY_ID\"}}"
+says "families: next steps name every permission" "User.Read.All, Files.Read.All, ChannelMessage.Read.All, Mail.Read, Calendars.Read, GroupMember.Read.All"
+says "families: next steps give the grant command for them" "--resources 'users,drives/b!x,teams/getAllMessages' --mailboxes u1,group:g1 --mailbox-resources messages,events"
+for p in User.Read.All Files.Read.All ChannelMessage.Read.All Mail.Read Calendars.Read GroupMember.Read.All; do
+	has "families: --grant-graph grants $p" "\"principalId\":\"identity-principal-id\",\"resourceId\":\"msgraph-sp-object-id\",\"appRoleId\":\"role-$p\""
+done
+
+# Teams messages without a certificate: stopped before any setting is written.
+deploy teams-no-cert GRAPH_RESOURCE='users, chats/getAllMessages' --
+if [ "$rc" -ne 0 ] && [[ "$out" == *"--encryption-cert"* ]]; then pass "teams-no-cert: refused, says how"; else fail "teams-no-cert: rc $rc: $out"; fi
+lacks "teams-no-cert: no settings written" "appsettings set"
+deploy cert-missing FAKE_NO_CERT=1 -- --key-vault kv-ehtest --encryption-cert graph-enc
+if [ "$rc" -ne 0 ] && [[ "$out" == *"az keyvault certificate create --vault-name kv-ehtest --name graph-enc"* ]]; then
+	pass "cert-missing: refused, says how to create it"
+else
+	fail "cert-missing: rc $rc: $out"
+fi
+
+# A certificate already given as a Key Vault reference: passed on, resolved with the identity, and a
+# reminder that the identity needs access to that vault.
+ref='@Microsoft.KeyVault(SecretUri=https://other.vault.azure.net/secrets/enc/)'
+run_deploy cert-ref GRAPH_RESOURCE=teams/getAllMessages GRAPH_ENCRYPTION_CERTIFICATE="$ref" GRAPH_ENCRYPTION_CERTIFICATE_ID=enc-2 --
+has "cert-ref: passed on" "\"name\":\"GRAPH_ENCRYPTION_CERTIFICATE\",\"value\":\"$ref\""
+has "cert-ref: id passed on" '"name":"GRAPH_ENCRYPTION_CERTIFICATE_ID","value":"enc-2"'
+has "cert-ref: references resolve with the identity" "{\"properties\":{\"keyVaultReferenceIdentity\":\"$IDENTITY_ID\"}}"
+says "cert-ref: vault access reminder" "needs Key Vault Secrets User"
+
+# Refused before any Azure call: a certificate in clear, a certificate without a vault, an unknown resource.
+for bad in "GRAPH_ENCRYPTION_CERTIFICATE=MIIKZgIBAzCCCiwGCSqGSIb3DQEHAaCCCh0Egg -- |must be a Key Vault reference" \
+	"-- --encryption-cert graph-enc|--encryption-cert needs --key-vault" "GRAPH_RESOURCE=contacts --|contacts is none of"; do
+	# shellcheck disable=SC2086 # the case's words are separate arguments
+	deploy refused ${bad%|*}
+	if [ "$rc" -ne 0 ] && [ ! -s "$log" ] && [[ "$out" == *"${bad#*|}"* ]]; then pass "refused before any az call: ${bad%|*}"; else
+		fail "not refused as expected: ${bad%|*}: rc $rc: $out"
+	fi
+done
 
 # --event-hubs: namespace (Standard) and hub, both roles, the settings, the function enabled.
 run_deploy eventhubs -- --event-hubs

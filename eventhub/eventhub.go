@@ -212,8 +212,8 @@ func isValidationEvent(body []byte) bool {
 }
 
 // repack merges the messages of a batch's events and splits them again under the queue's rules, so that
-// events holding one notification each fill messages of up to 20 (one Graph $batch for the worker) instead
-// of one message per event. Messages merge only with the same kind and validation tokens.
+// events holding one notification each fill messages as full as message.Split allows instead of one
+// message per event. Messages merge only with the same kind and validation tokens.
 func repack(msgs []message.Message) ([]message.Message, error) {
 	if len(msgs) <= 1 {
 		return msgs, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -25,7 +26,7 @@ const (
 	testSub    = "d850b120-7d8e-4a3b-9c2d-1e0f2a3b4c5d"
 )
 
-var fixedNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+var fixedNow = testclock.Date(2026, 11, 27, 10, 0, 0)
 
 func newFunction(env map[string]string) *Function {
 	if env == nil {
@@ -127,8 +128,8 @@ func TestGenuineEventsAreQueuedInFullMessages(t *testing.T) {
 		seqs = append(seqs, int64(100+i))
 	}
 	o := invoke(t, f, hostBatch(bodies...), hostMeta("3", seqs...))
-	if len(o.messages) != 2 || len(o.messages[0].Notifications) != message.MaxNotifications || len(o.messages[1].Notifications) != 5 {
-		t.Fatalf("messages: %d, want 2 (20 + 5): one event each must not mean one message each", len(o.messages))
+	if len(o.messages) != 1 || len(o.messages[0].Notifications) != 25 {
+		t.Fatalf("messages: %d, want 1 of 25: one event each must not mean one message each", len(o.messages))
 	}
 	ids := notificationIDs(o.messages)
 	for i, id := range ids {

@@ -3,6 +3,7 @@ package queueworker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -35,6 +36,7 @@ type object struct {
 	why        reason    // when left for later
 	retryAfter time.Duration
 	refused    error // Graph refused to read this object for good: its notifications go to poison alone
+	done       bool  // settled without an event of its own: a tap whose pass was requested, or dropped
 }
 
 // tally counts what an invocation did, for its Logs line.
@@ -87,10 +89,26 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		logs = append(logs, fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)))
 	}
 
-	if len(objs) > 0 {
-		if err := f.read(ctx, log, m, objs, &t); err != nil {
+	// How the worker learns what changed is the family's to say (family.Learn): read each object by id,
+	// or run a delta pass over the scope a tap names.
+	var byID, taps []*object
+	for _, o := range objs {
+		switch o.target.Family.Learn {
+		case family.ReadByID:
+			byID = append(byID, o)
+		case family.DeltaOnTap:
+			taps = append(taps, o)
+		default:
+			o.refused = fmt.Errorf("%s notifications carry their resource, and no reader of it is wired into the queue worker", o.target.Family.Name)
+		}
+	}
+	if len(byID) > 0 {
+		if err := f.read(ctx, log, m, byID, &t); err != nil {
 			return nil, err
 		}
+	}
+	if line := f.tap(ctx, log, taps); line != "" {
+		logs = append(logs, line)
 	}
 
 	// An object Graph refused to read (while it read the others) must not hold the rest hostage: its
@@ -119,7 +137,7 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 			groups = groups || directory.IsGroup(o.kind)
 			continue
 		}
-		if o.refused != nil {
+		if o.refused != nil || o.done {
 			continue
 		}
 		rest.notes = append(rest.notes, o.notes...)
@@ -398,6 +416,42 @@ func (f *Function) settle(log *slog.Logger, m *message.Message, o *object, rd di
 		o.later(reasonOf(rd.Outcome), rd.RetryAfter)
 	}
 }
+
+// tap turns the notifications of families that learn by delta into passes over the scopes they name: one
+// request per scope (a pass in progress collapses it into one follow-up), never a read per item. A tap for a
+// scope no configured subscription covers is dropped and counted, never read. A request that fails leaves
+// its notifications for a later attempt. It returns a line for the invocation's Logs ("" for no taps).
+func (f *Function) tap(ctx context.Context, log *slog.Logger, objs []*object) string {
+	if len(objs) == 0 {
+		return ""
+	}
+	covered := f.d.Config.Collections()
+	notes, passes, dropped := 0, 0, 0
+	for _, o := range objs {
+		notes += len(o.notes)
+		if !slices.Contains(covered, o.target.Scope) {
+			o.done = true
+			dropped += len(o.notes)
+			log.Warn("dropped notifications for a scope no configured subscription covers; nothing was read", "scope", o.target.Scope, "count", len(o.notes))
+			continue
+		}
+		if f.d.Resync == nil {
+			o.refused = errors.New("a tap arrived, but no resync is wired into the queue worker")
+			continue
+		}
+		if err := f.d.Resync.RequestResync(ctx, o.target.Scope, TapReason); err != nil {
+			log.Warn("could not request the pass a tap asks for; retrying later", "scope", o.target.Scope, "err", err)
+			o.later(reasonTransient, 0)
+			continue
+		}
+		o.done = true
+		passes++
+	}
+	return fmt.Sprintf("%d tap notifications: a delta pass requested for %d scope(s); %d dropped, as no configured subscription covers their scope", notes, passes, dropped)
+}
+
+// TapReason is the reason of the passes taps request.
+const TapReason = "change notification"
 
 // replicationWindow is how long the backoff steps of ReplicationRetries attempts add up to (30 + 60 + 120 s):
 // an object found nowhere is retried at least that long after its message was first seen, however many

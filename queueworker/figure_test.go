@@ -18,7 +18,7 @@ const (
 )
 
 // figureMessages builds 1,000 notifications for 500 users, each twice in a shuffled order, and splits them
-// the way the webhook does: POSTs of up to 100, each message.Split into messages of at most 20.
+// the way the webhook does: POSTs of up to 100, each message.Split as the webhook splits it.
 func figureMessages(t testing.TB, ids []string) (msgs []message.Message, notifications int) {
 	var ns []graph.ChangeNotification
 	for range figureRepeats {

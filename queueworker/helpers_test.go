@@ -199,7 +199,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: c.maxRetry})
+	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: c.maxRetry, Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Graph:  func() (directory.Graph, error) { return gc, nil },
 		Queue:  func() (Queue, error) { return recQueue{e, qc}, nil },
 		Events: e.events,
-		Keys:   jwtcheck.NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client()),
+		Keys:   jwtcheck.NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client(), time.Now),
+		Now:    time.Now, // the Graph double's clock too
 	}
 	if c.deps != nil {
 		c.deps(&d)

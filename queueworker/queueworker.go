@@ -178,7 +178,7 @@ type Deps struct {
 	// Keys verifies validation tokens; nil means the keys named by the tenant's own OpenID discovery
 	// document at AZURE_AUTHORITY_HOST (or the public cloud), fetched with http.DefaultClient on first use.
 	Keys KeySource
-	Now  func() time.Time // nil means time.Now
+	Now  func() time.Time // the clock: required
 }
 
 // Function enriches queued notifications. One Function serves every invocation of the process.
@@ -198,7 +198,7 @@ type Function struct {
 // New builds the function. Nothing is checked or connected until an invocation needs it.
 func New(d Deps) *Function {
 	if d.Now == nil {
-		d.Now = time.Now
+		panic("queueworker.New: Deps.Now is nil: the clock is given, never taken")
 	}
 	if d.Config == nil {
 		d.Config = config.Load(func(string) string { return "" })
@@ -338,7 +338,7 @@ func (f *Function) keySource() KeySource {
 	f.keysOnce.Do(func() {
 		f.keys = f.d.Keys
 		if f.keys == nil {
-			f.keys = jwtcheck.NewTenantJWKS(f.d.Config.AuthorityHost, f.d.Config.TenantID, http.DefaultClient)
+			f.keys = jwtcheck.NewTenantJWKS(f.d.Config.AuthorityHost, f.d.Config.TenantID, http.DefaultClient, f.d.Now)
 		}
 	})
 	return f.keys

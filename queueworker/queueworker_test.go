@@ -77,7 +77,7 @@ func TestCoalescesOneMessageIntoOneBatch(t *testing.T) {
 	}
 }
 
-func TestOneBatchPerMessage(t *testing.T) {
+func TestBatchesOfTwentyPerMessage(t *testing.T) {
 	e := newEnv(t)
 	ids := e.addUsers("b0000000", 45)
 	var ns []graph.ChangeNotification
@@ -86,8 +86,8 @@ func TestOneBatchPerMessage(t *testing.T) {
 	}
 	// Split as the webhook does.
 	msgs, tooBig, err := message.Split(message.Message{V: 1, Kind: message.KindNotifications, FirstSeen: firstSeen}, ns)
-	if err != nil || len(tooBig) != 0 || len(msgs) != 3 {
-		t.Fatalf("split: %d messages, %d too big, %v", len(msgs), len(tooBig), err)
+	if err != nil || len(tooBig) != 0 || len(msgs) != 1 {
+		t.Fatalf("split: %d messages, %d too big, %v; want the 45 in one", len(msgs), len(tooBig), err)
 	}
 	seen := map[string]bool{}
 	for i := range msgs {
@@ -105,7 +105,7 @@ func TestOneBatchPerMessage(t *testing.T) {
 		t.Errorf("events for %d users, want 45", len(seen))
 	}
 
-	// A message from elsewhere may exceed the webhook's 20: batches of at most 20.
+	// Batches of at most 20, whatever the message holds.
 	e.fg.ResetRequests()
 	if r := e.invokeMessage(msg(message.KindNotifications, ns[:25]...)); len(r.events) != 25 {
 		t.Errorf("25-user message: %d events", len(r.events))

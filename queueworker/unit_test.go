@@ -22,6 +22,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 type unit struct {
@@ -43,7 +44,7 @@ func newUnit(t *testing.T, settings ...string) *unit {
 		vars[settings[i]] = settings[i+1]
 	}
 	u := &unit{t: t, g: directory.NewFakeGraph(), q: storagequeue.NewMemory(), events: &recEvents{}, rs: &fakeResync{},
-		now: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+		now: testclock.Date(2026, 12, 1, 10, 0, 0)}
 	u.f = New(Deps{
 		Config: config.Load(func(k string) string { return vars[k] }),
 		Graph:  func() (directory.Graph, error) { return u.g, nil },

@@ -47,10 +47,10 @@ type Function struct {
 	now    func() time.Time
 }
 
-// New builds the function from its dependencies; resync and alerts may be nil.
+// New builds the function from its dependencies and the clock; resync and alerts may be nil.
 func New(k Keeper, r Resync, a Alerts, now func() time.Time) *Function {
 	if now == nil {
-		now = time.Now
+		panic("renewtimer.New: now is nil: the clock is given, never taken")
 	}
 	return &Function{keeper: k, resync: r, alerts: a, now: now}
 }

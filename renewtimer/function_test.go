@@ -13,6 +13,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/customhandler"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 type keeper struct {
@@ -45,8 +46,10 @@ func timerRequest(t *testing.T) *customhandler.Request {
 	return &req
 }
 
+// now is the timer's clock in these tests.
+var now = testclock.Date(2026, 12, 1, 10, 0, 0)
+
 func TestTimerRunsKeeperAndResync(t *testing.T) {
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	k := &keeper{outs: []subscription.Outcome{
 		{Resource: "users", Action: subscription.Created, ID: "s1", Expiry: now.Add(29 * 24 * time.Hour)},
 		{Resource: "groups", Action: subscription.Unchanged, ID: "s2", Expiry: now.Add(20 * 24 * time.Hour)},
@@ -68,7 +71,7 @@ func TestTimerRunsKeeperAndResync(t *testing.T) {
 func TestTimerFailsWhenAKeeperRunFailsButStillChecksResync(t *testing.T) {
 	k := &keeper{err: errors.New("groups: graph: create subscription: 403")}
 	r := &resync{err: errors.New("storage down")}
-	_, err := New(k, r, nil, nil).Invoke(context.Background(), timerRequest(t))
+	_, err := New(k, r, nil, func() time.Time { return now }).Invoke(context.Background(), timerRequest(t))
 	if err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("err = %v: a failed subscription run must fail the invocation (its retry policy runs it again)", err)
 	}
@@ -76,7 +79,7 @@ func TestTimerFailsWhenAKeeperRunFailsButStillChecksResync(t *testing.T) {
 		t.Error("the resync check was skipped")
 	}
 	// A resync failure alone is a warning: the subscriptions are the timer's first duty.
-	if _, err := New(&keeper{}, r, nil, nil).Invoke(context.Background(), timerRequest(t)); err != nil {
+	if _, err := New(&keeper{}, r, nil, func() time.Time { return now }).Invoke(context.Background(), timerRequest(t)); err != nil {
 		t.Errorf("resync failure failed the timer: %v", err)
 	}
 }
@@ -89,7 +92,7 @@ func TestTimerLogsEachAlertAtErrorLevel(t *testing.T) {
 	var buf bytes.Buffer
 	ctx := logctx.With(context.Background(), slog.New(slog.NewTextHandler(&buf, nil)))
 	a := alerts{"poison-not-empty (q-poison): 2 message(s).", "resync-overdue (users): none completed."}
-	if _, err := New(&keeper{}, nil, a, nil).Invoke(ctx, timerRequest(t)); err != nil {
+	if _, err := New(&keeper{}, nil, a, func() time.Time { return now }).Invoke(ctx, timerRequest(t)); err != nil {
 		t.Fatalf("alerts must not fail the run: %v", err)
 	}
 	var errs []string

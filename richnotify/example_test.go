@@ -84,7 +84,7 @@ func ExampleDecryptor_Decrypt() {
 func ExampleTokenValidator_ValidateAll() {
 	const tenant, clientID = "72f988bf-86f1-41af-91ab-2d7cd011db47", "11111111-2222-3333-4444-555555555555"
 	v := &richnotify.TokenValidator{
-		Keys:     richnotify.NewTenantJWKS("", tenant, http.DefaultClient), // shared by the whole process
+		Keys:     richnotify.NewTenantJWKS("", tenant, http.DefaultClient, time.Now), // shared by the whole process
 		ClientID: clientID,
 		TenantID: tenant,
 	}

@@ -58,8 +58,8 @@ func DiscoveryURL(authorityHost, tenant string) string {
 // (its jwks_uri), rather than the /common key set: the keys are then the ones Entra ID publishes for this
 // tenant, found the way OpenID Connect says to find them. The document is read again at each fetch of the
 // keys, which the TTL makes rare. client nil means http.DefaultClient.
-func NewTenantJWKS(authorityHost, tenant string, client *http.Client) *JWKS {
-	j := NewJWKS("", client)
+func NewTenantJWKS(authorityHost, tenant string, client *http.Client, now func() time.Time) *JWKS {
+	j := NewJWKS("", client, now)
 	j.discovery = DiscoveryURL(authorityHost, tenant)
 	return j
 }
@@ -74,7 +74,7 @@ type JWKS struct {
 	TTL        time.Duration    // 0: DefaultTTL
 	MinRefetch time.Duration    // 0: DefaultMinRefetch
 	StaleFor   time.Duration    // 0: DefaultStaleFor
-	Now        func() time.Time // nil: time.Now
+	Now        func() time.Time // the clock the TTLs are measured with: required
 
 	fetchMu sync.Mutex // one fetch at a time
 	mu      sync.Mutex
@@ -84,12 +84,13 @@ type JWKS struct {
 	fetches int
 }
 
-// NewJWKS returns a key source for url (see KeysURL); client nil means http.DefaultClient.
-func NewJWKS(url string, client *http.Client) *JWKS {
+// NewJWKS returns a key source for url (see KeysURL) whose cache ages by now; client nil means
+// http.DefaultClient.
+func NewJWKS(url string, client *http.Client, now func() time.Time) *JWKS {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return &JWKS{url: url, client: client}
+	return &JWKS{url: url, client: client, Now: now}
 }
 
 // Fetches counts the key set fetches made so far (for tests and diagnostics).
@@ -100,10 +101,10 @@ func (j *JWKS) Fetches() int {
 }
 
 func (j *JWKS) now() time.Time {
-	if j.Now != nil {
-		return j.Now()
+	if j.Now == nil {
+		panic("jwtcheck.JWKS: Now is nil: set it, or build the key source with NewJWKS or NewTenantJWKS")
 	}
-	return time.Now()
+	return j.Now()
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -115,7 +115,7 @@ func (c *clock) Advance(d time.Duration) {
 func TestValidatorChecks(t *testing.T) {
 	ks := newKeyServer(t, "k1")
 	now := time.Now()
-	v := &TokenValidator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client()), ClientID: testClient, TenantID: testTenant}
+	v := &TokenValidator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client(), time.Now), ClientID: testClient, TenantID: testTenant}
 	hdr := map[string]any{"alg": "RS256", "kid": "k1", "typ": "JWT"}
 	with := func(k string, val any) map[string]any {
 		c := goodClaims(now)
@@ -175,8 +175,7 @@ func TestValidatorChecks(t *testing.T) {
 func TestJWKSCachingAndRotation(t *testing.T) {
 	ks := newKeyServer(t, "k1")
 	clk := &clock{t: time.Now()}
-	j := NewJWKS(KeysURL(ks.URL+"/"), ks.Client())
-	j.Now = clk.Now
+	j := NewJWKS(KeysURL(ks.URL+"/"), ks.Client(), clk.Now)
 	ctx := ctxT(t)
 
 	for range 5 {
@@ -231,7 +230,7 @@ func TestJWKSCachingAndRotation(t *testing.T) {
 func TestJWKSUnavailableIsNotInvalid(t *testing.T) {
 	ks := newKeyServer(t, "k1")
 	ks.set(true)
-	v := &TokenValidator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client()), ClientID: testClient, TenantID: testTenant}
+	v := &TokenValidator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client(), time.Now), ClientID: testClient, TenantID: testTenant}
 	now := time.Now()
 	_, err := v.Validate(ctxT(t), sign(t, map[string]any{"alg": "RS256", "kid": "k1"}, goodClaims(now)), now)
 	if err == nil || IsInvalidToken(err) {
@@ -274,7 +273,7 @@ func TestDiscoveryMustNameKeysOnItsHost(t *testing.T) {
 			ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				json.NewEncoder(w).Encode(map[string]string{"jwks_uri": strings.ReplaceAll(jwksURI, "HOST", r.Host)})
 			})
-			_, err := NewTenantJWKS(ts.URL, testTenant, ts.Client()).Key(ctxT(t), "k1")
+			_, err := NewTenantJWKS(ts.URL, testTenant, ts.Client(), time.Now).Key(ctxT(t), "k1")
 			if err == nil || !strings.Contains(err.Error(), "jwks_uri") {
 				t.Errorf("err = %v, want a refusal of the jwks_uri", err)
 			}
@@ -294,7 +293,7 @@ func TestDiscoveryURL(t *testing.T) {
 func TestValidateAll(t *testing.T) {
 	ks := newKeyServer(t, "k1")
 	now := time.Now()
-	v := &TokenValidator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client()), ClientID: testClient, TenantID: testTenant}
+	v := &TokenValidator{Keys: NewJWKS(KeysURL(ks.URL), ks.Client(), time.Now), ClientID: testClient, TenantID: testTenant}
 	hdr := map[string]any{"alg": "RS256", "kid": "k1"}
 	good := sign(t, hdr, goodClaims(now))
 	otherAud := goodClaims(now)

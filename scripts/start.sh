@@ -138,6 +138,13 @@ https://*"<"* | "") warn "GRAPH_NOTIFICATION_URL is not set to a real URL yet: t
 https://*) ;;
 *) warn "GRAPH_NOTIFICATION_URL must be an https URL that Graph can reach (a dev tunnel), not '$url'" ;;
 esac
+# The clientState: the template holds none, so that no deployment runs on a value everyone knows. Only
+# whether it is set is read here; the handler itself warns at start-up when it is weak.
+state_set="${GRAPH_CLIENT_STATE:+yes}"
+if [ -z "$state_set" ] && command -v jq >/dev/null 2>&1; then
+	state_set="$(jq -r 'if (.Values.GRAPH_CLIENT_STATE // "") == "" then "" else "yes" end' local.settings.json 2>/dev/null || true)"
+fi
+[ -n "$state_set" ] || warn "GRAPH_CLIENT_STATE is not set: generate one with 'openssl rand -base64 32' and put it in local.settings.json (Values.GRAPH_CLIENT_STATE)"
 notification_url_reminder
 
 # 5. The Functions host. Not exec: the EXIT trap must stop Azurite afterwards.

@@ -163,7 +163,7 @@ func TestEnvelopesDriveTheRealFunction(t *testing.T) {
 	if ps := cfg.Problems(); len(ps) > 0 {
 		t.Fatalf("bench settings have problems: %v", ps)
 	}
-	fn := webhook.New(cfg, time.Now)
+	fn := webhook.New(cfg, func() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) })
 	invoke := func(env []byte) []byte {
 		t.Helper()
 		var req customhandler.Request

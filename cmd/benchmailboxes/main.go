@@ -94,7 +94,7 @@ func run(n, days int, outPath string) error {
 	if err != nil {
 		return err
 	}
-	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: clock.Now})
 	if err != nil {
 		return err
 	}

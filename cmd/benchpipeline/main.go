@@ -512,8 +512,8 @@ func writeEconomy(p func(string, ...any), o options, rs []economyResult) {
 	})
 	p("\n")
 	a := rs[0]
-	p("**Interpretation.** The webhook splits each POST into queue messages of at most 20 notifications, and the worker reads every\n")
-	p("user of a message with one `$batch`, so the wire cost is about one request per 20 notifications: **%.3f** requests per\n", a.perNotification())
+	p("**Interpretation.** The webhook packs each POST into queue messages as full as 48 KiB allows, and the worker reads the\n")
+	p("users of a message with `$batch`es of 20, so the wire cost is about one request per 20 notifications: **%.3f** requests per\n", a.perNotification())
 	p("notification against 1.0 for a GET per notification (**%.0f× fewer**, %d instead of %d). ", 1/max(a.perNotification(), 1e-9), a.calls.Worker(), a.changes)
 	if len(rs) > 1 {
 		b := rs[1]

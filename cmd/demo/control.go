@@ -23,6 +23,14 @@ const (
 	exampleEvent    = "AAMkAGExampleEventOfTheControlApiExamples000000000000000001AAA="
 )
 
+// The channel and message the Teams examples post to and change (an id far below the millisecond ids the
+// double gives, so it is free after the story too).
+const (
+	exampleTeam         = "0e7a0000-0000-4000-8000-00000000beef"
+	exampleChannel      = "19:examplechannel@thread.tacv2"
+	exampleTeamsMessage = "1000000000001"
+)
+
 // controlExample is one route of the Graph double's control API with a request that works against the
 // demo's directory as the story leaves it.
 type controlExample struct {
@@ -94,6 +102,11 @@ func controlExamples(base, subID string) []controlExample {
 		{"POST", "/_control/mailboxes/{user}/policy", "over quota, excluded by an access policy, dropping notifications", "/_control/mailboxes/" + exampleMailbox + "/policy", `{"overQuota":false,"accessDenied":false,"dropping":false}`, ""},
 		{"GET", "/_control/mailboxes", "the users with a mailbox", "/_control/mailboxes", "", ""},
 		{"POST", "/_control/mail-duplicates", "send each mail notification 1+n times", "/_control/mail-duplicates", `{"n":0}`, ""},
+		{"POST", "/_control/teams/messages", "post a channel message (id optional) → the message; or {\"chatId\":…} for a chat", "/_control/teams/messages", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","id":"` + exampleTeamsMessage + `","fromDisplayName":"Ada","content":"<p>hello</p>"}`, ""},
+		{"POST", "/_control/teams/messages/{id}", "edit a message's content (the place in the body)", "/_control/teams/messages/" + exampleTeamsMessage, `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `","content":"<p>hello again</p>"}`, ""},
+		{"POST", "/_control/teams/messages/{id}/delete", "delete a message (deletedDateTime set, body emptied)", "/_control/teams/messages/" + exampleTeamsMessage + "/delete", `{"teamId":"` + exampleTeam + `","channelId":"` + exampleChannel + `"}`, ""},
+		{"GET", "/_control/teams/messages", "every message, deleted ones included", "/_control/teams/messages", "", ""},
+		{"POST", "/_control/teams/tamper", "damage the next count Teams notifications (badSignature, badPadding, unknownCertificateId, wrongThumbprint, noValidationTokens, token)", "/_control/teams/tamper", `{"badSignature":true,"count":1}`, ""},
 		{"GET", "/_control/requests", "the request log", "/_control/requests", "", ""},
 		{"GET", "/_control/deliveries", "the delivery attempts", "/_control/deliveries", "", ""},
 		// Last: it ends the subscription (the timer recreates it on its next tick, hourly).

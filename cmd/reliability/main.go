@@ -4,7 +4,8 @@
 // fixed time. It writes its sub-section of the pipeline block of docs/benchmarks.md (`make bench-pipeline`
 // writes the other; `make bench` keeps both).
 //
-//	go run ./cmd/reliability -out docs/benchmarks.md     (make reliability: about 7 minutes)
+//	go run ./cmd/reliability -out docs/benchmarks.md     (make reliability: about 7 minutes, plus the storage
+//	                                                     group's six stretches of -storage-stretch and their recovery)
 //
 // Scenarios (each on a stack of its own, every group but the hostile-input one concurrently; every wait has a deadline, and a
 // scenario that does not converge is reported as such):
@@ -21,6 +22,9 @@
 //   - Event Hubs (group eventhubs, eventhubs.go): on a stack subscribed through the hub, forged events sent
 //     into it, malformed events in the same batches as Graph's, and a SIGKILL while the eventhub function
 //     holds a batch.
+//   - storage faults (group storage, storage.go): queue, table and blob storage each answering 503
+//     ServerBusy, then refusing connections, for -storage-stretch (3 minutes) while changes arrive, for the
+//     handler and the host double alike; `handler status -json` must name the failing service meanwhile.
 //   - hostile input (group memory, run alone after the others): 4 MiB bodies of 1.4 million empty or forged
 //     notifications, one and three at once, bodies with two views (duplicate members), ids that are not
 //     GUIDs, a 1 MiB string sequenceNumber, and a genuine 4 MiB POST; the handler's peak RSS, CPU time and
@@ -47,6 +51,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,7 +85,9 @@ type options struct {
 	handler  string
 	poll     time.Duration
 	settle   time.Duration
-	args     []string
+	// storageStretch is how long each storage fault lasts (group storage).
+	storageStretch time.Duration
+	args           []string
 }
 
 // row is one scenario's line in the report.
@@ -115,8 +122,9 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	fset.StringVar(&o.out, "out", "docs/benchmarks.md", "report to update (its pipeline block only), relative to the module root; empty: print only")
 	fset.DurationVar(&o.fuzztime, "fuzztime", 8*time.Second, "fuzzing time per Fuzz target")
 	fset.BoolVar(&o.noFuzz, "no-fuzz", false, "skip fuzzing")
-	fset.StringVar(&o.only, "only", "", "comma-separated groups to run: throttle,unavailable,kill,hostile,lag,eventhubs,memory (default all)")
-	fset.DurationVar(&o.timeout, "timeout", 10*time.Minute, "the whole run's deadline")
+	fset.StringVar(&o.only, "only", "", "comma-separated groups to run: throttle,unavailable,kill,hostile,lag,eventhubs,storage,memory (default all)")
+	fset.DurationVar(&o.timeout, "timeout", 75*time.Minute, "the whole run's deadline")
+	fset.DurationVar(&o.storageStretch, "storage-stretch", 3*time.Minute, "how long each storage fault of group storage lasts (six of them, one after the other)")
 	fset.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "reliability-handler.log"), "handler and host log lines")
 	fset.DurationVar(&o.poll, "poll", 50*time.Millisecond, "how often graphchanges is read when empty")
 	fset.StringVar(&o.handler, "handler", "", "a handler binary to drive instead of building one from this tree (to measure another version)")
@@ -150,8 +158,9 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		"hostile":     hostile,
 		"lag":         newUserDuringStorm,
 		"eventhubs":   eventHubs,
+		"storage":     storageFaults,
 	}
-	names := []string{"throttle", "unavailable", "kill", "hostile", "lag", "eventhubs", "memory"}
+	names := []string{"throttle", "unavailable", "kill", "hostile", "lag", "eventhubs", "storage", "memory"}
 	if o.only != "" {
 		names = strings.Split(o.only, ",")
 	}
@@ -199,18 +208,40 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	}
 	elapsed := time.Since(t0)
 
-	body := render(rep, fuzz, o, elapsed, scenTime, fuzzTime, load0, panics)
-	fmt.Fprintln(out)
-	fmt.Fprint(out, body)
-	if o.out != "" {
-		path := o.out
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(env.Root, path)
+	// The storage group has a sub-section of its own, so that either part can be measured again alone
+	// (the storage group alone takes as long as the others together).
+	var storageRows, otherRows []*row
+	for _, r := range rep.rows {
+		if r.group == "storage" {
+			storageRows = append(storageRows, r)
+		} else {
+			otherRows = append(otherRows, r)
 		}
-		if err := pipekit.WriteSection(path, "reliability", body); err != nil {
-			return 2, err
+	}
+	sections := map[string]string{}
+	if slices.ContainsFunc(names, func(n string) bool { return n != "storage" }) {
+		sections["reliability"] = render(&report{rows: otherRows, memory: rep.memory}, fuzz, o, elapsed, scenTime, fuzzTime, load0, panics)
+	}
+	if slices.Contains(names, "storage") {
+		sections["storage"] = renderStorage(storageRows, o, scenTime, load0, panics)
+	}
+	for _, name := range []string{"reliability", "storage"} {
+		body, ok := sections[name]
+		if !ok {
+			continue
 		}
-		say("reliability: wrote the reliability sub-section of %s (%s)", o.out, pipekit.Secs(elapsed))
+		fmt.Fprintln(out)
+		fmt.Fprint(out, body)
+		if o.out != "" {
+			path := o.out
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(env.Root, path)
+			}
+			if err := pipekit.WriteSection(path, name, body); err != nil {
+				return 2, err
+			}
+			say("reliability: wrote the %s sub-section of %s (%s)", name, o.out, pipekit.Secs(elapsed))
+		}
 	}
 	failed := panics > 0 || len(memoryProblems(rep.memory)) > 0
 	for _, r := range rep.rows {
@@ -951,7 +982,7 @@ func runFuzz(ctx context.Context, root string, t fuzzTarget, d time.Duration) fu
 func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTime time.Duration, load0 string, panics int) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	order := map[string]int{"throttle": 0, "lag": 1, "unavailable": 2, "kill": 3, "hostile": 4, "eventhubs": 5}
+	order := map[string]int{"throttle": 0, "lag": 1, "unavailable": 2, "kill": 3, "hostile": 4, "eventhubs": 5, "storage": 6}
 	rows := append([]*row(nil), rep.rows...)
 	sort.SliceStable(rows, func(i, j int) bool { return order[rows[i].group] < order[rows[j].group] })
 
@@ -959,7 +990,7 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 	p("| | |\n|---|---|\n")
 	p("| command | `make reliability` → `go run ./cmd/reliability %s` |\n", strings.Join(o.args, " "))
 	p("| machine | %s |\n", pipekit.Machine())
-	p("| run time | %s: scenarios %s (six groups concurrently, each on its own stack, then the hostile-input group alone), fuzzing %s (load average %s → %s) |\n\n", pipekit.Secs(elapsed), pipekit.Secs(scenTime), pipekit.Secs(fuzzTime), load0, pipekit.LoadAvg())
+	p("| run time | %s: scenarios %s (the groups concurrently, each on its own stack, then the hostile-input group alone), fuzzing %s (load average %s → %s) |\n\n", pipekit.Secs(elapsed), pipekit.Secs(scenTime), pipekit.Secs(fuzzTime), load0, pipekit.LoadAvg())
 	p("Genuine changes made on the Graph double under each fault, through the real handler under the host double with Azurite.\n")
 	p("**How changes are counted:** every change touches a different user, so every event read for that user after the scenario\n")
 	p("started belongs to that change. *Got* = the user's last event carries the state the change produced (`devstack.Matches`:\n")
@@ -968,36 +999,7 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 	p("drops by id; otherwise distinct outcomes, e.g. the state read twice). Counted after the stack settled: no notification\n")
 	p("queued or in delivery, `webhooksnotificationqueue` empty (delayed re-enqueues included), 2 s without a new event.\n")
 	p("*Converged* = first change → last change's state readable in `graphchanges` (read every %s).\n\n", o.poll)
-	p("| scenario | fault | changes | got an event | lost | duplicated (same id) | converged in | restarts | poison | verdict |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
-	for _, r := range rows {
-		verdict := "✓ all delivered"
-		if r.pending != "" {
-			verdict = "… pending: " + r.pending
-		}
-		if r.unsettled {
-			verdict += " (work still queued at the count: see details)"
-		}
-		if len(r.problems) > 0 {
-			verdict = "**✗ " + strings.Join(r.problems, "; ") + "**"
-		}
-		conv := pipekit.Secs(r.took)
-		if !r.converged {
-			conv = "**did not converge** (" + conv + ")"
-		}
-		p("| %s | %s | %d | %d | %d | %d (%d) | %s | %d | %d | %s |\n", r.name, r.fault, r.o.Changes, r.o.Got, r.o.Lost, r.o.Duplicated, r.o.SameID, conv, r.restarts, r.poison, verdict)
-	}
-	p("\nDetails:\n\n")
-	for _, r := range rows {
-		p("- **%s** — %s", r.name, r.notes)
-		if len(r.extra) > 0 {
-			p(". %s", strings.Join(r.extra, ". "))
-		}
-		if len(r.o.DupDetail) > 0 {
-			p(". Duplicates, e.g.: %s", strings.Join(r.o.DupDetail, "; "))
-		}
-		p(".\n")
-	}
+	renderRows(p, rows)
 	p("- Handler/host log: %d `panic:` / `fatal error:` lines over all stacks.\n\n", panics)
 	if rep.memory != nil {
 		renderMemory(p, rep.memory)
@@ -1055,7 +1057,7 @@ func render(rep *report, fuzz []fuzzResult, o options, elapsed, scenTime, fuzzTi
 		for _, x := range probs {
 			p("- %s\n", x)
 		}
-		p("\nReproduce one group alone: `go run ./cmd/reliability -only <throttle|lag|unavailable|kill|hostile|eventhubs|memory> -no-fuzz -out ''`.\n")
+		p("\nReproduce one group alone: `go run ./cmd/reliability -only <throttle|lag|unavailable|kill|hostile|eventhubs|storage|memory> -no-fuzz -out ''`.\n")
 	}
 	p("\n")
 	return b.String()
@@ -1068,4 +1070,38 @@ func forgedTarget(k int) string {
 		return devstack.UserID(41 + k%20)
 	}
 	return devstack.UserID(901 + k%50)
+}
+
+// renderRows writes the scenario table and its details.
+func renderRows(p func(string, ...any), rows []*row) {
+	p("| scenario | fault | changes | got an event | lost | duplicated (same id) | converged in | restarts | poison | verdict |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, r := range rows {
+		verdict := "✓ all delivered"
+		if r.pending != "" {
+			verdict = "… pending: " + r.pending
+		}
+		if r.unsettled {
+			verdict += " (work still queued at the count: see details)"
+		}
+		if len(r.problems) > 0 {
+			verdict = "**✗ " + strings.Join(r.problems, "; ") + "**"
+		}
+		conv := pipekit.Secs(r.took)
+		if !r.converged {
+			conv = "**did not converge** (" + conv + ")"
+		}
+		p("| %s | %s | %d | %d | %d | %d (%d) | %s | %d | %d | %s |\n", r.name, r.fault, r.o.Changes, r.o.Got, r.o.Lost, r.o.Duplicated, r.o.SameID, conv, r.restarts, r.poison, verdict)
+	}
+	p("\nDetails:\n\n")
+	for _, r := range rows {
+		p("- **%s** — %s", r.name, r.notes)
+		if len(r.extra) > 0 {
+			p(". %s", strings.Join(r.extra, ". "))
+		}
+		if len(r.o.DupDetail) > 0 {
+			p(". Duplicates, e.g.: %s", strings.Join(r.o.DupDetail, "; "))
+		}
+		p(".\n")
+	}
 }

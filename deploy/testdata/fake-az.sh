@@ -18,12 +18,13 @@
 #
 # Knobs (environment): FAKE_EXISTING_APP=flex|premium (the function app exists before the run),
 # FAKE_APP_IDENTITIES (identity resource ids already attached to it), FAKE_NO_CUSTOM=1, FAKE_NO_GRAPH_SP=1
-# (Graph Change Tracking's service principal is missing), FAKE_GRANTED (Graph permissions already granted,
-# comma-separated).
+# (Graph Change Tracking's service principal is missing), FAKE_NO_CERT=1 (no such Key Vault certificate),
+# FAKE_OLD_CLI=1 (a CLI build whose Flex create fails attaching the identity), FAKE_GRANTED (Graph
+# permissions already granted, comma-separated).
 set -u
 printf 'az %s\n' "$*" >>"$AZ_LOG"
 state="${FAKE_STATE:?FAKE_STATE must name a directory}"
-mkdir -p "$state"
+[ -d "$state" ] || mkdir -p "$state"
 if [ ! -e "$state/.init" ]; then
 	touch "$state/.init"
 	if [ -n "${FAKE_EXISTING_APP:-}" ]; then
@@ -35,37 +36,29 @@ if [ ! -e "$state/.init" ]; then
 fi
 
 sub=/subscriptions/00000000-0000-0000-0000-000000000000
-# opt NAME: the value after option NAME in this call, or nothing.
-opt() {
-	local prev="" a
-	for a in "${args[@]}"; do
-		if [ "$prev" = "$1" ]; then
-			printf '%s' "$a"
-			return
-		fi
-		prev="$a"
-	done
-}
+# o[NAME]: the value after option NAME in this call (parsed once: no subshell per lookup).
+declare -A o=()
+prev=""
+for a in "$@"; do
+	[[ "$prev" != --* ]] || o[$prev]="$a"
+	prev="$a"
+done
 has() { [[ " ${args[*]} " == *" $1 "* ]]; }
 fail() {
 	printf 'ERROR: %s\n' "$1" >&2
 	exit 1
 }
-log_file() { # log_file OPTION: appends the value given to OPTION (for @file, the file) to the log
-	local f
-	f="$(opt "$1")"
-	case "$f" in
-	"") return 0 ;;
-	@*) cat "${f#@}" >>"$AZ_LOG" ;;
-	*) printf '%s' "$f" >>"$AZ_LOG" ;;
-	esac
+log_file() { # log_file OPTION: appends the @file given to OPTION to the log (an inline value is logged already)
+	local f="${o[$1]:-}"
+	[[ "$f" == @* ]] || return 0
+	cat "${f#@}" >>"$AZ_LOG"
 	printf '\n' >>"$AZ_LOG"
 }
 flex_refusal="(BadRequest) Site.FunctionAppConfig is invalid.  It is only supported for 2023-12-01 api-version or newer."
 
 args=("$@")
-rg="$(opt --resource-group)"
-name="$(opt --name)"
+rg="${o[--resource-group]:-}"
+name="${o[--name]:-}"
 case "$*" in
 "account show --output none") ;;
 "account show --query tenantId"*) echo "11111111-1111-1111-1111-111111111111" ;;
@@ -74,17 +67,17 @@ case "$*" in
 
 "functionapp list-flexconsumption-locations"*) echo 1 ;;
 "functionapp list-flexconsumption-runtimes"*)
-	runtime="$(opt --runtime)"
+	runtime="${o[--runtime]:-}"
 	if [ "$runtime" != custom ] || [ -n "${FAKE_NO_CUSTOM:-}" ]; then
 		fail "Runtime '$runtime' not supported for function apps on the Flex Consumption plan."
 	fi
 	# What `-o json` prints for the custom stack: the CLI's Runtime objects, keys camel-cased.
 	json='[{"name": "custom", "version": "", "appInsights": true, "default": false, "sku": {"skuCode": "FC1", "instanceMemoryMB": [{"size": "512", "isDefault": false}, {"size": "2048", "isDefault": true}, {"size": "4096", "isDefault": false}], "maximumInstanceCount": {"lowestMaximumInstanceCount": 40, "highestMaximumInstanceCount": 1000, "defaultValue": 100}, "functionAppConfigProperties": {"runtime": {"name": "custom", "version": "1.0"}}}, "endOfLifeDate": null, "githubActionsProperties": {"isSupported": false, "supportedVersion": null}}]'
-	case "$(opt --query)" in
+	case "${o[--query]:-}" in
 	"") echo "$json" ;;
 	"[].version") echo "" ;;
 	"[?name=='custom'] | [0].sku.functionAppConfigProperties.runtime.version") echo "1.0" ;;
-	*) fail "fake az: no answer for query $(opt --query)" ;;
+	*) fail "fake az: no answer for query ${o[--query]:-}" ;;
 	esac
 	;;
 
@@ -93,14 +86,16 @@ case "$*" in
 "functionapp show"*"--query defaultHostName"*) echo "$name.azurewebsites.net" ;;
 "functionapp create"*)
 	if has --flexconsumption-location; then
-		runtime="$(opt --runtime)"
-		version="$(opt --runtime-version)"
+		runtime="${o[--runtime]:-}"
+		version="${o[--runtime-version]:-}"
 		if [ "$runtime" = custom ] && has --runtime-version; then
 			fail "Invalid version $version for runtime custom for function apps on the Flex Consumption plan. Supported versions for runtime custom are ['']."
 		fi
 		printf flex >"$state/app"
-		if [ "$(opt --deployment-storage-auth-type)" = UserAssignedIdentity ]; then
-			opt --deployment-storage-auth-value >>"$state/identities"
+		# Older CLI builds make the app, then fail attaching its identity (Azure/azure-cli#30380).
+		[ -z "${FAKE_OLD_CLI:-}" ] || [ "${o[--deployment-storage-auth-type]:-}" != UserAssignedIdentity ] || fail "$flex_refusal"
+		if [ "${o[--deployment-storage-auth-type]:-}" = UserAssignedIdentity ]; then
+			printf '%s' "${o[--deployment-storage-auth-value]:-}" >>"$state/identities"
 			echo >>"$state/identities"
 		fi
 	else
@@ -120,7 +115,7 @@ case "$*" in
 	;;
 "functionapp identity assign"*)
 	[ "$(cat "$state/app" 2>/dev/null)" != flex ] || fail "$flex_refusal"
-	opt --identities >>"$state/identities"
+	printf '%s' "${o[--identities]:-}" >>"$state/identities"
 	echo >>"$state/identities"
 	;;
 "functionapp update"*)
@@ -134,6 +129,7 @@ case "$*" in
 "identity show"*"--query clientId"*) echo "identity-client-id" ;;
 "identity show"*"--query principalId"*) echo "identity-principal-id" ;;
 "storage account show"*"--query id"*) echo "$sub/resourceGroups/$rg/providers/Microsoft.Storage/storageAccounts/$name" ;;
+"keyvault certificate show"*) [ -z "${FAKE_NO_CERT:-}" ] || { echo "ERROR: (CertificateNotFound) A certificate with (name/id) $name was not found in this key vault." >&2; exit 3; } ;;
 "keyvault show"*"--query id"*) echo "$sub/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/$name" ;;
 "keyvault show"*"--query properties.vaultUri"*) echo "https://$name.vault.azure.net/" ;;
 "eventhubs namespace show"* | "eventhubs eventhub show"*"--output none"*) exit 3 ;;
@@ -148,7 +144,7 @@ case "$*" in
 "ad sp show --id 00000003-0000-0000-c000-000000000000 --query id"*) echo "msgraph-sp-object-id" ;;
 "ad sp show --id 00000003-0000-0000-c000-000000000000 --query appRoles"*)
 	# Graph's application permissions that the scripts may ask for; any other name has no app role.
-	perm="$(opt --query)"
+	perm="${o[--query]:-}"
 	perm="${perm#*value==\'}"
 	perm="${perm%%\'*}"
 	case "$perm" in
@@ -159,15 +155,15 @@ case "$*" in
 	;;
 
 "rest"*)
-	method="$(opt --method)"
-	url="$(opt --url)"
-	[ -n "$url" ] || url="$(opt --uri)"
+	method="${o[--method]:-}"
+	url="${o[--url]:-${o[--uri]:-}}"
 	case "${method,,} $url" in
 	"get https://graph.microsoft.com/v1.0/organization") echo "contoso.onmicrosoft.com" ;;
 	"get "*"/appRoleAssignments")
-		q="$(opt --query)"
+		q="${o[--query]:-}"
 		n=0
-		for p in ${FAKE_GRANTED//,/ }; do
+		granted="${FAKE_GRANTED:-}"
+		for p in ${granted//,/ }; do
 			[[ "$q" != *"'role-$p'"* ]] || n=1
 		done
 		echo "$n"

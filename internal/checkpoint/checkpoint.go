@@ -33,6 +33,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
@@ -87,6 +88,9 @@ type Pass struct {
 	// Again holds the reason of a request that arrived while this pass ran. The pass may already be past
 	// the changes that request is about, so when it completes a follow-up pass starts from its deltaLink.
 	Again string `json:"again,omitempty"`
+	// Look marks a pass that looks again after one that found nothing (delta can lag the notification);
+	// it is never followed by another look.
+	Look bool `json:"look,omitempty"`
 	// Carry is an object whose delta entries may go on past this page (a group whose members@delta spans
 	// pages): its event waits for the page where it ends, and the part read so far is kept here.
 	Carry *Carry `json:"carry,omitempty"`
@@ -162,11 +166,20 @@ func New(s config.StorageSettings, containerName string, o Options) (*Store, err
 	return &Store{cc: svc.NewContainerClient(containerName)}, nil
 }
 
-// BlobName is where the checkpoint of a collection is stored: delta/users.json, delta/groups.json.
+// BlobName is where the checkpoint of a resync scope is stored: delta/users.json, delta/groups.json,
+// delta/drives/{drive-id}.json. It is lower-cased, except for the id of a family whose ids are
+// case-sensitive (a drive's).
 func BlobName(resource string) string {
-	r := strings.ToLower(strings.Trim(resource, "/"))
+	coll, id, hasID := strings.Cut(strings.Trim(resource, "/"), "/")
+	r := strings.ToLower(coll)
 	if r == "" {
 		r = config.Users
+	}
+	if hasID {
+		if f, ok := family.ForCollection(coll); !ok || !f.CaseSensitiveIDs {
+			id = strings.ToLower(id)
+		}
+		r += "/" + id
 	}
 	return "delta/" + r + ".json"
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -40,7 +41,7 @@ func settings(t *testing.T) (config.StorageSettings, *azuritetest.Azurite) {
 	}).Storage, az
 }
 
-func container() string { return fmt.Sprintf("cp%d-%d", time.Now().UnixNano()%1e9, seq.Add(1)) }
+func container() string { return fmt.Sprintf("cp%d-%d", rand.Int64N(1e9), seq.Add(1)) }
 
 type store interface {
 	Load(ctx context.Context, resource string) (checkpoint.Checkpoint, checkpoint.ETag, error)

@@ -40,6 +40,7 @@ const (
 	ChangeType               = "GRAPH_CHANGE_TYPE"
 	UserSelect               = "GRAPH_USER_SELECT"
 	GroupSelect              = "GRAPH_GROUP_SELECT"
+	DriveItemSelect          = "GRAPH_DRIVEITEM_SELECT"
 	RenewSchedule            = "RENEW_SCHEDULE"
 	ResyncInitial            = "RESYNC_INITIAL"
 	ResyncContainer          = "RESYNC_CONTAINER"
@@ -62,6 +63,10 @@ var DefaultUserSelect = strings.Split(family.Users.DefaultSelect, ",")
 
 // DefaultGroupSelect is the set of group properties fetched and put in events when GRAPH_GROUP_SELECT is empty.
 var DefaultGroupSelect = strings.Split(family.Groups.DefaultSelect, ",")
+
+// DefaultDriveItemSelect is the set of drive item properties read and put in events when
+// GRAPH_DRIVEITEM_SELECT is empty.
+var DefaultDriveItemSelect = strings.Split(family.DriveItems.DefaultSelect, ",")
 
 // The directory collections the product follows. Their ids are GUIDs.
 const (

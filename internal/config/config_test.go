@@ -237,6 +237,42 @@ func TestEventHubNotificationURL(t *testing.T) {
 	}
 }
 
+func TestDriveResources(t *testing.T) {
+	const drive = "b!-RIj2DuyvEyV1T4NlOaMHk8XkS_I8MdFlUCq1BlcjgmhRfAj3-Z8RY2VpuvV_tpd"
+	c := Load(env(map[string]string{Resource: "users, drives/" + drive + ", /drives/D4648F06C91D9D3D/", DriveItemSelect: "name,size"}))
+	if err := c.Check(Resource, DriveItemSelect); err != nil {
+		t.Fatal(err)
+	}
+	want := []ResourceSpec{{Collection: Users}, {Collection: "drives", ID: drive}, {Collection: "drives", ID: "D4648F06C91D9D3D"}}
+	if !slices.Equal(c.Resources, want) {
+		t.Fatalf("Resources = %v", c.Resources)
+	}
+	if got := c.Collections(); !slices.Equal(got, []string{"users", "drives/" + drive, "drives/D4648F06C91D9D3D"}) {
+		t.Errorf("Collections = %v: want each drive its own scope, its id's case kept", got)
+	}
+	if got := c.Select("driveItems"); !slices.Equal(got, []string{"id", "name", "size"}) {
+		t.Errorf("Select(driveItems) = %v", got)
+	}
+	if got := c.Select("unknown"); got != nil {
+		t.Errorf("Select(unknown) = %v: an unknown collection has no select", got)
+	}
+	if got := SelectSetting("driveItems"); got != DriveItemSelect {
+		t.Errorf("SelectSetting = %q", got)
+	}
+	plans := c.Plans()
+	if len(plans) != 3 || plans[1].Resource != "drives/"+drive+"/root" || plans[1].ChangeType() != "updated" || plans[0].ChangeType() != "deleted,updated" {
+		t.Errorf("plans %+v", plans)
+	}
+	for _, bad := range []string{"drives", "drives/" + drive + "/root", "drives/a b", "drives/" + drive + ",drives/" + drive} {
+		if err := Load(env(map[string]string{Resource: bad})).Check(Resource); err == nil {
+			t.Errorf("GRAPH_RESOURCE=%s accepted", bad)
+		}
+	}
+	if got := Load(env(nil)).Select("driveItems"); !slices.Equal(got, DefaultDriveItemSelect) {
+		t.Errorf("default drive item select %v", got)
+	}
+}
+
 func TestSecretsListsEverySecretSetting(t *testing.T) {
 	env := map[string]string{
 		NotificationURL:     "https://app.example/api/webhook?code=Fk%2B1%3D%3D",

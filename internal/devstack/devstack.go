@@ -49,6 +49,9 @@ type Options struct {
 	// Groups are seeded too (SeedGroup(1) …), each with the first three seeded users as members. Follow
 	// them with Settings[GRAPH_RESOURCE] = "users,groups".
 	Groups int
+	// Drives are drive ids added to the Graph double (empty drives) before the host starts, so that a
+	// GRAPH_RESOURCE entry drives/{id} is subscribed by the timer's first run.
+	Drives []string
 	// Graph adjusts the Graph double's options before it starts (delivery timing, page sizes…).
 	Graph func(*fakegraph.Options)
 	// Settings override or add app settings.
@@ -142,6 +145,12 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			members = append(members, UserID(u))
 		}
 		s.Graph.AddGroup(SeedGroup(i, members...))
+	}
+
+	for _, d := range o.Drives {
+		if _, err := s.Graph.AddDrive(fakegraph.Drive{ID: d}); err != nil {
+			return nil, err
+		}
 	}
 
 	if s.appRoot, err = os.MkdirTemp("", "devstack-app-"); err != nil {

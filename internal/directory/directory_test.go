@@ -20,6 +20,9 @@ func user(i int) graph.Object {
 	return graph.Object{"id": id(i), "displayName": fmt.Sprintf("User %d", i), "@odata.type": "#microsoft.graph.user"}
 }
 
+// fixedClock is the readers' clock where time does not matter to the test.
+func fixedClock() time.Time { return time.Unix(1000, 0) }
+
 func throttled(ra time.Duration) error {
 	return &graph.Error{Op: "get", Status: http.StatusTooManyRequests, Kind: graph.KindThrottled, RetryAfter: ra}
 }
@@ -85,7 +88,7 @@ func TestReadOutcomes(t *testing.T) {
 func TestReadConfirmsDeletes(t *testing.T) {
 	g := NewFakeGraph()
 	g.PutDeleted(Users, user(1))
-	r := &Reader{Graph: g}
+	r := &Reader{Graph: g, Now: fixedClock}
 	reads, err := r.Read(t.Context(), Users, nil, []Request{{ID: id(1), Probe: LiveAndDeleted}, {ID: id(2), Probe: LiveAndDeleted}})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +108,7 @@ func TestReadChunksKeepPairsTogether(t *testing.T) {
 		g.Put(Users, user(i))
 		reqs = append(reqs, Request{ID: id(i), Probe: LiveAndDeleted})
 	}
-	reads, err := (&Reader{Graph: g}).Read(t.Context(), Users, nil, reqs)
+	reads, err := (&Reader{Graph: g, Now: fixedClock}).Read(t.Context(), Users, nil, reqs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,15 +139,15 @@ func TestReadGateAndDeadline(t *testing.T) {
 		t.Fatal("a closed gate must send nothing")
 	}
 
-	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	ctx, cancel := context.WithDeadline(t.Context(), time.Unix(0, 0)) // long past
 	defer cancel()
-	reads, err = (&Reader{Graph: g}).Read(ctx, Users, nil, []Request{{ID: id(1)}})
+	reads, err = (&Reader{Graph: g, Now: fixedClock}).Read(ctx, Users, nil, []Request{{ID: id(1)}})
 	if err != nil || reads[0].Outcome != Transient {
 		t.Fatalf("past deadline: %+v, %v", reads, err)
 	}
 	ctx, cancel = context.WithCancel(t.Context())
 	cancel()
-	if _, err := (&Reader{Graph: g}).Read(ctx, Users, nil, []Request{{ID: id(1)}}); !errors.Is(err, context.Canceled) {
+	if _, err := (&Reader{Graph: g, Now: fixedClock}).Read(ctx, Users, nil, []Request{{ID: id(1)}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
@@ -152,11 +155,11 @@ func TestReadGateAndDeadline(t *testing.T) {
 func TestReadWholeBatchFailures(t *testing.T) {
 	g := NewFakeGraph()
 	g.BatchErr = forbidden
-	if _, err := (&Reader{Graph: g}).Read(t.Context(), Users, nil, []Request{{ID: id(1)}}); !errors.Is(err, graph.ErrForbidden) {
+	if _, err := (&Reader{Graph: g, Now: fixedClock}).Read(t.Context(), Users, nil, []Request{{ID: id(1)}}); !errors.Is(err, graph.ErrForbidden) {
 		t.Fatalf("a refused batch must be an error, got %v", err)
 	}
 	g.BatchErr = &graph.Error{Status: 503, Kind: graph.KindTransient}
-	reads, err := (&Reader{Graph: g}).Read(t.Context(), Users, nil, []Request{{ID: id(1)}, {ID: id(2)}})
+	reads, err := (&Reader{Graph: g, Now: fixedClock}).Read(t.Context(), Users, nil, []Request{{ID: id(1)}, {ID: id(2)}})
 	if err != nil || reads[0].Outcome != Transient || reads[1].Outcome != Transient {
 		t.Fatalf("a failed batch: %+v, %v", reads, err)
 	}
@@ -233,5 +236,61 @@ func TestMembersDelta(t *testing.T) {
 	merged := MergeMembers(m, &message.Members{Added: []string{id(2)}, Removed: []string{id(1), id(3)}})
 	if !slices.Equal(merged.Added, []string{id(2)}) || !slices.Equal(merged.Removed, []string{id(1), id(3)}) {
 		t.Fatalf("MergeMembers = %+v: the later report must win", merged)
+	}
+}
+
+// heldGraph holds every $batch until want of them are in flight at once, so a Read that sends them one
+// after another never gets its first answer (and the test's deadline ends it).
+type heldGraph struct {
+	*FakeGraph
+	want     int
+	mu       chan struct{} // a one-slot lock
+	inFlight int
+	most     int
+	released bool
+	release  chan struct{}
+}
+
+func (h *heldGraph) Batch(ctx context.Context, gets []graph.Get) (graph.BatchResult, error) {
+	h.mu <- struct{}{}
+	h.inFlight++
+	h.most = max(h.most, h.inFlight)
+	if h.inFlight == h.want && h.most == h.want && !h.released {
+		h.released = true
+		close(h.release)
+	}
+	<-h.mu
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return graph.BatchResult{}, ctx.Err()
+	}
+	res, err := h.FakeGraph.Batch(ctx, gets)
+	h.mu <- struct{}{}
+	h.inFlight--
+	<-h.mu
+	return res, err
+}
+
+func TestReadSendsBatchesConcurrently(t *testing.T) {
+	h := &heldGraph{FakeGraph: NewFakeGraph(), want: DefaultConcurrency, mu: make(chan struct{}, 1), release: make(chan struct{})}
+	var reqs []Request
+	for i := range 5 * graph.MaxBatch { // five batches: four at once, then the fifth
+		h.Put(Users, user(i))
+		reqs = append(reqs, Request{ID: id(i), Probe: Live})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	reads, err := (&Reader{Graph: h}).Read(ctx, Users, nil, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rd := range reads {
+		if rd.Outcome != Found || rd.ID != id(i) {
+			t.Fatalf("read %d: %s %s (batches in flight at most %d)", i, rd.ID, rd.Outcome, h.most)
+		}
+	}
+	if h.most != DefaultConcurrency || len(h.Batches()) != 5 {
+		t.Errorf("%d batches, at most %d in flight; want 5, at most %d", len(h.Batches()), h.most, DefaultConcurrency)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
@@ -48,15 +49,29 @@ type Reader struct {
 	// Gate is shared by every reader of the process: a throttled answer closes it, and while it is closed
 	// nothing is sent. Nil means no gate.
 	Gate *Gate
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; required (the clock is given, never taken).
 	Now func() time.Time
 	// ThrottleDefault closes the gate after a 429 that gave no Retry-After; 0 means 30 s.
 	ThrottleDefault time.Duration
+	// Concurrency is how many $batch calls one Read has in flight; 0 means DefaultConcurrency.
+	Concurrency int
+}
+
+// DefaultConcurrency is how many $batch calls one Read sends at once: a message of 70 notifications is read
+// in four $batches at once rather than one after another. Graph's throttling is per app and tenant, and
+// each batch checks the gate before it is sent, so a throttled answer holds back the batches not yet sent.
+const DefaultConcurrency = 4
+
+func (r *Reader) concurrency() int {
+	if r.Concurrency <= 0 {
+		return DefaultConcurrency
+	}
+	return r.Concurrency
 }
 
 func (r *Reader) now() time.Time {
 	if r.Now == nil {
-		return time.Now()
+		panic("directory.Reader: Now is nil: every reader is given its caller's clock")
 	}
 	return r.Now()
 }
@@ -69,7 +84,7 @@ type get struct {
 }
 
 // Read reads the objects of one kind, selecting sel. Requests go in $batches of at most graph.MaxBatch
-// GETs; both GETs of a LiveAndDeleted request travel in the same batch. Objects a Live probe does not find
+// GETs, up to Concurrency at once; both GETs of a LiveAndDeleted request travel in the same batch. Objects a Live probe does not find
 // are looked for in deletedItems in a second round. The result has one Read per request, in order.
 //
 // When the gate is closed before a batch, that batch's objects are Deferred. When ctx's deadline passes,
@@ -111,54 +126,77 @@ func (r *Reader) Read(ctx context.Context, kind Kind, sel []string, reqs []Reque
 		}
 	}
 
+	// one sends one chunk's $batch and records its answers; an error is a refusal or ctx's cancellation.
+	one := func(chunk []get, gated bool) error {
+		if err := ctx.Err(); err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			fail(chunk, Transient, 0, err)
+			return nil
+		}
+		if wait := r.Gate.Remaining(r.now()); gated && wait > 0 {
+			fail(chunk, Deferred, wait, nil)
+			return nil
+		}
+		bg := make([]graph.Get, len(chunk))
+		for j, g := range chunk {
+			bg[j] = graph.Get{Path: g.path, Select: sel}
+		}
+		res, err := r.Graph.Batch(ctx, bg)
+		if err != nil {
+			o, ra := Classify(err)
+			if o == Refused {
+				return fmt.Errorf("reading %d %s: %w", len(chunk), kind.Collection, err)
+			}
+			r.closeFor(o, ra)
+			fail(chunk, o, ra, err)
+			return nil
+		}
+		if res.RetryAfter > 0 {
+			r.Gate.CloseUntil(r.now().Add(res.RetryAfter))
+		}
+		for j, g := range chunk {
+			it := res.Items[j]
+			if o, ra := Classify(it.Err); o == Throttled && ra == 0 {
+				it.Err = &graph.Error{Op: "get " + g.path, Kind: graph.KindThrottled, RetryAfter: res.RetryAfter, Err: it.Err}
+			} else if o == Throttled {
+				r.closeFor(o, ra)
+			}
+			if g.deleted {
+				got[g.i].deleted = &it
+			} else {
+				got[g.i].live = &it
+			}
+		}
+		return nil
+	}
+	// run sends gets in $batches of at most graph.MaxBatch, up to Concurrency at once. Each chunk touches
+	// only its own requests' entries of out, settled and got, so the chunks need no lock between them.
 	run := func(gets []get, gated bool) error {
+		var chunks [][]get
 		for start := 0; start < len(gets); {
 			end := min(start+graph.MaxBatch, len(gets))
 			if end < len(gets) && end > start+1 && gets[end-1].i == gets[end].i {
 				end-- // keep both GETs of a request in one batch
 			}
-			chunk := gets[start:end]
+			chunks = append(chunks, gets[start:end])
 			start = end
-			if err := ctx.Err(); err != nil {
-				if !errors.Is(err, context.DeadlineExceeded) {
-					return err
-				}
-				fail(chunk, Transient, 0, err)
-				continue
-			}
-			if wait := r.Gate.Remaining(r.now()); gated && wait > 0 {
-				fail(chunk, Deferred, wait, nil)
-				continue
-			}
-			bg := make([]graph.Get, len(chunk))
-			for j, g := range chunk {
-				bg[j] = graph.Get{Path: g.path, Select: sel}
-			}
-			res, err := r.Graph.Batch(ctx, bg)
+		}
+		errs := make([]error, len(chunks))
+		sem := make(chan struct{}, r.concurrency())
+		var wg sync.WaitGroup
+		for ci, chunk := range chunks {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				errs[ci] = one(chunk, gated)
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
 			if err != nil {
-				o, ra := Classify(err)
-				if o == Refused {
-					return fmt.Errorf("reading %d %s: %w", len(chunk), kind.Collection, err)
-				}
-				r.closeFor(o, ra)
-				fail(chunk, o, ra, err)
-				continue
-			}
-			if res.RetryAfter > 0 {
-				r.Gate.CloseUntil(r.now().Add(res.RetryAfter))
-			}
-			for j, g := range chunk {
-				it := res.Items[j]
-				if o, ra := Classify(it.Err); o == Throttled && ra == 0 {
-					it.Err = &graph.Error{Op: "get " + g.path, Kind: graph.KindThrottled, RetryAfter: res.RetryAfter, Err: it.Err}
-				} else if o == Throttled {
-					r.closeFor(o, ra)
-				}
-				if g.deleted {
-					got[g.i].deleted = &it
-				} else {
-					got[g.i].live = &it
-				}
+				return err
 			}
 		}
 		return nil

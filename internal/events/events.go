@@ -55,6 +55,10 @@ type Item struct {
 	ReadAt time.Time
 	// Select is the property list the object was read with.
 	Select []string
+	// QuietIfNew: an object with no stored state is recorded, not written. Graph echoes a drive's folders
+	// whenever something inside them changes; one never seen before is taken as it stands, so that only
+	// a change of its own (a rename, a move, a delete) is an event.
+	QuietIfNew bool
 }
 
 // Result counts what Write did.
@@ -124,7 +128,7 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	for i, d := range ds {
 		e := items[i].Event
 		// A membership change is a delta, not a state: it is news whatever the properties did.
-		if !d.Emit && e.Members == nil {
+		if !d.Emit && e.Members == nil || items[i].QuietIfNew && d.Reason == objectstate.ReasonNew {
 			res.Suppressed++
 			continue
 		}

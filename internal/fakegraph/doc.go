@@ -1,6 +1,6 @@
 // Package fakegraph is a test double — not an implementation — of Microsoft Graph v1.0 (the
-// subset the product uses: subscriptions to `users`, `groups` and drives, users, groups and their
-// members, deleted items, drive items, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1
+// subset the product uses: subscriptions to `users`, `groups`, drives and Teams messages, users, groups and
+// their members, deleted items, drive items, Teams messages as rich notifications, delta, $batch) and of the Entra ID token endpoints, served over TLS on 127.0.0.1
 // with fault injection, a request log and a record of every delivery to subscribers. It follows
 // docs/graph-facts.md (cited below as "§n") and docs/sdk-facts.md ("Identity") to the letter;
 // every choice beyond them is marked "choice" (or [inferred]/UNCONFIRMED, as they mark it) in a
@@ -101,6 +101,28 @@
 //     updated, resource exactly as subscribed, clientState, tenantId, no resourceData (DriveTapItemID:
 //     resourceData {"id": the root's id}, the misleading id seen in the wild, UNCONFIRMED shape);
 //     TapDrive sends taps without a change. Renaming a folder does not list its descendants.
+//   - Teams messages (docs/graph-facts.md §11; teams.go, teams_crypto.go): POST /v1.0/subscriptions takes
+//     teams/getAllMessages and chats/getAllMessages (optionally ?model=A or ?model=B, refused on the other
+//     two, choice), teams/{team-id}/channels/{channel-id}/messages and chats/{chat-id}/messages (ids in
+//     Graph's shapes, escaped or not): changeType created, updated, deleted; includeResourceData true
+//     required (choice: Graph also has basic notifications here) with encryptionCertificate (base64 DER
+//     X.509, RSA 2,048–4,096 bits, else 400) and encryptionCertificateId (≤ 128); over 60 minutes a
+//     lifecycleNotificationUrl is required (Graph's 400 wording); at most 4,320 minutes; one subscription
+//     per app per channel, chat or tenant-wide resource (403); roles ChannelMessage.Read.All for channels,
+//     Chat.Read.All for chats. PATCH also takes encryptionCertificate and encryptionCertificateId (rotation).
+//     PostTeamsMessage, EditTeamsMessage and DeleteTeamsMessage (a soft delete: deletedDateTime set, the
+//     body emptied; later edits 404) send created, updated and deleted to each subscription covering the
+//     message: resource teams('{team-id}')/channels('{channel-id}')/messages('{id}') or
+//     chats('{chat-id}')/messages('{id}'), resourceData {id, @odata.type #Microsoft.Graph.chatMessage,
+//     @odata.id}, and encryptedContent: the message as GET returns it, encrypted for the subscription's
+//     certificate as Graph does (a fresh AES-256 key; AES-256-CBC, IV the key's first 16 bytes, PKCS#7;
+//     HMAC-SHA256 of the ciphertext; the key wrapped with RSA-OAEP SHA-1; the certificate's id and SHA-1
+//     thumbprint). UNCONFIRMED: deleted carries the deleted message encrypted; SetTeamsDeletedWithoutContent
+//     sends resourceData only. The body carries validationTokens: one token (ValidationTokenWith's, signed
+//     by the published key) minted again every 30 minutes of Clock. TamperTeams damages the next Count
+//     notifications (or all until ClearFaults): a ciphertext bit flipped after signing, bad padding under a
+//     good signature, an unknown certificate id, a wrong thumbprint, no validationTokens, or a token minted
+//     with any ValidationTokenOptions. Message ids are Clock milliseconds, strictly increasing.
 //   - POST /v1.0/$batch (docs/graph-facts.md §7): at most 20 requests (else 400), dispatched in-process to the
 //     same handlers, per-item status/headers/body, inner 429 with Retry-After, batch 200, 424 for a
 //     failed dependsOn.
@@ -169,9 +191,11 @@
 // children listing, no content, no sharing or permissions, no token age limit, no restore from the
 // recycle bin, no Graph writes to drives; mailboxes: no message or event delta (per-folder delta,
 // calendarView), no writes to mail over Graph, no shared mailboxes or delegated access, no recurring
-// events' instances, no count of creates still in their handshake in the mailbox quota), rich
-// notifications (users, groups and drives have none; mailboxes accept the subscription but send none),
-// encryption, Event Grid
+// events' instances, no count of creates still in their handshake in the mailbox quota; Teams: no GET or
+// delta of messages, no replies, reactions, attachments or mentions, no basic (non-rich) Teams
+// notifications, no metered-API billing or evaluation cap, no organisation-wide quota, no other Teams
+// resources), rich notifications for users, groups and drives (they have none; mailboxes accept the
+// subscription but send none), Event Grid
 // delivery, Event Hubs itself (deliveries to an EventHub: URL go to Options.EventHubs, eventhubs.go),
 // the slow/drop endpoint states of docs/graph-facts.md §2.2 (except DropNotifications by hand), Graph's
 // token-expiry pause of deliveries, the resource-unit throttling budget of docs/graph-facts.md §7 (throttling is
@@ -228,6 +252,11 @@
 //	POST /_control/drives/{id}/tap            {"n":800} taps without a change → 204
 //	POST /_control/drives/{id}/expire-tokens  delta tokens answer 410 from now → 204
 //	POST /_control/drives-lag                 {"seconds":2,"calls":1} → 204
+//	POST /_control/teams/messages             {"teamId":"…","channelId":"19:…@thread.tacv2"} or {"chatId":"19:…@thread.v2"}, with "content", "contentType", "subject", "fromDisplayName", "id" (optional) → 201 the message
+//	POST /_control/teams/messages/{id}        {"teamId","channelId" | "chatId","content"} edit → 204 (404: no such live message)
+//	POST /_control/teams/messages/{id}/delete {"teamId","channelId" | "chatId"} → 204
+//	GET  /_control/teams/messages             every message, deleted ones included
+//	POST /_control/teams/tamper               {"badSignature":true,"badPadding":false,"unknownCertificateId":false,"wrongThumbprint":false,"noValidationTokens":false,"token":{"Expired":true},"count":1} → 204
 //	GET  /_control/requests                   the request log
 //	GET  /_control/deliveries                 delivery attempts
 //	GET  /_control/mailboxes                  users with a mailbox

@@ -171,6 +171,10 @@ type subscriptionRule struct {
 	// message, or "" (e.g. a mailbox an Exchange application access policy excludes).
 	forbid                   func(s *Server, ref resourceRef) (code, msg string)
 	lifecycleRequiredMessage string // the 400 message when a lifecycleNotificationUrl is missing; %d is lifecycleRequiredOver
+	// patch takes the family's own PATCH fields (e.g. a new encryption certificate) beyond expirationDateTime
+	// and notificationUrl (s.mu not held): a 400 message, or apply, run under s.mu on the live subscription
+	// with the shared fields (nil: nothing to apply). Nil: the family has no such fields.
+	patch func(s *Server, req *subRequest, cur Subscription) (apply func(*Subscription), msg string)
 }
 
 // splitResource strips Graph's base URL and the leading slash and splits the path from its query.

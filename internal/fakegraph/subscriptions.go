@@ -590,6 +590,14 @@ func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request)
 			}
 		}
 	}
+	var familyPatch func(*Subscription)
+	if rule, _, ok := matchResource(cur.Resource); ok && rule.patch != nil {
+		var msg string
+		if familyPatch, msg = rule.patch(s, req, cur); msg != "" {
+			s.invalid(w, r, msg)
+			return
+		}
+	}
 	newURL := cur.NotificationURL
 	if req.NotificationURL != nil && *req.NotificationURL != cur.NotificationURL {
 		if err := checkNotificationURL("notificationUrl", *req.NotificationURL); err != nil {
@@ -610,6 +618,9 @@ func (s *Server) handlePatchSubscription(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	sub.ExpirationDateTime, sub.NotificationURL = newExp, newURL
+	if familyPatch != nil {
+		familyPatch(sub)
+	}
 	m := s.subMeta[id]
 	now := s.now()
 	if !m.reauthorizedAt.IsZero() && now.Sub(m.reauthorizedAt) < 10*time.Minute {

@@ -381,8 +381,15 @@ func TestEventHubHandlerKilledMidBatchIsRetried(t *testing.T) {
 		seq, _ := h.Checkpoint("hub", pos[0].Partition)
 		return seq == 0
 	})
+	// The kill fails the running attempt; on a loaded machine a retry can also reach the dying process
+	// before the restart, and fail as well. What must hold: failures only, then one success, each a retry
+	// of the one before.
 	recs := records(h, "hub", "")
-	if len(recs) != 2 || recs[0].Status != fakehost.Failed || recs[1].Status != fakehost.Succeeded || recs[1].RetryCount != 1 {
+	ok := len(recs) >= 2 && recs[len(recs)-1].Status == fakehost.Succeeded
+	for i, r := range recs {
+		ok = ok && r.RetryCount == i && (i == len(recs)-1 || r.Status == fakehost.Failed)
+	}
+	if !ok {
 		t.Fatalf("records = %+v, want the killed attempt then a successful retry of the same batch", recs)
 	}
 	if got := stringArray(t, hubInvocations(t, h, "hub")[0].Data["events"]); !slices.Equal(got, []string{"sleep, then answer"}) {

@@ -143,6 +143,9 @@ type Family struct {
 	Recovery Recovery
 	// Permission is the application permission the family needs, for hints when Graph answers 403.
 	Permission string
+	// CaseSensitiveIDs: two ids that differ only in case name two things (drive ids), so a name built from
+	// one keeps its case.
+	CaseSensitiveIDs bool
 	// Collections are the first segments of the GRAPH_RESOURCE entries the family takes, and Entries
 	// says what those entries look like, for a message about a malformed one.
 	Collections []string
@@ -160,7 +163,7 @@ type Family struct {
 }
 
 // Families is the table: every family the product follows, in the order notifications are routed.
-var Families = []*Family{&Directory, &Mailboxes}
+var Families = []*Family{&Directory, &Drives, &Mailboxes}
 
 // ByName finds a family.
 func ByName(name Name) (*Family, bool) {

@@ -44,7 +44,7 @@ func TestTableIsComplete(t *testing.T) {
 
 // A plan never asks Graph for more than the family allows, nor for a change type Graph refuses.
 func TestPlansStayWithinGraphsLimits(t *testing.T) {
-	for _, entry := range []string{"users", "groups", "users/" + guid, "groups/" + guid} {
+	for _, entry := range []string{"users", "groups", "users/" + guid, "groups/" + guid, "drives/b!abc_-1"} {
 		e, f, err := ParseEntry(entry)
 		if err != nil {
 			t.Fatalf("%s: %v", entry, err)
@@ -58,7 +58,7 @@ func TestPlansStayWithinGraphsLimits(t *testing.T) {
 				t.Errorf("%s: change type %s, which Graph refuses for %s", entry, ct, f.Name)
 			}
 		}
-		if p.Scope == "" || p.Permission == "" || p.Resource != e.Path() {
+		if p.Scope == "" || p.Permission == "" || !strings.HasPrefix(p.Resource, e.Path()) {
 			t.Errorf("%s: plan %+v", entry, p)
 		}
 		if got, _, ok := FamilyOfScope(p.Scope); !ok || got != f {
@@ -172,5 +172,49 @@ func TestEventContext(t *testing.T) {
 	u := Change{Kind: Users, ID: guid, ChangeType: graph.Updated, Source: message.SourceNotification, Origin: []string{"o"}}
 	if got, want := EventID("t", u), message.EventID("notification", "t", "users", guid, "updated", "false", "o"); got != want {
 		t.Errorf("user event id %s, want %s", got, want)
+	}
+}
+
+const drive = "b!-RIj2DuyvEyV1T4NlOaMHk8XkS_I8MdFlUCq1BlcjgmhRfAj3-Z8RY2VpuvV_tpd"
+
+func TestDrives(t *testing.T) {
+	e, f, err := ParseEntry("drives/" + drive)
+	if err != nil || f != &Drives || e != (Entry{Collection: "drives", ID: drive}) {
+		t.Fatalf("ParseEntry = %+v, %v, %v", e, f, err)
+	}
+	p := f.Plan(e, []string{"deleted", "updated"})
+	if p.Resource != "drives/"+drive+"/root" || !slices.Equal(p.ChangeTypes, []string{"updated"}) || p.Lifetime > DriveMaxLifetime ||
+		p.Lifetime < DriveMaxLifetime-2*time.Hour || p.Scope != "drives/"+drive || p.Permission != "Files.Read.All" {
+		t.Errorf("plan %+v: want the root, updated only whatever GRAPH_CHANGE_TYPE says, Graph's lifetime", p)
+	}
+	for _, bad := range []string{"drives", "drives/b!x/root", "drives/../users", "drives/b!x%2F", "drives/b!x y"} {
+		if _, _, err := ParseEntry(bad); err == nil {
+			t.Errorf("ParseEntry(%q) accepted it", bad)
+		}
+	}
+	for _, tc := range []struct {
+		resource string
+		ok, bad  bool
+	}{
+		{"drives/" + drive + "/root", true, false},
+		{"/Drives/" + drive + "/Root/", true, false},
+		{"drives/" + drive + "/items/01BYE5RZ", true, true},
+		{"drives/b!x%2F../root", true, true},
+	} {
+		n := graph.ChangeNotification{Resource: tc.resource, ResourceData: &graph.ResourceData{ID: "not relied on"}}
+		tg, ok, err := Route(&n)
+		if (ok && err == nil && tg.Family != &Drives) || (tc.ok && !ok) || (err != nil) != tc.bad {
+			t.Errorf("Route(%s) = %+v, %v, %v", tc.resource, tg, ok, err)
+			continue
+		}
+		if tc.ok && !tc.bad && (tg.Scope != "drives/"+drive || tg.ID != drive || tg.Kind != DriveItems) {
+			t.Errorf("Route(%s) = %+v", tc.resource, tg)
+		}
+		if got := Believable(&n); got != (err == nil) {
+			t.Errorf("Believable(%s) = %v", tc.resource, got)
+		}
+	}
+	if _, e2, ok := FamilyOfScope("drives/" + drive); !ok || e2.ID != drive {
+		t.Errorf("FamilyOfScope: %+v %v", e2, ok)
 	}
 }

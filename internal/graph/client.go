@@ -47,6 +47,9 @@ type ClientOptions struct {
 	// LoggerFrom, when set, picks the logger for a call from its context instead, so that the lines carry
 	// the invocation they belong to.
 	LoggerFrom func(context.Context) *slog.Logger
+	// Now is the clock a Retry-After HTTP-date is measured against. Required: the clock is given, never
+	// taken.
+	Now func() time.Time
 }
 
 // Client is a thin typed Microsoft Graph client on an azcore pipeline. It is safe for concurrent use and
@@ -64,6 +67,9 @@ type Client struct {
 func NewClient(cred azcore.TokenCredential, o ClientOptions) (*Client, error) {
 	if cred == nil {
 		return nil, errors.New("graph: a credential is required")
+	}
+	if o.Now == nil {
+		return nil, errors.New("graph: a clock (ClientOptions.Now) is required")
 	}
 	base, err := parseBase(o.BaseURL)
 	if err != nil {
@@ -92,7 +98,7 @@ func NewClient(cred azcore.TokenCredential, o ClientOptions) (*Client, error) {
 		// PerRetry, so a retry after a long wait gets a fresh token if the old one expired meanwhile.
 		PerRetry: []policy.Policy{runtime.NewBearerTokenPolicy(markTokenErrors{cred}, []string{scope}, nil)},
 	}, &copts)
-	return &Client{base: base, baseURL: base.String(), pl: pl, log: logger, logFrom: o.LoggerFrom, now: time.Now}, nil
+	return &Client{base: base, baseURL: base.String(), pl: pl, log: logger, logFrom: o.LoggerFrom, now: o.Now}, nil
 }
 
 // Scope returns the OAuth scope for a Graph base URL: "<scheme>://<host>/.default". Each national cloud

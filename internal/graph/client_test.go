@@ -64,6 +64,9 @@ func newTestClient(t *testing.T, h http.Handler, o ClientOptions) (*Client, *rec
 		o.BaseURL = srv.URL + "/v1.0"
 	}
 	o.Transport = srv.Client()
+	if o.Now == nil {
+		o.Now = time.Now // the TLS test server's clock
+	}
 	c, err := NewClient(&fake.TokenCredential{}, o)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +100,7 @@ func TestTokenFetchedOnceAndReused(t *testing.T) {
 	})))
 	defer srv.Close()
 	cred := &countingCredential{}
-	c, err := NewClient(cred, ClientOptions{BaseURL: srv.URL + "/v1.0", Transport: srv.Client()})
+	c, err := NewClient(cred, ClientOptions{BaseURL: srv.URL + "/v1.0", Transport: srv.Client(), Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +157,9 @@ func newBubbleClient(t *testing.T, h http.Handler, o ClientOptions) (*Client, *r
 	rec := &recorder{}
 	o.BaseURL = "https://graph.microsoft.com/v1.0"
 	o.Transport = handlerTransport{rec.wrap(h)}
+	if o.Now == nil {
+		o.Now = time.Now // the bubble's clock
+	}
 	c, err := NewClient(&fake.TokenCredential{}, o)
 	if err != nil {
 		t.Fatal(err)

@@ -45,11 +45,11 @@ func TestErrorClasses(t *testing.T) {
 	getUser := func(ctx context.Context) error { _, err := c.GetObject(ctx, "users", "u1", nil); return err }
 	create := func(ctx context.Context) error {
 		_, err := c.CreateSubscription(ctx, Subscription{Resource: "users", ChangeType: "updated,deleted",
-			NotificationURL: "https://h/n", ExpirationDateTime: time.Now().Add(time.Hour)})
+			NotificationURL: "https://h/n", ExpirationDateTime: time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)})
 		return err
 	}
 	update := func(ctx context.Context) error {
-		_, err := c.UpdateSubscription(ctx, "s1", SubscriptionUpdate{ExpirationDateTime: time.Now().Add(time.Hour)})
+		_, err := c.UpdateSubscription(ctx, "s1", SubscriptionUpdate{ExpirationDateTime: time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)})
 		return err
 	}
 	deltaNext := func(ctx context.Context) error {
@@ -143,7 +143,7 @@ func TestContextErrors(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || KindOf(err) != KindOther {
 		t.Errorf("canceled: err = %v, kind %s", err, KindOf(err))
 	}
-	ctx, cancel = context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	ctx, cancel = context.WithDeadline(t.Context(), time.Unix(0, 0)) // long past
 	defer cancel()
 	_, err = c.GetObject(ctx, "users", "u1", nil)
 	if !errors.Is(err, context.DeadlineExceeded) || KindOf(err) != KindTransient {
@@ -168,7 +168,7 @@ func TestTokenErrors(t *testing.T) {
 			cred := &fake.TokenCredential{}
 			cred.SetError(tt.cause)
 			c, err := NewClient(cred, ClientOptions{BaseURL: "https://graph.microsoft.com/v1.0",
-				Transport: handlerTransport{rec.wrap(http.NotFoundHandler())}})
+				Transport: handlerTransport{rec.wrap(http.NotFoundHandler())}, Now: func() time.Time { return time.Unix(0, 0) }})
 			if err != nil {
 				t.Fatal(err)
 			}

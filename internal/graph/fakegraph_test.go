@@ -61,6 +61,9 @@ func secretCred(t *testing.T, fg *fakegraph.Server, secret string) azcore.TokenC
 func newClient(t *testing.T, fg *fakegraph.Server, cred azcore.TokenCredential, co graph.ClientOptions) *graph.Client {
 	t.Helper()
 	co.BaseURL, co.Transport = fg.GraphBaseURL(), fg.Client()
+	if co.Now == nil {
+		co.Now = time.Now // the double's own clock
+	}
 	c, err := graph.NewClient(cred, co)
 	if err != nil {
 		t.Fatal(err)
@@ -556,10 +559,11 @@ func TestFakeGraphErrorClasses(t *testing.T) {
 	}
 }
 
-// TestFakeGraphMissingRole: a token without a Graph application role gets 403 on every call.
+// TestFakeGraphMissingRole: a token without a Graph application role the double models (AuditLog.Read.All
+// opens nothing it serves) gets 403 on every call.
 func TestFakeGraphMissingRole(t *testing.T) {
 	t.Parallel()
-	e := newFG(t, func(o *fakegraph.Options) { o.AppRoles = []string{"Mail.Read"} }, graph.ClientOptions{})
+	e := newFG(t, func(o *fakegraph.Options) { o.AppRoles = []string{"AuditLog.Read.All"} }, graph.ClientOptions{})
 	_, err := e.c.ListSubscriptions(ctx(t))
 	if ge := graphErr(t, err, graph.ErrForbidden); ge.Code != "Authorization_RequestDenied" {
 		t.Errorf("code %q", ge.Code)

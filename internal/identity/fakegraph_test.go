@@ -58,7 +58,7 @@ func newDouble(t *testing.T, mod func(*fakegraph.Options)) *fakegraph.Server {
 // exercise makes several Graph calls (the first ones concurrently) with one Client on cred.
 func exercise(t *testing.T, fg *fakegraph.Server, cred azcore.TokenCredential) {
 	t.Helper()
-	c, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	c, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestFakeGraphClientCertificateNotRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	c, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestFakeGraphManagedIdentityWrongHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	c, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ type Settings struct {
 type Options struct {
 	// Transport carries the token traffic (tests pass a client trusting their TLS server).
 	Transport policy.Transporter
-	// Logger receives one Info line describing the credential; nil means slog.Default().
+	// Logger receives one Info line describing the credential; nil discards it.
 	Logger *slog.Logger
 }
 
@@ -84,7 +84,7 @@ func Select(s Settings) Kind {
 func NewGraphCredential(s Settings, o Options) (azcore.TokenCredential, error) {
 	logger := o.Logger
 	if logger == nil {
-		logger = slog.Default()
+		logger = slog.New(slog.DiscardHandler)
 	}
 	kind := Select(s)
 	var (

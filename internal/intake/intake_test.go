@@ -11,6 +11,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -19,7 +20,7 @@ const (
 	testUser   = "6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"
 )
 
-var fixedNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+var fixedNow = testclock.Date(2026, 11, 27, 10, 0, 0)
 
 func newVerifier(t testing.TB) *Verifier {
 	t.Helper()
@@ -87,7 +88,7 @@ func TestCollectionErrors(t *testing.T) {
 		}
 	}
 
-	unset := New(config.Load(func(string) string { return "" }), time.Now)
+	unset := New(config.Load(func(string) string { return "" }), func() time.Time { return fixedNow })
 	_, err := unset.Collection(context.Background(), []byte(`{"value":[`+change(testUser)+`]}`))
 	if err == nil || errors.As(err, new(*BadInput)) || !strings.Contains(err.Error(), config.ClientState) {
 		t.Errorf("missing settings: err = %v, want a settings error naming %s", err, config.ClientState)

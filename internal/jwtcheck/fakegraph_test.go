@@ -26,7 +26,7 @@ func ctxT(t *testing.T) context.Context {
 func TestFakeGraphTokens(t *testing.T) {
 	fg := fakegraph.New(fakegraph.NewOptions(testTenant, testClient, "secret"))
 	t.Cleanup(fg.Close)
-	keys := NewJWKS(KeysURL(fg.AuthorityHost()), fg.Client())
+	keys := NewJWKS(KeysURL(fg.AuthorityHost()), fg.Client(), time.Now)
 	v := &Validator{Keys: keys, ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
 	now := time.Now()
 
@@ -96,7 +96,7 @@ func TestFakeGraphTokens(t *testing.T) {
 func TestTenantKeysFromDiscovery(t *testing.T) {
 	fg := fakegraph.New(fakegraph.NewOptions(testTenant, testClient, "secret"))
 	t.Cleanup(fg.Close)
-	v := &Validator{Keys: NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client()), ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
+	v := &Validator{Keys: NewTenantJWKS(fg.AuthorityHost(), testTenant, fg.Client(), time.Now), ClientID: testClient, TenantID: testTenant, AuthorityHost: fg.AuthorityHost()}
 	if _, err := v.Validate(ctxT(t), fg.ValidationTokenWith(fakegraph.ValidationTokenOptions{}), time.Now()); err != nil {
 		t.Fatalf("a good token was refused: %v", err)
 	}

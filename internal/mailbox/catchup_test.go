@@ -43,7 +43,7 @@ func TestCatchUpQueuesTheDaysItemsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,8 @@ const (
 	KindResyncRequest Kind = "resyncRequest"
 )
 
-// Message is one queue message. It is kept small: at most MaxNotifications notifications and, as the host
-// re-prints it, under MaxPrintedBytes (see Split).
+// Message is one queue message. It is kept within a queue message's limit: as the host re-prints it, under
+// MaxPrintedBytes, and at most MaxNotifications notifications (see Split).
 type Message struct {
 	V                int                        `json:"v"`
 	Kind             Kind                       `json:"kind"`

@@ -8,8 +8,11 @@ import (
 )
 
 const (
-	// MaxNotifications caps a message so one worker invocation fits one Graph $batch (20 requests).
-	MaxNotifications = 20
+	// MaxNotifications caps a message's notifications whatever their size, which bounds one worker
+	// invocation: 160 objects are 8 Graph $batches of 20, two rounds at the worker's 4 at once. Change
+	// notifications as Graph sends them reach MaxPrintedBytes first (about 70 to a message): the fewer
+	// the messages, the fewer queue writes by the host and worker invocations.
+	MaxNotifications = 160
 	// MaxPrintedBytes caps a message's text as the Functions host re-prints it: an object written to a queue
 	// output binding is stored as indented JSON (docs/host-protocol.md §4.4), then base64-encoded, and a
 	// queue message may not exceed 64 KiB. 48 KiB of text is 64 KiB of base64.
@@ -23,6 +26,10 @@ const newline = 2
 // other fields (kind, validation tokens, attempt, timestamps). A notification that alone would overflow a
 // message is returned in tooBig: no Graph notification for users comes near that size, so such an item is
 // not from Graph.
+//
+// Among the packings with that fewest number of messages, Split prefers to end a message after a multiple
+// of graph.MaxBatch notifications: the worker reads a message's objects in $batches of 20, so a POST of 100
+// goes out as 60 + 40 (five $batches) rather than 72 + 28 (six).
 func Split(tmpl Message, ns []graph.ChangeNotification) (msgs []Message, tooBig []graph.ChangeNotification, err error) {
 	tmpl.Notifications = nil
 	head, err := json.Marshal(tmpl)
@@ -32,16 +39,8 @@ func Split(tmpl Message, ns []graph.ChangeNotification) (msgs []Message, tooBig 
 	// Printed size of tmpl plus a "notifications" member holding an empty array, before any element.
 	base := IndentedSize(head, 0) + 1 + newline + 2 + len(`"notifications": `) + len("[") + newline + 2 + len("]")
 
-	var cur []graph.ChangeNotification
-	size := base
-	flush := func() {
-		if len(cur) > 0 {
-			m := tmpl
-			m.Notifications = cur
-			msgs = append(msgs, m)
-		}
-		cur, size = nil, base
-	}
+	var fit []graph.ChangeNotification
+	var sizes []int
 	for _, n := range ns {
 		raw, err := n.MarshalJSON()
 		if err != nil {
@@ -53,16 +52,38 @@ func Split(tmpl Message, ns []graph.ChangeNotification) (msgs []Message, tooBig 
 			tooBig = append(tooBig, n)
 			continue
 		}
-		if len(cur) == MaxNotifications || size+1+elem >= MaxPrintedBytes {
-			flush()
-		}
-		if len(cur) > 0 {
-			size++ // the comma
-		}
-		cur = append(cur, n)
-		size += elem
+		fit = append(fit, n)
+		sizes = append(sizes, elem)
 	}
-	flush()
+	// end[i] is where a message starting at notification i ends when filled greedily; count[i] is how
+	// many messages notifications i… take that way (the fewest possible: greedy is optimal here).
+	end := make([]int, len(fit)+1)
+	count := make([]int, len(fit)+1)
+	for i := len(fit) - 1; i >= 0; i-- {
+		j, size := i, base
+		for j < len(fit) && j-i < MaxNotifications {
+			add := sizes[j]
+			if j > i {
+				add++ // the comma
+			}
+			if size+add >= MaxPrintedBytes {
+				break
+			}
+			size += add
+			j++
+		}
+		end[i], count[i] = j, 1+count[j]
+	}
+	for i := 0; i < len(fit); {
+		j := end[i]
+		if cut := j - (j-i)%graph.MaxBatch; j < len(fit) && cut > i && count[cut] == count[j] {
+			j = cut
+		}
+		m := tmpl
+		m.Notifications = fit[i:j:j]
+		msgs = append(msgs, m)
+		i = j
+	}
 	return msgs, tooBig, nil
 }
 

@@ -63,7 +63,8 @@ func TestSplit(t *testing.T) {
 		count, pad   int
 		wantMessages int
 	}{
-		{1, 0, 1}, {20, 0, 1}, {21, 0, 2}, {45, 0, 3}, {10, 10_000, 3}, {7, 47_000, 7},
+		{1, 0, 1}, {MaxNotifications, 0, 1}, {MaxNotifications + 1, 0, 2}, {2*MaxNotifications + 5, 0, 3},
+		{100, 600, 2}, {10, 10_000, 3}, {7, 47_000, 7},
 	} {
 		t.Run(fmt.Sprintf("%dx%d", tc.count, tc.pad), func(t *testing.T) {
 			var ns []graph.ChangeNotification
@@ -142,4 +143,50 @@ func TestDecodeValidates(t *testing.T) {
 	if err != nil || m.Continuation != "https://graph/next" || m.Attempt != 2 {
 		t.Errorf("%+v %v", m, err)
 	}
+}
+
+// TestSplitFillsMessagesWithGraphsNotifications packs 5,000 change notifications of the shape Graph sends
+// for users (clientState already removed, as the webhook queues them): size, not count, ends a message,
+// and a POST of 5,000 takes at most 80 messages.
+func TestSplitFillsMessagesWithGraphsNotifications(t *testing.T) {
+	var ns []graph.ChangeNotification
+	for i := range 5000 {
+		id := fmt.Sprintf("6e1f%04x-7c3a-4b2d-9e8f-0a1b2c3d4e5f", i)
+		raw := fmt.Sprintf(`{"subscriptionId":"d850b120-7d8e-4a3b-9c2d-1e0f2a3b4c5d","subscriptionExpirationDateTime":"2026-12-20T10:00:00+00:00",`+
+			`"changeType":"updated","resource":"Users/%s","resourceData":{"@odata.type":"#Microsoft.Graph.User","@odata.id":"Users/%s","id":"%s",`+
+			`"organizationId":"8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41","eventTime":"2026-11-27T09:59:58.24Z","sequenceNumber":%d},"tenantId":"8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41"}`,
+			id, id, id, 638700000000000001+i)
+		var n graph.ChangeNotification
+		if err := json.Unmarshal([]byte(raw), &n); err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, n)
+	}
+	msgs, tooBig, err := Split(Message{V: Version, Kind: KindNotifications, FirstSeen: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, ns)
+	if err != nil || len(tooBig) > 0 {
+		t.Fatal(err, len(tooBig))
+	}
+	if len(msgs) > 80 {
+		t.Errorf("5,000 notifications in %d messages, want at most 80", len(msgs))
+	}
+	for i, m := range msgs {
+		if size, _ := PrintedSize(&m); size >= MaxPrintedBytes {
+			t.Errorf("message %d: %d notifications print to %d bytes, limit %d", i, len(m.Notifications), size, MaxPrintedBytes)
+		}
+	}
+	// A POST of 100: two messages either way, cut after a multiple of 20 (five $batches, not six).
+	msgs, _, _ = Split(Message{V: Version, Kind: KindNotifications}, ns[:100])
+	if len(msgs) != 2 || len(msgs[0].Notifications) != 60 {
+		t.Errorf("100 notifications: %d messages, the first of %d; want 2, the first of 60", len(msgs), len(msgs[0].Notifications))
+	}
+	// Where cutting at a multiple of 20 would take another message, messages are filled: 144 = 72 + 72.
+	full := len(msgs[0].Notifications)
+	msgs, _, _ = Split(Message{V: Version, Kind: KindNotifications}, ns[:144])
+	if msgs, _, _ := Split(Message{V: Version, Kind: KindNotifications}, ns[:72]); len(msgs) != 1 {
+		t.Fatalf("72 notifications take %d messages; the case below assumes one", len(msgs))
+	}
+	if len(msgs) != 2 || len(msgs[0].Notifications) != 72 {
+		t.Errorf("144 notifications: %d messages, the first of %d; want 2 of 72 (%d)", len(msgs), len(msgs[0].Notifications), full)
+	}
+	t.Logf("%d messages, %d notifications in the first", len(msgs), len(msgs[0].Notifications))
 }

@@ -2,7 +2,10 @@ package redact
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 	"testing"
@@ -104,5 +107,58 @@ func TestErrorKeepsTheChain(t *testing.T) {
 	}
 	if New().Error(nil) != nil {
 		t.Error("nil error became an error")
+	}
+}
+
+// TestRedactedQuotedURLsKeepTheirQuotes: a URL quoted inside a JSON string (Go's url.Error quotes it: `Get "…?q": dial`)
+// ends at an escaped quote; redacting its query must keep the backslash, or `status -json` stops parsing.
+func TestRedactedQuotedURLsKeepTheirQuotes(t *testing.T) {
+	msg := `Get "http://127.0.0.1:1/devstoreaccount1/q?comp=metadata&sig=S1gN4tUr3": dial tcp: connection refused; ` +
+		`PUT "/devstoreaccount1/q/messages?sv=1&sig=S1gN4tUr3" and https://h/x?code=` + key
+	b, err := json.MarshalIndent(map[string]string{"message": msg}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := New(key).Text(string(b))
+	var back map[string]string
+	if err := json.Unmarshal([]byte(got), &back); err != nil {
+		t.Fatalf("not JSON after redaction: %v\n%s", err, got)
+	}
+	if strings.Contains(got, "S1gN4tUr3") || strings.Contains(got, "Yt0pWqLr4N") || !strings.Contains(back["message"], `q?[redacted]": dial tcp`) {
+		t.Errorf("got %s", back["message"])
+	}
+	// The same in a log value slog quoted.
+	line := fmt.Sprintf("level=ERROR msg=failed err=%q n=1", msg)
+	if got := New(key).Text(line); !strings.HasSuffix(got, `" n=1`) || strings.Contains(got, "S1gN4tUr3") {
+		t.Errorf("log line %s", got)
+	}
+}
+
+// BenchmarkWriterLogLine: what the redactor adds to each log line the handler writes (the webhook's
+// completion line), with a function key and a clientState configured.
+func BenchmarkWriterLogLine(b *testing.B) {
+	w := NewWriter(io.Discard, New(append(FunctionKeys("https://h.example/api/webhook?code="+key), Forms("s3cret-client-state-0123456789")...)...))
+	line := []byte(`level=INFO msg="invocation done" function=webhook invocation_id=c82a7489-3508-4e4e-83e2-49ed067ad418 duration_ms=0.885 summary="webhook: queued 1 change and 0 lifecycle notifications in 1 messages; dropped 0 (clientState 0, tenant 0, id 0, oversize 0)"` + "\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Write(line)
+	}
+}
+
+// A URL quoted inside a JSON string (an error message in `handler status -json`) ends at the escaped quote:
+// redacting its query must leave the document valid JSON, and still remove what the query held.
+func TestRedactedJSONDocumentsStayJSON(t *testing.T) {
+	var r *Redactor
+	for _, doc := range []string{
+		`{"message":"Get \"http://127.0.0.1:4/devstoreaccount1/q?comp=metadata&sig=S1gN4tUr3\": dial tcp: refused"}`,
+		`{"message":"PUT /q/messages?sv=1\u0026sig=S1gN4tUr3 HTTP/1.1\n"}`,
+	} {
+		got := r.Text(doc)
+		if !json.Valid([]byte(got)) {
+			t.Errorf("redacted JSON is no longer JSON:\n in  %s\n out %s", doc, got)
+		}
+		if strings.Contains(got, "S1gN4tUr3") {
+			t.Errorf("the signature survives: %s", got)
+		}
 	}
 }

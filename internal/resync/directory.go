@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
@@ -29,8 +30,9 @@ func newDirectoryWalker(r *Runner, e family.Entry) walker {
 	return directoryWalker{r: r, kind: k}
 }
 
-func (w directoryWalker) scope() string         { return w.kind.Collection }
-func (w directoryWalker) selectSetting() string { return w.kind.SelectSetting }
+func (w directoryWalker) scope() string             { return w.kind.Collection }
+func (w directoryWalker) secondLook() time.Duration { return 0 }
+func (w directoryWalker) selectSetting() string     { return w.kind.SelectSetting }
 
 // deltaSelect is what a delta round selects: the configured properties, and for groups their members.
 func (w directoryWalker) deltaSelect() []string {

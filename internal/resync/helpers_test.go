@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 func TestMain(m *testing.M) {
@@ -42,7 +44,7 @@ const fgSecret = "fakegraph-secret~0123456789"
 var seq atomic.Int64
 
 func unique(prefix string) string {
-	return fmt.Sprintf("%s%d-%d", prefix, time.Now().UnixNano()%1e9, seq.Add(1))
+	return fmt.Sprintf("%s%d-%d", prefix, rand.Int64N(1e9), seq.Add(1))
 }
 
 // clock is the Runner's injected time.
@@ -126,7 +128,9 @@ func withPageSize(n int) envOption {
 func newEnv(t *testing.T, users int, opts ...envOption) *env {
 	t.Helper()
 	az := azuritetest.Shared(t)
+	clk := &clock{t: testclock.Date(2026, 3, 1, 12, 0, 0)}
 	o := fakegraph.NewOptions("", "", fgSecret)
+	o.Clock = clk.now // one clock for the runner, the Graph client and Graph's double
 	o.UserPageSize = 2
 	vars := map[string]string{config.ResyncContainer: unique("cp")}
 	for _, f := range opts {
@@ -145,11 +149,11 @@ func newEnv(t *testing.T, users int, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, fg: fg, gc: gc, graph: gc, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+	e := &env{t: t, fg: fg, gc: gc, graph: gc, clock: clk,
 		work: unique("work"), changes: unique("changes"), vars: vars}
 	e.cfg = config.Load(func(k string) string { return vars[k] })
 	if ps := e.cfg.Problems(); len(ps) > 0 {
@@ -174,7 +178,7 @@ func newEnv(t *testing.T, users int, opts ...envOption) *env {
 
 // runner builds a Runner for cfg on the env's queues, store, clock and Graph.
 func (e *env) runner(cfg *config.Config) *resync.Runner {
-	return resync.New(resync.Deps{
+	r := resync.New(resync.Deps{
 		Config: cfg,
 		Graph:  func() (resync.Graph, error) { return e.graph, nil },
 		Store:  func() (resync.Store, error) { return e.store, nil },
@@ -182,6 +186,8 @@ func (e *env) runner(cfg *config.Config) *resync.Runner {
 		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }, nil),
 		Now:    e.clock.now,
 	})
+	r.StepBudget = 0 // one page per invocation: these tests drive and count the steps
+	return r
 }
 
 // withConfig returns a Runner whose settings differ from the env's by the given ones.

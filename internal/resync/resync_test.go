@@ -597,6 +597,7 @@ func TestOwnWriteWithALostReplyIsNotAConflict(t *testing.T) {
 		Events: events.NewWriter(func() (events.Queue, error) { return e.rq, nil }, nil),
 		Now:    e.clock.now,
 	})
+	r.StepBudget = 0 // one page per invocation: these tests drive and count the steps
 	got, err := r.Request(e.ctx(), "users", "gap")
 	if err != nil || got.Action != resync.Started {
 		t.Fatalf("Request after a lost reply = %+v, %v: the pass must start, not collapse into itself", got, err)

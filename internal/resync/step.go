@@ -38,6 +38,11 @@ type StepResult struct {
 	// RetryAfter > 0: the same step was re-enqueued with this delay (throttled, or a transient failure).
 	RetryAfter time.Duration
 	Why        string // for Stale and RetryAfter
+	// Pages is how many pages this invocation handled; FirstPage the first of them. Events and
+	// Suppressed count them all.
+	Pages, FirstPage int
+
+	next *Continuation // the pass's next page, when this page is done and the pass is not
 }
 
 // Summary is one line for the invocation's Logs.
@@ -54,15 +59,95 @@ func (s StepResult) Summary() string {
 	case s.RetryAfter > 0:
 		return fmt.Sprintf("resync pass %s page %d: %s, retrying in %s", s.PassID, s.Page, s.Why, s.RetryAfter)
 	case s.Done:
-		return fmt.Sprintf("resync %s pass %s completed: page %d, %d event(s), %d suppressed as carrying nothing new", s.Collection, s.PassID, s.Page, s.Events, s.Suppressed)
+		return fmt.Sprintf("resync %s pass %s completed: page %d, %d event(s), %d suppressed as carrying nothing new%s", s.Collection, s.PassID, s.Page, s.Events, s.Suppressed, s.pages())
 	}
-	return fmt.Sprintf("resync %s pass %s page %d: %d event(s), %d suppressed as carrying nothing new, continuing", s.Collection, s.PassID, s.Page, s.Events, s.Suppressed)
+	return fmt.Sprintf("resync %s pass %s page %d: %d event(s), %d suppressed as carrying nothing new, continuing%s", s.Collection, s.PassID, s.Page, s.Events, s.Suppressed, s.pages())
 }
 
-// Step handles one `kind: resync` message: one delta page (see the package documentation). An error means
-// the invocation should fail so that the host redelivers the message; every outcome that waiting or
-// dropping handles better is a nil error with the StepResult saying what happened.
+func (s StepResult) pages() string {
+	if s.Pages <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (pages %d–%d in this invocation)", s.FirstPage, s.Page)
+}
+
+// Step handles one `kind: resync` message: the delta page it names, then the pass's next pages one after
+// another, each checkpointed as it completes, until the pass ends or StepBudget is spent; then it hands the
+// pass over by enqueueing the continuation (see the package documentation). An error means the invocation
+// should fail so that the host redelivers the message; every outcome that waiting or dropping handles
+// better is a nil error with the StepResult saying what happened.
 func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, error) {
+	start := r.now()
+	var sum StepResult
+	for {
+		out, err := r.step(ctx, m)
+		sum = sum.then(out)
+		if err != nil && sum.Pages > 1 {
+			// A later page failed: the pages before it are checkpointed, and the host's redelivery of the
+			// message this invocation began with would be stale by now. Hand this page over instead.
+			c, _ := DecodeContinuation(m.Continuation)
+			return sum, r.handOver(ctx, c, err)
+		}
+		if err != nil || out.next == nil {
+			return sum, err
+		}
+		c := *out.next
+		if !r.withinBudget(ctx, start) {
+			// If this enqueue fails, the host redelivers the message; once its link is behind the pass's Prev it
+			// is dropped as stale and the pass looks stalled until Request or the timer resumes it.
+			return sum, r.handOver(ctx, c, nil)
+		}
+		next := r.message(c, 0, nil)
+		m = &next
+	}
+}
+
+// handOver enqueues c for another invocation; cause is logged when a failure ended this one's pages.
+func (r *Runner) handOver(ctx context.Context, c Continuation, cause error) error {
+	q, err := r.queue()
+	if err == nil {
+		err = r.enqueueContinuation(ctx, q, c, 0, 0)
+	}
+	if err != nil {
+		if cause != nil {
+			return fmt.Errorf("%w (handing the pass over after: %v)", err, cause)
+		}
+		return err
+	}
+	if cause != nil {
+		logger(ctx).Warn("resync: a page failed after earlier pages of this invocation were done; handed it over to the next", "pass", c.Pass, "err", cause)
+	}
+	return nil
+}
+
+// withinBudget reports whether another page may start: StepBudget since start has not passed, nor half the
+// time this invocation had until Margin before its deadline.
+func (r *Runner) withinBudget(ctx context.Context, start time.Time) bool {
+	budget := r.StepBudget
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, dl.Add(-r.Margin).Sub(start)/2)
+	}
+	return r.now().Sub(start) < budget
+}
+
+// then adds the result of the next page of the same invocation to s.
+func (s StepResult) then(next StepResult) StepResult {
+	events, suppressed, pages, first := s.Events+next.Events, s.Suppressed+next.Suppressed, s.Pages, s.FirstPage
+	if next.Page > 0 {
+		pages++
+		if first == 0 {
+			first = next.Page
+		}
+	}
+	next.Events, next.Suppressed, next.Pages, next.FirstPage = events, suppressed, pages, first
+	if next.Page == 0 {
+		next.Page = s.Page
+	}
+	return next
+}
+
+// step handles the one page m names.
+func (r *Runner) step(ctx context.Context, m *message.Message) (StepResult, error) {
 	log := logger(ctx)
 	if m == nil || m.Kind != message.KindResync {
 		return StepResult{}, errors.New("resync: Step needs a resync message")
@@ -143,8 +228,11 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 	if p.Full {
 		source = message.SourceFullSync
 	}
-	items, carry, err := w.page(work, log, g, pageInput{objects: page.Objects, carry: p.Carry, more: page.NextLink != "",
-		source: source, passID: p.ID, link: link})
+	in := pageInput{objects: page.Objects, carry: p.Carry, more: page.NextLink != "", source: source, passID: p.ID, link: link}
+	if !p.Full {
+		in.since = cp.LastCompleted
+	}
+	items, carry, err := w.page(work, log, g, in)
 	if err != nil {
 		return r.retryOrFail(ctx, log, st, q, scope, cp, etag, m, c, out, err)
 	}
@@ -172,10 +260,16 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		last.Link, last.Prev, last.Again = "", "", ""
 		cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
 		cp.LastPass, cp.Pass = &last, nil
-		if p.Again != "" {
+		switch look := w.secondLook(); {
+		case p.Again != "":
 			// A request arrived during this pass: the follow-up starts from the deltaLink just stored, in
 			// the same write, so it cannot be lost between two saves.
 			cp.Pass = &checkpoint.Pass{ID: r.newID(now), Reason: "requested during pass " + p.ID + ": " + p.Again, Started: now, Updated: now}
+		case look > 0 && p.Events == 0 && !p.Full && !p.Latest && !p.Look:
+			// Nothing found: the change that caused the pass may not be in delta yet. One more look
+			// after a while; it waits deliberately, so it does not count as stalled meanwhile.
+			cp.Pass = &checkpoint.Pass{ID: r.newID(now), Reason: "pass " + p.ID + " found nothing new: one more look, as delta can lag the notification",
+				Look: true, Started: now, Updated: now, Wait: now.Add(look)}
 		}
 	})
 	if err != nil {
@@ -200,17 +294,14 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 			"took", now.Sub(p.Started).Round(time.Second).String(), "reason", p.Reason)
 		if next := cp.Pass; next != nil {
 			// If this enqueue fails, the follow-up pass stalls and the next Request or timer tick resumes it.
-			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: scope, Pass: next.ID}, 0, 0); err != nil {
+			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: scope, Pass: next.ID}, 0, max(next.Wait.Sub(now), 0)); err != nil {
 				return out, err
 			}
 			log.Info("resync follow-up pass started", "pass", next.ID, "reason", next.Reason)
 		}
 		return out, nil
 	}
-	if err := r.enqueueContinuation(ctx, q, Continuation{Collection: scope, Pass: p.ID, Link: p.Link}, 0, 0); err != nil {
-		// The host redelivers this message; its link is now the pass's Prev, so the retry re-sends.
-		return out, err
-	}
+	out.next = &Continuation{Collection: scope, Pass: p.ID, Link: p.Link}
 	log.Info("resync page done", "events", written.Written, "suppressed", written.Suppressed)
 	return out, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 // deltaFake serves delta rounds from pages a test sets, and $batch reads from a directory.FakeGraph.
@@ -80,7 +81,7 @@ type unitEnv struct {
 
 func newUnitEnv(t *testing.T, resource string, state ...*objectstate.Store) *unitEnv {
 	e := &unitEnv{t: t, g: &deltaFake{FakeGraph: directory.NewFakeGraph()}, q: storagequeue.NewMemory(), cp: checkpoint.NewMemory(),
-		now: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+		now: testclock.Date(2026, 12, 1, 10, 0, 0)}
 	if len(state) > 0 {
 		e.state = func() (events.State, error) { return state[0], nil }
 	}
@@ -93,6 +94,7 @@ func newUnitEnv(t *testing.T, resource string, state ...*objectstate.Store) *uni
 		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, e.state),
 		Now:    func() time.Time { return e.now },
 	})
+	e.r.StepBudget = 0 // one page per invocation: these tests drive and count the steps
 	return e
 }
 
@@ -308,6 +310,7 @@ func TestUnitRequestDuringAStepDoesNotStallThePass(t *testing.T) {
 		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, e.state),
 		Now:    func() time.Time { return e.now },
 	})
+	e.r.StepBudget = 0 // one page per invocation: these tests drive and count the steps
 	if _, err := e.r.Request(context.Background(), "groups", "baseline"); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
@@ -28,6 +29,9 @@ type walker interface {
 	next(ctx context.Context, g Graph, link string) (graph.DeltaPage, error)
 	// page turns one page into events; carry is the part of an object that goes on past the page.
 	page(ctx context.Context, log *slog.Logger, g Graph, in pageInput) ([]events.Item, *checkpoint.Carry, error)
+	// secondLook is how long after an incremental pass that wrote no event one more pass looks again (0:
+	// never), for scopes whose delta can lag the notification that started the pass.
+	secondLook() time.Duration
 }
 
 // pageInput is one page and where it stands in its pass.
@@ -38,11 +42,15 @@ type pageInput struct {
 	source  message.Source
 	passID  string
 	link    string // the page's link, for event ids
+	// since is when the changes this pass reports began: the last completed pass of an incremental pass,
+	// zero for a full one.
+	since time.Time
 }
 
 // walkers builds the walker of a scope, per family whose gaps a delta pass recovers.
 var walkers = map[family.Name]func(r *Runner, e family.Entry) walker{
 	family.Directory.Name: newDirectoryWalker,
+	family.Drives.Name:    newDriveWalker,
 }
 
 // walkerFor finds the walker of a resync scope ("users", "groups", "drives/{drive-id}").

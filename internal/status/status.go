@@ -87,7 +87,10 @@ type Checker struct {
 	// Refusals reads Graph's refusals to subscribe to mailboxes (mailboxes.go); nil: no mailboxes.
 	Refusals func() (Refusals, error)
 
-	Now     func() time.Time // nil: time.Now
+	// WeakClientState says why GRAPH_CLIENT_STATE is weak (config.Config.WeakClientState), or "".
+	WeakClientState string
+
+	Now     func() time.Time // the clock: required
 	Timeout time.Duration    // 0: DefaultTimeout
 }
 
@@ -201,6 +204,7 @@ const (
 	CodeSettings           = "settings"
 	CodeGraphUnreachable   = "graph-unreachable"
 	CodeStorageUnreachable = "storage-unreachable"
+	CodeWeakClientState    = "weak-client-state"
 )
 
 // String is the finding as one line: what, then what to do.
@@ -210,10 +214,7 @@ func (f Finding) String() string {
 
 // Check runs every check once, under Timeout. Graph and storage are asked concurrently.
 func (c *Checker) Check(ctx context.Context) Report {
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
+	now := c.Now
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -230,6 +231,11 @@ func (c *Checker) Check(ctx context.Context) Report {
 	wg.Wait()
 	// One missing setting can stop several parts (the checkpoint store and the queues): say it once.
 	r.Findings = []Finding{}
+	if c.WeakClientState != "" {
+		r.Findings = append(r.Findings, Finding{Severity: Attention, Code: CodeWeakClientState, Subject: config.ClientState,
+			Message: "GRAPH_CLIENT_STATE is weak: " + c.WeakClientState + ". Every subscription's notification URL carries a short fingerprint of it (cs), so whoever sees that URL can test guesses offline, and with the secret forge notifications.",
+			Action:  config.RotateClientStateSteps})
+	}
 	for _, f := range slices.Concat(graphFindings, storageFindings, mailboxFindings) {
 		if !slices.Contains(r.Findings, f) {
 			r.Findings = append(r.Findings, f)

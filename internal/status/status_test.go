@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,9 +21,10 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
-var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+var now = testclock.Date(2026, 12, 1, 12, 0, 0)
 
 type fakeGraph struct {
 	subs []graph.Subscription
@@ -385,5 +387,19 @@ func TestStorageFindingsNameTheServiceAndTheFault(t *testing.T) {
 				t.Error("the queues went unchecked because the blob service failed")
 			}
 		})
+	}
+}
+
+// A weak GRAPH_CLIENT_STATE is a finding of its own, with the rotation steps, and never the secret.
+func TestWeakClientStateIsAFinding(t *testing.T) {
+	c := checker(healthy())
+	c.WeakClientState = config.ClientStateWeakness("s3cr3t-client-state-0123456789")
+	r := c.Check(context.Background())
+	if r.Health != Attention || !slices.Contains(codes(r), CodeWeakClientState+"/"+config.ClientState) {
+		t.Fatalf("health %s findings %v", r.Health, codes(r))
+	}
+	f := r.Findings[0]
+	if !strings.Contains(f.Action, "GRAPH_CLIENT_STATE_PREVIOUS") || !strings.Contains(f.Action, "openssl rand") || strings.Contains(f.String(), "s3cr3t") {
+		t.Errorf("finding %s", f)
 	}
 }

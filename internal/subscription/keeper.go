@@ -123,10 +123,11 @@ type Keeper struct {
 	limits      lifecycleLimits
 }
 
-// New returns a keeper using the app settings and a lazily built Graph client. gap may be nil.
+// New returns a keeper using the app settings, a lazily built Graph client and the clock now. gap may be
+// nil.
 func New(cfg *config.Config, g func() (Graph, error), gap Gap, now func() time.Time) *Keeper {
 	if now == nil {
-		now = time.Now
+		panic("subscription.New: now is nil: the clock is given, never taken")
 	}
 	return &Keeper{cfg: cfg, graph: g, gap: gap, now: now, settleDelay: time.Second,
 		pendingGap: map[string]string{}, limits: lifecycleLimits{last: map[string]time.Time{}}}

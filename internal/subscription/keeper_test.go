@@ -17,6 +17,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -60,7 +61,7 @@ var handshake = func(w http.ResponseWriter, r *http.Request) {
 
 func newEnv(t *testing.T, adjust ...func(*fakegraph.Options)) *env {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	c := &clock{t: testclock.Date(2026, 11, 27, 10, 0, 0)}
 	opts := fakegraph.NewOptions(tenant, clientID, secret)
 	opts.Clock = c.Now
 	for _, a := range adjust {
@@ -75,7 +76,7 @@ func newEnv(t *testing.T, adjust ...func(*fakegraph.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: -1})
+	client, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), MaxRetries: -1, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,18 +129,20 @@ func (e *Env) Start(ctx context.Context, o devstack.Options, poll time.Duration)
 	// devstack builds AzureWebJobsStorage from the Azurite it starts, then hands the settings map to the
 	// host double's options: route its TableEndpoint through the proxy there, before the handler starts.
 	// The map is the stack's Settings too, so EnvList (for `handler resync`) goes through the proxy as well.
+	// The caller's hook runs after, so it sees the settings as they are and may route them further (the
+	// reliability tool's fault proxies stand in front of this one).
 	var routeErr error
 	host := o.Host
 	o.Host = func(h *fakehost.Options) {
-		if host != nil {
-			host(h)
-		}
 		conn, err := tc.route(h.Settings[config.Storage])
 		if err != nil {
 			routeErr = err
 			return
 		}
 		h.Settings[config.Storage] = conn
+		if host != nil {
+			host(h)
+		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -503,7 +505,7 @@ const (
 )
 
 // Section names, in the order they appear in the block.
-var sectionOrder = []string{"economy", "detection", "reliability"}
+var sectionOrder = []string{"economy", "detection", "reliability", "storage"}
 
 func subBegin(name string) string { return "<!-- pipeline-" + name + ":begin -->" }
 func subEnd(name string) string   { return "<!-- pipeline-" + name + ":end -->" }
@@ -557,7 +559,7 @@ func WriteSection(path, name, body string) error {
 	if len(sections) < len(sectionOrder) {
 		for _, n := range sectionOrder {
 			if _, ok := sections[n]; !ok {
-				parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability"}[n]))
+				parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability", "storage": "reliability"}[n]))
 			}
 		}
 	}

@@ -1,0 +1,175 @@
+package resync_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+)
+
+// pacedDelta is the delta fake on a clock: each page read moves the unit env's clock by perPage, and the
+// page with index failAt (when > 0) fails as Graph refusing it.
+type pacedDelta struct {
+	*deltaFake
+	e       *unitEnv
+	perPage time.Duration
+	failAt  int
+	reads   int
+}
+
+func (p *pacedDelta) Delta(ctx context.Context, link string) (graph.DeltaPage, error) {
+	p.e.now = p.e.now.Add(p.perPage)
+	p.reads++
+	if p.failAt > 0 && p.reads == p.failAt {
+		return graph.DeltaPage{}, &graph.Error{Op: "delta", Status: 400, Kind: graph.KindBadRequest}
+	}
+	return p.deltaFake.Delta(ctx, link)
+}
+
+func (p *pacedDelta) DeltaStart(ctx context.Context, collection string, sel []string, latest bool) (graph.DeltaPage, error) {
+	p.e.now = p.e.now.Add(p.perPage)
+	return p.deltaFake.DeltaStart(ctx, collection, sel, latest)
+}
+
+// newPacedEnv is a groups unit env whose runner takes pages within budget, each page taking perPage.
+func newPacedEnv(t *testing.T, perPage time.Duration, budget time.Duration) (*unitEnv, *pacedDelta) {
+	e := newUnitEnv(t, "groups")
+	p := &pacedDelta{deltaFake: e.g, e: e, perPage: perPage}
+	vars := map[string]string{config.TenantID: "8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41", config.Storage: "UseDevelopmentStorage=true", config.Resource: "groups"}
+	e.r = resync.New(resync.Deps{
+		Config: config.Load(func(k string) string { return vars[k] }),
+		Graph:  func() (resync.Graph, error) { return p, nil },
+		Store:  func() (resync.Store, error) { return e.cp, nil },
+		Queue:  func() (resync.Queue, error) { return e.q, nil },
+		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, nil),
+		Now:    func() time.Time { return e.now },
+	})
+	e.r.StepBudget = budget
+	if _, err := e.r.Request(context.Background(), "groups", "baseline"); err != nil {
+		t.Fatal(err)
+	}
+	pages := make([][]graph.Object, 12)
+	for i := range pages {
+		pages[i] = []graph.Object{group(i+1, "displayName", fmt.Sprintf("Page %d", i+1))}
+	}
+	e.g.pages = pages
+	if _, err := e.r.Request(context.Background(), "groups", "test"); err != nil {
+		t.Fatal(err)
+	}
+	return e, p
+}
+
+func (e *unitEnv) takeStep() (*message.Message, bool) {
+	e.t.Helper()
+	ms := e.q.Take(message.WorkQueue)
+	if len(ms) > 1 {
+		e.t.Fatalf("%d messages on the work queue, want one continuation at most", len(ms))
+	}
+	if len(ms) == 0 {
+		return nil, false
+	}
+	m, err := message.Decode(ms[0].Text)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m, true
+}
+
+// TestUnitStepTakesPagesWithinItsBudget: with pages taking 10 s each and a 45 s budget, an invocation
+// takes five pages (starting none after 45 s), checkpointing each, then hands over; 12 pages take three
+// invocations, and every group's event is written once (a page's last group is reported with the next
+// page, in case its members continue there).
+func TestUnitStepTakesPagesWithinItsBudget(t *testing.T) {
+	e, _ := newPacedEnv(t, 10*time.Second, 45*time.Second)
+	var results []resync.StepResult
+	for {
+		m, ok := e.takeStep()
+		if !ok {
+			break
+		}
+		res, err := e.r.Step(context.Background(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, res)
+		if !res.Done {
+			cp, _, _ := e.cp.Load(context.Background(), "groups")
+			if cp.Pass == nil || cp.Pass.Pages != res.Page {
+				t.Fatalf("after the invocation that ended at page %d the checkpoint has %+v", res.Page, cp.Pass)
+			}
+		}
+	}
+	if len(results) != 3 {
+		t.Fatalf("%d invocations, want 3 (5 + 5 + 2 pages): %+v", len(results), results)
+	}
+	for i, want := range []struct{ first, last int }{{1, 5}, {6, 10}, {11, 12}} {
+		if r := results[i]; r.FirstPage != want.first || r.Page != want.last || r.Pages != want.last-want.first+1 {
+			t.Errorf("invocation %d: pages %d–%d (%d); want pages %d–%d", i+1, r.FirstPage, r.Page, r.Pages, want.first, want.last)
+		}
+	}
+	if !results[2].Done {
+		t.Error("the last invocation did not complete the pass")
+	}
+	if evs := e.events(); len(evs) != 12 {
+		t.Errorf("%d events, want 12 (one per page)", len(evs))
+	}
+}
+
+// TestUnitStepRespectsItsDeadline: an invocation whose deadline leaves little time stops early even when
+// the budget would allow more: at half the time to its deadline less Margin.
+func TestUnitStepRespectsItsDeadline(t *testing.T) {
+	e, _ := newPacedEnv(t, 10*time.Second, time.Hour)
+	e.r.Margin = 20 * time.Second
+	m, _ := e.takeStep()
+	// The deadline is measured on the wall clock by the context, the pages on the env's clock: give a
+	// deadline 100 s of env time away, as the runner sees it (now + 100 s − the wall time that passes).
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(100*time.Second))
+	defer cancel()
+	e.now = time.Now()
+	res, err := e.r.Step(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (100 s − 20 s) / 2 = 40 s: pages at 10, 20, 30, 40 s; none starts at 40 s.
+	if res.Pages != 4 {
+		t.Errorf("%d pages before handing over, want 4", res.Pages)
+	}
+}
+
+// TestUnitLaterPageFailureHandsOver: a page that fails after others were done in the same invocation is
+// handed over as a continuation (the message the invocation began with is stale by then), not failed.
+func TestUnitLaterPageFailureHandsOver(t *testing.T) {
+	e, p := newPacedEnv(t, time.Second, time.Hour)
+	p.failAt = p.reads + 3 // the third page read by the step below
+	m, _ := e.takeStep()
+	res, err := e.r.Step(context.Background(), m)
+	if err != nil {
+		t.Fatalf("Step: %v; want the failed page handed over", err)
+	}
+	if res.Pages != 3 || res.Page != 3 {
+		t.Errorf("pages %d (last %d), want 2 done and the third attempted", res.Pages, res.Page)
+	}
+	next, ok := e.takeStep()
+	if !ok {
+		t.Fatal("no continuation after the failed page")
+	}
+	c, err := resync.DecodeContinuation(next.Continuation)
+	cp, _, _ := e.cp.Load(context.Background(), "groups")
+	if err != nil || c.Link != cp.Pass.Link || cp.Pass.Pages != 2 {
+		t.Fatalf("continuation %+v (%v) for checkpoint %+v: want the failed page's link", c, err, cp.Pass)
+	}
+	p.failAt = 0
+	if _, err := e.r.Step(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	e.drive()
+	if evs := e.events(); len(evs) != 12 {
+		t.Errorf("%d events after the hand-over, want 12", len(evs))
+	}
+}
