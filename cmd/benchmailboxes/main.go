@@ -25,8 +25,8 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"

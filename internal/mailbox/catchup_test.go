@@ -10,8 +10,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
-	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
