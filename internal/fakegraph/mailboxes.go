@@ -556,6 +556,7 @@ func init() {
 		routes:        func(s *Server) { s.mailboxRoutes() },
 		controlRoutes: func(s *Server) { s.mailboxControlRoutes() },
 		pathRoles:     mailboxRolesFor,
+		defaultRoles:  []string{"Mail.Read", "Calendars.Read"},
 		sharedRoles:   slices.Concat(mailRoles, calendarRoles),
 		newState:      func(*Server) any { return &mailStore{byUser: map[string]*mailboxRec{}} },
 	})
