@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	d := &demo{out: out, start: time.Now()}
 	d.say("Starting Azurite (storage), the Graph double with %d users and %d groups, and the Functions host double running ./%s …", *users, demoGroups, filepath.Base(*handler))
-	settings := map[string]string{config.Resource: "users,groups"}
+	settings := map[string]string{config.Resource: "users,groups", config.Mailboxes: strings.Join(demoMailboxes(), ",")}
 	intake := "webhook"
 	if *hubs {
 		settings[config.NotificationURL] = devstack.EventHubURL()
@@ -313,6 +313,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	d.say("  handler restarts                        %d", s.Host.Restarts())
 	d.say("  poison messages                         %d", d.poison(ctx))
 	d.say("  time                                    %.1fs (logs in %s)", time.Since(d.start).Seconds(), *logFile)
+	if !d.mailStory(ctx) {
+		allOK = false
+	}
 	if !allOK {
 		return errors.New("some changes did not arrive as events (see the log)")
 	}
