@@ -43,7 +43,7 @@ race:
 # behind: a test that dates anything by the wall clock next to its fixed clock fails here at once, not on
 # the day the calendar passes the date it pinned. (Product code reading the wall clock is refused by
 # clock_test.go, in the race run.) About a minute on 2 cores.
-CLOCK_SHIFT_PKGS := ./internal/subscription/ ./internal/status/ ./renewtimer/ ./internal/resync/ ./internal/intake/ ./eventhub/
+CLOCK_SHIFT_PKGS := ./internal/subscription/ ./internal/status/ ./renewtimer/ ./internal/resync/ ./internal/intake/ ./eventhub/ ./internal/events/ ./internal/mailbox/
 clock-shift:
 	@for s in 87600h -87600h; do \
 	  echo "unit suites with the test clock moved by $$s"; \

@@ -16,13 +16,14 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const uid = "6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"
 
 var (
 	sel = []string{"id", "displayName", "jobTitle"}
-	t0  = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	t0  = testclock.Date(2026, 12, 1, 10, 0, 0)
 )
 
 func newWriter(mode objectstate.Mode) (*Writer, *storagequeue.Memory, *objectstate.Store) {

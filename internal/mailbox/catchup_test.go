@@ -15,6 +15,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const (
@@ -33,7 +34,7 @@ func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestCatchUpQueuesTheDaysItemsOnly(t *testing.T) {
-	c := &clock{t: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
+	c := &clock{t: testclock.Date(2026, 3, 2, 8, 0, 0)}
 	o := fakegraph.NewOptions(tenant, client, secret)
 	o.Clock, o.AppRoles = c.Now, []string{"Mail.Read"}
 	fg := fakegraph.New(o)

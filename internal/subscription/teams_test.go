@@ -14,13 +14,14 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 // testCertPEMs are two RSA-2048 certificates with their keys (PKCS#8 and certificate, PEM), valid around
 // the keeper tests' clock. Made once: key generation is slow under -race.
 var testCertPEMs = sync.OnceValue(func() [2]string {
 	var out [2]string
-	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	at := testclock.Date(2026, 11, 27, 10, 0, 0) // the keeper tests' clock, shifted with it
 	for i := range out {
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
