@@ -19,7 +19,7 @@ const mailboxRunTime = 3 * time.Minute
 
 // wireMailboxes gives the app GRAPH_MAILBOXES' subscriptions (through the keeper's runs and lifecycle
 // handling) and the mailbox catch-up. Clients stay lazy: nothing is built until a mailbox needs it.
-func (a *app) wireMailboxes(cfg *config.Config) {
+func (a *app) wireMailboxes(cfg *config.Config, now func() time.Time) {
 	a.refusals = sync.OnceValues(func() (*refusals.Store, error) {
 		if err := cfg.Check(config.Storage, config.StateTable); err != nil {
 			return nil, err
@@ -36,10 +36,10 @@ func (a *app) wireMailboxes(cfg *config.Config) {
 			return q.Enqueue(ctx, message.WorkQueue, text, 0)
 		},
 		Tenant: cfg.TenantID,
-		Now:    time.Now,
+		Now:    now,
 	}
 	mk := subscription.NewMailboxKeeper(cfg, func() (subscription.MailboxGraph, error) { return a.graph() },
-		lazyRefusals(a.refusals), time.Now, subscription.MailboxOptions{
+		lazyRefusals(a.refusals), now, subscription.MailboxOptions{
 			RunTime: mailboxRunTime,
 			Gate:    a.gate,
 			Gap: func(ctx context.Context, resource, _ string) error {

@@ -294,7 +294,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 	})
 	// A new or recreated subscription means notifications may have been missed: resync its collection.
 	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
-	a.wireMailboxes(cfg)
+	a.wireMailboxes(cfg, time.Now)
 	a.status = &status.Checker{
 		Resources:   resourcePaths(cfg),
 		Collections: cfg.Collections(),

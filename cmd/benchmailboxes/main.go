@@ -25,8 +25,8 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
-	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
@@ -94,7 +94,7 @@ func run(n, days int, outPath string) error {
 	if err != nil {
 		return err
 	}
-	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: clock.Now})
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	d := &demo{out: out, start: time.Now()}
 	d.say("Starting Azurite (storage), the Graph double with %d users and %d groups, and the Functions host double running ./%s …", *users, demoGroups, filepath.Base(*handler))
-	settings := map[string]string{config.Resource: "users,groups,drives/" + demoDrive}
+	settings := map[string]string{config.Resource: "users,groups,drives/" + demoDrive, config.Mailboxes: strings.Join(demoMailboxes(), ",")}
 	if err := teamsSettings(settings, time.Now()); err != nil {
 		return err
 	}
@@ -324,6 +324,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	d.say("  handler restarts                        %d", s.Host.Restarts())
 	d.say("  poison messages                         %d (the tampered Teams message)", d.poison(ctx))
 	d.say("  time                                    %.1fs (logs in %s)", time.Since(d.start).Seconds(), *logFile)
+	if !d.mailStory(ctx) {
+		allOK = false
+	}
 	if !allOK {
 		return errors.New("some changes did not arrive as events (see the log)")
 	}

@@ -29,7 +29,7 @@
 // Directory.Read.All, Directory.ReadWrite.All); /groups GroupMember.Read.All or higher (Group.Read.All,
 // Group.ReadWrite.All, the Directory ones); a subscription to groups and a deleted group
 // Group.Read.All or higher; a subscription to users and a deleted user a user role. Tokens carry
-// Options.AppRoles (default User.Read.All and Group.Read.All).
+// Options.AppRoles (default User.Read.All and Group.Read.All, plus each family's: Files.Read.All, Mail.Read, Calendars.Read).
 //   - POST /v1.0/subscriptions (docs/graph-facts.md §1.1–1.3): resource users, users/{id}, groups or
 //     groups/{id} (one quota for both); field validation; users and groups accept only updated
 //     and deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for

@@ -10,8 +10,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
-	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
@@ -43,7 +43,7 @@ func TestCatchUpQueuesTheDaysItemsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client()})
+	gc, err := graph.NewClient(cred, graph.ClientOptions{BaseURL: fg.GraphBaseURL(), Transport: fg.Client(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,18 +46,13 @@ type Reader struct {
 	// Gate is the process's throttling gate: a throttled answer closes it, and while it is closed nothing
 	// is sent. Nil means no gate.
 	Gate *directory.Gate
-	// Now is the clock; nil means time.Now.
+	// Now is the clock (required).
 	Now func() time.Time
 	// ThrottleDefault closes the gate after a 429 that gave no Retry-After; 0 means 30 s.
 	ThrottleDefault time.Duration
 }
 
-func (r *Reader) now() time.Time {
-	if r.Now == nil {
-		return time.Now()
-	}
-	return r.Now()
-}
+func (r *Reader) now() time.Time { return r.Now() }
 
 // Read reads items of any mailboxes and kinds, each selecting sel(kind), 20 to a $batch. The result has
 // one directory.Read per item, in order: Found (with the selected properties) or Gone (404: deleted, or

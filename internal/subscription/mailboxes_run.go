@@ -61,7 +61,7 @@ type MailboxKeeper struct {
 	mu    sync.Mutex // one run at a time per process
 }
 
-// NewMailboxKeeper returns a keeper for GRAPH_MAILBOXES. store keeps the refusals.
+// NewMailboxKeeper returns a keeper for GRAPH_MAILBOXES. store keeps the refusals; now is the clock.
 func NewMailboxKeeper(cfg *config.Config, g func() (MailboxGraph, error), store RefusalStore, now func() time.Time, o MailboxOptions) *MailboxKeeper {
 	if now == nil {
 		panic("subscription.NewMailboxKeeper: now is nil: the clock is given, never taken")
