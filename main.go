@@ -325,6 +325,9 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 	if cfg.Teams.Previous != nil {
 		a.status.PreviousCertificateID = cfg.Teams.Previous.ID()
 	}
+	if c := cfg.Teams.Certificate; c != nil {
+		a.status.Certificate = &status.Certificate{ID: c.ID(), NotAfter: c.NotAfter()}
+	}
 	return a
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/devstack"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/fakehost"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
@@ -236,4 +237,88 @@ func deliveredNotifications(t *testing.T, s *devstack.Stack) []json.RawMessage {
 		}
 	}
 	return out
+}
+
+// TestTeamsCertificateRotation: the app is restarted with a new certificate current and the old one
+// previous. Notifications Graph still encrypts for the old one open; the timer's next run moves the
+// subscription to the new one (PATCH, no new subscription); what follows opens with the new one; and
+// `handler status` then finds no subscription on the previous certificate.
+func TestTeamsCertificateRotation(t *testing.T) {
+	old, next := certificatePEM(t), certificatePEM(t)
+	s := start(t, devstack.Options{Users: 1, Settings: map[string]string{
+		config.Resource:                "users,chats/" + e2eChat + "/messages",
+		config.EncryptionCertificate:   old,
+		config.EncryptionCertificateID: "e2e-old",
+	}, Host: func(o *fakehost.Options) { o.DisableTimers = true }})
+	ctx := deadline(t, 150*time.Second)
+	chatSub := func() fakegraph.Subscription {
+		for _, sub := range s.Graph.Subscriptions() {
+			if sub.IncludeResourceData {
+				return sub
+			}
+		}
+		t.Fatal("no Teams subscription")
+		return fakegraph.Subscription{}
+	}
+	first := chatSub()
+	arrives := func(what string) {
+		t.Helper()
+		m, err := s.Graph.PostTeamsMessage(fakegraph.ChatMessage{ChatID: e2eChat, Content: what})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitEvents(ctx, func(evs []message.Event) bool { return len(chatEvents(evs, m.ID)) == 1 }); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	arrives("before the rotation")
+
+	for k, v := range map[string]string{
+		config.EncryptionCertificate: next, config.EncryptionCertificateID: "e2e-new",
+		config.EncryptionCertificatePrevious: old, config.EncryptionCertificatePreviousID: "e2e-old",
+	} {
+		s.Host.SetHandlerSetting(k, v)
+	}
+	restarts := s.Host.Restarts()
+	if err := s.Host.KillHandler(); err != nil {
+		t.Fatal(err)
+	}
+	if err := devstack.Eventually(ctx, func() bool { return s.Host.Ready() && s.Host.Restarts() > restarts }); err != nil {
+		t.Fatal(err)
+	}
+	if sub := chatSub(); sub.EncryptionCertificateID != "e2e-old" {
+		t.Fatalf("the subscription moved before the timer ran: %+v", sub)
+	}
+	arrives("encrypted for the previous certificate")
+
+	if err := s.Host.FireTimer(ctx, "renewtimer"); err != nil {
+		t.Fatal(err)
+	}
+	moved := chatSub()
+	if moved.ID != first.ID || moved.EncryptionCertificateID != "e2e-new" || moved.EncryptionCertificate == first.EncryptionCertificate {
+		t.Fatalf("after the timer: %+v (was %s)", moved, first.ID)
+	}
+	if n := s.Graph.Count("PATCH", "/v1.0/subscriptions/"+first.ID); n < 1 {
+		t.Errorf("%d PATCHes of the subscription", n)
+	}
+	arrives("encrypted for the new certificate")
+	if strings.Contains(string(lastDelivered(t, s)), `"encryptionCertificateId":"e2e-old"`) {
+		t.Error("the last notification is still for the old certificate")
+	}
+	r, _, stderr := runStatus(t, s, map[string]string{
+		config.EncryptionCertificate: next, config.EncryptionCertificateID: "e2e-new",
+		config.EncryptionCertificatePrevious: old, config.EncryptionCertificatePreviousID: "e2e-old",
+	})
+	if slices.Contains(findingCodes(r), "previous-certificate") {
+		t.Errorf("status still finds a subscription on the previous certificate: %v\n%s", findingCodes(r), stderr)
+	}
+}
+
+func lastDelivered(t *testing.T, s *devstack.Stack) json.RawMessage {
+	t.Helper()
+	ns := deliveredNotifications(t, s)
+	if len(ns) == 0 {
+		t.Fatal("nothing delivered")
+	}
+	return ns[len(ns)-1]
 }

@@ -381,3 +381,40 @@ func BenchmarkTeamsWorker1000(b *testing.B) {
 	}
 	b.ReportMetric(float64(graphReqs)/float64(b.N*n), "graph-requests/notification")
 }
+
+// TestTeamsDeleteWithoutContent: a deleted notification that carries no encryptedContent (Graph's payload
+// for deletes is undocumented) is still reported, with no properties; any other change without content is
+// refused.
+func TestTeamsDeleteWithoutContent(t *testing.T) {
+	r := newTeamsRig(t)
+	r.fg.SetTeamsDeletedWithoutContent(true)
+	m, err := r.fg.PostTeamsMessage(fakegraph.ChatMessage{ChatID: teamsChat, Content: "soon gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.deliveries(1)
+	if err := r.fg.DeleteTeamsMessage(fakegraph.ChatMessage{ChatID: teamsChat, ID: m.ID}); err != nil {
+		t.Fatal(err)
+	}
+	del := queued(t, r.deliveries(2)[1])
+	if strings.Contains(string(del.Notifications[0].Raw), "encryptedContent") {
+		t.Fatalf("the double sent content: %s", del.Notifications[0].Raw)
+	}
+	evs := r.invokeMessage(del).events
+	if len(evs) != 1 || evs[0].ChangeType != graph.Deleted || evs[0].ResourceID != m.ID || evs[0].Object != nil || evs[0].Context["chatId"] != teamsChat {
+		t.Fatalf("events %+v", evs)
+	}
+	// The same notification claiming an update is refused: an update must bring the message.
+	var raw map[string]any
+	json.Unmarshal(del.Notifications[0].Raw, &raw)
+	raw["changeType"] = "updated"
+	b, _ := json.Marshal(raw)
+	var n graph.ChangeNotification
+	if err := json.Unmarshal(b, &n); err != nil {
+		t.Fatal(err)
+	}
+	del.Notifications = []graph.ChangeNotification{n}
+	if evs := r.invokeMessage(del).events; len(evs) != 0 || len(r.enqueuedTo(r.poison)) != 1 || !strings.Contains(r.logs.String(), "no encryptedContent") {
+		t.Errorf("an update without content: events %+v, poison %d", evs, len(r.enqueuedTo(r.poison)))
+	}
+}

@@ -95,6 +95,9 @@ type Checker struct {
 	// PreviousCertificateID is GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS_ID while a certificate rotation is
 	// under way, or "": subscriptions still naming it are reported, so the operator knows when it can go.
 	PreviousCertificateID string
+	// Certificate is the current encryption certificate's id and expiry (GRAPH_ENCRYPTION_CERTIFICATE), when
+	// one is set: reported when it expires within CertificateWarning.
+	Certificate *Certificate
 
 	Now     func() time.Time // the clock: required
 	Timeout time.Duration    // 0: DefaultTimeout
@@ -193,6 +196,17 @@ type Queue struct {
 	OldestAgeSeconds *int64 `json:"oldestAgeSeconds,omitempty"`
 }
 
+// Certificate names the current encryption certificate and when it expires.
+type Certificate struct {
+	ID       string
+	NotAfter time.Time
+}
+
+// CertificateWarning is how long before the encryption certificate expires `handler status` asks for a
+// rotation: Graph stops encrypting for an expired one only when its subscriptions are renewed, and the timer
+// refuses to renew with it.
+const CertificateWarning = 30 * 24 * time.Hour
+
 // Finding is one thing that needs an operator, or one part that could not be checked.
 type Finding struct {
 	Severity Health `json:"severity"` // attention or unknown
@@ -214,6 +228,7 @@ const (
 	CodeStorageUnreachable = "storage-unreachable"
 	CodeWeakClientState    = "weak-client-state"
 	CodePreviousCert       = "previous-certificate"
+	CodeCertificateExpiry  = "certificate-expiring"
 )
 
 // String is the finding as one line: what, then what to do.
@@ -245,6 +260,9 @@ func (c *Checker) Check(ctx context.Context) Report {
 			Message: "GRAPH_CLIENT_STATE is weak: " + c.WeakClientState + ". Every subscription's notification URL carries a short fingerprint of it (cs), so whoever sees that URL can test guesses offline, and with the secret forge notifications.",
 			Action:  config.RotateClientStateSteps})
 	}
+	if f, ok := c.certificateFinding(r.CheckedAt); ok {
+		r.Findings = append(r.Findings, f)
+	}
 	for _, f := range slices.Concat(graphFindings, storageFindings, mailboxFindings) {
 		if !slices.Contains(r.Findings, f) {
 			r.Findings = append(r.Findings, f)
@@ -259,6 +277,25 @@ func (c *Checker) Check(ctx context.Context) Report {
 	}
 	r.ExitCode = r.Health.ExitCode()
 	return r
+}
+
+// certificateFinding asks for a rotation when the encryption certificate expires within CertificateWarning.
+func (c *Checker) certificateFinding(now time.Time) (Finding, bool) {
+	if c.Certificate == nil {
+		return Finding{}, false
+	}
+	left := c.Certificate.NotAfter.Sub(now)
+	if left >= CertificateWarning {
+		return Finding{}, false
+	}
+	at := c.Certificate.NotAfter.UTC().Format(time.RFC3339)
+	msg := fmt.Sprintf("the encryption certificate %q expires at %s (in %.1f days).", c.Certificate.ID, at, left.Hours()/24)
+	if left <= 0 {
+		msg = fmt.Sprintf("the encryption certificate %q expired at %s: the timer no longer renews the Teams subscriptions.", c.Certificate.ID, at)
+	}
+	return Finding{Severity: Attention, Code: CodeCertificateExpiry, Subject: config.EncryptionCertificate, Message: msg,
+		Action: "rotate: put a new certificate in GRAPH_ENCRYPTION_CERTIFICATE (and a new _ID), this one in " +
+			"GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS (and _PREVIOUS_ID); the timer moves the subscriptions (README, \"Rotating the certificate\")."}, true
 }
 
 func (c *Checker) checkGraph(ctx context.Context, now time.Time) ([]Subscription, []Finding) {

@@ -446,3 +446,31 @@ func TestTeamsSubscriptionsAndRotation(t *testing.T) {
 		t.Errorf("default threshold: %v", codes(r))
 	}
 }
+
+func TestCertificateExpiry(t *testing.T) {
+	g, st, q := healthy()
+	c := checker(g, st, q)
+	for _, tt := range []struct {
+		left time.Duration
+		want string
+	}{
+		{60 * 24 * time.Hour, ""},
+		{10 * 24 * time.Hour, "in 10.0 days"},
+		{-time.Hour, "no longer renews"},
+	} {
+		c.Certificate = &Certificate{ID: "cert-2026", NotAfter: now.Add(tt.left)}
+		r := c.Check(context.Background())
+		var found []Finding
+		for _, f := range r.Findings {
+			if f.Code == CodeCertificateExpiry {
+				found = append(found, f)
+			}
+		}
+		switch {
+		case tt.want == "" && len(found) != 0:
+			t.Errorf("%s left: %v", tt.left, found)
+		case tt.want != "" && (len(found) != 1 || !strings.Contains(found[0].Message, tt.want) || found[0].Subject != config.EncryptionCertificate || r.Health != Attention):
+			t.Errorf("%s left: %v, health %s", tt.left, found, r.Health)
+		}
+	}
+}
