@@ -34,6 +34,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/refusals"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/safetext"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
@@ -61,7 +62,7 @@ func main() {
 	case errors.As(err, &code):
 		os.Exit(int(code))
 	case err != nil && !errors.As(err, new(customhandler.Signaled)):
-		fmt.Fprintln(os.Stderr, "handler:", err)
+		fmt.Fprintln(os.Stderr, "handler:", safetext.Line(err.Error())) // it may quote what Graph or storage answered
 	}
 	os.Exit(customhandler.ExitCode(err))
 }
@@ -156,7 +157,7 @@ func runRedacted(ctx context.Context, args []string, getenv func(string) string,
 			}
 			ids, err := a.keeper.Unsubscribe(ctx)
 			for _, id := range ids {
-				fmt.Fprintln(stdout, "deleted subscription", id)
+				fmt.Fprintln(stdout, "deleted subscription", safetext.Line(id)) // as Graph listed it
 			}
 			if err == nil && len(ids) == 0 {
 				fmt.Fprintln(stdout, "no subscription to delete")
@@ -315,10 +316,14 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Tables:       func() (status.Tables, error) { return state() },
 
 		WeakClientState: cfg.WeakClientState(),
+		MinLife:         minLife(cfg),
 		Now:             time.Now,
 	}
 	if cfg.Mailboxes.Configured() {
 		a.status.Refusals = func() (status.Refusals, error) { return a.refusals() }
+	}
+	if cfg.Teams.Previous != nil {
+		a.status.PreviousCertificateID = cfg.Teams.Previous.ID()
 	}
 	return a
 }
@@ -374,6 +379,19 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io
 }
 
 // resourcePaths lists the resources of the subscriptions GRAPH_RESOURCE implies, as Graph names them.
+// minLife is, per subscription resource, the life left under which `handler status` calls for attention:
+// the status default, or a quarter of the lifetime for subscriptions the timer renews at half theirs.
+func minLife(cfg *config.Config) func(resource string) time.Duration {
+	return func(resource string) time.Duration {
+		for _, p := range cfg.Plans() {
+			if p.Resource == resource && p.Lifetime <= subscription.RenewBelow {
+				return p.Lifetime / 4
+			}
+		}
+		return 0
+	}
+}
+
 func resourcePaths(cfg *config.Config) []string {
 	var out []string
 	for _, p := range cfg.Plans() {

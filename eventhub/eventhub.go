@@ -241,7 +241,7 @@ func repack(msgs []message.Message) ([]message.Message, error) {
 	}
 	var out []message.Message
 	for _, g := range groups {
-		ms, tooBig, err := message.Split(g.tmpl, g.ns)
+		ms, tooBig, err := intake.SplitByStateShard(g.tmpl, g.ns)
 		if err != nil {
 			return nil, fmt.Errorf("queue notifications: %w", err)
 		}

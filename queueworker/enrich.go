@@ -72,6 +72,11 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 
 	var t tally
 	objs, unusable := f.coalesce(m, &t)
+	toRead, opened, unusable, err := f.openPayloads(ctx, log, m, objs, unusable, &t)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(toRead, opened...)
 	var logs []string
 	if len(unusable) > 0 {
 		idx := make([]int, 0, len(unusable))
@@ -90,9 +95,9 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 	}
 
 	// How the worker learns what changed is the family's to say (family.Learn): read each object by id,
-	// or run a delta pass over the scope a tap names.
+	// or run a delta pass over the scope a tap names (payload objects were opened above).
 	var byID, taps []*object
-	for _, o := range objs {
+	for _, o := range toRead {
 		switch o.target.Family.Learn {
 		case family.ReadByID:
 			byID = append(byID, o)

@@ -268,6 +268,9 @@ func waitDial(ctx context.Context, rawURL string) error {
 	}
 }
 
+// Pid is the Azurite process's id, for benchmarks that measure its CPU time apart from the handler's.
+func (a *Azurite) Pid() int { return a.cmd.Process.Pid }
+
 // Stop terminates Azurite (SIGTERM, then SIGKILL after 5 s) and removes its temporary directory. It is safe to
 // call more than once.
 func (a *Azurite) Stop() error {

@@ -75,6 +75,10 @@ type Pass struct {
 	// Prev is the link of the page whose completion set Link ("" before the first page). A redelivered
 	// continuation for Prev means the continuation for Link may have been lost.
 	Prev string `json:"prev,omitempty"`
+	// Origin is the link of the message whose invocation set Link ("" being the start of the pass), when
+	// that invocation took several pages (nil otherwise): its redelivery, after the invocation failed, means
+	// the same as one of Prev.
+	Origin *string `json:"origin,omitempty"`
 	// SelectHash is the hash of the select the pass's links were made with (set by its first page).
 	SelectHash string    `json:"selectHash,omitempty"`
 	Reason     string    `json:"reason,omitempty"`

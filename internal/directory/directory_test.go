@@ -281,7 +281,7 @@ func TestReadSendsBatchesConcurrently(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	reads, err := (&Reader{Graph: h}).Read(ctx, Users, nil, reqs)
+	reads, err := (&Reader{Graph: h, Now: fixedClock}).Read(ctx, Users, nil, reqs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,9 @@ type Item struct {
 	// whenever something inside them changes; one never seen before is taken as it stands, so that only
 	// a change of its own (a rename, a move, a delete) is an event.
 	QuietIfNew bool
+	// StateID keys the object's stored state when the event's resourceId alone does not name the object
+	// (a drive item's id is unique within its drive only); "" means the resourceId.
+	StateID string
 }
 
 // Result counts what Write did.
@@ -112,7 +115,11 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 		if e.ChangeType == graph.Deleted {
 			ct = objectstate.Deleted
 		}
-		obs[i] = objectstate.Observation{Collection: e.Resource, ID: e.ResourceID, Properties: e.Object, Select: it.Select,
+		id := e.ResourceID
+		if it.StateID != "" {
+			id = it.StateID
+		}
+		obs[i] = objectstate.Observation{Collection: e.Resource, ID: id, Properties: e.Object, Select: it.Select,
 			ReadAt: it.ReadAt, ChangeType: ct, SoftDeleted: e.SoftDeleted}
 	}
 	ds, err := st.Decide(ctx, obs)
@@ -165,8 +172,8 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 			i := idx[late.Indexes[j]]
 			next[j] = i
 			e := items[i].Event
-			if !d.Emit || e.Members != nil || emitted[i] {
-				continue // not news, or written already
+			if !d.Emit || e.Members != nil || emitted[i] || items[i].QuietIfNew && d.Reason == objectstate.ReasonNew {
+				continue // not news, written already, or kept quiet as the first sight of an object
 			}
 			e.Changed, e.Previous = d.Changed, d.Previous
 			more = append(more, e)

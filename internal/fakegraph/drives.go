@@ -29,8 +29,6 @@ const (
 	DefaultDriveMaxSubscriptions = 100
 	// MaxDriveExpiryMinutes is the longest lifetime of a drive subscription (docs/graph-facts.md §10.1).
 	MaxDriveExpiryMinutes = 42300
-	// DefaultDriveResyncCode is the inner error code of delta's 410 resyncRequired.
-	DefaultDriveResyncCode = "resyncChangesApplyDifferences"
 )
 
 // driveRoles are the application roles that read drives: Files.Read.All, or Sites.Read.All (and the
@@ -98,9 +96,6 @@ func init() {
 			}
 			if o.DriveMaxSubscriptions == 0 {
 				o.DriveMaxSubscriptions = DefaultDriveMaxSubscriptions
-			}
-			if o.DriveResyncCode == "" {
-				o.DriveResyncCode = DefaultDriveResyncCode
 			}
 			return &driveStore{drives: map[string]*driveRec{}, lag: o.DriveDeltaLag, lagCalls: o.DriveDeltaLagCalls}
 		},

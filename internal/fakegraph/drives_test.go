@@ -509,7 +509,7 @@ func TestDriveDelta410Resync(t *testing.T) {
 		code, _ := r.ErrorCodeMsg(t)
 		inner, _ := r.JSON(t)["error"].(map[string]any)["innerError"].(map[string]any)
 		loc := r.Header.Get("Location")
-		if r.Status != 410 || code != "resyncRequired" || inner["code"] != DefaultDriveResyncCode || !strings.HasPrefix(loc, s.GraphBaseURL()+"/drives/"+d+"/root/delta?") {
+		if r.Status != 410 || code != "resyncRequired" || inner["code"] != nil || inner["date"] == nil || !strings.HasPrefix(loc, s.GraphBaseURL()+"/drives/"+d+"/root/delta?") {
 			t.Fatalf("%s: %d %v %s", name, r.Status, r.Header, r.Body)
 		}
 		return loc
@@ -528,6 +528,13 @@ func TestDriveDelta410Resync(t *testing.T) {
 	}
 	// The other drive's tokens still work.
 	walkDelta(t, s, tok, otherLink, nil)
+
+	// The documented error type as innerError.code, when asked for.
+	s2, _, d2, tok2 := driveServer(t, func(o *Options) { o.DriveResyncCode = "resyncChangesUploadDifferences" })
+	if r := callH(t, s2, tok2, deltaPath(d2)+"?token=x", nil); r.Status != 410 ||
+		r.JSON(t)["error"].(map[string]any)["innerError"].(map[string]any)["code"] != "resyncChangesUploadDifferences" {
+		t.Fatalf("DriveResyncCode: %d %s", r.Status, r.Body)
+	}
 }
 
 func TestDriveDeltaLag(t *testing.T) {

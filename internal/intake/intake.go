@@ -5,17 +5,20 @@
 package intake
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 )
 
 // BadInput says the body is not a notification collection. Its text describes what is wrong without
@@ -97,7 +100,7 @@ func (v *Verifier) Collection(ctx context.Context, body []byte) (Result, error) 
 			continue
 		}
 		tmpl := message.Message{V: message.Version, Kind: batch.kind, ValidationTokens: c.tokens, FirstSeen: seen}
-		ms, tooBig, err := message.Split(tmpl, batch.ns)
+		ms, tooBig, err := SplitByStateShard(tmpl, batch.ns)
 		if err != nil {
 			return Result{}, fmt.Errorf("queue notifications: %w", err)
 		}
@@ -129,6 +132,24 @@ func (v *Verifier) Collection(ctx context.Context, body []byte) (Result, error) 
 		r.Output = out
 	}
 	return r, nil
+}
+
+// SplitByStateShard is message.Split for the notifications of one POST or event batch. When they take
+// several messages, change notifications are first ordered by the state shard of their object
+// (objectstate.ShardOf), stably, so that each message's objects fall in a few of the state table's
+// partitions: the worker's state reads and commit take a request per partition touched. The order of
+// notifications carries no meaning: each object is read from Graph when its message is processed, and its
+// state is ordered by that read's time. Notifications that fit one message keep their order.
+func SplitByStateShard(tmpl message.Message, ns []graph.ChangeNotification) ([]message.Message, []graph.ChangeNotification, error) {
+	ms, tooBig, err := message.Split(tmpl, ns)
+	if err != nil || len(ms) <= 1 || tmpl.Kind != message.KindNotifications {
+		return ms, tooBig, err
+	}
+	sorted := slices.Clone(ns)
+	slices.SortStableFunc(sorted, func(a, b graph.ChangeNotification) int {
+		return cmp.Compare(objectstate.ShardOf(a.ResourceID()), objectstate.ShardOf(b.ResourceID()))
+	})
+	return message.Split(tmpl, sorted)
 }
 
 // clientStateMatches compares digests in constant time against every accepted secret, so neither the

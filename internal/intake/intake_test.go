@@ -11,6 +11,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
@@ -222,6 +223,62 @@ func TestBadInputNeverQuotesTheBody(t *testing.T) {
 		}
 		if len(err.Error()) > 200 || strings.Contains(err.Error(), "ZZZ") || strings.Contains(err.Error(), "999") {
 			t.Errorf("%s: the error quotes input (%d bytes): %.200s", name, len(err.Error()), err)
+		}
+	}
+}
+
+// TestManyNotificationsAreGroupedByStateShard: a POST that takes several messages is grouped by the state
+// shard of each object, so each message touches few of the state table's partitions; nothing is lost, and
+// a POST that fits one message keeps its order.
+func TestManyNotificationsAreGroupedByStateShard(t *testing.T) {
+	v := newVerifier(t)
+	body := func(n int) ([]byte, []string) {
+		var parts, ids []string
+		for i := range n {
+			id := fmt.Sprintf("6e1f%04x-7c3a-4b2d-9e8f-0a1b2c3d4e5f", i)
+			ids = append(ids, id)
+			parts = append(parts, change(id))
+		}
+		return []byte(`{"value":[` + strings.Join(parts, ",") + `]}`), ids
+	}
+	b, ids := body(500)
+	r, err := v.Collection(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := queued(t, r.Output)
+	if len(msgs) < 5 {
+		t.Fatalf("%d messages for 500 notifications; the test needs several", len(msgs))
+	}
+	seen := map[string]int{}
+	for i, m := range msgs {
+		shards := map[int]bool{}
+		for _, n := range m.Notifications {
+			seen[n.ResourceID()]++
+			shards[objectstate.ShardOf(n.ResourceID())] = true
+		}
+		if len(shards) > objectstate.Shards/2 {
+			t.Errorf("message %d of %d: %d notifications in %d state shards; want them grouped", i, len(msgs), len(m.Notifications), len(shards))
+		}
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Fatalf("notification for %s queued %d times", id, seen[id])
+		}
+	}
+
+	b, ids = body(30)
+	r, err = v.Collection(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = queued(t, r.Output)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages for 30 notifications", len(msgs))
+	}
+	for i, n := range msgs[0].Notifications {
+		if n.ResourceID() != ids[i] {
+			t.Fatalf("notification %d is for %s, want %s: one message keeps the POST's order", i, n.ResourceID(), ids[i])
 		}
 	}
 }

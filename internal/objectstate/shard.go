@@ -17,9 +17,16 @@ const Shards = 16
 // (FNV-1a of the lower-case id, modulo Shards), e.g. users-7. A hash, not a prefix of the id, so that ids
 // of any shape spread evenly: GUIDs, drive item ids, base64 message ids, numeric ids.
 func partitionOf(collection, row string) string {
+	return collection + "-" + strconv.Itoa(ShardOf(row))
+}
+
+// ShardOf is the shard (0 … Shards-1) of an object id's row, whatever its case. Writers of work messages
+// group notifications by it, so that one worker invocation's rows fall in few partitions: its reads and
+// its commit take one request per partition touched.
+func ShardOf(id string) int {
 	h := fnv.New32a()
-	h.Write([]byte(row))
-	return collection + "-" + strconv.Itoa(int(h.Sum32()%Shards))
+	h.Write([]byte(rowKey(id)))
+	return int(h.Sum32() % Shards)
 }
 
 // legacyCollections are the collections whose rows earlier versions kept in one partition named after

@@ -2,6 +2,7 @@ package resync_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
 // pacedDelta is the delta fake on a clock: each page read moves the unit env's clock by perPage, and the
@@ -20,6 +22,7 @@ type pacedDelta struct {
 	e       *unitEnv
 	perPage time.Duration
 	failAt  int
+	blockAt int // when > 0, that page read waits for its context to end
 	reads   int
 }
 
@@ -29,6 +32,10 @@ func (p *pacedDelta) Delta(ctx context.Context, link string) (graph.DeltaPage, e
 	if p.failAt > 0 && p.reads == p.failAt {
 		return graph.DeltaPage{}, &graph.Error{Op: "delta", Status: 400, Kind: graph.KindBadRequest}
 	}
+	if p.blockAt > 0 && p.reads == p.blockAt {
+		<-ctx.Done()
+		return graph.DeltaPage{}, ctx.Err()
+	}
 	return p.deltaFake.Delta(ctx, link)
 }
 
@@ -37,16 +44,35 @@ func (p *pacedDelta) DeltaStart(ctx context.Context, collection string, sel []st
 	return p.deltaFake.DeltaStart(ctx, collection, sel, latest)
 }
 
+// refusingQueue fails every enqueue to the work queue while refuse is set.
+type refusingQueue struct {
+	*storagequeue.Memory
+	refuse bool
+}
+
+func (q *refusingQueue) Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error {
+	if q.refuse && queue == message.WorkQueue {
+		return errors.New("queue storage unavailable")
+	}
+	return q.Memory.Enqueue(ctx, queue, text, delay)
+}
+
 // newPacedEnv is a groups unit env whose runner takes pages within budget, each page taking perPage.
 func newPacedEnv(t *testing.T, perPage time.Duration, budget time.Duration) (*unitEnv, *pacedDelta) {
+	e, p, _ := newPacedEnvQueue(t, perPage, budget)
+	return e, p
+}
+
+func newPacedEnvQueue(t *testing.T, perPage time.Duration, budget time.Duration) (*unitEnv, *pacedDelta, *refusingQueue) {
 	e := newUnitEnv(t, "groups")
 	p := &pacedDelta{deltaFake: e.g, e: e, perPage: perPage}
+	rq := &refusingQueue{Memory: e.q}
 	vars := map[string]string{config.TenantID: "8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41", config.Storage: "UseDevelopmentStorage=true", config.Resource: "groups"}
 	e.r = resync.New(resync.Deps{
 		Config: config.Load(func(k string) string { return vars[k] }),
 		Graph:  func() (resync.Graph, error) { return p, nil },
 		Store:  func() (resync.Store, error) { return e.cp, nil },
-		Queue:  func() (resync.Queue, error) { return e.q, nil },
+		Queue:  func() (resync.Queue, error) { return rq, nil },
 		Events: events.NewWriter(func() (events.Queue, error) { return e.q, nil }, nil),
 		Now:    func() time.Time { return e.now },
 	})
@@ -62,7 +88,7 @@ func newPacedEnv(t *testing.T, perPage time.Duration, budget time.Duration) (*un
 	if _, err := e.r.Request(context.Background(), "groups", "test"); err != nil {
 		t.Fatal(err)
 	}
-	return e, p
+	return e, p, rq
 }
 
 func (e *unitEnv) takeStep() (*message.Message, bool) {
@@ -171,5 +197,56 @@ func TestUnitLaterPageFailureHandsOver(t *testing.T) {
 	e.drive()
 	if evs := e.events(); len(evs) != 12 {
 		t.Errorf("%d events after the hand-over, want 12", len(evs))
+	}
+}
+
+// TestUnitStalledLaterPageHandsOverInTime: a later page that hangs (storage or Graph stalled) is cut short
+// before the invocation's deadline, leaving time to enqueue its continuation, so the pass goes on in the
+// next invocation instead of waiting to be found stalled.
+func TestUnitStalledLaterPageHandsOverInTime(t *testing.T) {
+	e, p := newPacedEnv(t, time.Second, time.Hour)
+	e.r.Margin = 0
+	p.blockAt = p.reads + 2 // the second page read by the step below
+	m, _ := e.takeStep()
+	e.now = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+500*time.Millisecond)
+	defer cancel()
+	res, err := e.r.Step(ctx, m)
+	if err != nil || ctx.Err() != nil {
+		t.Fatalf("Step: %v (invocation context: %v); want the stalled page handed over within the deadline", err, ctx.Err())
+	}
+	next, ok := e.takeStep()
+	cp, _, _ := e.cp.Load(context.Background(), "groups")
+	if !ok || res.Pages != 2 || cp.Pass.Pages != 1 {
+		t.Fatalf("continuation %v, pages %d, checkpoint %+v: want page 2 handed over after page 1", ok, res.Pages, cp.Pass)
+	}
+	if c, _ := resync.DecodeContinuation(next.Continuation); c.Link != cp.Pass.Link {
+		t.Errorf("continuation for %q, the pass stands at %q", c.Link, cp.Pass.Link)
+	}
+}
+
+// TestUnitFailedHandOverIsRecoveredByRedelivery: an invocation that took several pages and then could not
+// enqueue the continuation fails; the host's redelivery of the message it began with re-sends the
+// continuation of the page the pass stands at, and the pass completes.
+func TestUnitFailedHandOverIsRecoveredByRedelivery(t *testing.T) {
+	e, _, rq := newPacedEnvQueue(t, 10*time.Second, 25*time.Second)
+	m, _ := e.takeStep()
+	rq.refuse = true
+	res, err := e.r.Step(context.Background(), m)
+	if err == nil || res.Pages != 3 {
+		t.Fatalf("Step: %d pages, %v; want 3 pages and the hand-over failed", res.Pages, err)
+	}
+	rq.refuse = false
+	res, err = e.r.Step(context.Background(), m) // the host redelivers the first message
+	if err != nil || !res.Resent {
+		t.Fatalf("redelivered first message: %+v, %v; want the continuation re-sent", res, err)
+	}
+	e.drive()
+	cp, _, _ := e.cp.Load(context.Background(), "groups")
+	if cp.Pass != nil || cp.LastPass == nil || cp.LastPass.Pages != 12 {
+		t.Fatalf("checkpoint after the redelivery: %+v", cp)
+	}
+	if evs := e.events(); len(evs) != 12 {
+		t.Errorf("%d events, want 12", len(evs))
 	}
 }

@@ -79,10 +79,23 @@ func (s StepResult) pages() string {
 func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, error) {
 	start := r.now()
 	var sum StepResult
+	origin := ""
+	if m != nil {
+		if c, err := DecodeContinuation(m.Continuation); err == nil {
+			origin = c.Link
+		}
+	}
 	for {
-		out, err := r.step(ctx, m)
+		later := sum.Pages > 0
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && later {
+			// A later page must leave time to hand itself over if it cannot finish (storage slowed down).
+			pctx, cancel = context.WithDeadline(ctx, dl.Add(-handOverReserve))
+		}
+		out, err := r.step(pctx, m, origin)
+		cancel()
 		sum = sum.then(out)
-		if err != nil && sum.Pages > 1 {
+		if err != nil && later {
 			// A later page failed: the pages before it are checkpointed, and the host's redelivery of the
 			// message this invocation began with would be stale by now. Hand this page over instead.
 			c, _ := DecodeContinuation(m.Continuation)
@@ -93,14 +106,18 @@ func (r *Runner) Step(ctx context.Context, m *message.Message) (StepResult, erro
 		}
 		c := *out.next
 		if !r.withinBudget(ctx, start) {
-			// If this enqueue fails, the host redelivers the message; once its link is behind the pass's Prev it
-			// is dropped as stale and the pass looks stalled until Request or the timer resumes it.
+			// If this enqueue fails, the host redelivers the message this invocation began with, which the
+			// pass's Origin recognises: its step re-sends the continuation.
 			return sum, r.handOver(ctx, c, nil)
 		}
 		next := r.message(c, 0, nil)
 		m = &next
 	}
 }
+
+// handOverReserve is the time a later page of an invocation leaves before the invocation's deadline, to
+// enqueue its own continuation when it cannot finish: one queue write, under a second when storage is well.
+const handOverReserve = 10 * time.Second
 
 // handOver enqueues c for another invocation; cause is logged when a failure ended this one's pages.
 func (r *Runner) handOver(ctx context.Context, c Continuation, cause error) error {
@@ -146,8 +163,8 @@ func (s StepResult) then(next StepResult) StepResult {
 	return next
 }
 
-// step handles the one page m names.
-func (r *Runner) step(ctx context.Context, m *message.Message) (StepResult, error) {
+// step handles the one page m names; origin is the link of the message the invocation began with.
+func (r *Runner) step(ctx context.Context, m *message.Message, origin string) (StepResult, error) {
 	log := logger(ctx)
 	if m == nil || m.Kind != message.KindResync {
 		return StepResult{}, errors.New("resync: Step needs a resync message")
@@ -188,9 +205,10 @@ func (r *Runner) step(ctx context.Context, m *message.Message) (StepResult, erro
 		log.Info("resync message dropped: " + out.Why)
 		return out, nil
 	case c.Link != p.Link:
-		if c.Link == p.Prev && !c.Resent {
-			// The step that moved the checkpoint to p.Link was redelivered: its process may have died before
-			// enqueueing the continuation. Re-send it; a duplicate is dropped as stale later.
+		if (c.Link == p.Prev || (p.Origin != nil && c.Link == *p.Origin)) && !c.Resent {
+			// The step that moved the checkpoint to p.Link (or the message its invocation began with) was
+			// redelivered: its process may have died, or its invocation failed, before enqueueing the
+			// continuation. Re-send it; a duplicate is dropped as stale later.
 			if err := r.enqueueContinuation(ctx, q, Continuation{Collection: scope, Pass: p.ID, Link: p.Link, Resent: true}, 0, 0); err != nil {
 				return out, err
 			}
@@ -253,11 +271,14 @@ func (r *Runner) step(ctx context.Context, m *message.Message) (StepResult, erro
 		p.Events += written.Written
 		p.Updated, p.Wait, p.Carry = now, time.Time{}, carry
 		if page.NextLink != "" {
-			p.Prev, p.Link = p.Link, page.NextLink
+			p.Prev, p.Link, p.Origin = p.Link, page.NextLink, nil
+			if origin != link {
+				p.Origin = &origin
+			}
 			return
 		}
 		last := *p
-		last.Link, last.Prev, last.Again = "", "", ""
+		last.Link, last.Prev, last.Origin, last.Again = "", "", nil, ""
 		cp.DeltaLink, cp.SelectHash, cp.LastCompleted = page.DeltaLink, p.SelectHash, now
 		cp.LastPass, cp.Pass = &last, nil
 		switch look := w.secondLook(); {

@@ -89,6 +89,12 @@ type Checker struct {
 
 	// WeakClientState says why GRAPH_CLIENT_STATE is weak (config.Config.WeakClientState), or "".
 	WeakClientState string
+	// MinLife is, per resource, the life left under which a subscription needs attention; nil, or 0 for a
+	// resource, means MinLifeLeft (subscriptions Graph lets live only days are renewed more often).
+	MinLife func(resource string) time.Duration
+	// PreviousCertificateID is GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS_ID while a certificate rotation is
+	// under way, or "": subscriptions still naming it are reported, so the operator knows when it can go.
+	PreviousCertificateID string
 
 	Now     func() time.Time // the clock: required
 	Timeout time.Duration    // 0: DefaultTimeout
@@ -149,6 +155,8 @@ type Subscription struct {
 	Delivery         string `json:"delivery,omitempty"` // webhook or eventhubs
 	// Duplicates counts further subscriptions matching the resource (a race; the timer deletes them).
 	Duplicates int `json:"duplicates,omitempty"`
+	// EncryptionCertificateID is the certificate a rich subscription's notifications are encrypted for.
+	EncryptionCertificateID string `json:"encryptionCertificateId,omitempty"`
 }
 
 // Resync is the resync checkpoint of one collection.
@@ -205,6 +213,7 @@ const (
 	CodeGraphUnreachable   = "graph-unreachable"
 	CodeStorageUnreachable = "storage-unreachable"
 	CodeWeakClientState    = "weak-client-state"
+	CodePreviousCert       = "previous-certificate"
 )
 
 // String is the finding as one line: what, then what to do.
@@ -306,20 +315,34 @@ func (c *Checker) subscription(all []graph.Subscription, res string, now time.Ti
 	out.ID, out.Expires, out.DaysLeft = best.ID, &exp, &days
 	out.Delivery, out.NotificationHost = delivery(best.NotificationURL)
 	out.LifecycleURLSet = best.LifecycleNotificationURL != ""
+	out.EncryptionCertificateID = best.EncryptionCertificateID
+	minLife := MinLifeLeft
+	if c.MinLife != nil {
+		if d := c.MinLife(res); d > 0 {
+			minLife = d
+		}
+	}
+	var findings []Finding
+	if c.PreviousCertificateID != "" && best.EncryptionCertificateID == c.PreviousCertificateID {
+		findings = append(findings, Finding{Severity: Attention, Code: CodePreviousCert, Subject: res,
+			Message: fmt.Sprintf("subscription %s for %s still names the previous encryption certificate %q.", best.ID, res, c.PreviousCertificateID),
+			Action: "the renew timer moves it to GRAPH_ENCRYPTION_CERTIFICATE on its next tick; keep GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS " +
+				"until no subscription names it and the work queue holds nothing older than that tick, then remove it."})
+	}
 	switch left := exp.Sub(now); {
 	case left <= 0:
 		out.State = Expired
-		return out, []Finding{{Severity: Attention, Code: CodeNoSubscription, Subject: res,
+		return out, append(findings, Finding{Severity: Attention, Code: CodeNoSubscription, Subject: res,
 			Message: fmt.Sprintf("subscription %s for %s expired at %s: no notifications arrive.", best.ID, res, exp.Format(time.RFC3339)),
-			Action:  timerAction}}
-	case left < MinLifeLeft:
+			Action:  timerAction})
+	case left < minLife:
 		out.State = Live
-		return out, []Finding{{Severity: Attention, Code: CodeSubscriptionExpiry, Subject: res,
-			Message: fmt.Sprintf("subscription %s for %s expires in %.1f days (the timer renews at 26).", best.ID, res, days),
-			Action:  timerAction}}
+		return out, append(findings, Finding{Severity: Attention, Code: CodeSubscriptionExpiry, Subject: res,
+			Message: fmt.Sprintf("subscription %s for %s expires in %.1f days (the timer renews it well before).", best.ID, res, days),
+			Action:  timerAction})
 	}
 	out.State = Live
-	return out, nil
+	return out, findings
 }
 
 // delivery tells Event Hubs delivery (a notification URL "EventHub:https://<namespace>…") from a webhook,

@@ -189,6 +189,7 @@ type LifecycleResult struct {
 // resources) enter it, and entries older than LifecycleInterval are pruned on every use, so it never holds
 // more than a few entries per configured resource.
 type lifecycleLimits struct {
+	listing  sync.Mutex // one lifecycle list call at a time: concurrent invocations share its answer
 	mu       sync.Mutex // never held across a Graph call
 	last     map[string]time.Time
 	recent   []time.Time // the process's actions within LifecycleInterval, at most MaxLifecycleActions
@@ -359,6 +360,8 @@ func (k *Keeper) mailboxRemoved(ctx context.Context, res LifecycleResult) Lifecy
 
 // listForLifecycle returns this app's subscriptions, listed at most ListReuse ago.
 func (k *Keeper) listForLifecycle(ctx context.Context) ([]graph.Subscription, error) {
+	k.limits.listing.Lock()
+	defer k.limits.listing.Unlock()
 	now := k.now()
 	k.limits.mu.Lock()
 	if !k.limits.listedAt.IsZero() && now.Sub(k.limits.listedAt) < ListReuse && now.Sub(k.limits.listedAt) >= 0 {
@@ -451,7 +454,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 	if err := k.cfg.Check(settings...); err != nil {
 		return Outcome{}, err
 	}
-	plan, ok := family.PlanOf(res, k.cfg.ChangeTypes)
+	plan, ok := k.cfg.PlanOf(res)
 	if !ok {
 		return Outcome{}, fmt.Errorf("%s names no resource family the product follows", res.Path())
 	}
@@ -597,13 +600,33 @@ func (k *Keeper) stale(s graph.Subscription) string {
 	}
 }
 
+// renewBelow is RenewBelow, or half the plan's lifetime for a family whose subscriptions live no longer
+// than RenewBelow (Teams messages: three days), so that a run does not renew them every time.
+func renewBelow(plan family.Plan) time.Duration {
+	if plan.Lifetime > RenewBelow {
+		return RenewBelow
+	}
+	return plan.Lifetime / 2
+}
+
 func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, plan family.Plan, mode Mode) (graph.Subscription, Action, error) {
 	now := k.now()
 	var u graph.SubscriptionUpdate
 	if want := k.notificationURL(); !sameURL(s.NotificationURL, want) {
 		u.NotificationURL = want // a rotated function key, or a moved app
 	}
-	if u.NotificationURL == "" && mode == Normal && s.ExpirationDateTime.Sub(now) >= RenewBelow {
+	if plan.IncludeResourceData {
+		cur, _, err := k.cfg.EncryptionCertificates(now)
+		if err != nil {
+			return s, "", fmt.Errorf("renew subscription %s: %w", s.ID, err)
+		}
+		if s.EncryptionCertificateID != cur.ID() || (s.EncryptionCertificate != "" && s.EncryptionCertificate != cur.PublicBase64()) {
+			// Rotation: the subscription moves to the current certificate; notifications already encrypted
+			// for the previous one still open while GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS holds it.
+			u.EncryptionCertificate, u.EncryptionCertificateID = cur.PublicBase64(), cur.ID()
+		}
+	}
+	if u.NotificationURL == "" && u.EncryptionCertificateID == "" && mode == Normal && s.ExpirationDateTime.Sub(now) >= renewBelow(plan) {
 		return s, Unchanged, nil
 	}
 	u.ExpirationDateTime = now.Add(plan.Lifetime)
@@ -620,6 +643,12 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, plan 
 	if updated.ID == "" {
 		updated.ID = s.ID
 	}
+	if updated.EncryptionCertificateID == "" {
+		updated.EncryptionCertificateID = s.EncryptionCertificateID
+		if u.EncryptionCertificateID != "" {
+			updated.EncryptionCertificateID = u.EncryptionCertificateID
+		}
+	}
 	return updated, Renewed, nil
 }
 
@@ -632,6 +661,14 @@ func (k *Keeper) create(ctx context.Context, g Graph, plan family.Plan) (graph.S
 		ExpirationDateTime:        k.now().Add(plan.Lifetime),
 		ClientState:               k.cfg.ClientState.Reveal(),
 		LatestSupportedTLSVersion: "v1_2",
+	}
+	if plan.IncludeResourceData {
+		cert, _, err := k.cfg.EncryptionCertificates(k.now())
+		if err != nil {
+			return graph.Subscription{}, fmt.Errorf("create subscription: %w", err)
+		}
+		// The certificate alone: its private key never leaves the process.
+		req.IncludeResourceData, req.EncryptionCertificate, req.EncryptionCertificateID = true, cert.PublicBase64(), cert.ID()
 	}
 	created, err := g.CreateSubscription(ctx, req)
 	if errors.Is(err, graph.ErrConflict) {

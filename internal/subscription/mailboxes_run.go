@@ -63,6 +63,9 @@ type MailboxKeeper struct {
 
 // NewMailboxKeeper returns a keeper for GRAPH_MAILBOXES. store keeps the refusals; now is the clock.
 func NewMailboxKeeper(cfg *config.Config, g func() (MailboxGraph, error), store RefusalStore, now func() time.Time, o MailboxOptions) *MailboxKeeper {
+	if now == nil {
+		panic("subscription.NewMailboxKeeper: now is nil: the clock is given, never taken")
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
 	}

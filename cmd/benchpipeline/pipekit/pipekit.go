@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -504,8 +505,15 @@ const (
 	outerMarker = "<!-- bench-pipeline:begin (written by make bench-pipeline / make reliability; make bench keeps it) -->"
 )
 
-// Section names, in the order they appear in the block.
-var sectionOrder = []string{"economy", "detection", "reliability", "storage"}
+// Section names, in the order they appear in the block. The optional ones (cmd/benchscale's) follow, and get
+// no placeholder while they have not been written.
+var (
+	sectionOrder     = []string{"economy", "detection", "drives", "reliability", "storage"}
+	optionalSections = []string{"scale"}
+	// sectionTarget is the make target that writes each section.
+	sectionTarget = map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "drives": "bench-pipeline",
+		"reliability": "reliability", "storage": "reliability", "scale": "bench-scale"}
+)
 
 func subBegin(name string) string { return "<!-- pipeline-" + name + ":begin -->" }
 func subEnd(name string) string   { return "<!-- pipeline-" + name + ":end -->" }
@@ -541,7 +549,8 @@ func WriteSection(path, name, body string) error {
 		before, inner, after = doc[:start], doc[start:start+j], doc[start+j:]
 	}
 	sections := map[string]string{}
-	for _, n := range sectionOrder {
+	all := append(slices.Clone(sectionOrder), optionalSections...)
+	for _, n := range all {
 		b, e := subBegin(n), subEnd(n)
 		if x := strings.Index(inner, b); x >= 0 {
 			if y := strings.Index(inner[x:], e); y >= 0 {
@@ -556,11 +565,14 @@ func WriteSection(path, name, body string) error {
 			parts = append(parts, s)
 		}
 	}
-	if len(sections) < len(sectionOrder) {
-		for _, n := range sectionOrder {
-			if _, ok := sections[n]; !ok {
-				parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability", "storage": "reliability"}[n]))
-			}
+	for _, n := range sectionOrder {
+		if _, ok := sections[n]; !ok {
+			parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, sectionTarget[n]))
+		}
+	}
+	for _, n := range optionalSections {
+		if s, ok := sections[n]; ok {
+			parts = append(parts, s)
 		}
 	}
 	out := before + strings.Join(parts, "\n\n") + "\n" + after
