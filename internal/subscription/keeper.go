@@ -824,8 +824,9 @@ func anyPermission() string {
 	return strings.Join(parts, "; ")
 }
 
-// Unsubscribe deletes this app's subscriptions for the configured resources and change types, for a clean
-// uninstall, and returns their ids.
+// Unsubscribe deletes this app's subscriptions for the configured resources and change types, and, with
+// mailboxes wired (SetMailboxes), every mailbox subscription of this app, for a clean uninstall, and returns
+// their ids.
 func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -849,6 +850,23 @@ func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 			}
 			ids = append(ids, s.ID)
 		}
+	}
+	if k.mailboxes == nil {
+		return ids, nil
+	}
+	// Every mailbox subscription this app holds goes too, configured or not: Graph lists only this app's.
+	all, err := g.ListSubscriptions(ctx)
+	if err != nil {
+		return ids, explain("list subscriptions", "", err)
+	}
+	for _, s := range all {
+		if _, _, ok := ParseMailboxResource(s.Resource); !ok {
+			continue
+		}
+		if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+			return ids, err
+		}
+		ids = append(ids, s.ID)
 	}
 	return ids, nil
 }

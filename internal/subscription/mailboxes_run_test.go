@@ -313,6 +313,13 @@ func TestKeeperLifecycleForMailboxSubscriptions(t *testing.T) {
 	if len(mailGaps) != 1 || mailGaps[0] != MailboxResource(mbUser(2), "messages")+" subscription removed" {
 		t.Fatalf("catch-up asked for %v", mailGaps)
 	}
+	// Uninstall removes the mailbox subscriptions with the directory's.
+	defer func() {
+		ids, err := k.Unsubscribe(context.Background())
+		if err != nil || len(ids) != 3 || len(e.fg.Subscriptions()) != 0 { // users and the two mailboxes
+			t.Errorf("unsubscribe: %v %v; left %v", ids, err, e.fg.Subscriptions())
+		}
+	}()
 	// A flood of the same is rationed.
 	res, _ = k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: s2.ID, Event: graph.SubscriptionRemoved}})
 	if res[0].Verdict != Limited {
