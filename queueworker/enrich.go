@@ -78,20 +78,10 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 	}
 	objs = append(toRead, opened...)
 	var logs []string
-	if len(unusable) > 0 {
-		idx := make([]int, 0, len(unusable))
-		whys := map[string]int{}
-		for _, u := range unusable {
-			idx = append(idx, u.i)
-			whys[u.why]++
-		}
-		if err := f.poisonNotes(ctx, m, idx); err != nil {
-			return nil, err
-		}
-		for why, n := range whys {
-			log.Error("malformed notifications moved to the poison queue; they never reach Graph", "reason", why, "count", n)
-		}
-		logs = append(logs, fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)))
+	if line, err := f.poisonMalformed(ctx, log, m, unusable); err != nil {
+		return nil, err
+	} else if line != "" {
+		logs = append(logs, line)
 	}
 
 	// How the worker learns what changed is the family's to say (family.Learn): read each object by id,
@@ -116,51 +106,17 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		logs = append(logs, line)
 	}
 
-	// An object Graph refused to read (while it read the others) must not hold the rest hostage: its
-	// notifications go to the poison queue on their own, with the reason in the log.
-	var refused []int
-	for _, o := range objs {
-		if o.refused != nil {
-			refused = append(refused, o.notes...)
-			log.Error("Graph refused to read an object; its notifications go to the poison queue", "resource", o.kind.Collection, "id", o.id, "err", o.refused.Error())
-		}
-	}
-	if len(refused) > 0 {
-		slices.Sort(refused)
-		if err := f.poisonNotes(ctx, m, refused); err != nil {
-			return nil, err
-		}
-		logs = append(logs, fmt.Sprintf("moved %d notifications of objects Graph refused to read to the poison queue", len(refused)))
+	if line, err := f.poisonRefused(ctx, log, m, objs); err != nil {
+		return nil, err
+	} else if line != "" {
+		logs = append(logs, line)
 	}
 
-	var items []events.Item
-	var rest retry
-	groups := false
-	for _, o := range objs {
-		if o.event != nil {
-			items = append(items, events.Item{Event: *o.event, ReadAt: o.readAt, Select: f.d.Config.Select(o.kind.Collection)})
-			groups = groups || directory.IsGroup(o.kind)
-			continue
-		}
-		if o.refused != nil || o.done {
-			continue
-		}
-		rest.notes = append(rest.notes, o.notes...)
-		rest.why = max(rest.why, o.why)
-		rest.delay = max(rest.delay, f.delayFor(o, m.Attempt))
-	}
-	// Events first: once they are written, a crash before the re-enqueue only repeats them (same ids).
-	written, err := f.d.Events.Write(ctx, items)
+	written, groups, line, err := f.settleObjects(ctx, log, m, objs)
 	if err != nil {
 		return nil, err
 	}
-	if len(rest.notes) > 0 {
-		rest.sameTry = rest.why == reasonGate
-		slices.Sort(rest.notes)
-		line, err := f.requeue(ctx, log, m, rest)
-		if err != nil {
-			return nil, err
-		}
+	if line != "" {
 		logs = append(logs, line)
 	}
 	if groups && f.d.Resync != nil {
@@ -179,6 +135,78 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		written.Written, t.updated, t.softDeleted, t.deleted, t.gone, t.notDeleted, written.Suppressed, len(m.Notifications), m.Attempt)}
 	resp.Logs = append(resp.Logs, logs...)
 	return resp, nil
+}
+
+// poisonMalformed moves the notifications that cannot be processed to the poison queue, and returns a
+// line for the invocation's Logs ("" for none).
+func (f *Function) poisonMalformed(ctx context.Context, log *slog.Logger, m *message.Message, unusable []malformed) (string, error) {
+	if len(unusable) == 0 {
+		return "", nil
+	}
+	idx := make([]int, 0, len(unusable))
+	whys := map[string]int{}
+	for _, u := range unusable {
+		idx = append(idx, u.i)
+		whys[u.why]++
+	}
+	if err := f.poisonNotes(ctx, m, idx); err != nil {
+		return "", err
+	}
+	for why, n := range whys {
+		log.Error("malformed notifications moved to the poison queue; they never reach Graph", "reason", why, "count", n)
+	}
+	return fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)), nil
+}
+
+// poisonRefused moves the notifications of objects Graph refused to read (while it read the others) to
+// the poison queue on their own, with the reason in the log: they must not hold the rest hostage.
+func (f *Function) poisonRefused(ctx context.Context, log *slog.Logger, m *message.Message, objs []*object) (string, error) {
+	var refused []int
+	for _, o := range objs {
+		if o.refused != nil {
+			refused = append(refused, o.notes...)
+			log.Error("Graph refused to read an object; its notifications go to the poison queue", "resource", o.kind.Collection, "id", o.id, "err", o.refused.Error())
+		}
+	}
+	if len(refused) == 0 {
+		return "", nil
+	}
+	slices.Sort(refused)
+	if err := f.poisonNotes(ctx, m, refused); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("moved %d notifications of objects Graph refused to read to the poison queue", len(refused)), nil
+}
+
+// settleObjects writes the events of the objects that have one, then re-enqueues the notifications of
+// those left for later (events first: once they are written, a crash before the re-enqueue only repeats
+// them, with the same ids). groups says whether a group's event was among them; line is the re-enqueue's
+// line for the Logs ("" for none).
+func (f *Function) settleObjects(ctx context.Context, log *slog.Logger, m *message.Message, objs []*object) (written events.Result, groups bool, line string, err error) {
+	var items []events.Item
+	var rest retry
+	for _, o := range objs {
+		if o.event != nil {
+			items = append(items, events.Item{Event: *o.event, ReadAt: o.readAt, Select: f.d.Config.Select(o.kind.Collection)})
+			groups = groups || directory.IsGroup(o.kind)
+			continue
+		}
+		if o.refused != nil || o.done {
+			continue
+		}
+		rest.notes = append(rest.notes, o.notes...)
+		rest.why = max(rest.why, o.why)
+		rest.delay = max(rest.delay, f.delayFor(o, m.Attempt))
+	}
+	if written, err = f.d.Events.Write(ctx, items); err != nil {
+		return written, groups, "", err
+	}
+	if len(rest.notes) > 0 {
+		rest.sameTry = rest.why == reasonGate
+		slices.Sort(rest.notes)
+		line, err = f.requeue(ctx, log, m, rest)
+	}
+	return written, groups, line, err
 }
 
 // delayFor is how long unfinished work waits: Graph's Retry-After when it gave one (or the gate's remaining

@@ -415,35 +415,31 @@ func (s *Store) Commit(ctx context.Context, ds []Decision) error {
 		}
 		byPartition[k.partition] = append(byPartition[k.partition], o)
 	}
-	partitions := slices.Sorted(maps.Keys(byPartition))
-	late := &Redecided{}
-	for _, partition := range partitions {
-		for _, batch := range batches(byPartition[partition]) {
-			etags, err := s.b.submit(ctx, partition, batch)
-			if err == nil {
-				for i, o := range batch {
-					k := key{partition, o.key}
-					plans[k].moved = true
-					if etags == nil || o.row == nil {
-						s.cache.drop(k)
-						continue
-					}
-					r := *o.row
-					r.ETag = etags[i]
-					s.cache.put(k, &r)
+	// Partitions are written at once (at most ReadConcurrency of them): a page of 200 objects touches all
+	// 16 shards, and one transaction after another would wait out 16 round trips.
+	late := &lateDecisions{}
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	sem := make(chan struct{}, s.conc)
+	for _, partition := range slices.Sorted(maps.Keys(byPartition)) {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := s.commitPartition(ctx, partition, byPartition[partition], plans, late); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
 				}
-				continue
+				mu.Unlock()
 			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("objectstate: write %s: %w", partition, err)
-			}
-			logctx.From(ctx).Debug("objectstate: transaction refused; writing its rows one by one", "partition", partition, "rows", len(batch), "error", err)
-			for _, o := range batch {
-				if err := s.applyOne(ctx, partition, o, plans[key{partition, o.key}], late); err != nil {
-					return errors.Join(err, late.orNil())
-				}
-			}
-		}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return errors.Join(first, late.orNil())
 	}
 	var moves []key
 	for _, k := range order {
@@ -460,11 +456,59 @@ func (s *Store) Commit(ctx context.Context, ds []Decision) error {
 	return nil
 }
 
-func (r *Redecided) orNil() error {
-	if len(r.Decisions) == 0 {
+// lateDecisions collects the Redecided of a Commit whose partitions are written concurrently.
+type lateDecisions struct {
+	mu sync.Mutex
+	r  Redecided
+}
+
+func (l *lateDecisions) add(idx []int, ds []Decision) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.r.Indexes = append(l.r.Indexes, idx...)
+	l.r.Decisions = append(l.r.Decisions, ds...)
+}
+
+func (l *lateDecisions) orNil() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.r.Decisions) == 0 {
 		return nil
 	}
-	return r
+	r := l.r
+	return &r
+}
+
+// commitPartition writes one partition's ops in transactions; a refused transaction is written op by op.
+// Each op touches its own plan only, so partitions can be committed concurrently.
+func (s *Store) commitPartition(ctx context.Context, partition string, ops []op, plans map[key]*plan, late *lateDecisions) error {
+	for _, batch := range batches(ops) {
+		etags, err := s.b.submit(ctx, partition, batch)
+		if err == nil {
+			for i, o := range batch {
+				k := key{partition, o.key}
+				plans[k].moved = true
+				if etags == nil || o.row == nil {
+					s.cache.drop(k)
+					continue
+				}
+				r := *o.row
+				r.ETag = etags[i]
+				s.cache.put(k, &r)
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("objectstate: write %s: %w", partition, err)
+		}
+		logctx.From(ctx).Debug("objectstate: transaction refused; writing its rows one by one", "partition", partition, "rows", len(batch), "error", err)
+		for _, o := range batch {
+			if err := s.applyOne(ctx, partition, o, plans[key{partition, o.key}], late); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dropLegacy deletes the one-partition rows of objects whose sharded row is written, each on the ETag it
@@ -520,7 +564,7 @@ func batches(ops []op) [][]op {
 // observations again against it. When that emits an observation that had been suppressed, the row is
 // left alone and the new decisions go to late; otherwise what they decide is written (nothing when the
 // row is newer).
-func (s *Store) applyOne(ctx context.Context, partition string, o op, p *plan, late *Redecided) error {
+func (s *Store) applyOne(ctx context.Context, partition string, o op, p *plan, late *lateDecisions) error {
 	k := key{partition, o.key}
 	for range maxRetries {
 		etag, err := s.b.apply(ctx, partition, o)
@@ -555,8 +599,7 @@ func (s *Store) applyOne(ctx context.Context, partition string, o op, p *plan, l
 		for i := range ds {
 			if ds[i].Emit && !p.emit[i] {
 				logctx.From(ctx).Debug("objectstate: row moved by another writer; a suppressed observation is news against it", "partition", partition, "id", o.key)
-				late.Indexes = append(late.Indexes, p.idx...)
-				late.Decisions = append(late.Decisions, ds...)
+				late.add(p.idx, ds)
 				return nil
 			}
 		}

@@ -153,11 +153,12 @@ func TestUnitStepRespectsItsDeadline(t *testing.T) {
 	e, _ := newPacedEnv(t, 10*time.Second, time.Hour)
 	e.r.Margin = 20 * time.Second
 	m, _ := e.takeStep()
-	// The deadline is measured on the wall clock by the context, the pages on the env's clock: give a
-	// deadline 100 s of env time away, as the runner sees it (now + 100 s − the wall time that passes).
-	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(100*time.Second))
+	// A context's deadline is on the clock the context keeps: the env's clock starts where the invocation
+	// does on it, 100 s before the deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
-	e.now = time.Now()
+	dl, _ := ctx.Deadline()
+	e.now = dl.Add(-100 * time.Second)
 	res, err := e.r.Step(ctx, m)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +209,6 @@ func TestUnitStalledLaterPageHandsOverInTime(t *testing.T) {
 	e.r.Margin = 0
 	p.blockAt = p.reads + 2 // the second page read by the step below
 	m, _ := e.takeStep()
-	e.now = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+500*time.Millisecond)
 	defer cancel()
 	res, err := e.r.Step(ctx, m)

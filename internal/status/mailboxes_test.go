@@ -14,7 +14,9 @@ import (
 
 type fakeRefusals map[string]subscription.Refusal
 
-func (f fakeRefusals) Refusals(context.Context) (map[string]subscription.Refusal, error) { return f, nil }
+func (f fakeRefusals) Refusals(context.Context) (map[string]subscription.Refusal, error) {
+	return f, nil
+}
 
 const (
 	quotaUser  = "6e7b768e-07e2-4810-8459-485f84f8f204"
