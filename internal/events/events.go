@@ -155,7 +155,7 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 	for attempt := 0; ; attempt++ {
 		err := st.Commit(ctx, ds)
 		var late *objectstate.Redecided
-		if err == nil || !errors.As(err, &late) || attempt == maxRedecided {
+		if err == nil || !errors.As(err, &late) {
 			if err != nil {
 				// The events are written; the states stay behind them, so the next observation of these
 				// objects is compared with older states and may be emitted again. Nothing is lost: not
@@ -184,6 +184,12 @@ func (w *Writer) Write(ctx context.Context, items []Item) (Result, error) {
 		}
 		res.Written += len(more)
 		res.Suppressed -= len(more)
+		if attempt == maxRedecided {
+			// The news is written; the rows it waited for stay behind, another writer moving them still, so a
+			// later observation of these objects is compared with older states and may be emitted again.
+			logctx.From(ctx).Warn("events written, but the stored object states kept moving under the commit", "rounds", attempt+1)
+			return res, nil
+		}
 		ds, idx = late.Decisions, next
 	}
 }
