@@ -11,8 +11,10 @@ import (
 
 // ListMailboxItemsSince returns the ids of a mailbox's messages (kind "messages", every folder) or calendar
 // events (kind "events") last modified at or after since, following pages until max ids (the caller's
-// bound on a catch-up): GET /users/{id}/{kind}?$filter=lastModifiedDateTime ge {since}&$select=id&$top=100.
-// more reports that the bound cut the list short. The user id must be a GUID.
+// bound on a catch-up): GET /users/{id}/{kind}?$filter=lastModifiedDateTime ge {since}&$orderby=
+// lastModifiedDateTime desc&$select=id&$top=100. The order makes a cut keep the newest items (Graph orders a
+// list by nothing in particular otherwise; a $orderby must name the $filter's property first, as this one
+// does). more reports that the bound cut the list short. The user id must be a GUID.
 func (c *Client) ListMailboxItemsSince(ctx context.Context, user, kind string, since time.Time, max int) (ids []string, more bool, err error) {
 	const op = "list mailbox items"
 	if !IsGUID(user) {
@@ -21,7 +23,8 @@ func (c *Client) ListMailboxItemsSince(ctx context.Context, user, kind string, s
 	if kind != "messages" && kind != "events" {
 		return nil, false, localError(op, "invalid mailbox resource %q", kind)
 	}
-	q := url.Values{"$filter": {"lastModifiedDateTime ge " + since.UTC().Format(time.RFC3339)}, "$select": {"id"}, "$top": {"100"}}
+	q := url.Values{"$filter": {"lastModifiedDateTime ge " + since.UTC().Format(time.RFC3339)},
+		"$orderby": {"lastModifiedDateTime desc"}, "$select": {"id"}, "$top": {"100"}}
 	link := c.url("/users/"+url.PathEscape(strings.ToLower(user))+"/"+kind, q.Encode())
 	seen := map[string]bool{}
 	for range maxPages {
