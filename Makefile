@@ -43,7 +43,7 @@ race:
 # behind: a test that dates anything by the wall clock next to its fixed clock fails here at once, not on
 # the day the calendar passes the date it pinned. (Product code reading the wall clock is refused by
 # clock_test.go, in the race run.) About a minute on 2 cores.
-CLOCK_SHIFT_PKGS := ./internal/subscription/ ./internal/status/ ./renewtimer/ ./internal/resync/ ./internal/intake/ ./eventhub/
+CLOCK_SHIFT_PKGS := ./internal/subscription/ ./internal/status/ ./renewtimer/ ./internal/resync/ ./internal/intake/ ./eventhub/ ./internal/events/ ./internal/mailbox/
 clock-shift:
 	@for s in 87600h -87600h; do \
 	  echo "unit suites with the test clock moved by $$s"; \
@@ -111,10 +111,10 @@ bench-quick: ## smoke run of every benchmark step (~35 s; ~4 min cold); the repo
 # `make bench` keeps. Appended block; the targets above are unchanged. REL_ARGS / PIPE_ARGS pass flags.
 .PHONY: bench-pipeline reliability
 
-bench-pipeline: deps ## Graph requests and events per change, state-table cost, groups, latency → docs/benchmarks.md (~3 min; PIPE_ARGS=-only-detection: that part alone)
+bench-pipeline: deps ## Graph requests and events per change, state-table cost, groups, drives, latency → docs/benchmarks.md (~5 min; PIPE_ARGS=-only-detection or -only-drives: that part alone)
 	$(GO) run ./cmd/benchpipeline -out docs/benchmarks.md $(PIPE_ARGS)
 
-reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs, storage outages), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~30 min; REL_ARGS='-storage-stretch 1m' ~15)
+reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the same through Event Hubs, storage outages), hostile bodies (peak RSS) + every fuzz target → docs/benchmarks.md (~7 min, but the storage group beside them takes ~20 min with its six 3-minute outages; REL_ARGS='-storage-stretch 1m' shortens them)
 	$(GO) run ./cmd/reliability -out docs/benchmarks.md $(REL_ARGS)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -125,3 +125,9 @@ reliability: deps ## faults (429/503/SIGKILL/forgeries/garbage/drops+resync, the
 
 bench-scale: deps ## tenant scale: full passes (20k, 100k users), burst, 5,000-notification POST → docs/benchmarks.md (~10 min)
 	$(GO) run ./cmd/benchscale -out docs/benchmarks.md $(SCALE_ARGS)
+
+# Mailboxes at scale: 10,000 mailboxes converged and kept against the Graph double, and the enrichment's
+# Graph requests per notification with Outlook's duplicates. Appended block; not part of `make test`.
+.PHONY: bench-mailboxes
+bench-mailboxes: ## 10,000 mailboxes: runs to converge, requests per mailbox per day, RSS → docs/benchmarks.md (~5 min)
+	$(GO) run ./cmd/benchmailboxes -out docs/benchmarks.md $(MAIL_ARGS)

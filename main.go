@@ -28,10 +28,13 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/identity"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/redact"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/refusals"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/safetext"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/status"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
@@ -59,7 +62,7 @@ func main() {
 	case errors.As(err, &code):
 		os.Exit(int(code))
 	case err != nil && !errors.As(err, new(customhandler.Signaled)):
-		fmt.Fprintln(os.Stderr, "handler:", err)
+		fmt.Fprintln(os.Stderr, "handler:", safetext.Line(err.Error())) // it may quote what Graph or storage answered
 	}
 	os.Exit(customhandler.ExitCode(err))
 }
@@ -154,7 +157,7 @@ func runRedacted(ctx context.Context, args []string, getenv func(string) string,
 			}
 			ids, err := a.keeper.Unsubscribe(ctx)
 			for _, id := range ids {
-				fmt.Fprintln(stdout, "deleted subscription", id)
+				fmt.Fprintln(stdout, "deleted subscription", safetext.Line(id)) // as Graph listed it
 			}
 			if err == nil && len(ids) == 0 {
 				fmt.Fprintln(stdout, "no subscription to delete")
@@ -204,6 +207,7 @@ func runRedacted(ctx context.Context, args []string, getenv func(string) string,
 		Events:        a.events,
 		Subscriptions: a.keeper,
 		Resync:        a.resync,
+		CatchUp:       a.catchUp,
 		Gate:          a.gate,
 		Now:           time.Now,
 	}).Register(srv)
@@ -235,6 +239,9 @@ type app struct {
 	keeper *subscription.Keeper
 	resync *resync.Runner
 	status *status.Checker
+
+	refusals func() (*refusals.Store, error) // mailbox subscription refusals (mailboxes.go)
+	catchUp  *mailbox.CatchUp
 }
 
 func newApp(cfg *config.Config, log *slog.Logger) *app {
@@ -287,6 +294,7 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 	})
 	// A new or recreated subscription means notifications may have been missed: resync its collection.
 	a.keeper = subscription.New(cfg, func() (subscription.Graph, error) { return a.graph() }, a.resync.RequestResync, time.Now)
+	a.wireMailboxes(cfg, time.Now)
 	a.status = &status.Checker{
 		Resources:   resourcePaths(cfg),
 		Collections: cfg.Collections(),
@@ -308,7 +316,17 @@ func newApp(cfg *config.Config, log *slog.Logger) *app {
 		Tables:       func() (status.Tables, error) { return state() },
 
 		WeakClientState: cfg.WeakClientState(),
+		MinLife:         minLife(cfg),
 		Now:             time.Now,
+	}
+	if cfg.Mailboxes.Configured() {
+		a.status.Refusals = func() (status.Refusals, error) { return a.refusals() }
+	}
+	if cfg.Teams.Previous != nil {
+		a.status.PreviousCertificateID = cfg.Teams.Previous.ID()
+	}
+	if c := cfg.Teams.Certificate; c != nil {
+		a.status.Certificate = &status.Certificate{ID: c.ID(), NotAfter: c.NotAfter()}
 	}
 	return a
 }
@@ -364,6 +382,19 @@ func (a *app) replayPoison(ctx context.Context, args []string, stdout, stderr io
 }
 
 // resourcePaths lists the resources of the subscriptions GRAPH_RESOURCE implies, as Graph names them.
+// minLife is, per subscription resource, the life left under which `handler status` calls for attention:
+// the status default, or a quarter of the lifetime for subscriptions the timer renews at half theirs.
+func minLife(cfg *config.Config) func(resource string) time.Duration {
+	return func(resource string) time.Duration {
+		for _, p := range cfg.Plans() {
+			if p.Resource == resource && p.Lifetime <= subscription.RenewBelow {
+				return p.Lifetime / 4
+			}
+		}
+		return 0
+	}
+}
+
 func resourcePaths(cfg *config.Config) []string {
 	var out []string
 	for _, p := range cfg.Plans() {

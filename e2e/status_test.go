@@ -27,6 +27,11 @@ func runStatus(t *testing.T, s *devstack.Stack, override map[string]string) (sta
 		}
 		env = append(env, k+"="+v)
 	}
+	for k, v := range override {
+		if _, ok := s.Settings[k]; !ok {
+			env = append(env, k+"="+v)
+		}
+	}
 	cmd := exec.Command(handlerBin, "status", "-json")
 	cmd.Env, cmd.Dir = env, t.TempDir()
 	var stdout, stderr bytes.Buffer

@@ -17,6 +17,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/mailbox"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
@@ -28,6 +29,7 @@ type object struct {
 	id      string // resource id as the first notification gave it
 	notes   []int  // indexes into the message's notifications
 	deleted bool   // a permanent deletion among them: confirmed before it is believed
+	created bool   // every notification about it said created (a mailbox item's first event)
 
 	event      *message.Event
 	readAt     time.Time // when Graph was read for the event
@@ -70,27 +72,22 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 
 	var t tally
 	objs, unusable := f.coalesce(m, &t)
+	toRead, opened, unusable, err := f.openPayloads(ctx, log, m, objs, unusable, &t)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(toRead, opened...)
 	var logs []string
-	if len(unusable) > 0 {
-		idx := make([]int, 0, len(unusable))
-		whys := map[string]int{}
-		for _, u := range unusable {
-			idx = append(idx, u.i)
-			whys[u.why]++
-		}
-		if err := f.poisonNotes(ctx, m, idx); err != nil {
-			return nil, err
-		}
-		for why, n := range whys {
-			log.Error("malformed notifications moved to the poison queue; they never reach Graph", "reason", why, "count", n)
-		}
-		logs = append(logs, fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)))
+	if line, err := f.poisonMalformed(ctx, log, m, unusable); err != nil {
+		return nil, err
+	} else if line != "" {
+		logs = append(logs, line)
 	}
 
 	// How the worker learns what changed is the family's to say (family.Learn): read each object by id,
-	// or run a delta pass over the scope a tap names.
+	// or run a delta pass over the scope a tap names (payload objects were opened above).
 	var byID, taps []*object
-	for _, o := range objs {
+	for _, o := range toRead {
 		switch o.target.Family.Learn {
 		case family.ReadByID:
 			byID = append(byID, o)
@@ -109,51 +106,17 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		logs = append(logs, line)
 	}
 
-	// An object Graph refused to read (while it read the others) must not hold the rest hostage: its
-	// notifications go to the poison queue on their own, with the reason in the log.
-	var refused []int
-	for _, o := range objs {
-		if o.refused != nil {
-			refused = append(refused, o.notes...)
-			log.Error("Graph refused to read an object; its notifications go to the poison queue", "resource", o.kind.Collection, "id", o.id, "err", o.refused.Error())
-		}
-	}
-	if len(refused) > 0 {
-		slices.Sort(refused)
-		if err := f.poisonNotes(ctx, m, refused); err != nil {
-			return nil, err
-		}
-		logs = append(logs, fmt.Sprintf("moved %d notifications of objects Graph refused to read to the poison queue", len(refused)))
+	if line, err := f.poisonRefused(ctx, log, m, objs); err != nil {
+		return nil, err
+	} else if line != "" {
+		logs = append(logs, line)
 	}
 
-	var items []events.Item
-	var rest retry
-	groups := false
-	for _, o := range objs {
-		if o.event != nil {
-			items = append(items, events.Item{Event: *o.event, ReadAt: o.readAt, Select: f.d.Config.Select(o.kind.Collection)})
-			groups = groups || directory.IsGroup(o.kind)
-			continue
-		}
-		if o.refused != nil || o.done {
-			continue
-		}
-		rest.notes = append(rest.notes, o.notes...)
-		rest.why = max(rest.why, o.why)
-		rest.delay = max(rest.delay, f.delayFor(o, m.Attempt))
-	}
-	// Events first: once they are written, a crash before the re-enqueue only repeats them (same ids).
-	written, err := f.d.Events.Write(ctx, items)
+	written, groups, line, err := f.settleObjects(ctx, log, m, objs)
 	if err != nil {
 		return nil, err
 	}
-	if len(rest.notes) > 0 {
-		rest.sameTry = rest.why == reasonGate
-		slices.Sort(rest.notes)
-		line, err := f.requeue(ctx, log, m, rest)
-		if err != nil {
-			return nil, err
-		}
+	if line != "" {
 		logs = append(logs, line)
 	}
 	if groups && f.d.Resync != nil {
@@ -172,6 +135,78 @@ func (f *Function) notifications(ctx context.Context, log *slog.Logger, m *messa
 		written.Written, t.updated, t.softDeleted, t.deleted, t.gone, t.notDeleted, written.Suppressed, len(m.Notifications), m.Attempt)}
 	resp.Logs = append(resp.Logs, logs...)
 	return resp, nil
+}
+
+// poisonMalformed moves the notifications that cannot be processed to the poison queue, and returns a
+// line for the invocation's Logs ("" for none).
+func (f *Function) poisonMalformed(ctx context.Context, log *slog.Logger, m *message.Message, unusable []malformed) (string, error) {
+	if len(unusable) == 0 {
+		return "", nil
+	}
+	idx := make([]int, 0, len(unusable))
+	whys := map[string]int{}
+	for _, u := range unusable {
+		idx = append(idx, u.i)
+		whys[u.why]++
+	}
+	if err := f.poisonNotes(ctx, m, idx); err != nil {
+		return "", err
+	}
+	for why, n := range whys {
+		log.Error("malformed notifications moved to the poison queue; they never reach Graph", "reason", why, "count", n)
+	}
+	return fmt.Sprintf("moved %d malformed notifications to the poison queue", len(unusable)), nil
+}
+
+// poisonRefused moves the notifications of objects Graph refused to read (while it read the others) to
+// the poison queue on their own, with the reason in the log: they must not hold the rest hostage.
+func (f *Function) poisonRefused(ctx context.Context, log *slog.Logger, m *message.Message, objs []*object) (string, error) {
+	var refused []int
+	for _, o := range objs {
+		if o.refused != nil {
+			refused = append(refused, o.notes...)
+			log.Error("Graph refused to read an object; its notifications go to the poison queue", "resource", o.kind.Collection, "id", o.id, "err", o.refused.Error())
+		}
+	}
+	if len(refused) == 0 {
+		return "", nil
+	}
+	slices.Sort(refused)
+	if err := f.poisonNotes(ctx, m, refused); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("moved %d notifications of objects Graph refused to read to the poison queue", len(refused)), nil
+}
+
+// settleObjects writes the events of the objects that have one, then re-enqueues the notifications of
+// those left for later (events first: once they are written, a crash before the re-enqueue only repeats
+// them, with the same ids). groups says whether a group's event was among them; line is the re-enqueue's
+// line for the Logs ("" for none).
+func (f *Function) settleObjects(ctx context.Context, log *slog.Logger, m *message.Message, objs []*object) (written events.Result, groups bool, line string, err error) {
+	var items []events.Item
+	var rest retry
+	for _, o := range objs {
+		if o.event != nil {
+			items = append(items, events.Item{Event: *o.event, ReadAt: o.readAt, Select: f.d.Config.Select(o.kind.Collection)})
+			groups = groups || directory.IsGroup(o.kind)
+			continue
+		}
+		if o.refused != nil || o.done {
+			continue
+		}
+		rest.notes = append(rest.notes, o.notes...)
+		rest.why = max(rest.why, o.why)
+		rest.delay = max(rest.delay, f.delayFor(o, m.Attempt))
+	}
+	if written, err = f.d.Events.Write(ctx, items); err != nil {
+		return written, groups, "", err
+	}
+	if len(rest.notes) > 0 {
+		rest.sameTry = rest.why == reasonGate
+		slices.Sort(rest.notes)
+		line, err = f.requeue(ctx, log, m, rest)
+	}
+	return written, groups, line, err
 }
 
 // delayFor is how long unfinished work waits: Graph's Retry-After when it gave one (or the gate's remaining
@@ -223,15 +258,16 @@ func (f *Function) coalesce(m *message.Message, t *tally) (objs []*object, unusa
 			unusable = append(unusable, malformed{i, err.Error()})
 			continue
 		case !ok:
-			unusable = append(unusable, malformed{i, "resource is neither users nor groups"})
+			unusable = append(unusable, malformed{i, "resource is of no family the product follows"})
 			continue
 		}
 		o := byID[t.Key]
 		if o == nil {
-			o = &object{target: t, kind: t.Kind, id: t.ID}
+			o = &object{target: t, kind: t.Kind, id: t.ID, created: true}
 			byID[t.Key] = o
 			objs = append(objs, o)
 		}
+		o.created = o.created && ct == graph.Created
 		o.notes = append(o.notes, i)
 		o.deleted = o.deleted || ct == graph.Deleted
 	}
@@ -264,8 +300,12 @@ func (f *Function) finish(o *object, m *message.Message, ct graph.ChangeType, so
 	// No members: a members@delta in a group notification is a hint anyone with the clientState can write,
 	// and membership is what downstream systems grant access by. It comes only from Graph, in the groups
 	// delta pass every group notification requests.
+	var where map[string]string
+	if user, _, ok := family.MailboxOf(o.target.Scope); ok {
+		where = map[string]string{family.MailboxContext: user}
+	}
 	e := directory.NewEvent(f.d.Config.TenantID, f.d.Config.Select(o.kind.Collection), directory.Change{
-		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props,
+		Kind: o.kind, ID: o.id, ChangeType: ct, SoftDeleted: softDeleted, Object: props, Context: where,
 		Source: message.SourceNotification, SubscriptionID: m.Notifications[o.notes[0]].SubscriptionID, Origin: origin,
 	}, now)
 	o.event, o.readAt = &e, now
@@ -321,8 +361,58 @@ func (f *Function) read(ctx context.Context, log *slog.Logger, m *message.Messag
 			f.settle(log, m, these[i], rd, now, t)
 		}
 	}
+	if err := f.readMailboxItems(work, log, m, objs, g, &refusals, t); err != nil {
+		return err
+	}
 	if refusals.All() {
 		return fmt.Errorf("graph refused to read every one of %d objects: %w", refusals.Asked, refusals.First)
+	}
+	return nil
+}
+
+// readMailboxItems reads the mailbox items among objs, across mailboxes, in shared $batches, and settles
+// each: an event (mailbox.Verdict: a 404 is a confirmed delete, a found item is never reported deleted), a
+// later attempt, or a refusal.
+func (f *Function) readMailboxItems(ctx context.Context, log *slog.Logger, m *message.Message, objs []*object, g directory.Graph, refusals *directory.Refusals, t *tally) error {
+	var these []*object
+	var items []mailbox.Item
+	for _, o := range objs {
+		if user, kind, ok := family.MailboxOf(o.target.Scope); ok {
+			these = append(these, o)
+			items = append(items, mailbox.Item{User: user, Kind: kind, ID: o.id})
+		}
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	reader := &mailbox.Reader{Graph: g, Gate: f.d.Gate, Now: f.now, ThrottleDefault: f.backoffBase}
+	reads, err := reader.Read(ctx, items, func(k family.Kind) []string { return f.d.Config.Select(k.Collection) })
+	if err != nil {
+		return fmt.Errorf("reading %d mailbox items: %w", len(items), err)
+	}
+	refusals.Add(reads...)
+	now := f.now()
+	for i, rd := range reads {
+		o := these[i]
+		ct, obj, settled := mailbox.Verdict(rd, o.created)
+		switch {
+		case settled:
+			f.finish(o, m, ct, false, obj, now)
+			switch {
+			case ct == graph.Deleted:
+				t.deleted++
+			case o.deleted:
+				log.Warn("a mailbox item was reported deleted, but it exists: reporting it as updated", "resource", o.kind.Collection, "id", o.id)
+				t.notDeleted++
+				t.updated++
+			default:
+				t.updated++
+			}
+		case rd.Outcome == directory.Refused:
+			o.refused = rd.Err
+		default:
+			o.later(reasonOf(rd.Outcome), rd.RetryAfter)
+		}
 	}
 	return nil
 }

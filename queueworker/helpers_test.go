@@ -143,10 +143,14 @@ func (r *recEvents) take() []message.Event {
 type envOption func(*envConfig)
 
 type envConfig struct {
-	settings map[string]string
-	deps     func(*Deps)
-	maxRetry int32
+	settings  map[string]string
+	deps      func(*Deps)
+	maxRetry  int32
+	graphOpts func(*fakegraph.Options)
 }
+
+// withGraph adjusts the Graph double's options.
+func withGraph(fn func(*fakegraph.Options)) envOption { return func(c *envConfig) { c.graphOpts = fn } }
 
 func withSettings(kv map[string]string) envOption {
 	return func(c *envConfig) {
@@ -162,10 +166,20 @@ var queueSeq atomic.Int64
 
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
-	fg := fakegraph.New(fakegraph.NewOptions(testTenant, testClient, testSecret))
+	// The options are applied twice: first for the double's own options (it must exist before the
+	// settings that name it), then over those settings.
+	c := envConfig{settings: map[string]string{}}
+	for _, o := range opts {
+		o(&c)
+	}
+	fo := fakegraph.NewOptions(testTenant, testClient, testSecret)
+	if c.graphOpts != nil {
+		c.graphOpts(&fo)
+	}
+	fg := fakegraph.New(fo)
 	t.Cleanup(fg.Close)
 	az := azuritetest.Shared(t)
-	c := envConfig{settings: map[string]string{
+	c = envConfig{settings: map[string]string{
 		config.TenantID:      testTenant,
 		config.ClientID:      testClient,
 		config.ClientSecret:  testSecret,

@@ -156,6 +156,11 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		return resp, nil
 	}
 
+	type catchUp struct {
+		resource, subscription string
+		notes                  []int
+	}
+	var catchUps []catchUp
 	count := map[graph.LifecycleEvent]int{}
 	verdicts := map[subscription.Verdict]int{}
 	resyncs := map[string][]string{} // collection → reasons
@@ -196,6 +201,17 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 				}
 				continue
 			}
+			if r.Mailbox != "" {
+				// A mailbox subscription: a renewal (or a recreation, which caught its mailbox up) is done;
+				// missed is caught up here, from the mailbox itself rather than by a delta pass.
+				if r.Event != graph.Missed {
+					done = append(done, fmt.Sprintf("renewed mailbox subscription %q (%s): %s", r.SubscriptionID, r.Mailbox, r.Outcome.Note))
+					continue
+				}
+				log.Warn("Graph reports missed change notifications", "subscription", r.SubscriptionID, "resource", r.Mailbox)
+				catchUps = append(catchUps, catchUp{r.Mailbox, r.SubscriptionID, a.notes})
+				continue
+			}
 			if r.Event != graph.Missed {
 				done = append(done, fmt.Sprintf("%s subscription %q (%s)", r.Outcome.Action, r.Outcome.ID, r.Resource.Path()))
 			} else {
@@ -210,6 +226,23 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		if n := verdicts[subscription.NotListed]; n > 0 {
 			log.Warn("dropped lifecycle notifications for subscriptions that are not this app's (Graph does not list them)", "count", n)
 		}
+	}
+	for _, c := range catchUps {
+		if f.d.CatchUp == nil {
+			log.Warn("no mailbox catch-up is wired: changes Graph did not deliver stay missing", "resource", c.resource)
+			continue
+		}
+		n, truncated, err := f.d.CatchUp.Run(work, c.resource, c.subscription)
+		if err != nil {
+			if err := fail("catching up "+c.resource, err, c.notes); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if truncated {
+			log.Warn("the mailbox catch-up reached its bound; older changes of the gap are not re-read", "resource", c.resource, "items", n)
+		}
+		done = append(done, fmt.Sprintf("caught up %s (%d items queued)", c.resource, n))
 	}
 	if legacyResync {
 		for _, c := range cfg.Collections() {

@@ -24,7 +24,14 @@
 //     not a fact, and membership grants access downstream); a groups resync is requested (it collapses
 //     into a running pass), and its delta round, read from Graph, reports the membership change.
 //
-// A notification that cannot be processed (its id is not a GUID, it names no users or groups, an unknown
+// # Taps
+//
+// A family that learns by delta (drives: internal/family) sends taps: notifications that say only that
+// something in a scope changed. They are not read: each scope a message's taps name gets one pass request
+// (internal/resync, which collapses requests into a running pass). A tap for a scope no GRAPH_RESOURCE entry
+// names is dropped and counted, never read; a request that fails leaves the tap for a later attempt.
+//
+// A notification that cannot be processed (its id is off its family's grammar, it names no family, an unknown
 // changeType) never reaches Graph: it is moved to webhooksnotificationqueue-poison as a message of its own,
 // with the reason in the log. So is a message whose notBefore or firstSeen lies more than a day ahead, and
 // one that cannot be understood at all (not JSON, unknown version or kind: its original text is copied).
@@ -148,6 +155,12 @@ type Queue interface {
 	Enqueue(ctx context.Context, queue string, text []byte, delay time.Duration) error
 }
 
+// CatchUp re-reads one mailbox resource after Graph said it missed notifications (*mailbox.CatchUp): its
+// recently modified items become notifications work; it returns how many.
+type CatchUp interface {
+	Run(ctx context.Context, resource, subscriptionID string) (queued int, truncated bool, err error)
+}
+
 // EventWriter writes change events, suppressing those that carry nothing new (*events.Writer).
 type EventWriter interface {
 	Write(ctx context.Context, items []events.Item) (events.Result, error)
@@ -165,6 +178,8 @@ type Deps struct {
 	Events        EventWriter
 	Subscriptions Subscriptions
 	Resync        Resync
+	// CatchUp catches up a mailbox after a missed lifecycle event; nil: mailboxes are not caught up.
+	CatchUp CatchUp
 	// Gate is the process's Graph throttling gate, shared with the resync.
 	Gate *directory.Gate
 	// Keys verifies validation tokens; nil means the keys named by the tenant's own OpenID discovery
@@ -185,6 +200,7 @@ type Function struct {
 
 	keysOnce sync.Once
 	keys     KeySource
+	opener   payloadOpener
 }
 
 // New builds the function. Nothing is checked or connected until an invocation needs it.

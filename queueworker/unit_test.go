@@ -16,6 +16,7 @@ import (
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory/directorytest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/logctx"
@@ -27,7 +28,7 @@ import (
 
 type unit struct {
 	t      *testing.T
-	g      *directory.FakeGraph
+	g      *directorytest.FakeGraph
 	q      *storagequeue.Memory
 	events *recEvents
 	rs     *fakeResync
@@ -43,7 +44,7 @@ func newUnit(t *testing.T, settings ...string) *unit {
 	for i := 0; i+1 < len(settings); i += 2 {
 		vars[settings[i]] = settings[i+1]
 	}
-	u := &unit{t: t, g: directory.NewFakeGraph(), q: storagequeue.NewMemory(), events: &recEvents{}, rs: &fakeResync{},
+	u := &unit{t: t, g: directorytest.NewFakeGraph(), q: storagequeue.NewMemory(), events: &recEvents{}, rs: &fakeResync{},
 		now: testclock.Date(2026, 12, 1, 10, 0, 0)}
 	u.f = New(Deps{
 		Config: config.Load(func(k string) string { return vars[k] }),

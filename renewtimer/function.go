@@ -56,9 +56,10 @@ func New(k Keeper, r Resync, a Alerts, now func() time.Time) *Function {
 }
 
 // Register adds the function to the handler's server. A run makes a handful of Graph calls per resource,
-// each bounded by the client's retries; two minutes stays far inside functionTimeout (5 minutes).
+// each bounded by the client's retries, and a mailbox run is bounded by its own run time (3 minutes): four
+// minutes stays inside functionTimeout (5 minutes).
 func (f *Function) Register(s *customhandler.Server) {
-	s.Handle(Name, f.Invoke, customhandler.WithTimeout(2*time.Minute))
+	s.Handle(Name, f.Invoke, customhandler.WithTimeout(4*time.Minute))
 }
 
 // Invoke runs the keeper once. A failure fails the invocation, and function.json's retry policy runs it

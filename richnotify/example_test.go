@@ -20,11 +20,11 @@ func ExampleParseCertificate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// The clock is given: here, a day the test certificate is valid.
-	at := time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC)
-	cert, err := richnotify.ParseCertificate("vector-cert", string(setting), at)
+	// ParseCertificate(id, setting, now) also judges the validity dates at the clock it is given;
+	// ReadCertificate leaves them to ValidAt.
+	cert, err := richnotify.ReadCertificate("vector-cert", string(setting))
 	if err != nil {
-		log.Fatal(err) // a *richnotify.CertificateError: not RSA, too small, expired, key and certificate apart…
+		log.Fatal(err) // a *richnotify.CertificateError: not RSA, too small, key and certificate apart…
 	}
 	subscription := map[string]any{
 		"includeResourceData":     true,
@@ -43,7 +43,7 @@ func ExampleParseCertificate() {
 // step failed and never quotes the content.
 func ExampleDecryptor_Decrypt() {
 	setting, _ := os.ReadFile("testdata/graph-vectors/certificate-and-key.pem")
-	cert, err := richnotify.ParseCertificate("vector-cert", string(setting), time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC))
+	cert, err := richnotify.ReadCertificate("vector-cert", string(setting))
 	if err != nil {
 		log.Fatal(err)
 	}

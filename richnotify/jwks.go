@@ -102,7 +102,7 @@ func (j *JWKS) Fetches() int {
 
 func (j *JWKS) now() time.Time {
 	if j.Now == nil {
-		panic("jwtcheck.JWKS: Now is nil: set it, or build the key source with NewJWKS or NewTenantJWKS")
+		panic("richnotify.JWKS: Now is nil: set it, or build the key source with NewJWKS or NewTenantJWKS")
 	}
 	return j.Now()
 }

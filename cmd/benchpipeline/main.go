@@ -3,7 +3,7 @@
 // pipeline block of docs/benchmarks.md (the block between the bench-pipeline markers, which `make bench`
 // keeps; `make reliability` writes the other sub-section).
 //
-//	go run ./cmd/benchpipeline -out docs/benchmarks.md      (make bench-pipeline: about 2½ minutes)
+//	go run ./cmd/benchpipeline -out docs/benchmarks.md      (make bench-pipeline: about 5 minutes)
 //	go run ./cmd/benchpipeline -quick -out /tmp/x.md        (a smaller smoke run)
 //
 // Graph economy: 500 users each change twice on the Graph double (1,000 notifications, half of them
@@ -23,6 +23,11 @@
 // already notified, and for groups that are renamed and gain and lose members. The handler as it was before
 // change detection (-baseline, built from git) runs beside this one in two rounds and the resync.
 // -only-detection runs that sub-section alone and leaves the economy/latency figures as they were.
+//
+// Drives (their own sub-section, "drives", drives.go): a drive of 200 files, each edited once while Graph taps
+// the drive 5 times per edit (1,000 taps), all at once and in waves; counted: the worker's delta requests per
+// tap, events per genuine change, and the time until every file's new state is readable. -only-drives runs
+// that sub-section alone.
 package main
 
 import (
@@ -75,6 +80,9 @@ type options struct {
 	groups        int    // groups run: groups changed
 	commandLine   string
 	maxPollingInt string
+	skipDrives    bool
+	driveFiles    int // drive runs: files, each edited once
+	driveTaps     int // drive runs: taps per edit
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -99,14 +107,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&o.baseline, "baseline", "e2fa1ed", "git revision of the handler before change detection, run beside this one (two rounds; resync after notifications); empty: none")
 	fs.IntVar(&o.resyncUsers, "resync-users", 100, "resync after notifications: users changed")
 	fs.IntVar(&o.groups, "groups", 50, "groups run: groups renamed, each also gaining and losing a member")
+	var onlyDrives bool
+	fs.BoolVar(&o.skipDrives, "skip-drives", false, "skip the drive runs")
+	fs.BoolVar(&onlyDrives, "only-drives", false, "run only the drive runs (= -skip-economy -skip-latency -skip-detection); the other sub-sections keep their figures")
+	fs.IntVar(&o.driveFiles, "drive-files", 200, "drive runs: files in the drive, each edited once")
+	fs.IntVar(&o.driveTaps, "drive-taps", 5, "drive runs: taps Graph sends for each edit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.quick {
-		o.users, o.latN, o.sparseN, o.resyncUsers, o.groups = 200, 40, 3, 40, 20
+		o.users, o.latN, o.sparseN, o.resyncUsers, o.groups, o.driveFiles = 200, 40, 3, 40, 20, 50
 	}
 	if newOnly {
-		o.skipEconomy, o.skipLatency = true, true
+		o.skipEconomy, o.skipLatency, o.skipDrives = true, true, true
+	}
+	if onlyDrives {
+		o.skipEconomy, o.skipLatency, o.skipDetection = true, true, true
 	}
 	o.commandLine = "go run ./cmd/benchpipeline " + strings.Join(args, " ")
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -188,6 +204,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			g.delivered, g.calls.Worker()+g.calls.GroupDelta, g.perNotification(), g.events, g.changes, g.converged)
 		grp = &g
 	}
+	var drv []driveResult
+	if !o.skipDrives {
+		for _, v := range []driveVariant{driveBurst, driveSpread} {
+			say("benchpipeline: drives, %d files edited once, %d taps each (%s) …", o.driveFiles, o.driveTaps, v)
+			r, err := driveRun(ctx, env, o, v)
+			if err != nil {
+				return fmt.Errorf("drives (%s): %w", v, err)
+			}
+			sayDrive(say, r)
+			drv = append(drv, r)
+		}
+	}
 	var lat *latencyResult
 	if !o.skipLatency {
 		say("benchpipeline: end-to-end latency, %d changes every %s, then %d every %s …", o.latN, o.latEvery, o.sparseN, o.sparseEvery)
@@ -215,11 +243,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		hdr += fmt.Sprintf("| run time | %s for the whole command (load average %s → %s) |\n\n", pipekit.Secs(elapsed), load0, pipekit.LoadAvg())
 		writeDetection(pd, o, hdr, rres, grp)
 	}
+	var dr strings.Builder
+	if len(drv) > 0 {
+		hdr := fmt.Sprintf("| | |\n|---|---|\n| command | `make bench-pipeline` → `%s` |\n| machine | %s |\n", strings.TrimSpace(o.commandLine), pipekit.Machine())
+		if o.quick {
+			hdr += "| note | **quick run** (`-quick`): smaller numbers, not for comparison |\n"
+		}
+		hdr += fmt.Sprintf("| pipeline | as above: the real handler under the host double, Azurite, the Graph double; queue `maxPollingInterval` %s |\n", o.maxPollingInt)
+		hdr += fmt.Sprintf("| run time | %s for the whole command (load average %s → %s) |\n\n", pipekit.Secs(elapsed), load0, pipekit.LoadAvg())
+		writeDrives(func(format string, a ...any) { fmt.Fprintf(&dr, format, a...) }, o, hdr, drv)
+	}
 	path := o.out
 	if path != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(env.Root, path)
 	}
-	for _, sec := range []struct{ name, body string }{{"economy", b.String()}, {"detection", d.String()}} {
+	for _, sec := range []struct{ name, body string }{{"economy", b.String()}, {"detection", d.String()}, {"drives", dr.String()}} {
 		if sec.name == "economy" && o.skipEconomy && o.skipLatency || sec.body == "" {
 			continue
 		}
@@ -240,6 +278,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	for _, r := range rres {
 		if len(r.problems) > 0 || !r.converged {
 			return errors.New("a resync-after-notifications run had problems: see the report")
+		}
+	}
+	for _, r := range drv {
+		if !r.converged {
+			return errors.New("a drive run did not converge: see the report")
 		}
 	}
 	if grp != nil && !grp.converged {

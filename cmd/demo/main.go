@@ -80,7 +80,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	d := &demo{out: out, start: time.Now()}
 	d.say("Starting Azurite (storage), the Graph double with %d users and %d groups, and the Functions host double running ./%s …", *users, demoGroups, filepath.Base(*handler))
-	settings := map[string]string{config.Resource: "users,groups"}
+	settings := map[string]string{config.Resource: "users,groups,drives/" + demoDrive, config.Mailboxes: strings.Join(demoMailboxes(), ",")}
+	if err := teamsSettings(settings, time.Now()); err != nil {
+		return err
+	}
 	intake := "webhook"
 	if *hubs {
 		settings[config.NotificationURL] = devstack.EventHubURL()
@@ -88,7 +91,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	s, err := devstack.Start(ctx, devstack.Options{Root: root, Handler: *handler, Users: *users, Groups: demoGroups, HandlerOut: logw,
 		Settings: settings, EventHubs: *hubs,
-		Graph: func(o *fakegraph.Options) { o.ControlAPI = *follow }})
+		Drives: []string{demoDrive}, Graph: func(o *fakegraph.Options) { o.ControlAPI = *follow }})
 	if err != nil {
 		if errors.Is(err, azuritetest.ErrNotInstalled) {
 			return fmt.Errorf("%w (make demo does this for you)", err)
@@ -111,13 +114,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		d.say("Graph's validation handshake reached the webhook through the host front with the function key.\n")
 	}
 
-	steps := []struct {
-		title string
-		act   func() []string // changes made; returns the user ids whose latest state must arrive
-		// why explains the step's events (all events that arrived during the step), "" for nothing to add.
-		why func(evs []message.Event, ids []string) string
-	}{
-		{"Three users are updated", func() []string {
+	steps := []step{
+		{title: "Three users are updated", act: func() []string {
 			var ids []string
 			for i := 1; i <= 3; i++ {
 				id := devstack.UserID(i)
@@ -125,16 +123,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				ids = append(ids, id)
 			}
 			return ids
-		}, nil},
-		{"One user is soft-deleted (Graph sends `updated`; the worker finds it in deletedItems)", func() []string {
+		}},
+		{title: "One user is soft-deleted (Graph sends `updated`; the worker finds it in deletedItems)", act: func() []string {
 			s.Graph.SoftDeleteUser(devstack.UserID(4))
 			return []string{devstack.UserID(4)}
-		}, nil},
-		{"One user is permanently deleted (Graph sends `updated` for the soft delete, then `deleted`: one lookup, one event)", func() []string {
+		}},
+		{title: "One user is permanently deleted (Graph sends `updated` for the soft delete, then `deleted`: one lookup, one event)", act: func() []string {
 			s.Graph.PermanentlyDeleteUser(devstack.UserID(5))
 			return []string{devstack.UserID(5)}
-		}, nil},
-		{"A burst: 30 users updated twice each, 60 changes, duplicates included", func() []string {
+		}},
+		{title: "A burst: 30 users updated twice each, 60 changes, duplicates included", act: func() []string {
 			var ids []string
 			for round := range 2 {
 				for i := 6; i < 36; i++ {
@@ -145,13 +143,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				}
 			}
 			return ids
-		}, func(evs []message.Event, ids []string) string {
+		}, why: func(evs []message.Event, ids []string) string {
 			if extra := len(evs) - len(ids); extra > 0 {
 				return fmt.Sprintf("%d user(s) got two events: their two changes were read in two states (at least once: consumers keep the latest per resourceId)", extra)
 			}
 			return "one event per user: a user's notifications in one message make one read, and a read that found the state already emitted (the second notification in another message) wrote nothing"
 		}},
-		{"A forged notification (wrong clientState) is sent to the " + intake, func() []string {
+		{title: "A forged notification (wrong clientState) is sent to the " + intake, act: func() []string {
 			body := fmt.Sprintf(`{"value":[{"subscriptionId":%q,"changeType":"updated","clientState":"forged-client-state-123456","tenantId":%q,"resource":"Users/%s","resourceData":{"id":%q}}]}`,
 				sub.ID, devstack.TenantID, devstack.UserID(900), devstack.UserID(900))
 			if *hubs {
@@ -163,8 +161,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			d.forgedUser = devstack.UserID(900)
 			return nil
-		}, nil},
-		{"A throttling storm: Graph answers 429 (Retry-After 2 s) to the next 4 $batch calls while 5 users change", func() []string {
+		}},
+		{title: "A throttling storm: Graph answers 429 (Retry-After 2 s) to the next 4 $batch calls while 5 users change", act: func() []string {
 			s.Graph.Inject("POST /v1.0/$batch", fakegraph.Fault{Status: 429, RetryAfter: 2 * time.Second, Count: 4})
 			var ids []string
 			for i := 36; i <= 40 && i <= *users; i++ {
@@ -172,10 +170,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				ids = append(ids, devstack.UserID(i))
 			}
 			return ids
-		}, func([]message.Event, []string) string {
+		}, why: func([]message.Event, []string) string {
 			return "the worker re-enqueued the throttled lookups after each Retry-After instead of failing: nothing lost"
 		}},
-		{"Graph drops notifications for a while (an endpoint marked \"drop\"): 4 users change unseen; then `handler resync` (the daily pass, run now)", func() []string {
+		{title: "Graph drops notifications for a while (an endpoint marked \"drop\"): 4 users change unseen; then `handler resync` (the daily pass, run now)", act: func() []string {
 			s.Graph.DropNotifications(true)
 			var ids []string
 			for i := 10; i <= 12; i++ {
@@ -200,7 +198,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 				d.say("   $ handler resync  → %s", strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "\n                       "))
 			}
 			return ids
-		}, func(evs []message.Event, ids []string) string {
+		}, why: func(evs []message.Event, ids []string) string {
 			var dropped, other []string
 			for _, e := range evs {
 				if e.Source != message.SourceResync {
@@ -221,14 +219,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			return why
 		}},
-		{"A group is renamed, gains two members and loses one", func() []string {
+		{title: "A group is renamed, gains two members and loses one", act: func() []string {
 			g := devstack.SeedGroup(1).ID
 			s.Graph.UpdateGroup(g, map[string]any{"displayName": "Platform team"})
 			s.Graph.AddMembers(g, devstack.UserID(20), devstack.UserID(21))
 			s.Graph.RemoveMembers(g, devstack.UserID(1))
 			d.members = append(d.members, devstack.UserID(20), devstack.UserID(21), devstack.UserID(1))
 			return []string{g}
-		}, func(evs []message.Event, ids []string) string {
+		}, why: func(evs []message.Event, ids []string) string {
 			var lines []string
 			for _, e := range evs {
 				line := fmt.Sprintf("\n       %-12s %s", e.Source, changeText(e))
@@ -242,12 +240,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			return "Graph notifies only that the group changed; the worker reads the group (its new name) and asks for a groups delta pass, which names the members:" + strings.Join(lines, "")
 		}},
-		{"A Microsoft 365 group is soft-deleted, then deleted for good", func() []string {
+		{title: "A Microsoft 365 group is soft-deleted, then deleted for good", act: func() []string {
 			g := devstack.SeedGroup(2).ID
 			s.Graph.SoftDeleteGroup(g)
 			s.Graph.PermanentlyDeleteGroup(g)
 			return []string{g}
-		}, func(evs []message.Event, _ []string) string {
+		}, why: func(evs []message.Event, _ []string) string {
 			var what []string
 			for _, e := range evs {
 				what = append(what, fmt.Sprintf("%s from the %s", changeText(e), e.Source))
@@ -255,15 +253,25 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return strings.Join(what, "; ") + " (deletes are always written, and the groups pass a group notification asks for reports it too)"
 		}},
 	}
+	drives := &driveStory{d: d}
+	steps = append(steps, drives.steps(ctx)...)
 	graphAtStart := d.graphRequests() // the start-up resync pass's delta call
 	allOK := true
 	for i, step := range steps {
 		d.say("%d. %s", i+1, step.title)
+		if step.prepare != nil {
+			step.prepare()
+		}
 		graphBefore := d.graphRequests()
 		eventsBefore := len(s.Events())
 		t0 := time.Now()
 		ids := step.act()
-		ok := d.await(ctx, ids, 90*time.Second) && d.awaitMembers(ctx, 90*time.Second)
+		var ok bool
+		if step.await != nil {
+			ok = step.await(ctx, eventsBefore)
+		} else {
+			ok = d.await(ctx, ids, 90*time.Second) && d.awaitMembers(ctx, 90*time.Second)
+		}
 		if !d.resyncAsked.IsZero() {
 			d.awaitResync(ctx, 90*time.Second)
 		}
@@ -296,23 +304,29 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if forgedEvents > 0 {
 		allOK = false
 	}
+	allOK = d.teamsStory(ctx) && allOK
 	acc, dropped := d.webhookCounts()
 	d.say("Summary")
 	d.say("  notifications accepted                  %d by the %s (%d event(s): a user's notifications within one message make one event)",
 		acc, intake, d.bySource(message.SourceNotification))
 	d.say("  dropped as forged                       %d (events for the forged user: %d)", dropped, forgedEvents)
-	d.say("  change events read from graphchanges    %d, for %d users: %d from notifications + %d from the resync",
-		len(s.Events()), len(devstack.Latest(s.Events())), d.bySource(message.SourceNotification), d.bySource(message.SourceResync))
+	d.say("  change events read from graphchanges    %d, for %d objects: %d from notifications + %d from delta passes (the resync, the groups and drive passes) + %d from full enumerations",
+		len(s.Events()), len(devstack.Latest(s.Events())), d.bySource(message.SourceNotification), d.bySource(message.SourceResync), d.bySource(message.SourceFullSync))
 	d.say("  changes only the resync recovered       %d (the users Graph dropped notifications for)", len(d.dropped))
 	d.say("  suppressed: carried nothing new         %d (duplicate notifications, and the resync re-reading notified changes)", d.suppressed())
 	d.say("  group events                            %d", d.byResource("groups"))
+	d.say("  Teams chat message events               %d, with %d Graph requests for them", d.byResource("chatMessages"), d.teamsGraph)
 	d.say("  Graph requests by the worker            %d: %d at start-up + %d in the steps ($batch %d, deletedItems %d, delta %d)",
 		d.graphRequests(), graphAtStart, d.graphRequests()-graphAtStart,
 		s.Graph.Count("POST", "/v1.0/$batch"), s.Graph.Count("GET", "/v1.0/directory/deletedItems"),
-		s.Graph.Count("GET", "/v1.0/users/delta")+s.Graph.Count("GET", "/v1.0/groups/delta"))
+		s.Graph.Count("GET", "/v1.0/users/delta")+s.Graph.Count("GET", "/v1.0/groups/delta")+s.Graph.Count("GET", "/v1.0/drives/"))
+	drives.summary(s.Events())
 	d.say("  handler restarts                        %d", s.Host.Restarts())
-	d.say("  poison messages                         %d", d.poison(ctx))
+	d.say("  poison messages                         %d (the tampered Teams message)", d.poison(ctx))
 	d.say("  time                                    %.1fs (logs in %s)", time.Since(d.start).Seconds(), *logFile)
+	if !d.mailStory(ctx) {
+		allOK = false
+	}
 	if !allOK {
 		return errors.New("some changes did not arrive as events (see the log)")
 	}
@@ -343,6 +357,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
+// step is one change of the story and how its outcome is awaited and explained.
+type step struct {
+	title string
+	act   func() []string // changes made; returns the user or group ids whose latest state must arrive
+	// why explains the step's events (all events that arrived during the step), "" for nothing to add.
+	why func(evs []message.Event, ids []string) string
+	// await, when set, waits for the step's events instead (since: the number of events before the step).
+	await func(ctx context.Context, since int) bool
+	// prepare, when set, runs before the step is timed and counted (e.g. waiting for a quiet moment).
+	prepare func()
+}
+
 type demo struct {
 	out         io.Writer
 	s           *devstack.Stack
@@ -351,6 +377,7 @@ type demo struct {
 	dropped     []string  // users changed while Graph dropped notifications
 	members     []string  // membership changes made to group 1 that must arrive
 	resyncAsked time.Time // when `handler resync` was run
+	teamsGraph  int       // Graph requests made while the Teams story's messages were processed
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -358,11 +385,12 @@ func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n",
 // demoGroups is how many groups the demo's directory holds.
 const demoGroups = 3
 
-// graphRequests counts the worker's calls to Graph (users, groups, $batch, deletedItems), not the
+// graphRequests counts the worker's calls to Graph (users, groups, $batch, deletedItems, drives), not the
 // subscription calls.
 func (d *demo) graphRequests() int {
 	return d.s.Graph.Count("POST", "/v1.0/$batch") + d.s.Graph.Count("GET", "/v1.0/users") +
-		d.s.Graph.Count("GET", "/v1.0/groups") + d.s.Graph.Count("GET", "/v1.0/directory")
+		d.s.Graph.Count("GET", "/v1.0/groups") + d.s.Graph.Count("GET", "/v1.0/directory") +
+		d.s.Graph.Count("GET", "/v1.0/drives/")
 }
 
 // awaitMembers waits until every membership change made to group 1 has arrived in some event's members.
@@ -507,9 +535,10 @@ func (d *demo) webhookCounts() (accepted, dropped int) {
 	return accepted, dropped
 }
 
+// poison counts the poison queue's messages without receiving them (a receive would hide them for a while).
 func (d *demo) poison(ctx context.Context) int {
-	msgs, _ := d.s.Queue.Receive(ctx, devstack.NotificationQueue+"-poison", 32, time.Second)
-	return len(msgs)
+	n, _ := d.s.Queue.ApproximateCount(ctx, devstack.NotificationQueue+"-poison")
+	return n
 }
 
 const eventHeader = "TIME      CHANGE               SOURCE        USER ID                               NAME, MAIL"

@@ -149,11 +149,17 @@ func (c *Config) Collections() []string {
 func (c *Config) Plans() []family.Plan {
 	out := make([]family.Plan, 0, len(c.Resources))
 	for _, r := range c.Resources {
-		if p, ok := family.PlanOf(r, c.ChangeTypes); ok {
+		if p, ok := c.PlanOf(r); ok {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// PlanOf is the subscription one GRAPH_RESOURCE entry implies with these settings.
+func (c *Config) PlanOf(r ResourceSpec) (family.Plan, bool) {
+	p, ok := family.PlanOf(r, c.ChangeTypes)
+	return c.withTeamsModel(p), ok
 }
 
 // Select is the property list fetched and put in events for a collection ("users", "driveItems"); nil

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/richnotify"
 )
 
@@ -19,14 +20,6 @@ const (
 	TeamsModel                      = "GRAPH_TEAMS_MODEL"
 	ChatMessageSelect               = "GRAPH_CHATMESSAGE_SELECT"
 )
-
-// DefaultChatMessageSelect is what an event's chatMessage carries when GRAPH_CHATMESSAGE_SELECT is empty:
-// who wrote what, where and when, and what became of it — not the edit history or policy details.
-var DefaultChatMessageSelect = []string{
-	"id", "replyToId", "messageType", "createdDateTime", "lastModifiedDateTime", "lastEditedDateTime",
-	"deletedDateTime", "subject", "importance", "from", "body", "attachments", "mentions", "reactions",
-	"channelIdentity", "chatId", "webUrl",
-}
 
 // TeamsSettings are the Teams family's settings, read by Load. The certificates are read and checked
 // (RSA, 2,048–4,096 bits, key and certificate a pair) but not against a clock: Certificates does that with
@@ -42,8 +35,6 @@ type TeamsSettings struct {
 	Previous *richnotify.Certificate
 	// Model is GRAPH_TEAMS_MODEL: "", "A" or "B" (the licensing model of the metered getAllMessages APIs).
 	Model string
-	// ChatMessageSelect is the chatMessage properties events carry; always includes id.
-	ChatMessageSelect []string
 }
 
 // IsTeamsResource reports whether one GRAPH_RESOURCE entry names a Teams resource (teams/… or chats/…),
@@ -57,10 +48,7 @@ func IsTeamsResource(entry string) bool {
 const maxCertificateID = 128
 
 func (l *loader) teams() TeamsSettings {
-	t := TeamsSettings{
-		Model:             l.teamsModel(),
-		ChatMessageSelect: l.selectList(ChatMessageSelect, DefaultChatMessageSelect, "chatMessage"),
-	}
+	t := TeamsSettings{Model: l.teamsModel()}
 	for _, e := range strings.Split(l.get(Resource), ",") {
 		if IsTeamsResource(e) {
 			t.Wanted = true
@@ -160,6 +148,14 @@ func (c *Config) EncryptionCertificates(now time.Time) (current, previous *richn
 		return nil, nil, &Error{Problems: []Problem{{EncryptionCertificate, certificateProblem(err)}}}
 	}
 	return c.Teams.Certificate, c.Teams.Previous, nil
+}
+
+// withTeamsModel adds GRAPH_TEAMS_MODEL to a plan for a metered Teams resource (model=A or model=B).
+func (c *Config) withTeamsModel(p family.Plan) family.Plan {
+	if c.Teams.Model != "" && family.MeteredTeamsResource(p.Resource) {
+		p.Resource += "?model=" + c.Teams.Model
+	}
+	return p
 }
 
 // TeamsSettingNames lists the Teams family's settings, for a function's Check.

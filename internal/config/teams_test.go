@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/richnotify"
 )
 
@@ -54,7 +55,7 @@ func TestTeamsSettings(t *testing.T) {
 		TeamsModel:                      "b",
 		ChatMessageSelect:               "body,from",
 	}))
-	if !c.Teams.Wanted || c.Teams.Model != "B" || !slices.Equal(c.Teams.ChatMessageSelect, []string{"id", "body", "from"}) {
+	if !c.Teams.Wanted || c.Teams.Model != "B" || !slices.Equal(c.Select("chatMessages"), []string{"id", "body", "from"}) {
 		t.Errorf("teams settings: %+v", c.Teams)
 	}
 	if err := c.Check(TeamsSettingNames()...); err != nil {
@@ -100,7 +101,7 @@ func TestTeamsSettings(t *testing.T) {
 
 func TestTeamsDefaultsAndRequirement(t *testing.T) {
 	c := Load(env(nil))
-	if c.Teams.Wanted || c.Teams.Certificate != nil || c.Teams.Model != "" || !slices.Equal(c.Teams.ChatMessageSelect, DefaultChatMessageSelect) {
+	if c.Teams.Wanted || c.Teams.Certificate != nil || c.Teams.Model != "" || !slices.Equal(c.Select("chatMessages"), strings.Split(family.ChatMessages.DefaultSelect, ",")) {
 		t.Errorf("defaults: %+v", c.Teams)
 	}
 	if err := c.Check(EncryptionCertificate, EncryptionCertificateID); err != nil {
@@ -124,7 +125,7 @@ func TestTeamsSettingProblems(t *testing.T) {
 		want    string
 	}{
 		{"model", map[string]string{TeamsModel: "C"}, TeamsModel, "must be A, B or empty"},
-		{"select", map[string]string{ChatMessageSelect: "body;from"}, ChatMessageSelect, "chatMessage property names"},
+		{"select", map[string]string{ChatMessageSelect: "body;from"}, ChatMessageSelect, "chat message property names"},
 		{"no id", map[string]string{EncryptionCertificate: cur}, EncryptionCertificateID, "is not set"},
 		{"id only", map[string]string{EncryptionCertificateID: "x"}, EncryptionCertificate, "is not set, but"},
 		{"long id", map[string]string{EncryptionCertificate: cur, EncryptionCertificateID: strings.Repeat("x", 129)}, EncryptionCertificateID, "1 to 128"},
@@ -154,5 +155,40 @@ func TestTeamsSettingProblems(t *testing.T) {
 				t.Errorf("Check = %v, want %s: …%s…", err, tt.setting, tt.want)
 			}
 		})
+	}
+}
+
+// TestTeamsPlans: Teams entries imply rich subscriptions with every change type, a lifecycle URL and
+// Graph's lifetime; GRAPH_TEAMS_MODEL goes on the metered resources only.
+func TestTeamsPlans(t *testing.T) {
+	c := Load(env(map[string]string{
+		Resource:   "users, teams/getAllMessages, chats/getAllMessages, teams/6E1F0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f/channels/19:abc@thread.tacv2/messages, chats/19:xyz@thread.v2/messages",
+		TeamsModel: "A",
+	}))
+	if ps := c.Problems(); len(ps) != 0 {
+		t.Fatal(ps)
+	}
+	var got []string
+	for _, p := range c.Plans() {
+		if p.Entry.Collection == "users" {
+			if p.IncludeResourceData || strings.Contains(p.Resource, "model") {
+				t.Errorf("users plan %+v", p)
+			}
+			continue
+		}
+		if !p.IncludeResourceData || !p.LifecycleURL || p.ChangeType() != "created,deleted,updated" || p.Lifetime > family.TeamsMaxLifetime || p.Lifetime < family.TeamsMaxLifetime-2*time.Hour {
+			t.Errorf("plan %+v", p)
+		}
+		got = append(got, p.Resource)
+	}
+	want := []string{"teams/getAllMessages?model=A", "chats/getAllMessages?model=A",
+		"teams/6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f/channels/19:abc@thread.tacv2/messages", "chats/19:xyz@thread.v2/messages"}
+	if !slices.Equal(got, want) {
+		t.Errorf("resources %q, want %q", got, want)
+	}
+	for _, bad := range []string{"teams/sales/channels/19:abc@thread.tacv2/messages", "chats/general/messages", "teams/x", "chats/19:xyz@thread.v2/members"} {
+		if ps := Load(env(map[string]string{Resource: bad})).Problems(); len(ps) == 0 {
+			t.Errorf("%s was accepted", bad)
+		}
 	}
 }

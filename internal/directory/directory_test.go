@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory/directorytest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 )
@@ -30,7 +31,7 @@ func throttled(ra time.Duration) error {
 var forbidden = &graph.Error{Op: "get", Status: http.StatusForbidden, Kind: graph.KindForbidden}
 
 func TestReadOutcomes(t *testing.T) {
-	g := NewFakeGraph()
+	g := directorytest.NewFakeGraph()
 	g.Put(Users, user(1))
 	g.PutDeleted(Users, user(2))
 	g.Put(Users, user(4))
@@ -86,7 +87,7 @@ func TestReadOutcomes(t *testing.T) {
 }
 
 func TestReadConfirmsDeletes(t *testing.T) {
-	g := NewFakeGraph()
+	g := directorytest.NewFakeGraph()
 	g.PutDeleted(Users, user(1))
 	r := &Reader{Graph: g, Now: fixedClock}
 	reads, err := r.Read(t.Context(), Users, nil, []Request{{ID: id(1), Probe: LiveAndDeleted}, {ID: id(2), Probe: LiveAndDeleted}})
@@ -102,7 +103,7 @@ func TestReadConfirmsDeletes(t *testing.T) {
 }
 
 func TestReadChunksKeepPairsTogether(t *testing.T) {
-	g := NewFakeGraph()
+	g := directorytest.NewFakeGraph()
 	var reqs []Request
 	for i := range 25 {
 		g.Put(Users, user(i))
@@ -125,7 +126,7 @@ func TestReadChunksKeepPairsTogether(t *testing.T) {
 }
 
 func TestReadGateAndDeadline(t *testing.T) {
-	g := NewFakeGraph()
+	g := directorytest.NewFakeGraph()
 	g.Put(Users, user(1))
 	now := time.Unix(1000, 0)
 	gate := &Gate{}
@@ -153,7 +154,7 @@ func TestReadGateAndDeadline(t *testing.T) {
 }
 
 func TestReadWholeBatchFailures(t *testing.T) {
-	g := NewFakeGraph()
+	g := directorytest.NewFakeGraph()
 	g.BatchErr = forbidden
 	if _, err := (&Reader{Graph: g, Now: fixedClock}).Read(t.Context(), Users, nil, []Request{{ID: id(1)}}); !errors.Is(err, graph.ErrForbidden) {
 		t.Fatalf("a refused batch must be an error, got %v", err)
@@ -242,7 +243,7 @@ func TestMembersDelta(t *testing.T) {
 // heldGraph holds every $batch until want of them are in flight at once, so a Read that sends them one
 // after another never gets its first answer (and the test's deadline ends it).
 type heldGraph struct {
-	*FakeGraph
+	*directorytest.FakeGraph
 	want     int
 	mu       chan struct{} // a one-slot lock
 	inFlight int
@@ -273,7 +274,7 @@ func (h *heldGraph) Batch(ctx context.Context, gets []graph.Get) (graph.BatchRes
 }
 
 func TestReadSendsBatchesConcurrently(t *testing.T) {
-	h := &heldGraph{FakeGraph: NewFakeGraph(), want: DefaultConcurrency, mu: make(chan struct{}, 1), release: make(chan struct{})}
+	h := &heldGraph{FakeGraph: directorytest.NewFakeGraph(), want: DefaultConcurrency, mu: make(chan struct{}, 1), release: make(chan struct{})}
 	var reqs []Request
 	for i := range 5 * graph.MaxBatch { // five batches: four at once, then the fifth
 		h.Put(Users, user(i))

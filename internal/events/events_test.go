@@ -16,13 +16,14 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const uid = "6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"
 
 var (
 	sel = []string{"id", "displayName", "jobTitle"}
-	t0  = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	t0  = testclock.Date(2026, 12, 1, 10, 0, 0)
 )
 
 func newWriter(mode objectstate.Mode) (*Writer, *storagequeue.Memory, *objectstate.Store) {
@@ -261,5 +262,48 @@ func TestStaleCacheStillEmits(t *testing.T) {
 	res, err := mk().Write(ctx, []Item{item(uid, t0.Add(3*time.Second), engineer)})
 	if err != nil || res != (Result{Suppressed: 1}) {
 		t.Errorf("after the late event: %+v, %v; want suppressed", res, err)
+	}
+}
+
+// racingState is a state store whose rows always move between Decide and Commit: every Commit decides its
+// observations again, and they become news only in the last round Write tries.
+type racingState struct {
+	State
+	commits int
+}
+
+func (r *racingState) Commit(ctx context.Context, ds []objectstate.Decision) error {
+	r.commits++
+	late := &objectstate.Redecided{}
+	for i, d := range ds {
+		d.Emit = r.commits > maxRedecided
+		late.Indexes = append(late.Indexes, i)
+		late.Decisions = append(late.Decisions, d)
+	}
+	return late
+}
+
+// TestNewsFromTheLastRedecidedRoundIsWritten: when rows keep moving under every commit, Write gives up
+// committing after maxRedecided rounds, but an event the last round found to be news is still written.
+func TestNewsFromTheLastRedecidedRoundIsWritten(t *testing.T) {
+	q := storagequeue.NewMemory()
+	st := &racingState{State: objectstate.NewMemoryTable().Store(objectstate.Options{Mode: objectstate.Suppress})}
+	w := NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return st, nil })
+	ctx := context.Background()
+	props := map[string]any{"id": uid, "displayName": "Ada"}
+	// First sight, committed for real, so that the next identical observation is suppressed by Decide.
+	if _, err := NewWriter(func() (Queue, error) { return q, nil }, func() (State, error) { return st.State, nil }).Write(ctx, []Item{item(uid, t0, props)}); err != nil {
+		t.Fatal(err)
+	}
+	q.Take(message.ChangesQueue)
+	res, err := w.Write(ctx, []Item{item(uid, t0.Add(time.Minute), props)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := written(t, q); len(got) != 1 || res.Written != 1 || res.Suppressed != 0 {
+		t.Fatalf("written %d events (result %+v), want the redecided one", len(got), res)
+	}
+	if st.commits != maxRedecided+1 {
+		t.Errorf("%d commits, want %d", st.commits, maxRedecided+1)
 	}
 }

@@ -29,7 +29,7 @@
 // Directory.Read.All, Directory.ReadWrite.All); /groups GroupMember.Read.All or higher (Group.Read.All,
 // Group.ReadWrite.All, the Directory ones); a subscription to groups and a deleted group
 // Group.Read.All or higher; a subscription to users and a deleted user a user role. Tokens carry
-// Options.AppRoles (default User.Read.All and Group.Read.All).
+// Options.AppRoles (default User.Read.All and Group.Read.All, plus each family's: Files.Read.All, Mail.Read, Calendars.Read).
 //   - POST /v1.0/subscriptions (docs/graph-facts.md §1.1–1.3): resource users, users/{id}, groups or
 //     groups/{id} (one quota for both); field validation; users and groups accept only updated
 //     and deleted ("Invalid 'changeType' attribute: 'created'"); HTTPS URLs (http:// only for
@@ -91,8 +91,8 @@
 //     stable snapshot (later changes go to the next round). $select (unknown names 400; id and the
 //     deleted facet always kept, choice) and $top are carried into the links. An expired
 //     (ExpireDriveDeltaTokens), unreadable or foreign token answers 410 Gone, code resyncRequired,
-//     innerError.code DriveResyncCode (default resyncChangesApplyDifferences), Location a delta URL that
-//     enumerates afresh. SetDriveDeltaLag (and DriveDeltaLag/DriveDeltaLagCalls) hides a change from
+//     innerError {date, request-id} as observed (DriveResyncCode adds a code, e.g. the documented
+//     resyncChangesApplyDifferences), Location a delta URL that enumerates afresh. SetDriveDeltaLag (and DriveDeltaLag/DriveDeltaLagCalls) hides a change from
 //     delta for a Clock duration and/or a number of delta calls on its drive after its tap. GET
 //     /v1.0/drives/{drive-id}/items/{item-id} and /root return a live item with its cTag (404
 //     itemNotFound otherwise). Every change (AddDriveItem, SeedDriveFiles, UpdateDriveItem,

@@ -29,8 +29,6 @@ const (
 	DefaultDriveMaxSubscriptions = 100
 	// MaxDriveExpiryMinutes is the longest lifetime of a drive subscription (docs/graph-facts.md §10.1).
 	MaxDriveExpiryMinutes = 42300
-	// DefaultDriveResyncCode is the inner error code of delta's 410 resyncRequired.
-	DefaultDriveResyncCode = "resyncChangesApplyDifferences"
 )
 
 // driveRoles are the application roles that read drives: Files.Read.All, or Sites.Read.All (and the
@@ -98,9 +96,6 @@ func init() {
 			}
 			if o.DriveMaxSubscriptions == 0 {
 				o.DriveMaxSubscriptions = DefaultDriveMaxSubscriptions
-			}
-			if o.DriveResyncCode == "" {
-				o.DriveResyncCode = DefaultDriveResyncCode
 			}
 			return &driveStore{drives: map[string]*driveRec{}, lag: o.DriveDeltaLag, lagCalls: o.DriveDeltaLagCalls}
 		},
@@ -178,17 +173,18 @@ type Drive struct {
 
 // DriveItem is a drive item as the Go API adds and lists it.
 type DriveItem struct {
-	ID       string // default: a new id in the drive's shape
-	ParentID string // default: the root
-	Name     string
-	Folder   bool
-	Size     int64  // files only
-	MimeType string // files only; default application/octet-stream
+	ID       string `json:"id,omitempty"`       // default: a new id in the drive's shape
+	ParentID string `json:"parentId,omitempty"` // default: the root
+	Name     string `json:"name"`
+	Folder   bool   `json:"folder,omitempty"`
+	Size     int64  `json:"size,omitempty"`     // files only
+	MimeType string `json:"mimeType,omitempty"` // files only; default application/octet-stream
 	// Read back only.
-	ETag, CTag           string
-	LastModifiedDateTime time.Time
-	Deleted              bool
-	Root                 bool
+	ETag                 string    `json:"eTag,omitempty"`
+	CTag                 string    `json:"cTag,omitempty"`
+	LastModifiedDateTime time.Time `json:"lastModifiedDateTime,omitzero"`
+	Deleted              bool      `json:"deleted,omitempty"`
+	Root                 bool      `json:"root,omitempty"`
 }
 
 // ErrDriveNotFound and ErrDriveItemNotFound answer the Go API for an unknown drive or item.
@@ -283,17 +279,19 @@ func (s *Server) addDriveItems(driveID string, its []DriveItem, taps int) ([]str
 	}
 	var ids []string
 	for _, it := range its {
-		id, err := s.addItemLocked(dr, it)
-		if err != nil {
-			s.mu.Unlock()
-			return ids, err
+		var id string
+		if id, err = s.addItemLocked(dr, it); err != nil {
+			break
 		}
 		ids = append(ids, id)
 	}
-	ns := s.driveTapsLocked(dr, taps)
+	var ns []pendingNotification
+	if len(ids) > 0 { // the items added before a failure are changes too
+		ns = s.driveTapsLocked(dr, taps)
+	}
 	s.mu.Unlock()
 	s.enqueueAll(ns)
-	return ids, nil
+	return ids, err
 }
 
 func (s *Server) addItemLocked(dr *driveRec, it DriveItem) (string, error) {

@@ -80,8 +80,8 @@ func (s *Server) driveNotFound(w http.ResponseWriter, r *http.Request) {
 //     the deleted facet and few properties), the root and the parent folders of each change included
 //     unless Options.DriveNoParents or the deltaExcludeParent preference.
 //   - a token the drive no longer honours (ExpireDriveDeltaTokens) or cannot read: 410 Gone, error code
-//     resyncRequired, inner code Options.DriveResyncCode, and a Location header whose URL enumerates the
-//     drive afresh.
+//     resyncRequired (innerError.code only with Options.DriveResyncCode), and a Location header whose URL
+//     enumerates the drive afresh.
 //
 // $select (unknown property: 400) and $top (at most DriveMaxTop, lowered silently, choice) are honoured and
 // carried into the links (choice); $filter, $orderby, $expand, $skip and $search are refused with 400
@@ -184,10 +184,13 @@ func (s *Server) handleDriveDelta(w http.ResponseWriter, r *http.Request) {
 // driveResync answers 410 Gone resyncRequired with a Location that enumerates the drive afresh.
 func (s *Server) driveResync(w http.ResponseWriter, r *http.Request, location string) {
 	w.Header().Set("Location", location)
+	// The body as observed (OneDrive/onedrive-api-docs issue 1356); innerError.code only with DriveResyncCode.
 	inner := map[string]any{
-		"code":       s.opts.DriveResyncCode,
 		"date":       s.now().UTC().Format("2006-01-02T15:04:05"),
 		"request-id": w.Header().Get("request-id"),
+	}
+	if s.opts.DriveResyncCode != "" {
+		inner["code"] = s.opts.DriveResyncCode
 	}
 	writeJSON(w, http.StatusGone, map[string]any{"error": map[string]any{
 		"code":       "resyncRequired",

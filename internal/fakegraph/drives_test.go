@@ -190,20 +190,20 @@ func TestDriveSubscriptionRules(t *testing.T) {
 	}
 
 	// Roles: Sites.Read.All suffices; users and groups roles do not.
-	sites := newTestServer(t, func(o *Options) { o.AppRoles = []string{"Sites.Read.All"} })
+	sites := newTestServer(t, func(o *Options) { o.AppRoles, o.Clock = []string{"Sites.Read.All"}, clock.Now })
 	sd, _ := sites.AddDrive(Drive{})
 	if r := createSub(t, sites, token(t, sites), func() map[string]any {
-		b := subBody(rx.URL, "drives/"+sd+"/root", time.Now().Add(time.Hour))
+		b := subBody(rx.URL, "drives/"+sd+"/root", clock.Now().Add(time.Hour))
 		b["changeType"] = "updated"
 		return b
 	}()); r.Status != 201 {
 		t.Fatalf("Sites.Read.All: %d %s", r.Status, r.Body)
 	}
-	dir := newTestServer(t, func(o *Options) { o.AppRoles = []string{"User.Read.All", "Group.Read.All"} })
+	dir := newTestServer(t, func(o *Options) { o.AppRoles, o.Clock = []string{"User.Read.All", "Group.Read.All"}, clock.Now })
 	dd, _ := dir.AddDrive(Drive{})
 	dtok := token(t, dir)
 	if r := createSub(t, dir, dtok, func() map[string]any {
-		b := subBody(rx.URL, "drives/"+dd+"/root", time.Now().Add(time.Hour))
+		b := subBody(rx.URL, "drives/"+dd+"/root", clock.Now().Add(time.Hour))
 		b["changeType"] = "updated"
 		return b
 	}()); r.Status != 403 {
@@ -509,7 +509,7 @@ func TestDriveDelta410Resync(t *testing.T) {
 		code, _ := r.ErrorCodeMsg(t)
 		inner, _ := r.JSON(t)["error"].(map[string]any)["innerError"].(map[string]any)
 		loc := r.Header.Get("Location")
-		if r.Status != 410 || code != "resyncRequired" || inner["code"] != DefaultDriveResyncCode || !strings.HasPrefix(loc, s.GraphBaseURL()+"/drives/"+d+"/root/delta?") {
+		if r.Status != 410 || code != "resyncRequired" || inner["code"] != nil || inner["date"] == nil || !strings.HasPrefix(loc, s.GraphBaseURL()+"/drives/"+d+"/root/delta?") {
 			t.Fatalf("%s: %d %v %s", name, r.Status, r.Header, r.Body)
 		}
 		return loc
@@ -528,6 +528,13 @@ func TestDriveDelta410Resync(t *testing.T) {
 	}
 	// The other drive's tokens still work.
 	walkDelta(t, s, tok, otherLink, nil)
+
+	// The documented error type as innerError.code, when asked for.
+	s2, _, d2, tok2 := driveServer(t, func(o *Options) { o.DriveResyncCode = "resyncChangesUploadDifferences" })
+	if r := callH(t, s2, tok2, deltaPath(d2)+"?token=x", nil); r.Status != 410 ||
+		r.JSON(t)["error"].(map[string]any)["innerError"].(map[string]any)["code"] != "resyncChangesUploadDifferences" {
+		t.Fatalf("DriveResyncCode: %d %s", r.Status, r.Body)
+	}
 }
 
 func TestDriveDeltaLag(t *testing.T) {
@@ -574,7 +581,8 @@ func TestDriveDeltaLag(t *testing.T) {
 }
 
 func TestDriveControlAPI(t *testing.T) {
-	s := newTestServer(t, func(o *Options) { o.ControlAPI = true })
+	clock := newFakeClock()
+	s := newTestServer(t, func(o *Options) { o.ControlAPI, o.Clock = true, clock.Now })
 	tok := token(t, s)
 	rx := newReceiver(t)
 	post := func(path string, body any, want int) map[string]any {
@@ -598,7 +606,7 @@ func TestDriveControlAPI(t *testing.T) {
 	if dr["rootId"] != s.DriveRootID(d) {
 		t.Fatalf("%v", dr)
 	}
-	b := subBody(rx.URL, "drives/"+d+"/root", time.Now().Add(time.Hour))
+	b := subBody(rx.URL, "drives/"+d+"/root", clock.Now().Add(time.Hour))
 	b["changeType"] = "updated"
 	if r := createSub(t, s, tok, b); r.Status != 201 {
 		t.Fatal(r.Status)
@@ -627,6 +635,16 @@ func TestDriveControlAPI(t *testing.T) {
 	got, _ := s.GetDriveItem(d, file)
 	if got.Name != "q1-final.xlsx" || got.ParentID != folder || got.Size != 11 {
 		t.Fatalf("%+v", got)
+	}
+	resp, err := s.Client().Get(s.URL() + "/_control/drives/" + d + "/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&listed)
+	resp.Body.Close()
+	if len(listed) != 6 || listed[0]["root"] != true || listed[0]["id"] != s.DriveRootID(d) || listed[1]["name"] != "Reports" || listed[1]["folder"] != true {
+		t.Fatalf("GET items: %v", listed)
 	}
 	link := walkDelta(t, s, tok, deltaPath(d), nil).deltaLink
 	post("/drives/"+d+"/expire-tokens", nil, 204)

@@ -168,9 +168,9 @@ func (s *Server) handleGetMailItem(kind string) http.HandlerFunc {
 var mailFilterRE = regexp.MustCompile(`^lastModifiedDateTime (ge|gt) (\S+)$`)
 
 // handleListMailItems lists a mailbox's messages (or one folder's) or events: $select, $top (default 10,
-// at most 1000), $filter=lastModifiedDateTime ge|gt {date-time} (anything else 400, choice), ordered by
-// lastModifiedDateTime descending then id (choice), paged by @odata.nextLink with $skip as Outlook's
-// lists page.
+// at most 1000), $filter=lastModifiedDateTime ge|gt {date-time} and $orderby=lastModifiedDateTime desc
+// (anything else 400, choice), ordered by lastModifiedDateTime descending then id (choice, with or without
+// the $orderby), paged by @odata.nextLink with $skip as Outlook's lists page.
 func (s *Server) handleListMailItems(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -191,6 +191,10 @@ func (s *Server) handleListMailItems(kind string) http.HandlerFunc {
 				return
 			}
 			skip = n
+		}
+		if o := q.Get("$orderby"); o != "" && !strings.EqualFold(strings.Join(strings.Fields(o), " "), "lastModifiedDateTime desc") {
+			s.graphError(w, r, http.StatusBadRequest, "ErrorInvalidUrlQuery", "The double supports only $orderby=lastModifiedDateTime desc.")
+			return
 		}
 		var since time.Time
 		strict := false

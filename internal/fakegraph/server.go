@@ -102,7 +102,10 @@ type Options struct {
 	DrivePageSize         int     // delta items per page without $top (default DefaultDrivePageSize, UNCONFIRMED)
 	DriveMaxTop           int     // the largest $top delta honours; larger ones are lowered to it (default DefaultDriveMaxTop, UNCONFIRMED)
 	DriveMaxSubscriptions int     // subscriptions per drive, 403 beyond (default DefaultDriveMaxSubscriptions, UNCONFIRMED; negative: unlimited)
-	DriveResyncCode       string  // inner error code of delta's 410 resyncRequired (default DefaultDriveResyncCode)
+	// DriveResyncCode, when set, becomes innerError.code of delta's 410 resyncRequired: Graph's delta page names
+	// the error types resyncChangesApplyDifferences and resyncChangesUploadDifferences, but an observed 410
+	// (OneDrive/onedrive-api-docs issue 1356) carries code resyncRequired and no inner code, the default.
+	DriveResyncCode string
 	// DriveDeltaLag and DriveDeltaLagCalls: the initial SetDriveDeltaLag (a change reaches delta that long
 	// on Clock after its tap, and after that many delta calls on its drive). Default 0: at once.
 	DriveDeltaLag      time.Duration

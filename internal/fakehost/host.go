@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -87,6 +88,8 @@ type Host struct {
 	appRoot     string
 	cfg         *hostConfig
 	env         map[string]string
+	envMu       sync.Mutex
+	handlerEnv  map[string]string // SetHandlerSetting's changes, for the handler's next start
 	functions   map[string]*function
 	order       []string
 	timers      map[string]*timerState
@@ -406,6 +409,28 @@ func (h *Host) Ready() bool {
 // KillHandler sends SIGKILL to the handler process. Supervision sees a crash and restarts it (counting an
 // error), as the host does.
 func (h *Host) KillHandler() error { return h.sup.kill() }
+
+// SetHandlerSetting changes an app setting for the handler's next start (after KillHandler, or a crash), as
+// changing an app setting in the portal restarts the app with it. The host's own use of settings (bindings,
+// connections) keeps the values it started with.
+func (h *Host) SetHandlerSetting(name, value string) {
+	h.envMu.Lock()
+	defer h.envMu.Unlock()
+	if h.handlerEnv == nil {
+		h.handlerEnv = map[string]string{}
+	}
+	h.handlerEnv[name] = value
+}
+
+// handlerVars is the environment a handler process starts with: the settings, then SetHandlerSetting's.
+func (h *Host) handlerVars() map[string]string {
+	h.envMu.Lock()
+	defer h.envMu.Unlock()
+	out := make(map[string]string, len(h.env)+len(h.handlerEnv))
+	maps.Copy(out, h.env)
+	maps.Copy(out, h.handlerEnv)
+	return out
+}
 
 // Restarts is the number of handler restarts so far.
 func (h *Host) Restarts() int {

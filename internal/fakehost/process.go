@@ -91,8 +91,9 @@ func (s *supervisor) startLocked() error {
 	workerID := newGUID()
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = h.cfg.workDir
-	env := make([]string, 0, len(h.env)+6)
-	for k, v := range h.env {
+	vars := h.handlerVars()
+	env := make([]string, 0, len(vars)+6)
+	for k, v := range vars {
 		env = append(env, k+"="+v)
 	}
 	p := strconv.Itoa(port)

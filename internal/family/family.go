@@ -132,6 +132,8 @@ type Target struct {
 	Scope string
 	// Key identifies the object within the message, for coalescing notifications about it.
 	Key string
+	// Context says where the object lives, as its events carry it ({"teamId": …, "channelId": …}), or nil.
+	Context map[string]string
 }
 
 // Family is one entry of the table.
@@ -163,7 +165,7 @@ type Family struct {
 }
 
 // Families is the table: every family the product follows, in the order notifications are routed.
-var Families = []*Family{&Directory, &Drives, &Mailboxes}
+var Families = []*Family{&Directory, &Drives, &Mailboxes, &Teams}
 
 // ByName finds a family.
 func ByName(name Name) (*Family, bool) {

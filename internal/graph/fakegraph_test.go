@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -720,4 +722,31 @@ func (c *manualClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// TestMailboxCatchUpKeepsTheNewest: a catch-up cut short by its bound keeps the most recently modified
+// items, because it asks Graph to order the list by lastModifiedDateTime, newest first.
+func TestMailboxCatchUpKeepsTheNewest(t *testing.T) {
+	t.Parallel()
+	clock := &manualClock{t: time.Now().UTC().Truncate(time.Second)}
+	e := newFG(t, func(o *fakegraph.Options) { o.Clock = clock.Now }, graph.ClientOptions{})
+	const user = "6e1f0001-7c3a-4b2d-9e8f-0a1b2c3d4e5f"
+	start := clock.Now()
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, e.fg.AddMessage(user, fakegraph.MailItem{Props: map[string]any{"subject": strconv.Itoa(i)}}))
+		clock.Advance(time.Minute)
+	}
+	got, more, err := e.c.ListMailboxItemsSince(ctx(t), user, "messages", start, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !more || !slices.Equal(got, []string{ids[4], ids[3]}) {
+		t.Errorf("got %v (more %v), want the two newest %v", got, more, ids[3:])
+	}
+	for _, r := range e.fg.Requests() {
+		if strings.HasSuffix(r.Path, "/messages") && !strings.Contains(r.RawQuery, "%24orderby=lastModifiedDateTime+desc") {
+			t.Errorf("list without the newest-first order: %s?%s", r.Path, r.RawQuery)
+		}
+	}
 }

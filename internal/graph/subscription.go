@@ -21,6 +21,11 @@ type Subscription struct {
 	LatestSupportedTLSVersion string `json:"latestSupportedTlsVersion,omitempty"`
 	// ExpirationDateTime is sent in UTC, whole seconds (Graph's parser takes at most 7 fractional digits).
 	ExpirationDateTime time.Time `json:"expirationDateTime,omitzero"`
+	// Rich notifications: the resource comes encrypted for this certificate (the public part, base64 DER),
+	// labelled EncryptionCertificateID.
+	IncludeResourceData     bool   `json:"includeResourceData,omitempty"`
+	EncryptionCertificate   string `json:"encryptionCertificate,omitempty"`
+	EncryptionCertificateID string `json:"encryptionCertificateId,omitempty"`
 }
 
 // String omits ClientState, so a subscription can be logged with %v.
@@ -38,12 +43,19 @@ type createBody struct {
 	ExpirationDateTime        time.Time `json:"expirationDateTime"`
 	ClientState               string    `json:"clientState,omitempty"`
 	LatestSupportedTLSVersion string    `json:"latestSupportedTlsVersion,omitempty"`
+	IncludeResourceData       bool      `json:"includeResourceData,omitempty"`
+	EncryptionCertificate     string    `json:"encryptionCertificate,omitempty"`
+	EncryptionCertificateID   string    `json:"encryptionCertificateId,omitempty"`
 }
 
 // SubscriptionUpdate is the body of a renewal; zero fields are left out.
 type SubscriptionUpdate struct {
 	ExpirationDateTime time.Time `json:"expirationDateTime,omitzero"`
 	NotificationURL    string    `json:"notificationUrl,omitempty"`
+	// A new encryption certificate (its public part) and id: how a rich subscription moves to a new
+	// certificate.
+	EncryptionCertificate   string `json:"encryptionCertificate,omitempty"`
+	EncryptionCertificateID string `json:"encryptionCertificateId,omitempty"`
 }
 
 // ListSubscriptions returns the subscriptions this app created (with application permissions Graph
@@ -60,7 +72,8 @@ func (c *Client) CreateSubscription(ctx context.Context, s Subscription) (Subscr
 		ChangeType: s.ChangeType, NotificationURL: s.NotificationURL,
 		LifecycleNotificationURL: s.LifecycleNotificationURL, Resource: s.Resource,
 		ExpirationDateTime: wireTime(s.ExpirationDateTime), ClientState: s.ClientState,
-		LatestSupportedTLSVersion: s.LatestSupportedTLSVersion,
+		LatestSupportedTLSVersion: s.LatestSupportedTLSVersion, IncludeResourceData: s.IncludeResourceData,
+		EncryptionCertificate: s.EncryptionCertificate, EncryptionCertificateID: s.EncryptionCertificateID,
 	}
 	var out Subscription
 	err := c.getJSON(ctx, request{op: op, method: http.MethodPost, url: c.url("/subscriptions", ""),
@@ -80,7 +93,7 @@ func (c *Client) UpdateSubscription(ctx context.Context, id string, u Subscripti
 	if err != nil {
 		return Subscription{}, err
 	}
-	if u.ExpirationDateTime.IsZero() && u.NotificationURL == "" {
+	if u.ExpirationDateTime.IsZero() && u.NotificationURL == "" && u.EncryptionCertificate == "" && u.EncryptionCertificateID == "" {
 		return Subscription{}, localError(op, "nothing to update")
 	}
 	u.ExpirationDateTime = wireTime(u.ExpirationDateTime)

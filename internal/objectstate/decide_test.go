@@ -3,6 +3,7 @@ package objectstate
 import (
 	"encoding/json"
 	"errors"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 	"reflect"
 	"strings"
 	"testing"
@@ -10,7 +11,7 @@ import (
 )
 
 var (
-	t0       = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	t0       = testclock.Date(2026, 12, 1, 10, 0, 0)
 	userSel  = []string{"id", "displayName", "jobTitle", "department"}
 	adeleID  = "6E1F5A2B-0000-4000-8000-000000000001"
 	adeleRow = strings.ToLower(adeleID)

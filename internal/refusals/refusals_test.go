@@ -11,6 +11,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/azuritetest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +47,7 @@ func TestRefusalsRoundTripOnAzurite(t *testing.T) {
 	if err != nil || len(got) != 0 {
 		t.Fatalf("before any write (no table yet): %v %v", got, err)
 	}
-	t0 := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	t0 := testclock.Date(2026, 3, 2, 8, 0, 0)
 	msgs, evs := subscription.MailboxResource(user, "messages"), subscription.MailboxResource(user, "events")
 	r := subscription.Refusal{Resource: msgs, Status: 403, Code: "ExtensionError", Reason: "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access to OData is disabled.]",
 		First: t0, Last: t0, Count: 1, RetryAt: t0.Add(12 * time.Hour)}

@@ -117,7 +117,8 @@ func (w driveWalker) page(ctx context.Context, log *slog.Logger, _ Graph, in pag
 			c.Object = ownState(o)
 			quiet = isFolder(o) && !in.since.IsZero() && !createdAfter(o, in.since.Add(-createdSkew))
 		}
-		out = append(out, events.Item{Event: family.NewEvent(w.r.cfg.TenantID, sel, c, now), ReadAt: now, Select: sel, QuietIfNew: quiet})
+		out = append(out, events.Item{Event: family.NewEvent(w.r.cfg.TenantID, sel, c, now), ReadAt: now, Select: sel,
+			QuietIfNew: quiet, StateID: w.drive + ":" + id})
 	}
 	return out, nil, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/resync"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 const testDrive = "b!-RIj2DuyvEyV1T4NlOaMHk8XkS_I8MdFlUCq1BlcjgmhRfAj3-Z8RY2VpuvV_tpd"
@@ -119,21 +120,26 @@ func (f *driveFake) Batch(context.Context, []graph.Get) (graph.BatchResult, erro
 }
 
 type driveEnv struct {
-	t   *testing.T
-	g   *driveFake
-	q   *storagequeue.Memory
-	cp  *checkpoint.Memory
-	r   *resync.Runner
-	now time.Time
+	drive string
+	t     *testing.T
+	g     *driveFake
+	q     *storagequeue.Memory
+	cp    *checkpoint.Memory
+	r     *resync.Runner
+	now   time.Time
 }
 
 func newDriveEnv(t *testing.T, settings map[string]string) *driveEnv {
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	e := &driveEnv{t: t, g: newDriveFake(now.Add(-30 * 24 * time.Hour)), q: storagequeue.NewMemory(), cp: checkpoint.NewMemory(), now: now}
+	return newDriveEnvFor(t, testDrive, objectstate.NewMemoryTable().Store(objectstate.Options{}), settings)
+}
+
+// newDriveEnvFor is a drive of the given id whose events are decided against state.
+func newDriveEnvFor(t *testing.T, drive string, state *objectstate.Store, settings map[string]string) *driveEnv {
+	now := testclock.Date(2026, 12, 1, 10, 0, 0)
+	e := &driveEnv{t: t, g: newDriveFake(now.Add(-30 * 24 * time.Hour)), q: storagequeue.NewMemory(), cp: checkpoint.NewMemory(), now: now, drive: drive}
 	vars := map[string]string{config.TenantID: "8c1f4b2e-0d6a-4f57-9a3e-2b9d7c6e5f41", config.Storage: "UseDevelopmentStorage=true",
-		config.Resource: "drives/" + testDrive}
+		config.Resource: "drives/" + drive}
 	maps.Copy(vars, settings)
-	state := objectstate.NewMemoryTable().Store(objectstate.Options{})
 	e.r = resync.New(resync.Deps{
 		Config: config.Load(func(k string) string { return vars[k] }),
 		Graph:  func() (resync.Graph, error) { return e.g, nil },
@@ -150,7 +156,7 @@ func newDriveEnv(t *testing.T, settings map[string]string) *driveEnv {
 func (e *driveEnv) pass() []message.Event {
 	e.t.Helper()
 	e.now = e.now.Add(time.Minute)
-	if _, err := e.r.Request(context.Background(), "drives/"+testDrive, "change notification"); err != nil {
+	if _, err := e.r.Request(context.Background(), "drives/"+e.drive, "change notification"); err != nil {
 		e.t.Fatal(err)
 	}
 	e.steps()
@@ -234,6 +240,12 @@ func TestUnitDrivePassEmitsGenuineChangesOnly(t *testing.T) {
 	if got := summary(e.pass()); !slices.Equal(got, []string{"FILE1 deleted []"}) {
 		t.Fatalf("a delete: events %v", got)
 	}
+
+	// A folder moved to the root: its own parentReference changed.
+	e.g.put("FOLDER2", "ROOT", graph.Object{"parentReference": map[string]any{"id": "ROOT"}})
+	if got := summary(e.pass()); !slices.Equal(got, []string{"FOLDER2 updated [parentReference]"}) {
+		t.Fatalf("a move: events %v", got)
+	}
 }
 
 // A pass that finds nothing looks once more after SecondLook, which catches a change delta showed late;
@@ -292,6 +304,75 @@ func TestUnitDriveEmptyPassLooksAgain(t *testing.T) {
 	cp, _, _ := e.cp.Load(context.Background(), "drives/"+testDrive)
 	if cp.Pass != nil || cp.LastPass == nil || !cp.LastPass.Look {
 		t.Errorf("checkpoint after the look: %+v", cp)
+	}
+}
+
+// Item ids are unique within their drive only: two drives' items of one id have states of their own.
+func TestUnitDriveItemStatesAreKeptPerDrive(t *testing.T) {
+	state := objectstate.NewMemoryTable().Store(objectstate.Options{})
+	a := newDriveEnvFor(t, testDrive, state, nil)
+	b := newDriveEnvFor(t, "b!second", state, nil)
+	for _, e := range []*driveEnv{a, b} {
+		e.pass()
+		e.g.put("FILE1", "ROOT", graph.Object{"name": "same id", "size": 1, "file": map[string]any{}})
+		if got := summary(e.pass()); !slices.Equal(got, []string{"FILE1 updated []"}) {
+			t.Fatalf("drive %s: %v", e.drive, got)
+		}
+	}
+	a.g.put("FILE1", "ROOT", graph.Object{"size": 2})
+	if got := summary(a.pass()); !slices.Equal(got, []string{"FILE1 updated [size]"}) {
+		t.Fatalf("drive a: %v", got)
+	}
+	b.g.put("FILE1", "ROOT", graph.Object{"size": 1}) // echoed, unchanged in drive b
+	if got := summary(b.pass()); len(got) != 0 {
+		t.Fatalf("drive b's unchanged item was compared with drive a's: %v", got)
+	}
+}
+
+// A tap while a second look waits runs that look at once, as a pass of its own; the look's delayed message
+// is then stale.
+func TestUnitDriveTapStartsAWaitingLook(t *testing.T) {
+	e := newDriveEnv(t, nil)
+	e.g.put("FILE1", "ROOT", graph.Object{"name": "a.txt", "size": 1, "file": map[string]any{}})
+	e.pass()
+	e.now = e.now.Add(time.Minute)
+	if _, err := e.r.Request(context.Background(), "drives/"+testDrive, "change notification"); err != nil {
+		t.Fatal(err)
+	}
+	step := func(text []byte) resync.StepResult {
+		t.Helper()
+		msg, err := message.Decode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := e.r.Step(context.Background(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	step(e.q.Take(message.WorkQueue)[0].Text) // finds nothing: a look is scheduled
+	look := e.q.Take(message.WorkQueue)
+	if len(look) != 1 || look[0].Delay != resync.SecondLook {
+		t.Fatalf("%+v: want a delayed look", look)
+	}
+
+	e.g.put("FILE1", "ROOT", graph.Object{"size": 2})
+	e.now = e.now.Add(time.Second)
+	q, err := e.r.Request(context.Background(), "drives/"+testDrive, "change notification")
+	if err != nil || q.Action != resync.Collapsed {
+		t.Fatalf("Request = %+v, %v", q, err)
+	}
+	now := e.q.Take(message.WorkQueue)
+	if len(now) != 1 || now[0].Delay != 0 {
+		t.Fatalf("%+v: want the look's continuation at once", now)
+	}
+	step(now[0].Text)
+	if got := summary(e.events()); !slices.Equal(got, []string{"FILE1 updated []"}) {
+		t.Fatalf("the look run at once: %v", got)
+	}
+	if res := step(look[0].Text); !res.Stale {
+		t.Errorf("the delayed look's message: %+v, want stale", res)
 	}
 }
 

@@ -1,8 +1,10 @@
-// Package resync recovers the changes Graph did not deliver, with delta query (docs/graph-facts.md): passes
-// over /users/delta and /groups/delta, one checkpoint per collection kept durable and ETag-guarded
-// (internal/checkpoint), run page after page by the queue worker, handing over through the queue within a
-// time budget so that no invocation comes near functionTimeout.
-// Reading the objects and building the events is internal/directory's; this package only orchestrates.
+// Package resync runs delta-query passes (docs/graph-facts.md) over resync scopes: /users/delta and
+// /groups/delta to recover the changes Graph did not deliver, and a drive's /root/delta, which is also how
+// a drive's taps are turned into events. One checkpoint per scope kept durable and ETag-guarded
+// (internal/checkpoint); run page after page by the queue worker, handing over through the queue within a
+// time budget so that no invocation comes near functionTimeout. How a family's delta is walked is a
+// walker's (walker.go; directory.go, drives.go); the passes, checkpoints, continuations and retries below
+// are the same for every family.
 //
 // # Passes
 //
@@ -321,6 +323,24 @@ func (r *Runner) Request(ctx context.Context, collection, reason string) (Reques
 		now := r.now()
 		if p := cp.Pass; p != nil {
 			out := Requested{Collection: collection, PassID: p.ID, Full: p.Full, Latest: p.Latest, Reason: p.Reason}
+			if p.Look && p.Pages == 0 && p.Wait.After(now) {
+				// A second look is waiting and has not started: it covers this request if it runs now, as
+				// a pass of its own (which gets its own look when it finds nothing). Its delayed message is
+				// then stale when it comes.
+				p.Look, p.Wait, p.Updated = false, time.Time{}, now
+				p.Reason += "; run at once: " + reason
+				if _, err := r.save(ctx, st, collection, cp, etag); errors.Is(err, checkpoint.ErrConflict) {
+					continue
+				} else if err != nil {
+					return Requested{}, err
+				}
+				if err := r.enqueueContinuation(ctx, q, Continuation{Collection: collection, Pass: p.ID, Link: p.Link, Resent: true}, 0, 0); err != nil {
+					return Requested{}, err
+				}
+				out.Action, out.Reason = Collapsed, p.Reason
+				log.Info("resync requested: the waiting second look runs at once", "reason", reason, "pass", p.ID)
+				return out, nil
+			}
 			if !r.stalled(p, now) {
 				// The pass may already be past the changes this request is about: have it followed by one
 				// more pass when it completes (once, however many requests collapse into it).

@@ -16,6 +16,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/checkpoint"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/directory"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/directory/directorytest"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
@@ -25,9 +26,9 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
-// deltaFake serves delta rounds from pages a test sets, and $batch reads from a directory.FakeGraph.
+// deltaFake serves delta rounds from pages a test sets, and $batch reads from a directorytest.FakeGraph.
 type deltaFake struct {
-	*directory.FakeGraph
+	*directorytest.FakeGraph
 	mu      sync.Mutex
 	round   int
 	pages   [][]graph.Object // the next round's pages
@@ -80,7 +81,7 @@ type unitEnv struct {
 }
 
 func newUnitEnv(t *testing.T, resource string, state ...*objectstate.Store) *unitEnv {
-	e := &unitEnv{t: t, g: &deltaFake{FakeGraph: directory.NewFakeGraph()}, q: storagequeue.NewMemory(), cp: checkpoint.NewMemory(),
+	e := &unitEnv{t: t, g: &deltaFake{FakeGraph: directorytest.NewFakeGraph()}, q: storagequeue.NewMemory(), cp: checkpoint.NewMemory(),
 		now: testclock.Date(2026, 12, 1, 10, 0, 0)}
 	if len(state) > 0 {
 		e.state = func() (events.State, error) { return state[0], nil }

@@ -84,9 +84,20 @@ type Checker struct {
 	Checkpoints func() (Checkpoints, error)
 	Queues      func() (Queues, error)
 	Tables      func() (Tables, error) // nil: Table storage is not checked
+	// Refusals reads Graph's refusals to subscribe to mailboxes (mailboxes.go); nil: no mailboxes.
+	Refusals func() (Refusals, error)
 
 	// WeakClientState says why GRAPH_CLIENT_STATE is weak (config.Config.WeakClientState), or "".
 	WeakClientState string
+	// MinLife is, per resource, the life left under which a subscription needs attention; nil, or 0 for a
+	// resource, means MinLifeLeft (subscriptions Graph lets live only days are renewed more often).
+	MinLife func(resource string) time.Duration
+	// PreviousCertificateID is GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS_ID while a certificate rotation is
+	// under way, or "": subscriptions still naming it are reported, so the operator knows when it can go.
+	PreviousCertificateID string
+	// Certificate is the current encryption certificate's id and expiry (GRAPH_ENCRYPTION_CERTIFICATE), when
+	// one is set: reported when it expires within CertificateWarning.
+	Certificate *Certificate
 
 	Now     func() time.Time // the clock: required
 	Timeout time.Duration    // 0: DefaultTimeout
@@ -121,7 +132,9 @@ type Report struct {
 	Subscriptions []Subscription `json:"subscriptions"`
 	Resync        []Resync       `json:"resync"`
 	Queues        []Queue        `json:"queues"`
-	Findings      []Finding      `json:"findings"`
+	// Mailboxes are the mailboxes Graph refused to subscribe to (absent when no mailboxes are configured).
+	Mailboxes *Mailboxes `json:"mailboxes,omitempty"`
+	Findings  []Finding  `json:"findings"`
 }
 
 // Subscription states.
@@ -145,6 +158,8 @@ type Subscription struct {
 	Delivery         string `json:"delivery,omitempty"` // webhook or eventhubs
 	// Duplicates counts further subscriptions matching the resource (a race; the timer deletes them).
 	Duplicates int `json:"duplicates,omitempty"`
+	// EncryptionCertificateID is the certificate a rich subscription's notifications are encrypted for.
+	EncryptionCertificateID string `json:"encryptionCertificateId,omitempty"`
 }
 
 // Resync is the resync checkpoint of one collection.
@@ -181,6 +196,17 @@ type Queue struct {
 	OldestAgeSeconds *int64 `json:"oldestAgeSeconds,omitempty"`
 }
 
+// Certificate names the current encryption certificate and when it expires.
+type Certificate struct {
+	ID       string
+	NotAfter time.Time
+}
+
+// CertificateWarning is how long before the encryption certificate expires `handler status` asks for a
+// rotation: Graph stops encrypting for an expired one only when its subscriptions are renewed, and the timer
+// refuses to renew with it.
+const CertificateWarning = 30 * 24 * time.Hour
+
 // Finding is one thing that needs an operator, or one part that could not be checked.
 type Finding struct {
 	Severity Health `json:"severity"` // attention or unknown
@@ -201,6 +227,8 @@ const (
 	CodeGraphUnreachable   = "graph-unreachable"
 	CodeStorageUnreachable = "storage-unreachable"
 	CodeWeakClientState    = "weak-client-state"
+	CodePreviousCert       = "previous-certificate"
+	CodeCertificateExpiry  = "certificate-expiring"
 )
 
 // String is the finding as one line: what, then what to do.
@@ -219,10 +247,11 @@ func (c *Checker) Check(ctx context.Context) Report {
 	defer cancel()
 
 	r := Report{V: Version, CheckedAt: now().UTC(), Subscriptions: []Subscription{}, Resync: []Resync{}, Queues: []Queue{}}
-	var graphFindings, storageFindings []Finding
+	var graphFindings, storageFindings, mailboxFindings []Finding
 	var wg sync.WaitGroup
 	wg.Go(func() { r.Subscriptions, graphFindings = c.checkGraph(ctx, r.CheckedAt) })
 	wg.Go(func() { r.Resync, r.Queues, storageFindings = c.checkStorage(ctx, r.CheckedAt) })
+	wg.Go(func() { r.Mailboxes, mailboxFindings = c.checkMailboxes(ctx, r.CheckedAt) })
 	wg.Wait()
 	// One missing setting can stop several parts (the checkpoint store and the queues): say it once.
 	r.Findings = []Finding{}
@@ -231,7 +260,10 @@ func (c *Checker) Check(ctx context.Context) Report {
 			Message: "GRAPH_CLIENT_STATE is weak: " + c.WeakClientState + ". Every subscription's notification URL carries a short fingerprint of it (cs), so whoever sees that URL can test guesses offline, and with the secret forge notifications.",
 			Action:  config.RotateClientStateSteps})
 	}
-	for _, f := range append(graphFindings, storageFindings...) {
+	if f, ok := c.certificateFinding(r.CheckedAt); ok {
+		r.Findings = append(r.Findings, f)
+	}
+	for _, f := range slices.Concat(graphFindings, storageFindings, mailboxFindings) {
 		if !slices.Contains(r.Findings, f) {
 			r.Findings = append(r.Findings, f)
 		}
@@ -245,6 +277,25 @@ func (c *Checker) Check(ctx context.Context) Report {
 	}
 	r.ExitCode = r.Health.ExitCode()
 	return r
+}
+
+// certificateFinding asks for a rotation when the encryption certificate expires within CertificateWarning.
+func (c *Checker) certificateFinding(now time.Time) (Finding, bool) {
+	if c.Certificate == nil {
+		return Finding{}, false
+	}
+	left := c.Certificate.NotAfter.Sub(now)
+	if left >= CertificateWarning {
+		return Finding{}, false
+	}
+	at := c.Certificate.NotAfter.UTC().Format(time.RFC3339)
+	msg := fmt.Sprintf("the encryption certificate %q expires at %s (in %.1f days).", c.Certificate.ID, at, left.Hours()/24)
+	if left <= 0 {
+		msg = fmt.Sprintf("the encryption certificate %q expired at %s: the timer no longer renews the Teams subscriptions.", c.Certificate.ID, at)
+	}
+	return Finding{Severity: Attention, Code: CodeCertificateExpiry, Subject: config.EncryptionCertificate, Message: msg,
+		Action: "rotate: put a new certificate in GRAPH_ENCRYPTION_CERTIFICATE (and a new _ID), this one in " +
+			"GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS (and _PREVIOUS_ID); the timer moves the subscriptions (README, \"Rotating the certificate\")."}, true
 }
 
 func (c *Checker) checkGraph(ctx context.Context, now time.Time) ([]Subscription, []Finding) {
@@ -301,20 +352,34 @@ func (c *Checker) subscription(all []graph.Subscription, res string, now time.Ti
 	out.ID, out.Expires, out.DaysLeft = best.ID, &exp, &days
 	out.Delivery, out.NotificationHost = delivery(best.NotificationURL)
 	out.LifecycleURLSet = best.LifecycleNotificationURL != ""
+	out.EncryptionCertificateID = best.EncryptionCertificateID
+	minLife := MinLifeLeft
+	if c.MinLife != nil {
+		if d := c.MinLife(res); d > 0 {
+			minLife = d
+		}
+	}
+	var findings []Finding
+	if c.PreviousCertificateID != "" && best.EncryptionCertificateID == c.PreviousCertificateID {
+		findings = append(findings, Finding{Severity: Attention, Code: CodePreviousCert, Subject: res,
+			Message: fmt.Sprintf("subscription %s for %s still names the previous encryption certificate %q.", best.ID, res, c.PreviousCertificateID),
+			Action: "the renew timer moves it to GRAPH_ENCRYPTION_CERTIFICATE on its next tick; keep GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS " +
+				"until no subscription names it and the work queue holds nothing older than that tick, then remove it."})
+	}
 	switch left := exp.Sub(now); {
 	case left <= 0:
 		out.State = Expired
-		return out, []Finding{{Severity: Attention, Code: CodeNoSubscription, Subject: res,
+		return out, append(findings, Finding{Severity: Attention, Code: CodeNoSubscription, Subject: res,
 			Message: fmt.Sprintf("subscription %s for %s expired at %s: no notifications arrive.", best.ID, res, exp.Format(time.RFC3339)),
-			Action:  timerAction}}
-	case left < MinLifeLeft:
+			Action:  timerAction})
+	case left < minLife:
 		out.State = Live
-		return out, []Finding{{Severity: Attention, Code: CodeSubscriptionExpiry, Subject: res,
-			Message: fmt.Sprintf("subscription %s for %s expires in %.1f days (the timer renews at 26).", best.ID, res, days),
-			Action:  timerAction}}
+		return out, append(findings, Finding{Severity: Attention, Code: CodeSubscriptionExpiry, Subject: res,
+			Message: fmt.Sprintf("subscription %s for %s expires in %.1f days (the timer renews it well before).", best.ID, res, days),
+			Action:  timerAction})
 	}
 	out.State = Live
-	return out, nil
+	return out, findings
 }
 
 // delivery tells Event Hubs delivery (a notification URL "EventHub:https://<namespace>…") from a webhook,

@@ -403,3 +403,74 @@ func TestWeakClientStateIsAFinding(t *testing.T) {
 		t.Errorf("finding %s", f)
 	}
 }
+
+// TestTeamsSubscriptionsAndRotation: a three-day Teams subscription with a day left is fine under its own
+// threshold; one still naming the previous encryption certificate is reported, with the id shown.
+func TestTeamsSubscriptionsAndRotation(t *testing.T) {
+	g, st, q := healthy()
+	chats := "chats/19:abc@thread.v2/messages"
+	g.subs = append(g.subs,
+		graph.Subscription{ID: "sub-chat", Resource: chats, ExpirationDateTime: now.Add(30 * time.Hour), EncryptionCertificateID: "cert-2026",
+			NotificationURL: "https://app.example.net/api/webhook", LifecycleNotificationURL: "https://app.example.net/api/webhook"},
+		graph.Subscription{ID: "sub-all", Resource: "teams/getAllMessages", ExpirationDateTime: now.Add(30 * time.Hour), EncryptionCertificateID: "cert-2027"})
+	c := checker(g, st, q)
+	c.Resources = []string{"users", chats, "teams/getAllMessages"}
+	c.MinLife = func(res string) time.Duration {
+		if res == "users" {
+			return 0
+		}
+		return 17 * time.Hour
+	}
+	r := c.Check(context.Background())
+	if len(r.Findings) != 0 {
+		t.Fatalf("no rotation under way, yet: %v", codes(r))
+	}
+	c.PreviousCertificateID = "cert-2026"
+	r = c.Check(context.Background())
+	if fmt.Sprint(codes(r)) != "[previous-certificate/"+chats+"]" || r.Health != Attention {
+		t.Fatalf("findings %v, health %s", codes(r), r.Health)
+	}
+	if r.Subscriptions[1].EncryptionCertificateID != "cert-2026" {
+		t.Errorf("subscription %+v", r.Subscriptions[1])
+	}
+	var b strings.Builder
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "sub-chat (certificate cert-2026)") {
+		t.Errorf("text report:\n%s", b.String())
+	}
+	// Without the family's threshold the same subscription would count as expiring.
+	c.MinLife, c.PreviousCertificateID = nil, ""
+	if r := c.Check(context.Background()); len(r.Findings) != 2 {
+		t.Errorf("default threshold: %v", codes(r))
+	}
+}
+
+func TestCertificateExpiry(t *testing.T) {
+	g, st, q := healthy()
+	c := checker(g, st, q)
+	for _, tt := range []struct {
+		left time.Duration
+		want string
+	}{
+		{60 * 24 * time.Hour, ""},
+		{10 * 24 * time.Hour, "in 10.0 days"},
+		{-time.Hour, "no longer renews"},
+	} {
+		c.Certificate = &Certificate{ID: "cert-2026", NotAfter: now.Add(tt.left)}
+		r := c.Check(context.Background())
+		var found []Finding
+		for _, f := range r.Findings {
+			if f.Code == CodeCertificateExpiry {
+				found = append(found, f)
+			}
+		}
+		switch {
+		case tt.want == "" && len(found) != 0:
+			t.Errorf("%s left: %v", tt.left, found)
+		case tt.want != "" && (len(found) != 1 || !strings.Contains(found[0].Message, tt.want) || found[0].Subject != config.EncryptionCertificate || r.Health != Attention):
+			t.Errorf("%s left: %v, health %s", tt.left, found, r.Health)
+		}
+	}
+}

@@ -30,6 +30,9 @@ func WriteText(w io.Writer, r Report) error {
 		if s.Duplicates > 0 {
 			id += fmt.Sprintf(" (+%d duplicate(s))", s.Duplicates)
 		}
+		if s.EncryptionCertificateID != "" {
+			id += " (certificate " + s.EncryptionCertificateID + ")"
+		}
 		subs = append(subs, []string{s.Resource, s.State, exp, days, deliv, life, id})
 	}
 	resync := [][]string{{"RESYNC", "LAST COMPLETED", "AGO", "EVENTS", "IN PROGRESS"}}

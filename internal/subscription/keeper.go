@@ -88,10 +88,14 @@ type Outcome struct {
 	ID       string
 	Expiry   time.Time
 	Deleted  []string // duplicates and stale subscriptions removed
+	Note     string   // a run over many subscriptions (the mailboxes): its summary, which Summary returns
 }
 
 // Summary is one line for the log and the invocation's Logs.
 func (o Outcome) Summary(now time.Time) string {
+	if o.Note != "" {
+		return o.Note
+	}
 	s := fmt.Sprintf("%s: subscription %s %s, expires %s (%.1f days left)", o.Resource, o.ID, o.Action, o.Expiry.UTC().Format(time.RFC3339), o.Expiry.Sub(now).Hours()/24)
 	if len(o.Deleted) > 0 {
 		s += fmt.Sprintf("; deleted %d other(s): %s", len(o.Deleted), strings.Join(o.Deleted, ", "))
@@ -112,7 +116,8 @@ type Keeper struct {
 	now   func() time.Time
 	gap   Gap
 
-	settleDelay time.Duration // first wait for a competing create to be listed; doubles, five tries
+	settleDelay time.Duration  // first wait for a competing create to be listed; doubles, five tries
+	mailboxes   *MailboxKeeper // GRAPH_MAILBOXES' subscriptions; nil: none
 	mu          sync.Mutex
 	pendingGap  map[string]string // collection → a gap whose resync request failed: asked again first
 	limits      lifecycleLimits
@@ -175,12 +180,16 @@ type LifecycleResult struct {
 	Resource config.ResourceSpec // Acted, Limited, Failed: the configured resource the subscription is for
 	Outcome  Outcome             // Acted for a renewal or recreation: what the run did
 	Err      error               // Failed
+	// Mailbox is, for a mailbox subscription, its resource (users/{id}/messages or users/{id}/events),
+	// which a missed asks the caller to catch up; Resource is then empty.
+	Mailbox string
 }
 
 // lifecycleLimits is the rationing state: only ids that list as this app's (or the keys of configured
 // resources) enter it, and entries older than LifecycleInterval are pruned on every use, so it never holds
 // more than a few entries per configured resource.
 type lifecycleLimits struct {
+	listing  sync.Mutex // one lifecycle list call at a time: concurrent invocations share its answer
 	mu       sync.Mutex // never held across a Graph call
 	last     map[string]time.Time
 	recent   []time.Time // the process's actions within LifecycleInterval, at most MaxLifecycleActions
@@ -245,10 +254,16 @@ func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]Life
 		if spec, ok := k.listedResource(all, r.SubscriptionID); ok {
 			res.Resource = spec
 			key = "subscription " + strings.ToLower(r.SubscriptionID)
+		} else if sub, ok := k.listedMailbox(all, r.SubscriptionID); ok {
+			out[i] = k.mailboxLifecycle(ctx, res, sub)
+			continue
 		} else if r.Event == graph.SubscriptionRemoved {
 			if spec, ok := k.uncovered(all); ok {
 				res.Resource = spec
 				key = "resource " + spec.Path()
+			} else if k.mailboxes != nil && k.cfg.Mailboxes.Configured() {
+				out[i] = k.mailboxRemoved(ctx, res)
+				continue
 			}
 		}
 		if key == "" {
@@ -278,8 +293,75 @@ func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]Life
 	return out, nil
 }
 
+// listedMailbox returns the mailbox subscription of this app that id names, when mailboxes are configured.
+func (k *Keeper) listedMailbox(all []graph.Subscription, id string) (graph.Subscription, bool) {
+	if k.mailboxes == nil || !k.cfg.Mailboxes.Configured() {
+		return graph.Subscription{}, false
+	}
+	for _, s := range all {
+		if strings.EqualFold(s.ID, id) {
+			if _, _, ok := ParseMailboxResource(s.Resource); ok && sameChangeTypes(s.ChangeType, []string{"created", "deleted", "updated"}) {
+				return s, true
+			}
+		}
+	}
+	return graph.Subscription{}, false
+}
+
+// mailboxLifecycle acts on a lifecycle event of a listed mailbox subscription, under the same rationing as
+// the others: missed needs no Graph call (the caller catches up res.Mailbox); reauthorizationRequired and
+// subscriptionRemoved renew it with one PATCH (a 404 recreates it and catches it up).
+func (k *Keeper) mailboxLifecycle(ctx context.Context, res LifecycleResult, sub graph.Subscription) LifecycleResult {
+	user, kind, _ := ParseMailboxResource(sub.Resource)
+	res.Mailbox = MailboxResource(user, kind)
+	key := "subscription " + strings.ToLower(sub.ID)
+	if res.Event == graph.Missed {
+		key += " missed"
+	}
+	now := k.now()
+	if !k.limits.take(key, now) {
+		res.Verdict = Limited
+		return res
+	}
+	res.Verdict = Acted
+	if res.Event == graph.Missed {
+		return res
+	}
+	defer k.forgetListing()
+	mo, err := k.mailboxes.RenewOne(ctx, sub)
+	res.Outcome = Outcome{Resource: res.Mailbox, Action: Renewed, ID: sub.ID, Note: mo.Summary()}
+	if err != nil {
+		k.limits.release(key, now)
+		res.Verdict, res.Err = Failed, err
+	}
+	return res
+}
+
+// mailboxRemoved acts on a subscriptionRemoved whose id no longer lists, when every configured directory
+// resource has its subscription: one of the mailboxes' went. A recovering run creates what is missing and
+// catches up each mailbox it subscribes again. One such run per LifecycleInterval.
+func (k *Keeper) mailboxRemoved(ctx context.Context, res LifecycleResult) LifecycleResult {
+	const key = "mailboxes removed"
+	now := k.now()
+	if !k.limits.take(key, now) {
+		res.Verdict = Limited
+		return res
+	}
+	defer k.forgetListing()
+	res.Verdict = Acted
+	mo, err := k.mailboxes.Recover(ctx)
+	res.Outcome = Outcome{Resource: "mailboxes", Action: Recreated, Note: mo.Summary()}
+	if err != nil {
+		k.limits.release(key, now)
+		res.Verdict, res.Err = Failed, err
+	}
+	return res
+}
+
 // listForLifecycle returns this app's subscriptions, listed at most ListReuse ago.
 func (k *Keeper) listForLifecycle(ctx context.Context) ([]graph.Subscription, error) {
+	k.limits.listing.Lock()
+	defer k.limits.listing.Unlock()
 	now := k.now()
 	k.limits.mu.Lock()
 	if !k.limits.listedAt.IsZero() && now.Sub(k.limits.listedAt) < ListReuse && now.Sub(k.limits.listedAt) >= 0 {
@@ -351,8 +433,18 @@ func (k *Keeper) Ensure(ctx context.Context, mode Mode) ([]Outcome, error) {
 		}
 		outs = append(outs, out)
 	}
+	if k.mailboxes != nil && k.cfg.Mailboxes.Configured() {
+		mo, err := k.mailboxes.Run(ctx)
+		outs = append(outs, Outcome{Resource: "mailboxes", Action: Unchanged, Note: mo.Summary()})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mailboxes: %w", err))
+		}
+	}
 	return outs, errors.Join(errs...)
 }
+
+// SetMailboxes makes the keeper's runs and lifecycle handling cover GRAPH_MAILBOXES' subscriptions too.
+func (k *Keeper) SetMailboxes(m *MailboxKeeper) { k.mailboxes = m }
 
 // EnsureResource runs the rules of the package doc once for one resource.
 func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mode Mode) (Outcome, error) {
@@ -362,7 +454,7 @@ func (k *Keeper) EnsureResource(ctx context.Context, res config.ResourceSpec, mo
 	if err := k.cfg.Check(settings...); err != nil {
 		return Outcome{}, err
 	}
-	plan, ok := family.PlanOf(res, k.cfg.ChangeTypes)
+	plan, ok := k.cfg.PlanOf(res)
 	if !ok {
 		return Outcome{}, fmt.Errorf("%s names no resource family the product follows", res.Path())
 	}
@@ -508,13 +600,33 @@ func (k *Keeper) stale(s graph.Subscription) string {
 	}
 }
 
+// renewBelow is RenewBelow, or half the plan's lifetime for a family whose subscriptions live no longer
+// than RenewBelow (Teams messages: three days), so that a run does not renew them every time.
+func renewBelow(plan family.Plan) time.Duration {
+	if plan.Lifetime > RenewBelow {
+		return RenewBelow
+	}
+	return plan.Lifetime / 2
+}
+
 func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, plan family.Plan, mode Mode) (graph.Subscription, Action, error) {
 	now := k.now()
 	var u graph.SubscriptionUpdate
 	if want := k.notificationURL(); !sameURL(s.NotificationURL, want) {
 		u.NotificationURL = want // a rotated function key, or a moved app
 	}
-	if u.NotificationURL == "" && mode == Normal && s.ExpirationDateTime.Sub(now) >= RenewBelow {
+	if plan.IncludeResourceData {
+		cur, _, err := k.cfg.EncryptionCertificates(now)
+		if err != nil {
+			return s, "", fmt.Errorf("renew subscription %s: %w", s.ID, err)
+		}
+		if s.EncryptionCertificateID != cur.ID() || (s.EncryptionCertificate != "" && s.EncryptionCertificate != cur.PublicBase64()) {
+			// Rotation: the subscription moves to the current certificate; notifications already encrypted
+			// for the previous one still open while GRAPH_ENCRYPTION_CERTIFICATE_PREVIOUS holds it.
+			u.EncryptionCertificate, u.EncryptionCertificateID = cur.PublicBase64(), cur.ID()
+		}
+	}
+	if u.NotificationURL == "" && u.EncryptionCertificateID == "" && mode == Normal && s.ExpirationDateTime.Sub(now) >= renewBelow(plan) {
 		return s, Unchanged, nil
 	}
 	u.ExpirationDateTime = now.Add(plan.Lifetime)
@@ -531,6 +643,12 @@ func (k *Keeper) renew(ctx context.Context, g Graph, s graph.Subscription, plan 
 	if updated.ID == "" {
 		updated.ID = s.ID
 	}
+	if updated.EncryptionCertificateID == "" {
+		updated.EncryptionCertificateID = s.EncryptionCertificateID
+		if u.EncryptionCertificateID != "" {
+			updated.EncryptionCertificateID = u.EncryptionCertificateID
+		}
+	}
 	return updated, Renewed, nil
 }
 
@@ -543,6 +661,14 @@ func (k *Keeper) create(ctx context.Context, g Graph, plan family.Plan) (graph.S
 		ExpirationDateTime:        k.now().Add(plan.Lifetime),
 		ClientState:               k.cfg.ClientState.Reveal(),
 		LatestSupportedTLSVersion: "v1_2",
+	}
+	if plan.IncludeResourceData {
+		cert, _, err := k.cfg.EncryptionCertificates(k.now())
+		if err != nil {
+			return graph.Subscription{}, fmt.Errorf("create subscription: %w", err)
+		}
+		// The certificate alone: its private key never leaves the process.
+		req.IncludeResourceData, req.EncryptionCertificate, req.EncryptionCertificateID = true, cert.PublicBase64(), cert.ID()
 	}
 	created, err := g.CreateSubscription(ctx, req)
 	if errors.Is(err, graph.ErrConflict) {
@@ -698,8 +824,9 @@ func anyPermission() string {
 	return strings.Join(parts, "; ")
 }
 
-// Unsubscribe deletes this app's subscriptions for the configured resources and change types, for a clean
-// uninstall, and returns their ids.
+// Unsubscribe deletes this app's subscriptions for the configured resources and change types, and, with
+// mailboxes wired (SetMailboxes), every mailbox subscription of this app, for a clean uninstall, and returns
+// their ids.
 func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -723,6 +850,23 @@ func (k *Keeper) Unsubscribe(ctx context.Context) ([]string, error) {
 			}
 			ids = append(ids, s.ID)
 		}
+	}
+	if k.mailboxes == nil {
+		return ids, nil
+	}
+	// Every mailbox subscription this app holds goes too, configured or not: Graph lists only this app's.
+	all, err := g.ListSubscriptions(ctx)
+	if err != nil {
+		return ids, explain("list subscriptions", "", err)
+	}
+	for _, s := range all {
+		if _, _, ok := ParseMailboxResource(s.Resource); !ok {
+			continue
+		}
+		if err := deleteIgnoringNotFound(ctx, g, s.ID); err != nil {
+			return ids, err
+		}
+		ids = append(ids, s.ID)
 	}
 	return ids, nil
 }

@@ -477,6 +477,28 @@ func TestLifecycleActsOnlyOnListedSubscriptions(t *testing.T) {
 	}
 }
 
+// Concurrent invocations share one list call: a flood spread over many messages, worked on at once,
+// still costs one.
+func TestLifecycleConcurrentCallsShareOneList(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(t)
+	ensure(t, k, Normal)
+	before := e.fg.Count("GET", "/v1.0/subscriptions")
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			req := LifecycleRequest{SubscriptionID: fmt.Sprintf("0badf00d-0000-4000-8000-%012d", i), Event: graph.ReauthorizationRequired}
+			if rs, err := k.Lifecycle(context.Background(), []LifecycleRequest{req}); err != nil || rs[0].Verdict != NotListed {
+				t.Errorf("%v %v", rs, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := e.fg.Count("GET", "/v1.0/subscriptions") - before; n != 1 {
+		t.Errorf("%d list calls for 20 concurrent calls within %s, want 1", n, ListReuse)
+	}
+}
+
 // A subscription Graph removed no longer lists: its subscriptionRemoved recreates it only because Graph's
 // own list shows the resource uncovered, not because the notification says so.
 func TestLifecycleRemovedRecreatesOnlyAnUncoveredResource(t *testing.T) {

@@ -61,10 +61,10 @@ type MailboxKeeper struct {
 	mu    sync.Mutex // one run at a time per process
 }
 
-// NewMailboxKeeper returns a keeper for GRAPH_MAILBOXES. store keeps the refusals.
+// NewMailboxKeeper returns a keeper for GRAPH_MAILBOXES. store keeps the refusals; now is the clock.
 func NewMailboxKeeper(cfg *config.Config, g func() (MailboxGraph, error), store RefusalStore, now func() time.Time, o MailboxOptions) *MailboxKeeper {
 	if now == nil {
-		now = time.Now
+		panic("subscription.NewMailboxKeeper: now is nil: the clock is given, never taken")
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
@@ -160,7 +160,43 @@ func (k *MailboxKeeper) Desired(ctx context.Context, g MailboxGraph) (resources 
 }
 
 // Run converges the mailbox subscriptions once, within the run's budget and time; the next run continues.
-func (k *MailboxKeeper) Run(ctx context.Context) (MailboxOutcome, error) {
+func (k *MailboxKeeper) Run(ctx context.Context) (MailboxOutcome, error) { return k.run(ctx, "") }
+
+// Recover is Run after Graph said it removed a subscription without saying which mailbox's (a removed
+// subscription no longer lists): every subscription the run creates is taken to be one Graph removed, and
+// its mailbox is caught up (Gap).
+func (k *MailboxKeeper) Recover(ctx context.Context) (MailboxOutcome, error) {
+	return k.run(ctx, "subscription removed")
+}
+
+// RenewOne renews one listed mailbox subscription now, for a reauthorizationRequired: one PATCH, which also
+// reauthorizes it; a 404 creates it again and its mailbox is caught up.
+func (k *MailboxKeeper) RenewOne(ctx context.Context, s graph.Subscription) (MailboxOutcome, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out MailboxOutcome
+	res, kind, ok := ParseMailboxResource(s.Resource)
+	if !ok {
+		return out, fmt.Errorf("%q is not a mailbox subscription", s.Resource)
+	}
+	g, err := k.graph()
+	if err != nil {
+		return out, fmt.Errorf("graph client: %w", err)
+	}
+	probe := &Keeper{cfg: k.cfg}
+	r := &mailboxRun{k: k, g: g, deadline: k.now().Add(k.opts.RunTime), out: &out, url: probe.notificationURL()}
+	refusals, err := k.store.Refusals(ctx)
+	if err == nil {
+		r.refusals = refusals
+	}
+	r.do(ctx, Op{Kind: OpRenew, Resource: MailboxResource(res, kind), Sub: s, Urgent: true, Why: "reauthorizationRequired"})
+	if out.Failed > 0 {
+		return out, errors.Join(out.Errors...)
+	}
+	return out, nil
+}
+
+func (k *MailboxKeeper) run(ctx context.Context, recovering string) (MailboxOutcome, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var out MailboxOutcome
@@ -209,7 +245,7 @@ func (k *MailboxKeeper) Run(ctx context.Context) (MailboxOutcome, error) {
 		}
 	}
 
-	r := &mailboxRun{k: k, g: g, deadline: deadline, refusals: refusals, out: &out, url: want}
+	r := &mailboxRun{k: k, g: g, deadline: deadline, refusals: refusals, out: &out, url: want, recovering: recovering}
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(k.opts.Concurrency)
 	for i, op := range plan.Ops {
@@ -237,8 +273,10 @@ type mailboxRun struct {
 	deadline time.Time
 	refusals map[string]Refusal // read-only during the run
 	url      string
-	mu       sync.Mutex
-	out      *MailboxOutcome
+	// recovering, when set, is why every create of the run is taken to fill a gap (see Recover).
+	recovering string
+	mu         sync.Mutex
+	out        *MailboxOutcome
 }
 
 func (r *mailboxRun) count(f func(o *MailboxOutcome)) {
@@ -334,7 +372,7 @@ func (r *mailboxRun) do(ctx context.Context, op Op) {
 		}
 		r.create(ctx, op, true, "subscription stale")
 	case OpCreate:
-		r.create(ctx, op, false, "")
+		r.create(ctx, op, r.recovering != "", r.recovering)
 	}
 }
 

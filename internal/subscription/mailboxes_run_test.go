@@ -268,3 +268,70 @@ func TestMailboxKeeperStopsAtItsRunTimeAndTheNextRunContinues(t *testing.T) {
 		t.Fatalf("renewals per run %v", renewed)
 	}
 }
+
+func TestKeeperLifecycleForMailboxSubscriptions(t *testing.T) {
+	e := mailEnv(t, func(o *fakegraph.Options) {
+		o.AppRoles = append(o.AppRoles, "User.Read.All")
+	})
+	e.settings[config.Mailboxes] = mbUser(1) + "," + mbUser(2)
+	k := e.keeper(t)
+	mk, _ := e.mailKeeper(t, &MemoryRefusals{}, MailboxOptions{})
+	k.SetMailboxes(mk)
+	outs := ensureAll(t, k)
+	if len(outs) != 2 || !strings.Contains(outs[1].Summary(e.clock.Now()), "created 2") {
+		t.Fatalf("the timer's run covers the mailboxes: %+v", outs)
+	}
+	subs := mailboxSubs(e.fg)
+	s1 := subs[MailboxResource(mbUser(1), "messages")]
+
+	res, err := k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: s1.ID, Event: graph.Missed}})
+	if err != nil || res[0].Verdict != Acted || res[0].Mailbox != MailboxResource(mbUser(1), "messages") {
+		t.Fatalf("missed: %+v %v", res, err)
+	}
+	writes := e.writes()
+	e.clock.Advance(time.Minute)
+	res, _ = k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: s1.ID, Event: graph.ReauthorizationRequired}})
+	if res[0].Verdict != Acted || e.writes() != writes+1 || e.fg.NeedsReauthorization(s1.ID) {
+		t.Fatalf("reauthorization: %+v, %d writes", res, e.writes()-writes)
+	}
+
+	// Graph removes the second mailbox's subscription: it lists no more, so a recovering run recreates
+	// what is missing and catches that mailbox up.
+	s2 := subs[MailboxResource(mbUser(2), "messages")]
+	e.fg.SendLifecycle(s2.ID, "subscriptionRemoved")
+	e.clock.Advance(2 * time.Minute)
+	res, _ = k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: s2.ID, Event: graph.SubscriptionRemoved}})
+	if res[0].Verdict != Acted || len(mailboxSubs(e.fg)) != 3 {
+		t.Fatalf("removed: %+v; subscriptions %v", res, mailboxSubs(e.fg))
+	}
+	var mailGaps []string
+	for _, g := range e.gaps {
+		if strings.HasPrefix(g, "users/") {
+			mailGaps = append(mailGaps, g)
+		}
+	}
+	if len(mailGaps) != 1 || mailGaps[0] != MailboxResource(mbUser(2), "messages")+" subscription removed" {
+		t.Fatalf("catch-up asked for %v", mailGaps)
+	}
+	// Uninstall removes the mailbox subscriptions with the directory's.
+	defer func() {
+		ids, err := k.Unsubscribe(context.Background())
+		if err != nil || len(ids) != 3 || len(e.fg.Subscriptions()) != 0 { // users and the two mailboxes
+			t.Errorf("unsubscribe: %v %v; left %v", ids, err, e.fg.Subscriptions())
+		}
+	}()
+	// A flood of the same is rationed.
+	res, _ = k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: s2.ID, Event: graph.SubscriptionRemoved}})
+	if res[0].Verdict != Limited {
+		t.Fatalf("second removal within the interval: %+v", res)
+	}
+}
+
+func ensureAll(t *testing.T, k *Keeper) []Outcome {
+	t.Helper()
+	outs, err := k.Ensure(context.Background(), Normal)
+	if err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	return outs
+}

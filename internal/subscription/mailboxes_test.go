@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
-var planT0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+var planT0 = testclock.Date(2026, 3, 2, 8, 0, 0)
 
 func mbUser(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/testclock"
 )
 
 // memGraph keeps subscriptions in memory and records what was asked of it.
@@ -60,7 +61,7 @@ func TestDriveSubscriptionFollowsItsPlan(t *testing.T) {
 		config.NotificationURL: "https://example.org/api/webhook", config.Resource: "users,drives/" + drive}
 	cfg := config.Load(func(k string) string { return vars[k] })
 	g := &memGraph{}
-	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	now := testclock.Date(2026, 12, 1, 10, 0, 0)
 	var gaps []string
 	k := New(cfg, func() (Graph, error) { return g, nil }, func(_ context.Context, scope, _ string) error {
 		gaps = append(gaps, scope)

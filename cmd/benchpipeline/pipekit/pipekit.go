@@ -508,8 +508,11 @@ const (
 // Section names, in the order they appear in the block. The optional ones (cmd/benchscale's) follow, and get
 // no placeholder while they have not been written.
 var (
-	sectionOrder     = []string{"economy", "detection", "reliability", "storage"}
+	sectionOrder     = []string{"economy", "detection", "drives", "reliability", "storage"}
 	optionalSections = []string{"scale"}
+	// sectionTarget is the make target that writes each section.
+	sectionTarget = map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "drives": "bench-pipeline",
+		"reliability": "reliability", "storage": "reliability", "scale": "bench-scale"}
 )
 
 func subBegin(name string) string { return "<!-- pipeline-" + name + ":begin -->" }
@@ -564,7 +567,7 @@ func WriteSection(path, name, body string) error {
 	}
 	for _, n := range sectionOrder {
 		if _, ok := sections[n]; !ok {
-			parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, map[string]string{"economy": "bench-pipeline", "detection": "bench-pipeline", "reliability": "reliability", "storage": "reliability"}[n]))
+			parts = append(parts, fmt.Sprintf("_%s: not measured yet (`make %s`)._", n, sectionTarget[n]))
 		}
 	}
 	for _, n := range optionalSections {

@@ -27,7 +27,7 @@ func TestWriteSectionKeepsTheOtherSection(t *testing.T) {
 	got := string(b)
 	want := "# Report\n\ntext\n\n## Graph economy, end-to-end latency and reliability\n\n" + outerMarker + "\n" +
 		subBegin("economy") + "\nE1\n" + subEnd("economy") + "\n\n" + subBegin("reliability") + "\nR2\n" + subEnd("reliability") +
-		"\n\n_detection: not measured yet (`make bench-pipeline`)._\n\n_storage: not measured yet (`make reliability`)._\n" + outerEnd + "\n"
+		"\n\n_detection: not measured yet (`make bench-pipeline`)._\n\n_drives: not measured yet (`make bench-pipeline`)._\n\n_storage: not measured yet (`make reliability`)._\n" + outerEnd + "\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
@@ -47,15 +47,15 @@ func TestWriteSectionWithoutBlock(t *testing.T) {
 	}
 }
 
-func TestWriteSectionPutsDetectionBetween(t *testing.T) {
+func TestWriteSectionPutsDetectionAndDrivesBetween(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "b.md")
-	for _, w := range [][2]string{{"storage", "S"}, {"reliability", "R"}, {"economy", "E"}, {"detection", "D"}} {
+	for _, w := range [][2]string{{"storage", "S"}, {"reliability", "R"}, {"economy", "E"}, {"drives", "V"}, {"detection", "D"}} {
 		if err := WriteSection(p, w[0], w[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	b, _ := os.ReadFile(p)
-	want := subBegin("economy") + "\nE\n" + subEnd("economy") + "\n\n" + subBegin("detection") + "\nD\n" + subEnd("detection") + "\n\n" + subBegin("reliability") + "\nR\n" + subEnd("reliability") + "\n\n" + subBegin("storage") + "\nS\n" + subEnd("storage") + "\n" + outerEnd + "\n"
+	want := subBegin("economy") + "\nE\n" + subEnd("economy") + "\n\n" + subBegin("detection") + "\nD\n" + subEnd("detection") + "\n\n" + subBegin("drives") + "\nV\n" + subEnd("drives") + "\n\n" + subBegin("reliability") + "\nR\n" + subEnd("reliability") + "\n\n" + subBegin("storage") + "\nS\n" + subEnd("storage") + "\n" + outerEnd + "\n"
 	if !strings.HasSuffix(string(b), want) || strings.Contains(string(b), "not measured yet") {
 		t.Errorf("got\n%s", b)
 	}

@@ -187,8 +187,8 @@ var (
 	// The host records the handler's summary behind its own prefix ("queueworker: message … (dequeue 1): "),
 	// so these are not anchored.
 	workerSummaryRE = regexp.MustCompile(`(\d+) events \(.*?(?:; (\d+) suppressed as carrying nothing new)?\) from (\d+) notifications`)
-	resyncSummaryRE = regexp.MustCompile(`resync (?:\w+ )?pass \S+ (?:completed: page \d+,|page \d+:) (\d+) event\(s\)(?:, (\d+) suppressed as carrying nothing new)?`)
-	resyncDoneRE    = regexp.MustCompile(`resync (?:(\w+) )?pass \S+ completed`)
+	resyncSummaryRE = regexp.MustCompile(`resync (?:\S+ )?pass \S+ (?:completed: page \d+,|page \d+:) (\d+) event\(s\)(?:, (\d+) suppressed as carrying nothing new)?`)
+	resyncDoneRE    = regexp.MustCompile(`resync (?:(\S+) )?pass \S+ completed`)
 )
 
 // WorkerTally sums the queue worker's invocations that started in a window.

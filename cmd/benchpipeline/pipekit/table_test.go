@@ -85,6 +85,7 @@ func TestSummaryExpressions(t *testing.T) {
 		{"queueworker: message m (dequeue 1): resync users pass P page 2: 1 event(s), 4 suppressed as carrying nothing new, continuing", 1, 4, true, false},
 		{"queueworker: message m (dequeue 1): resync users pass P completed: page 4, 0 event(s), 5 suppressed as carrying nothing new", 0, 5, true, true},
 		{"resync pass P completed: page 4, 5 event(s)", 5, 0, true, true},
+		{"queueworker: message m (dequeue 1): resync drives/b!x-Y_1 pass P completed: page 1, 1 event(s), 21 suppressed as carrying nothing new", 1, 21, true, true},
 	}
 	for _, c := range cases {
 		var ev, sup int

@@ -1,4 +1,6 @@
-package directory
+// Package directorytest is an in-memory Graph for tests of the code that reads directory objects: live and
+// deleted objects by path, answers overridden per path, and a count of $batch calls.
+package directorytest
 
 import (
 	"context"
@@ -6,11 +8,12 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 )
 
-// FakeGraph is an in-memory Graph for tests of the packages that read objects: live and deleted objects
-// by path ("/users/{id}", "/directory/deletedItems/{id}"), answers overridden per path, and a count of
+// FakeGraph is an in-memory Graph (directory.Graph) for tests of the packages that read objects: live and
+// deleted objects by path ("/users/{id}", "/directory/deletedItems/{id}"), answers overridden per path, and a count of
 // $batch calls. It is safe for concurrent use.
 type FakeGraph struct {
 	mu      sync.Mutex
@@ -27,13 +30,13 @@ func NewFakeGraph() *FakeGraph {
 }
 
 // Put makes an object live in a collection.
-func (f *FakeGraph) Put(k Kind, o graph.Object) {
+func (f *FakeGraph) Put(k family.Kind, o graph.Object) {
 	p, _ := graph.ObjectPath(k.Collection, o.ID())
 	f.set(p, o)
 }
 
 // PutDeleted puts an object in deletedItems (and takes it out of its collection).
-func (f *FakeGraph) PutDeleted(k Kind, o graph.Object) {
+func (f *FakeGraph) PutDeleted(k family.Kind, o graph.Object) {
 	p, _ := graph.ObjectPath(k.Collection, o.ID())
 	d, _ := graph.DeletedPath(o.ID())
 	f.mu.Lock()
@@ -43,7 +46,7 @@ func (f *FakeGraph) PutDeleted(k Kind, o graph.Object) {
 }
 
 // Remove deletes an object from everywhere.
-func (f *FakeGraph) Remove(k Kind, id string) {
+func (f *FakeGraph) Remove(k family.Kind, id string) {
 	p, _ := graph.ObjectPath(k.Collection, id)
 	d, _ := graph.DeletedPath(id)
 	f.mu.Lock()
