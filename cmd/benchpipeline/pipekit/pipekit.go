@@ -515,6 +515,9 @@ var (
 		"reliability": "reliability", "storage": "reliability", "scale": "bench-scale"}
 )
 
+// foreignBlockRE finds the begin marker of a block in the pipeline block that another tool writes.
+var foreignBlockRE = regexp.MustCompile(`<!-- ([a-z][a-z0-9-]*):begin -->`)
+
 func subBegin(name string) string { return "<!-- pipeline-" + name + ":begin -->" }
 func subEnd(name string) string   { return "<!-- pipeline-" + name + ":end -->" }
 
@@ -573,6 +576,16 @@ func WriteSection(path, name, body string) error {
 	for _, n := range optionalSections {
 		if s, ok := sections[n]; ok {
 			parts = append(parts, s)
+		}
+	}
+	// Blocks other tools keep inside this one (<!-- name:begin --> … <!-- name:end -->) stay, after ours.
+	for _, m := range foreignBlockRE.FindAllStringSubmatchIndex(inner, -1) {
+		name := inner[m[2]:m[3]]
+		if strings.HasPrefix(name, "pipeline-") {
+			continue
+		}
+		if e := strings.Index(inner[m[1]:], "<!-- "+name+":end -->"); e >= 0 {
+			parts = append(parts, inner[m[0]:m[1]+e+len("<!-- "+name+":end -->")])
 		}
 	}
 	out := before + strings.Join(parts, "\n\n") + "\n" + after

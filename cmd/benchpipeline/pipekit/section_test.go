@@ -75,3 +75,23 @@ func TestWriteSectionOptionalScaleComesLast(t *testing.T) {
 		t.Errorf("got\n%s", got)
 	}
 }
+
+func TestWriteSectionKeepsOtherToolsBlocks(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "b.md")
+	if err := WriteSection(p, "economy", "E"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	doc := strings.Replace(string(b), outerEnd, "<!-- bench-mailboxes:begin -->\nM\n<!-- bench-mailboxes:end -->\n"+outerEnd, 1)
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSection(p, "scale", "S"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(p)
+	got := string(b)
+	if strings.Count(got, "<!-- bench-mailboxes:begin -->\nM\n<!-- bench-mailboxes:end -->") != 1 || !strings.Contains(got, subBegin("scale")+"\nS\n") {
+		t.Errorf("got\n%s", got)
+	}
+}
