@@ -325,3 +325,44 @@ func TestValidateAll(t *testing.T) {
 		})
 	}
 }
+
+// Once the set is past its TTL and the endpoint is down, calls within MinRefetch of the last attempt use
+// the stale key without trying again: one attempt, not one per call each waiting out a failing request.
+func TestJWKSStaleKeyWhileDownFetchesOncePerMinRefetch(t *testing.T) {
+	ks := newKeyServer(t, "k1")
+	clk := &clock{t: time.Now()}
+	j := NewJWKS(KeysURL(ks.URL), ks.Client(), clk.Now)
+	ctx := ctxT(t)
+	if _, err := j.Key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	ks.set(true)
+	clk.Advance(DefaultTTL + time.Minute)
+	before := ks.hits.Load()
+	for i := range 10 {
+		if _, err := j.Key(ctx, "k1"); err != nil {
+			t.Fatalf("call %d: stale key while the endpoint is down: %v", i, err)
+		}
+		clk.Advance(DefaultMinRefetch / 20)
+	}
+	if n := ks.hits.Load() - before; n != 1 {
+		t.Fatalf("%d fetch attempts within MinRefetch, want 1", n)
+	}
+	// The next attempt is due after MinRefetch: one more, and the endpoint's recovery is seen.
+	clk.Advance(DefaultMinRefetch)
+	ks.set(false)
+	if _, err := j.Key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := ks.hits.Load() - before; n != 2 {
+		t.Fatalf("%d fetch attempts, want 2 (one more once MinRefetch had passed)", n)
+	}
+	// Fresh again: no further fetch.
+	if _, err := j.Key(ctx, "k1"); err != nil || ks.hits.Load()-before != 2 {
+		t.Fatalf("fresh set: err = %v, attempts = %d, want none more", err, ks.hits.Load()-before)
+	}
+	// An unknown kid is not served from a stale set, and is still refused.
+	if _, err := j.Key(ctx, "nope"); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("unknown kid: %v", err)
+	}
+}
