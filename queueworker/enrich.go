@@ -32,7 +32,7 @@ type object struct {
 	created bool   // every notification about it said created (a mailbox item's first event)
 
 	event      *message.Event
-	readAt     time.Time // when Graph was read for the event
+	readAt     time.Time // when Graph was read for the event; for a payload family, the content's own time
 	why        reason    // when left for later
 	retryAfter time.Duration
 	refused    error // Graph refused to read this object for good: its notifications go to poison alone

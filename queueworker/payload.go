@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/family"
@@ -99,10 +100,15 @@ func (f *Function) openPayloads(ctx context.Context, log *slog.Logger, m *messag
 
 	now := f.now()
 	for _, o := range payload {
+		// The state a rich notification brings is the message as Graph sent it, not a read made now: it is
+		// dated by the message's own times, so that a notification processed late (re-queued, or out of
+		// order) is recognised as older than a later edit already stored. Of several notifications about
+		// the message in one queue message, the latest content wins, change type and content together.
 		var (
-			last       graph.Object
-			lastNote   = -1
-			changeType graph.ChangeType
+			last     graph.Object
+			lastNote = -1
+			lastCT   graph.ChangeType
+			lastAt   time.Time
 		)
 		for _, i := range o.notes {
 			n := &m.Notifications[i]
@@ -113,17 +119,16 @@ func (f *Function) openPayloads(ctx context.Context, log *slog.Logger, m *messag
 				continue
 			}
 			ct, _ := graph.ParseChangeType(n.ChangeType)
-			if changeType != graph.Deleted {
-				changeType = ct // the last change, unless the message was deleted
+			at := contentTime(obj, ct, m.FirstSeen, now)
+			// On equal times a delete stands: a later notification at the same time does not revive it.
+			if lastNote < 0 || at.After(lastAt) || (at.Equal(lastAt) && (ct == graph.Deleted || lastCT != graph.Deleted)) {
+				last, lastNote, lastCT, lastAt = obj, i, ct, at
 			}
-			if obj != nil || ct == graph.Deleted {
-				last = obj
-			}
-			lastNote = i
 		}
 		if lastNote < 0 {
 			continue // every notification of it went to unusable
 		}
+		changeType := lastCT
 		origin := make([]string, len(o.notes))
 		for k, j := range o.notes {
 			origin[k] = family.NotificationIdentity(&m.Notifications[j])
@@ -132,7 +137,7 @@ func (f *Function) openPayloads(ctx context.Context, log *slog.Logger, m *messag
 			Kind: o.target.Kind, ID: o.id, ChangeType: changeType, Object: last, Context: o.target.Context,
 			Source: message.SourceNotification, SubscriptionID: m.Notifications[lastNote].SubscriptionID, Origin: origin,
 		}, now)
-		o.event, o.readAt = &e, now
+		o.event, o.readAt = &e, lastAt
 		opened = append(opened, o)
 		switch changeType {
 		case graph.Deleted:
@@ -142,6 +147,38 @@ func (f *Function) openPayloads(ctx context.Context, log *slog.Logger, m *messag
 		}
 	}
 	return toRead, opened, unusable, nil
+}
+
+// contentTime dates a chat message's content: its deletedDateTime for a delete, else its
+// lastModifiedDateTime, else its createdDateTime (RFC 3339 strings, as Graph writes them). Content without
+// a usable time (a delete sent without the resource) is dated by the queue message's firstSeen, when the
+// webhook received it. Never later than now: a content clock ahead of this one must not date a state into
+// the future, where no later read could ever supersede it.
+func contentTime(obj graph.Object, ct graph.ChangeType, firstSeen, now time.Time) time.Time {
+	names := []string{"lastModifiedDateTime", "createdDateTime"}
+	if ct == graph.Deleted {
+		names = append([]string{"deletedDateTime"}, names...)
+	}
+	for _, name := range names {
+		v, ok := obj[name].(string)
+		if !ok {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return earliest(t, now)
+		}
+	}
+	if !firstSeen.IsZero() {
+		return earliest(firstSeen, now)
+	}
+	return now
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // openOne opens one notification's encryptedContent and checks the message it holds is the one the

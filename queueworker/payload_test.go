@@ -10,13 +10,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/events"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/fakegraph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/graph"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/message"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 )
 
 const (
@@ -34,6 +38,12 @@ type teamsRig struct {
 }
 
 func newTeamsRig(t testing.TB, extra ...map[string]string) *teamsRig {
+	t.Helper()
+	return newTeamsRigWith(t, nil, extra...)
+}
+
+// newTeamsRigWith is newTeamsRig with options of the env besides the settings.
+func newTeamsRigWith(t testing.TB, opts []envOption, extra ...map[string]string) *teamsRig {
 	t.Helper()
 	pemText := func(p string) string {
 		b, err := os.ReadFile("../richnotify/testdata/" + p)
@@ -54,7 +64,7 @@ func newTeamsRig(t testing.TB, extra ...map[string]string) *teamsRig {
 			settings[k] = strings.ReplaceAll(v, "GRAPH_VECTORS_PEM", pemText("graph-vectors/certificate-and-key.pem"))
 		}
 	}
-	r.env = newEnv(t, withSettings(settings))
+	r.env = newEnv(t, append([]envOption{withSettings(settings)}, opts...)...)
 	rx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if tok := req.URL.Query().Get("validationToken"); tok != "" {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -416,5 +426,143 @@ func TestTeamsDeleteWithoutContent(t *testing.T) {
 	del.Notifications = []graph.ChangeNotification{n}
 	if evs := r.invokeMessage(del).events; len(evs) != 0 || len(r.enqueuedTo(r.poison)) != 1 || !strings.Contains(r.logs.String(), "no encryptedContent") {
 		t.Errorf("an update without content: events %+v, poison %d", evs, len(r.enqueuedTo(r.poison)))
+	}
+}
+
+// teamsTimeRig is a Teams rig whose Graph double dates its messages by a clock ten minutes behind the
+// worker's, moved a second at each step: content times are distinct and all before the worker's clock,
+// so they are what dates the states (the worker never dates a state after its own clock). Its events go
+// through the real writer, with an in-memory state table.
+type teamsTimeRig struct {
+	*teamsRig
+	step  atomic.Int64
+	q     *storagequeue.Memory
+	state *objectstate.Store
+}
+
+func newTeamsTimeRig(t *testing.T) *teamsTimeRig {
+	tr := &teamsTimeRig{q: storagequeue.NewMemory(), state: objectstate.NewMemoryTable().Store(objectstate.Options{})}
+	clock := func() time.Time {
+		return time.Now().Add(-10*time.Minute + time.Duration(tr.step.Load())*time.Second)
+	}
+	tr.teamsRig = newTeamsRigWith(t, []envOption{withGraph(func(o *fakegraph.Options) { o.Clock = clock })})
+	tr.f.d.Events = events.NewWriter(func() (events.Queue, error) { return tr.q, nil }, func() (events.State, error) { return tr.state, nil })
+	return tr
+}
+
+// written takes the events written to graphchanges so far.
+func (tr *teamsTimeRig) written() []message.Event {
+	var out []message.Event
+	for _, m := range tr.q.Take(message.ChangesQueue) {
+		var e message.Event
+		if err := json.Unmarshal(m.Text, &e); err != nil {
+			tr.t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// next is the body of the n-th delivery (from 1), once the double's clock has moved on.
+func (tr *teamsTimeRig) next(n int, change func() error) *message.Message {
+	tr.t.Helper()
+	tr.step.Add(1)
+	if err := change(); err != nil {
+		tr.t.Fatal(err)
+	}
+	return queued(tr.t.(*testing.T), tr.deliveries(n)[n-1])
+}
+
+func bodyOf(e message.Event) string {
+	b, _ := e.Object["body"].(map[string]any)
+	s, _ := b["content"].(string)
+	return s
+}
+
+// TestTeamsOutOfOrderEditsKeepTheLatest: two edits of one message processed in the wrong order (the later
+// first, as after a re-queue) leave the later edit as the last event and the stored state; the older one
+// is suppressed, not emitted as the newest.
+func TestTeamsOutOfOrderEditsKeepTheLatest(t *testing.T) {
+	tr := newTeamsTimeRig(t)
+	var posted fakegraph.ChatMessage
+	created := tr.next(1, func() (err error) {
+		posted, err = tr.fg.PostTeamsMessage(fakegraph.ChatMessage{ChatID: teamsChat, Content: "v0"})
+		return err
+	})
+	edit := func(content string) func() error {
+		return func() error {
+			return tr.fg.EditTeamsMessage(fakegraph.ChatMessage{ChatID: teamsChat, ID: posted.ID, Content: content})
+		}
+	}
+	first := tr.next(2, edit("v1"))
+	second := tr.next(3, edit("v2"))
+
+	tr.invokeMessage(created)
+	tr.invokeMessage(second)
+	tr.invokeMessage(first)
+
+	evs := tr.written()
+	if len(evs) != 2 {
+		t.Fatalf("%d events, want 2 (created v0, updated v2; v1 suppressed): %+v", len(evs), evs)
+	}
+	if last := evs[len(evs)-1]; bodyOf(last) != "v2" || last.ChangeType != graph.Updated {
+		t.Errorf("last event: %s %q, want updated v2", last.ChangeType, bodyOf(last))
+	}
+	rec, err := tr.state.Get(tr.ctx, "chatMessages", posted.ID)
+	if err != nil || rec == nil {
+		t.Fatalf("stored state: %v %v", rec, err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(rec.State, &st); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := st["body"].(map[string]any); b["content"] != "v2" {
+		t.Errorf("stored state %s, want the v2 edit", rec.State)
+	}
+	if !rec.ReadAt.Before(time.Now()) || rec.ReadAt.After(time.Now().Add(-9*time.Minute)) {
+		t.Errorf("stored readAt %v: want the content's lastModifiedDateTime (the double's clock, minutes behind), not the processing time", rec.ReadAt)
+	}
+}
+
+// TestTeamsOneMessageLatestContentWins: several notifications about one chat message in one queue
+// message resolve to the one whose content is latest, change type and content together, whatever their
+// order in the message.
+func TestTeamsOneMessageLatestContentWins(t *testing.T) {
+	tr := newTeamsTimeRig(t)
+	var posted fakegraph.ChatMessage
+	tr.next(1, func() (err error) {
+		posted, err = tr.fg.PostTeamsMessage(fakegraph.ChatMessage{ChatID: teamsChat, Content: "v0"})
+		return err
+	})
+	where := fakegraph.ChatMessage{ChatID: teamsChat, ID: posted.ID}
+	edit := func(content string) func() error {
+		return func() error { w := where; w.Content = content; return tr.fg.EditTeamsMessage(w) }
+	}
+	v1 := tr.next(2, edit("v1"))
+	v2 := tr.next(3, edit("v2"))
+	del := tr.next(4, func() error { return tr.fg.DeleteTeamsMessage(where) })
+	one := func(ms ...*message.Message) *message.Message {
+		out := &message.Message{V: message.Version, Kind: message.KindNotifications, ValidationTokens: ms[0].ValidationTokens, FirstSeen: firstSeen}
+		for _, m := range ms {
+			out.Notifications = append(out.Notifications, m.Notifications...)
+		}
+		return out
+	}
+
+	// The later edit listed first: the later edit is the event.
+	tr.invokeMessage(one(v2, v1))
+	evs := tr.written()
+	if len(evs) != 1 || evs[0].ChangeType != graph.Updated || bodyOf(evs[0]) != "v2" {
+		t.Errorf("two edits: events %+v, want one update with v2", evs)
+	}
+	// A delete followed by an older update: a delete, with the content of the deleted message (never
+	// a delete carrying the update's content).
+	tr.invokeMessage(one(del, v1))
+	evs = tr.written()
+	if len(evs) != 1 || evs[0].ChangeType != graph.Deleted || evs[0].Object["deletedDateTime"] == nil || bodyOf(evs[0]) != "" {
+		t.Fatalf("delete then update: events %+v, want one delete with the deleted message's content", evs)
+	}
+	if len(tr.enqueuedTo(tr.poison)) != 0 {
+		t.Error("something went to the poison queue")
 	}
 }

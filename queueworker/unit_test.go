@@ -330,3 +330,33 @@ func (u *unit) msg(kind message.Kind, ns ...graph.ChangeNotification) *message.M
 	m.FirstSeen = u.now
 	return m
 }
+
+// TestUnitContentTime: a chat message's content is dated by its own times, strictly RFC 3339, falling back
+// to the queue message's firstSeen, and never later than the worker's clock.
+func TestUnitContentTime(t *testing.T) {
+	now := testclock.Date(2026, 12, 1, 10, 0, 0)
+	seen := now.Add(-time.Hour)
+	at := func(d time.Duration) string { return now.Add(d).UTC().Format("2006-01-02T15:04:05.000Z") }
+	tests := []struct {
+		name string
+		obj  graph.Object
+		ct   graph.ChangeType
+		seen time.Time
+		want time.Time
+	}{
+		{"lastModified", graph.Object{"createdDateTime": at(-3 * time.Hour), "lastModifiedDateTime": at(-2 * time.Hour)}, graph.Updated, seen, now.Add(-2 * time.Hour)},
+		{"created when never modified", graph.Object{"createdDateTime": at(-3 * time.Hour), "lastModifiedDateTime": nil}, graph.Created, seen, now.Add(-3 * time.Hour)},
+		{"a delete by deletedDateTime", graph.Object{"lastModifiedDateTime": at(-2 * time.Hour), "deletedDateTime": at(-time.Minute)}, graph.Deleted, seen, now.Add(-time.Minute)},
+		{"deletedDateTime only counts for a delete", graph.Object{"lastModifiedDateTime": at(-2 * time.Hour), "deletedDateTime": at(-time.Minute)}, graph.Updated, seen, now.Add(-2 * time.Hour)},
+		{"a delete without content", nil, graph.Deleted, seen, seen},
+		{"not RFC 3339", graph.Object{"lastModifiedDateTime": "12/01/2026 08:00:00", "createdDateTime": 1764576000}, graph.Updated, seen, seen},
+		{"content ahead of the clock", graph.Object{"lastModifiedDateTime": at(time.Hour)}, graph.Updated, seen, now},
+		{"firstSeen ahead of the clock", nil, graph.Deleted, now.Add(time.Minute), now},
+		{"no firstSeen", nil, graph.Deleted, time.Time{}, now},
+	}
+	for _, tt := range tests {
+		if got := contentTime(tt.obj, tt.ct, tt.seen, now); !got.Equal(tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -125,18 +125,18 @@ func (j *JWKS) lookup(kid string) (key *rsa.PublicKey, fresh, stale bool, lastTr
 
 // Key returns the key for kid: from the cache while it is fresh, otherwise after fetching the key set again
 // (also when kid is unknown, at most once per MinRefetch). While the endpoint fails, a key set up to StaleFor
-// old is still used.
+// old is still used, and the endpoint is tried again at most once per MinRefetch.
 func (j *JWKS) Key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
-	if k, fresh, _, _ := j.lookup(kid); fresh && k != nil {
+	if k, ok := j.cached(kid); ok {
 		return k, nil
 	}
 	j.fetchMu.Lock()
 	defer j.fetchMu.Unlock()
-	// Another caller may have fetched while this one waited.
-	k, fresh, usable, lastTry := j.lookup(kid)
-	if fresh && k != nil {
+	// Another caller may have fetched (or tried to) while this one waited.
+	if k, ok := j.cached(kid); ok {
 		return k, nil
 	}
+	k, fresh, usable, lastTry := j.lookup(kid)
 	if fresh && j.now().Sub(lastTry) < orDefault(j.MinRefetch, DefaultMinRefetch) {
 		return nil, ErrUnknownKey // fetched moments ago and the kid is not there
 	}
@@ -153,6 +153,21 @@ func (j *JWKS) Key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 		return nil, ErrUnknownKey
 	}
 	return k, nil
+}
+
+// cached returns the key for kid when it may be used without a fetch: the set is fresh, or it is stale but
+// still usable and a fetch was attempted less than MinRefetch ago. The second case keeps calls from queueing
+// one after another behind a key endpoint that is down, each waiting out its own failing request: the stale
+// key serves until the next attempt is due, and a call made while an attempt is under way does not wait for it.
+func (j *JWKS) cached(kid string) (*rsa.PublicKey, bool) {
+	k, fresh, usable, lastTry := j.lookup(kid)
+	if k == nil {
+		return nil, false
+	}
+	if fresh {
+		return k, true
+	}
+	return k, usable && j.now().Sub(lastTry) < orDefault(j.MinRefetch, DefaultMinRefetch)
 }
 
 type jwk struct {

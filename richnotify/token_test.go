@@ -325,3 +325,110 @@ func TestValidateAll(t *testing.T) {
 		})
 	}
 }
+
+// Once the set is past its TTL and the endpoint is down, calls within MinRefetch of the last attempt use
+// the stale key without trying again: one attempt, not one per call each waiting out a failing request.
+func TestJWKSStaleKeyWhileDownFetchesOncePerMinRefetch(t *testing.T) {
+	ks := newKeyServer(t, "k1")
+	clk := &clock{t: time.Now()}
+	j := NewJWKS(KeysURL(ks.URL), ks.Client(), clk.Now)
+	ctx := ctxT(t)
+	if _, err := j.Key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	ks.set(true)
+	clk.Advance(DefaultTTL + time.Minute)
+	before := ks.hits.Load()
+	for i := range 10 {
+		if _, err := j.Key(ctx, "k1"); err != nil {
+			t.Fatalf("call %d: stale key while the endpoint is down: %v", i, err)
+		}
+		clk.Advance(DefaultMinRefetch / 20)
+	}
+	if n := ks.hits.Load() - before; n != 1 {
+		t.Fatalf("%d fetch attempts within MinRefetch, want 1", n)
+	}
+	// The next attempt is due after MinRefetch: one more, and the endpoint's recovery is seen.
+	clk.Advance(DefaultMinRefetch)
+	ks.set(false)
+	if _, err := j.Key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := ks.hits.Load() - before; n != 2 {
+		t.Fatalf("%d fetch attempts, want 2 (one more once MinRefetch had passed)", n)
+	}
+	// Fresh again: no further fetch.
+	if _, err := j.Key(ctx, "k1"); err != nil || ks.hits.Load()-before != 2 {
+		t.Fatalf("fresh set: err = %v, attempts = %d, want none more", err, ks.hits.Load()-before)
+	}
+	// An unknown kid is not served from a stale set, and is still refused.
+	if _, err := j.Key(ctx, "nope"); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("unknown kid: %v", err)
+	}
+}
+
+// While an attempt to refetch a stale set hangs on the endpoint, other calls use the stale key at once
+// instead of queueing behind it.
+func TestJWKSStaleKeyDoesNotWaitForAHangingFetch(t *testing.T) {
+	var hits atomic.Int32
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) > 1 {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+			<-release
+			http.Error(w, "nope", http.StatusServiceUnavailable)
+			return
+		}
+		pub := testKey().PublicKey
+		json.NewEncoder(w).Encode(map[string]any{"keys": []any{map[string]any{"kty": "RSA", "use": "sig", "kid": "k1",
+			"n": b64.EncodeToString(pub.N.Bytes()), "e": b64.EncodeToString(big.NewInt(int64(pub.E)).Bytes())}}})
+	}))
+	t.Cleanup(ts.Close)
+	t.Cleanup(unblock) // before the server closes: its handler must not hang
+	clk := &clock{t: time.Now()}
+	j := NewJWKS(KeysURL(ts.URL), ts.Client(), clk.Now)
+	ctx := ctxT(t)
+	if _, err := j.Key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(DefaultTTL + time.Minute)
+	fetched := make(chan error, 1)
+	go func() { _, err := j.Key(ctx, "k1"); fetched <- err }()
+	select {
+	case <-arrived:
+	case <-ctx.Done():
+		t.Fatal("no refetch of the stale set")
+	}
+	// The other calls must all return while the fetch still hangs (it hangs until they have).
+	calls := make(chan error, 1)
+	go func() {
+		for range 5 {
+			if _, err := j.Key(ctx, "k1"); err != nil {
+				calls <- err
+				return
+			}
+		}
+		calls <- nil
+	}()
+	select {
+	case err := <-calls:
+		if err != nil {
+			t.Fatalf("a call during the hanging fetch: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		unblock()
+		t.Fatal("calls waited for the hanging fetch instead of using the stale key")
+	}
+	unblock()
+	if err := <-fetched; err != nil {
+		t.Fatalf("the call that fetched: %v, want the stale key", err)
+	}
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("%d requests, want 2 (the first fetch, one refetch)", n)
+	}
+}
