@@ -31,7 +31,19 @@ func New(s config.StorageSettings, table string, o Options) (*Store, error) {
 		Transport:        o.Transport,
 		PerRetryPolicies: []policy.Policy{countingPolicy{st}, etagPolicy{}},
 	}}
-	var svc *aztables.ServiceClient
+	svc, err := TableService(s, o.Credential, opts, "the object state")
+	if err != nil {
+		return nil, err
+	}
+	tb.svc, tb.c = svc, svc.NewClient(table)
+	return st, nil
+}
+
+// TableService builds the Table service client of AzureWebJobsStorage: from a connection string (with
+// TableEndpoint, or an account name), or from the identity-based table service URL with cred (nil: the
+// managed identity the storage settings name). what says what is kept there, for the error when nothing is
+// set. It contacts nothing. Every user of the state table builds its client here.
+func TableService(s config.StorageSettings, cred azcore.TokenCredential, opts *aztables.ClientOptions, what string) (*aztables.ServiceClient, error) {
 	switch {
 	case s.ConnectionString != "":
 		c, err := aztables.NewServiceClientFromConnectionString(s.ConnectionString.Reveal(), opts)
@@ -39,9 +51,8 @@ func New(s config.StorageSettings, table string, o Options) (*Store, error) {
 			// The SDK's message could quote the string, key included: keep only the fact.
 			return nil, errors.New("AzureWebJobsStorage: the connection string is not usable by the table client (it needs AccountName and AccountKey, and TableEndpoint for an emulator)")
 		}
-		svc = c
+		return c, nil
 	case s.TableServiceURL != "":
-		cred := o.Credential
 		if cred == nil {
 			var err error
 			if cred, err = storagequeue.ManagedIdentity(s); err != nil {
@@ -52,14 +63,12 @@ func New(s config.StorageSettings, table string, o Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("AzureWebJobsStorage__tableServiceUri: %w", err)
 		}
-		svc = c
+		return c, nil
 	case s.IsSet():
 		return nil, errors.New("AzureWebJobsStorage: identity-based settings name no table service: set AzureWebJobsStorage__tableServiceUri or __accountName")
 	default:
-		return nil, errors.New("AzureWebJobsStorage is not set: the object state is kept there")
+		return nil, errors.New("AzureWebJobsStorage is not set: " + what + " is kept there")
 	}
-	tb.svc, tb.c = svc, svc.NewClient(table)
-	return st, nil
 }
 
 type tableBackend struct {

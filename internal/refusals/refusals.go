@@ -23,6 +23,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/graphwebhooks/graph-webhooks-go/internal/config"
+	"github.com/graphwebhooks/graph-webhooks-go/internal/objectstate"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/storagequeue"
 	"github.com/graphwebhooks/graph-webhooks-go/internal/subscription"
 )
@@ -56,32 +57,9 @@ func New(s config.StorageSettings, table string, o Options) (*Store, error) {
 		table = config.DefaultStateTable
 	}
 	opts := &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: o.Transport}}
-	var svc *aztables.ServiceClient
-	switch {
-	case s.ConnectionString != "":
-		c, err := aztables.NewServiceClientFromConnectionString(s.ConnectionString.Reveal(), opts)
-		if err != nil {
-			// The SDK's message could quote the string, key included: keep only the fact.
-			return nil, errors.New("AzureWebJobsStorage: the connection string is not usable by the table client (it needs AccountName and AccountKey, and TableEndpoint for an emulator)")
-		}
-		svc = c
-	case s.TableServiceURL != "":
-		cred := o.Credential
-		if cred == nil {
-			var err error
-			if cred, err = storagequeue.ManagedIdentity(s); err != nil {
-				return nil, err
-			}
-		}
-		c, err := aztables.NewServiceClient(s.TableServiceURL, cred, opts)
-		if err != nil {
-			return nil, fmt.Errorf("AzureWebJobsStorage__tableServiceUri: %w", err)
-		}
-		svc = c
-	case s.IsSet():
-		return nil, errors.New("AzureWebJobsStorage: identity-based settings name no table service: set AzureWebJobsStorage__tableServiceUri or __accountName")
-	default:
-		return nil, errors.New("AzureWebJobsStorage is not set: mailbox refusals are kept there")
+	svc, err := objectstate.TableService(s, o.Credential, opts, "the record of mailbox refusals")
+	if err != nil {
+		return nil, err
 	}
 	return &Store{svc: svc, c: svc.NewClient(table), name: table}, nil
 }
