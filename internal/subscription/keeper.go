@@ -183,6 +183,26 @@ type LifecycleResult struct {
 	// Mailbox is, for a mailbox subscription, its resource (users/{id}/messages or users/{id}/events),
 	// which a missed asks the caller to catch up; Resource is then empty.
 	Mailbox string
+
+	held reservation // Acted: the rationing slot the action took, which Release gives back
+}
+
+// reservation is one rationing slot taken: its key and when.
+type reservation struct {
+	key string
+	at  time.Time
+}
+
+// Release gives back the rationing slot of an Acted result whose follow-up failed: the caller's catch-up
+// of a missed, or the resync a renewal or recreation asks for. The caller retries the event later, and
+// without the slot the retry would be Limited and the follow-up would never run. The retry repeats the
+// action too (a renewal is idempotent) and takes the slot again, so the limits still bound what a flood
+// of notifications can cause: a slot comes back only when this process's own follow-up failed.
+func (k *Keeper) Release(r LifecycleResult) {
+	if r.Verdict != Acted || r.held.key == "" {
+		return
+	}
+	k.limits.release(r.held.key, r.held.at)
 }
 
 // lifecycleLimits is the rationing state: only ids that list as this app's (or the keys of configured
@@ -279,7 +299,7 @@ func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]Life
 			out[i] = res
 			continue
 		}
-		res.Verdict = Acted
+		res.Verdict, res.held = Acted, reservation{key, now}
 		if r.Event != graph.Missed {
 			o, err := k.EnsureResource(ctx, res.Resource, RenewNow)
 			res.Outcome = o
@@ -323,7 +343,7 @@ func (k *Keeper) mailboxLifecycle(ctx context.Context, res LifecycleResult, sub 
 		res.Verdict = Limited
 		return res
 	}
-	res.Verdict = Acted
+	res.Verdict, res.held = Acted, reservation{key, now}
 	if res.Event == graph.Missed {
 		return res
 	}
