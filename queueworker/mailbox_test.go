@@ -132,8 +132,7 @@ func TestMailboxMissedIsCaughtUp(t *testing.T) {
 			d.CatchUp = &mailbox.CatchUp{Lister: g, Tenant: testTenant, Now: time.Now,
 				Enqueue: func(_ context.Context, text []byte) error { queued = append(queued, text); return nil }}
 		}))
-	e.fg.SeedSubscription(fakegraph.Subscription{ID: testSub, Resource: "users/" + mailboxA + "/messages", ChangeType: "created,updated,deleted",
-		NotificationURL: "https://example.test/api/webhook", ExpirationDateTime: time.Now().Add(48 * time.Hour)})
+	e.fg.SeedSubscription(currentMailboxSub(e, time.Now()))
 	var ids []string
 	for i := range 3 {
 		ids = append(ids, e.fg.AddMessage(mailboxA, fakegraph.MailItem{Props: map[string]any{"subject": fmt.Sprint("missed ", i)}}))
@@ -197,9 +196,7 @@ func TestMailboxMissedCatchUpRetriedAfterFailure(t *testing.T) {
 					return nil
 				}}
 		}))
-	e.fg.SeedSubscription(fakegraph.Subscription{ID: testSub, Resource: "users/" + mailboxA + "/messages", ChangeType: "created,updated,deleted",
-		NotificationURL:    "https://example.test/api/webhook?cs=" + subscription.Fingerprint(e.cfg.ClientState),
-		ExpirationDateTime: start.Add(48 * time.Hour)})
+	e.fg.SeedSubscription(currentMailboxSub(e, start))
 	e.fg.AddMessage(mailboxA, fakegraph.MailItem{Props: map[string]any{"subject": "missed"}})
 
 	r := e.invokeMessage(lifecycleMsg(nil, string(graph.Missed)))
@@ -219,4 +216,12 @@ func TestMailboxMissedCatchUpRetriedAfterFailure(t *testing.T) {
 	if err := json.Unmarshal(queued[0], &m); err != nil || m.Kind != message.KindNotifications || len(m.Notifications) != 1 {
 		t.Errorf("catch-up message %s (%v)", queued[0], err)
 	}
+}
+
+// currentMailboxSub is mailboxA's messages subscription as the keeper makes it (its clientState fingerprint
+// in the notification URL, the lifecycle URL the settings default to), so that lifecycle events act on it.
+func currentMailboxSub(e *env, now time.Time) fakegraph.Subscription {
+	return fakegraph.Subscription{ID: testSub, Resource: "users/" + mailboxA + "/messages", ChangeType: "created,updated,deleted",
+		NotificationURL:          "https://example.test/api/webhook?cs=" + subscription.Fingerprint(e.cfg.ClientState),
+		LifecycleNotificationURL: e.cfg.LifecycleNotificationURL, ExpirationDateTime: now.Add(48 * time.Hour)}
 }

@@ -166,8 +166,8 @@ const (
 	// Limited: an action for the same subscription ran within LifecycleInterval, or the process reached
 	// MaxLifecycleActions; nothing was done.
 	Limited Verdict = "limited"
-	// NotListed: Graph does not list the id as this app's subscription for a configured resource; nothing
-	// was done.
+	// NotListed: Graph does not list the id as this app's subscription for a configured resource, or as a
+	// current subscription of this app for a mailbox GRAPH_MAILBOXES follows; nothing was done.
 	NotListed Verdict = "not listed"
 	// Failed: the action was tried and failed (Err says how).
 	Failed Verdict = "failed"
@@ -313,16 +313,20 @@ func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]Life
 	return out, nil
 }
 
-// listedMailbox returns the mailbox subscription of this app that id names, when mailboxes are configured.
+// listedMailbox returns the mailbox subscription of this app that id names, when it is one the mailbox
+// keeper keeps: for a mailbox GRAPH_MAILBOXES follows (MailboxKeeper.Follows) and current (not stale).
+// Any other the timer's next run deletes; acting on it would renew it, rewrite its notification URL, or
+// after a 404 create one for a mailbox that is not configured.
 func (k *Keeper) listedMailbox(all []graph.Subscription, id string) (graph.Subscription, bool) {
 	if k.mailboxes == nil || !k.cfg.Mailboxes.Configured() {
 		return graph.Subscription{}, false
 	}
 	for _, s := range all {
-		if strings.EqualFold(s.ID, id) {
-			if _, _, ok := ParseMailboxResource(s.Resource); ok && sameChangeTypes(s.ChangeType, []string{"created", "deleted", "updated"}) {
-				return s, true
-			}
+		if !strings.EqualFold(s.ID, id) || !sameChangeTypes(s.ChangeType, []string{"created", "deleted", "updated"}) {
+			continue
+		}
+		if k.mailboxes.Follows(s.Resource) && k.stale(s) == "" {
+			return s, true
 		}
 	}
 	return graph.Subscription{}, false
