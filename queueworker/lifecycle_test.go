@@ -418,8 +418,8 @@ func TestLifecycleResyncRetriedAfterRationedRenewal(t *testing.T) {
 	if got := rs.calls(); !slices.Equal(got, want) {
 		t.Errorf("resync calls %v, want %v (the retry requests it again)", got, want)
 	}
-	if n := subs.renew.Load(); n != 2 {
-		t.Errorf("renewed %d times, want 2 (the retry was not rationed away)", n)
+	if n := subs.renew.Load(); n != 2 || subs.released.Load() != 1 {
+		t.Errorf("renewed %d times, released %d slots; want 2 (the retry was not rationed away) and 1", n, subs.released.Load())
 	}
 	// A second event within the interval is still rationed: only a failed follow-up gives the slot back.
 	e.invokeMessage(lifecycleMsg(nil, string(graph.ReauthorizationRequired)))
