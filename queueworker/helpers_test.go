@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -448,7 +449,8 @@ func (s *syncBuffer) String() string {
 func (s *syncBuffer) contains(sub string) bool { return strings.Contains(s.String(), sub) }
 
 // fakeSubs is a Subscriptions double counting calls per event. It lists every GUID as this app's
-// subscription for users, unless notListed says otherwise.
+// subscription for users, unless notListed says otherwise. With ration, it rations as the keeper does for
+// one interval: an action per subscription and kind (missed or not) until Release gives its slot back.
 type fakeSubs struct {
 	renew, recreate, missed atomic.Int32
 	calls                   atomic.Int32
@@ -457,6 +459,41 @@ type fakeSubs struct {
 	listErr                 error
 	dropped                 bool // answer that the action ran within the interval
 	notListed               func(id string) bool
+	ration                  bool
+	mu                      sync.Mutex
+	taken                   map[string]bool
+	released                atomic.Int32
+}
+
+func rationKey(r subscription.LifecycleRequest) string {
+	return strings.ToLower(r.SubscriptionID) + " " + strconv.FormatBool(r.Event == graph.Missed)
+}
+
+// take reserves r's slot, or reports that it is taken.
+func (f *fakeSubs) take(r subscription.LifecycleRequest) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ration {
+		return true
+	}
+	if f.taken == nil {
+		f.taken = map[string]bool{}
+	}
+	if f.taken[rationKey(r)] {
+		return false
+	}
+	f.taken[rationKey(r)] = true
+	return true
+}
+
+func (f *fakeSubs) Release(r subscription.LifecycleResult) {
+	if r.Verdict != subscription.Acted {
+		return
+	}
+	f.released.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.taken, rationKey(r.LifecycleRequest))
 }
 
 func (f *fakeSubs) Lifecycle(_ context.Context, reqs []subscription.LifecycleRequest) ([]subscription.LifecycleResult, error) {
@@ -472,6 +509,10 @@ func (f *fakeSubs) Lifecycle(_ context.Context, reqs []subscription.LifecycleReq
 		switch {
 		case f.notListed != nil && f.notListed(r.SubscriptionID):
 			res.Verdict, res.Resource = subscription.NotListed, config.ResourceSpec{}
+			out = append(out, res)
+			continue
+		case !f.take(r):
+			res.Verdict = subscription.Limited
 			out = append(out, res)
 			continue
 		case r.Event == graph.Missed:

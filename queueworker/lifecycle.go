@@ -159,12 +159,14 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 	type catchUp struct {
 		resource, subscription string
 		notes                  []int
+		result                 subscription.LifecycleResult
 	}
 	var catchUps []catchUp
 	count := map[graph.LifecycleEvent]int{}
 	verdicts := map[subscription.Verdict]int{}
 	resyncs := map[string][]string{} // collection → reasons
 	var resyncNotes [][]int
+	var resyncResults []subscription.LifecycleResult // the Acted results the resync follows up
 	if len(actions) > 0 {
 		reqs := make([]subscription.LifecycleRequest, len(actions))
 		for i, a := range actions {
@@ -209,7 +211,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 					continue
 				}
 				log.Warn("Graph reports missed change notifications", "subscription", r.SubscriptionID, "resource", r.Mailbox)
-				catchUps = append(catchUps, catchUp{r.Mailbox, r.SubscriptionID, a.notes})
+				catchUps = append(catchUps, catchUp{r.Mailbox, r.SubscriptionID, a.notes, r})
 				continue
 			}
 			if r.Event != graph.Missed {
@@ -222,6 +224,7 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 			// subscription's collection is cheap, and collapses into one already running.
 			resyncs[r.Resource.Collection] = append(resyncs[r.Resource.Collection], string(r.Event))
 			resyncNotes = append(resyncNotes, a.notes)
+			resyncResults = append(resyncResults, r)
 		}
 		if n := verdicts[subscription.NotListed]; n > 0 {
 			log.Warn("dropped lifecycle notifications for subscriptions that are not this app's (Graph does not list them)", "count", n)
@@ -234,6 +237,8 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 		}
 		n, truncated, err := f.d.CatchUp.Run(work, c.resource, c.subscription)
 		if err != nil {
+			// The missed took its rationing slot; the retry needs it back to catch up.
+			f.d.Subscriptions.Release(c.result)
 			if err := fail("catching up "+c.resource, err, c.notes); err != nil {
 				return nil, err
 			}
@@ -263,7 +268,11 @@ func (f *Function) lifecycle(ctx context.Context, log *slog.Logger, m *message.M
 			}
 		}
 		if failed != nil {
-			// A retry repeats the subscription action only after its interval: converging is idempotent.
+			// The retry repeats the actions (converging is idempotent) and then the resync: it needs their
+			// rationing slots back, or it would be Limited and the resync never requested.
+			for _, r := range resyncResults {
+				f.d.Subscriptions.Release(r)
+			}
 			if err := fail("requesting a resync", failed, resyncNotes...); err != nil {
 				return nil, err
 			}

@@ -394,3 +394,36 @@ func TestRegisteredRoute(t *testing.T) {
 		t.Errorf("%d events written, want 3", len(evs))
 	}
 }
+
+// A renewal whose resync could not be requested is retried, and the retry is not refused by the rationing
+// the renewal took: the resync is requested then.
+func TestLifecycleResyncRetriedAfterRationedRenewal(t *testing.T) {
+	e, subs, rs := lifecycleEnv(t, true)
+	subs.ration = true
+	rs.mu.Lock()
+	rs.err = errors.New("queue unavailable")
+	rs.mu.Unlock()
+	r := e.invokeMessage(lifecycleMsg(nil, string(graph.ReauthorizationRequired)))
+	if len(r.logs) < 2 || !strings.Contains(r.logs[1], "re-enqueued 1") {
+		t.Fatalf("logs %q", r.logs)
+	}
+	rs.mu.Lock()
+	rs.err = nil
+	rs.mu.Unlock()
+	_, delivered := e.drain(20 * time.Second)
+	if len(delivered) != 1 {
+		t.Fatalf("re-delivered %d messages, want 1", len(delivered))
+	}
+	want := []string{"users:" + string(graph.ReauthorizationRequired), "users:" + string(graph.ReauthorizationRequired)}
+	if got := rs.calls(); !slices.Equal(got, want) {
+		t.Errorf("resync calls %v, want %v (the retry requests it again)", got, want)
+	}
+	if n := subs.renew.Load(); n != 2 || subs.released.Load() != 1 {
+		t.Errorf("renewed %d times, released %d slots; want 2 (the retry was not rationed away) and 1", n, subs.released.Load())
+	}
+	// A second event within the interval is still rationed: only a failed follow-up gives the slot back.
+	e.invokeMessage(lifecycleMsg(nil, string(graph.ReauthorizationRequired)))
+	if n := subs.renew.Load(); n != 2 || len(rs.calls()) != 2 {
+		t.Errorf("after the retry: renewed %d times, resync calls %v; want no more", n, rs.calls())
+	}
+}

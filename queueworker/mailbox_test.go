@@ -3,9 +3,11 @@ package queueworker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,8 +132,7 @@ func TestMailboxMissedIsCaughtUp(t *testing.T) {
 			d.CatchUp = &mailbox.CatchUp{Lister: g, Tenant: testTenant, Now: time.Now,
 				Enqueue: func(_ context.Context, text []byte) error { queued = append(queued, text); return nil }}
 		}))
-	e.fg.SeedSubscription(fakegraph.Subscription{ID: testSub, Resource: "users/" + mailboxA + "/messages", ChangeType: "created,updated,deleted",
-		NotificationURL: "https://example.test/api/webhook", ExpirationDateTime: time.Now().Add(48 * time.Hour)})
+	e.fg.SeedSubscription(currentMailboxSub(e, time.Now()))
 	var ids []string
 	for i := range 3 {
 		ids = append(ids, e.fg.AddMessage(mailboxA, fakegraph.MailItem{Props: map[string]any{"subject": fmt.Sprint("missed ", i)}}))
@@ -162,4 +163,65 @@ func TestMailboxMissedIsCaughtUp(t *testing.T) {
 	if e.fg.Count("PATCH", "/v1.0/subscriptions/") != patches+1 || !strings.Contains(r.logs[0], "renewed mailbox subscription") {
 		t.Fatalf("reauthorization: %d PATCHes, logs %q", e.fg.Count("PATCH", "/v1.0/subscriptions/")-patches, r.logs)
 	}
+}
+
+// A missed whose catch-up failed is retried, and the retry is not refused by the rationing the missed
+// took (the real keeper's, its clock stopped so that the retry falls within the interval): it catches up.
+func TestMailboxMissedCatchUpRetriedAfterFailure(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		queued  [][]byte
+		failing = true
+	)
+	start := time.Now()
+	e := newEnv(t,
+		withGraph(func(o *fakegraph.Options) { o.AppRoles = []string{"Mail.Read"} }),
+		withSettings(map[string]string{config.Mailboxes: mailboxA, config.NotificationURL: "https://example.test/api/webhook", config.ClientState: testClientState}),
+		withDeps(func(d *Deps) {
+			gc := func() (*graph.Client, error) { g, err := d.Graph(); return g.(*graph.Client), err }
+			stopped := func() time.Time { return start }
+			keeper := subscription.New(d.Config, func() (subscription.Graph, error) { return gc() }, nil, stopped)
+			keeper.SetMailboxes(subscription.NewMailboxKeeper(d.Config, func() (subscription.MailboxGraph, error) { return gc() },
+				&subscription.MemoryRefusals{}, stopped, subscription.MailboxOptions{}))
+			d.Subscriptions = keeper
+			g, _ := gc()
+			d.CatchUp = &mailbox.CatchUp{Lister: g, Tenant: testTenant, Now: time.Now,
+				Enqueue: func(_ context.Context, text []byte) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if failing {
+						return errors.New("queue unavailable")
+					}
+					queued = append(queued, text)
+					return nil
+				}}
+		}))
+	e.fg.SeedSubscription(currentMailboxSub(e, start))
+	e.fg.AddMessage(mailboxA, fakegraph.MailItem{Props: map[string]any{"subject": "missed"}})
+
+	r := e.invokeMessage(lifecycleMsg(nil, string(graph.Missed)))
+	if len(r.logs) < 2 || !strings.Contains(r.logs[1], "re-enqueued 1") {
+		t.Fatalf("logs %q", r.logs)
+	}
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	_, delivered := e.drain(20 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(delivered) != 1 || len(queued) != 1 {
+		t.Fatalf("re-delivered %d messages, %d catch-up messages; want 1 and 1", len(delivered), len(queued))
+	}
+	var m message.Message
+	if err := json.Unmarshal(queued[0], &m); err != nil || m.Kind != message.KindNotifications || len(m.Notifications) != 1 {
+		t.Errorf("catch-up message %s (%v)", queued[0], err)
+	}
+}
+
+// currentMailboxSub is mailboxA's messages subscription as the keeper makes it (its clientState fingerprint
+// in the notification URL, the lifecycle URL the settings default to), so that lifecycle events act on it.
+func currentMailboxSub(e *env, now time.Time) fakegraph.Subscription {
+	return fakegraph.Subscription{ID: testSub, Resource: "users/" + mailboxA + "/messages", ChangeType: "created,updated,deleted",
+		NotificationURL:          "https://example.test/api/webhook?cs=" + subscription.Fingerprint(e.cfg.ClientState),
+		LifecycleNotificationURL: e.cfg.LifecycleNotificationURL, ExpirationDateTime: now.Add(48 * time.Hour)}
 }

@@ -139,8 +139,11 @@ const (
 
 // Subscriptions acts on lifecycle events (*subscription.Keeper): only for subscriptions Graph lists as
 // this app's, rationed per subscription and per process; one call judges every request of a message.
+// Release gives back the rationing slot of an Acted result whose follow-up (catch-up or resync) failed,
+// so that the retry is not Limited.
 type Subscriptions interface {
 	Lifecycle(ctx context.Context, reqs []subscription.LifecycleRequest) ([]subscription.LifecycleResult, error)
+	Release(r subscription.LifecycleResult)
 }
 
 // Resync is the delta resync (*resync.Runner): the worker runs its steps and asks it for passes.

@@ -166,8 +166,8 @@ const (
 	// Limited: an action for the same subscription ran within LifecycleInterval, or the process reached
 	// MaxLifecycleActions; nothing was done.
 	Limited Verdict = "limited"
-	// NotListed: Graph does not list the id as this app's subscription for a configured resource; nothing
-	// was done.
+	// NotListed: Graph does not list the id as this app's subscription for a configured resource, or as a
+	// current subscription of this app for a mailbox GRAPH_MAILBOXES follows; nothing was done.
 	NotListed Verdict = "not listed"
 	// Failed: the action was tried and failed (Err says how).
 	Failed Verdict = "failed"
@@ -183,6 +183,26 @@ type LifecycleResult struct {
 	// Mailbox is, for a mailbox subscription, its resource (users/{id}/messages or users/{id}/events),
 	// which a missed asks the caller to catch up; Resource is then empty.
 	Mailbox string
+
+	held reservation // Acted: the rationing slot the action took, which Release gives back
+}
+
+// reservation is one rationing slot taken: its key and when.
+type reservation struct {
+	key string
+	at  time.Time
+}
+
+// Release gives back the rationing slot of an Acted result whose follow-up failed: the caller's catch-up
+// of a missed, or the resync a renewal or recreation asks for. The caller retries the event later, and
+// without the slot the retry would be Limited and the follow-up would never run. The retry repeats the
+// action too (a renewal is idempotent) and takes the slot again, so the limits still bound what a flood
+// of notifications can cause: a slot comes back only when this process's own follow-up failed.
+func (k *Keeper) Release(r LifecycleResult) {
+	if r.Verdict != Acted || r.held.key == "" {
+		return
+	}
+	k.limits.release(r.held.key, r.held.at)
 }
 
 // lifecycleLimits is the rationing state: only ids that list as this app's (or the keys of configured
@@ -279,7 +299,7 @@ func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]Life
 			out[i] = res
 			continue
 		}
-		res.Verdict = Acted
+		res.Verdict, res.held = Acted, reservation{key, now}
 		if r.Event != graph.Missed {
 			o, err := k.EnsureResource(ctx, res.Resource, RenewNow)
 			res.Outcome = o
@@ -293,16 +313,20 @@ func (k *Keeper) Lifecycle(ctx context.Context, reqs []LifecycleRequest) ([]Life
 	return out, nil
 }
 
-// listedMailbox returns the mailbox subscription of this app that id names, when mailboxes are configured.
+// listedMailbox returns the mailbox subscription of this app that id names, when it is one the mailbox
+// keeper keeps: for a mailbox GRAPH_MAILBOXES follows (MailboxKeeper.Follows) and current (not stale).
+// Any other the timer's next run deletes; acting on it would renew it, rewrite its notification URL, or
+// after a 404 create one for a mailbox that is not configured.
 func (k *Keeper) listedMailbox(all []graph.Subscription, id string) (graph.Subscription, bool) {
 	if k.mailboxes == nil || !k.cfg.Mailboxes.Configured() {
 		return graph.Subscription{}, false
 	}
 	for _, s := range all {
-		if strings.EqualFold(s.ID, id) {
-			if _, _, ok := ParseMailboxResource(s.Resource); ok && sameChangeTypes(s.ChangeType, []string{"created", "deleted", "updated"}) {
-				return s, true
-			}
+		if !strings.EqualFold(s.ID, id) || !sameChangeTypes(s.ChangeType, []string{"created", "deleted", "updated"}) {
+			continue
+		}
+		if k.mailboxes.Follows(s.Resource) && k.stale(s) == "" {
+			return s, true
 		}
 	}
 	return graph.Subscription{}, false
@@ -323,7 +347,7 @@ func (k *Keeper) mailboxLifecycle(ctx context.Context, res LifecycleResult, sub 
 		res.Verdict = Limited
 		return res
 	}
-	res.Verdict = Acted
+	res.Verdict, res.held = Acted, reservation{key, now}
 	if res.Event == graph.Missed {
 		return res
 	}

@@ -441,6 +441,37 @@ func TestLifecycleActsOncePerInterval(t *testing.T) {
 	}
 }
 
+// Release gives back the slot of an Acted result (its follow-up failed): the retry acts again. It gives
+// back nothing else: a Limited result releases no one's slot, and a released slot is taken again.
+func TestLifecycleReleaseLetsTheRetryAct(t *testing.T) {
+	e := newEnv(t)
+	k := e.keeper(t)
+	out := ensure(t, k, Normal)
+	first := lifecycle(t, k, out.ID, graph.Missed)
+	limited := lifecycle(t, k, out.ID, graph.Missed)
+	if first.Verdict != Acted || limited.Verdict != Limited {
+		t.Fatalf("missed twice: %s then %s", first.Verdict, limited.Verdict)
+	}
+	k.Release(limited)
+	if r := lifecycle(t, k, out.ID, graph.Missed); r.Verdict != Limited {
+		t.Fatalf("releasing a Limited result freed a slot: %+v", r)
+	}
+	k.Release(first)
+	retry := lifecycle(t, k, out.ID, graph.Missed)
+	if retry.Verdict != Acted {
+		t.Fatalf("the retry after Release: %+v", retry)
+	}
+	if r := lifecycle(t, k, out.ID, graph.Missed); r.Verdict != Limited {
+		t.Fatalf("the retry took the slot again, yet: %+v", r)
+	}
+	// A renewal whose resync failed: released, the retry renews again (one more PATCH) and can resync.
+	renewed := lifecycle(t, k, out.ID, graph.ReauthorizationRequired)
+	k.Release(renewed)
+	if r := lifecycle(t, k, out.ID, graph.ReauthorizationRequired); r.Verdict != Acted || e.fg.Count("PATCH", "/v1.0/subscriptions") != 2 {
+		t.Fatalf("renewal retried after Release: %+v, %d PATCHes", r, e.fg.Count("PATCH", "/v1.0/subscriptions"))
+	}
+}
+
 // Ids that are not this app's subscriptions cause nothing but the one list call that judges them: no
 // PATCH, no create, and nothing kept about them.
 func TestLifecycleActsOnlyOnListedSubscriptions(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,11 @@ type MailboxKeeper struct {
 	now   func() time.Time
 	opts  MailboxOptions
 	mu    sync.Mutex // one run at a time per process
+
+	// planned is the mailbox resources the last run of this process wanted (GRAPH_MAILBOXES' users and
+	// the members its groups had then): what lifecycle events may act on beyond the users named directly.
+	plannedMu sync.Mutex
+	planned   map[string]bool
 }
 
 // NewMailboxKeeper returns a keeper for GRAPH_MAILBOXES. store keeps the refusals; now is the clock.
@@ -159,6 +165,41 @@ func (k *MailboxKeeper) Desired(ctx context.Context, g MailboxGraph) (resources 
 	return resources, complete, failed
 }
 
+// remember records a run's desired resources for Follows. A run that could not read every group keeps what
+// the previous run planned too: like the run, which deletes nothing then, it does not drop those members.
+func (k *MailboxKeeper) remember(desired []string, complete bool) {
+	next := make(map[string]bool, len(desired))
+	for _, r := range desired {
+		next[r] = true
+	}
+	k.plannedMu.Lock()
+	defer k.plannedMu.Unlock()
+	if !complete {
+		for r := range k.planned {
+			next[r] = true
+		}
+	}
+	k.planned = next
+}
+
+// Follows reports whether resource (users/{id}/messages or users/{id}/events) is one GRAPH_MAILBOXES asks
+// for: its kind is in GRAPH_MAILBOX_RESOURCES and its user is named in GRAPH_MAILBOXES, or was a member of
+// one of its groups when this process's last run read them. Group members are not read here: until a run
+// of this process has resolved the groups, a member's mailbox is not followed (the timer's runs keep its
+// subscription all the same).
+func (k *MailboxKeeper) Follows(resource string) bool {
+	user, kind, ok := ParseMailboxResource(resource)
+	if !ok || !slices.Contains(k.cfg.Mailboxes.Resources, kind) {
+		return false
+	}
+	if slices.Contains(k.cfg.Mailboxes.Users, user) {
+		return true
+	}
+	k.plannedMu.Lock()
+	defer k.plannedMu.Unlock()
+	return k.planned[MailboxResource(user, kind)]
+}
+
 // Run converges the mailbox subscriptions once, within the run's budget and time; the next run continues.
 func (k *MailboxKeeper) Run(ctx context.Context) (MailboxOutcome, error) { return k.run(ctx, "") }
 
@@ -215,6 +256,7 @@ func (k *MailboxKeeper) run(ctx context.Context, recovering string) (MailboxOutc
 	log := logctx.From(ctx)
 	desired, complete, failed := k.Desired(ctx, g)
 	out.Desired, out.Incomplete = len(desired), failed
+	k.remember(desired, complete)
 	all, err := g.ListSubscriptions(ctx)
 	if err != nil {
 		return out, explain("list subscriptions", "Mail.Read or Calendars.Read", err)

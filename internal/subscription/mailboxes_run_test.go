@@ -335,3 +335,62 @@ func ensureAll(t *testing.T, k *Keeper) []Outcome {
 	}
 	return outs
 }
+
+// Lifecycle events act only on mailbox subscriptions the keeper keeps: for a mailbox GRAPH_MAILBOXES
+// follows (a group member once a run of this process has read the group) and current. Any other, though
+// Graph lists it as this app's, is NotListed and costs no write: no PATCH rewrites its notification URL,
+// no create follows a 404.
+func TestKeeperLifecycleActsOnlyOnKeptMailboxSubscriptions(t *testing.T) {
+	e := mailEnv(t, func(o *fakegraph.Options) { o.AppRoles = append(o.AppRoles, "User.Read.All") })
+	group := e.fg.AddGroup(fakegraph.Group{ID: "aaaaaaaa-0000-4000-8000-000000000003", Members: []string{mbUser(2)}})
+	e.settings[config.Mailboxes] = mbUser(1) + ",group:" + group
+	build := func() *Keeper {
+		k := e.keeper(t)
+		mk, _ := e.mailKeeper(t, &MemoryRefusals{}, MailboxOptions{})
+		k.SetMailboxes(mk)
+		return k
+	}
+	verdict := func(k *Keeper, user int, ev graph.LifecycleEvent) Verdict {
+		t.Helper()
+		id := mailboxSubs(e.fg)[MailboxResource(mbUser(user), "messages")].ID
+		res, err := k.Lifecycle(context.Background(), []LifecycleRequest{{SubscriptionID: id, Event: ev}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Verdict
+	}
+	ensureAll(t, build())
+	if len(mailboxSubs(e.fg)) != 3 { // users and the two mailboxes
+		t.Fatalf("subscriptions %v", mailboxSubs(e.fg))
+	}
+
+	// A process that has not read the group yet follows only the users named directly.
+	fresh := build()
+	if v := verdict(fresh, 2, graph.Missed); v != NotListed {
+		t.Errorf("group member before any run: %s, want %s", v, NotListed)
+	}
+	if v := verdict(fresh, 1, graph.Missed); v != Acted {
+		t.Errorf("named user: %s, want %s", v, Acted)
+	}
+	// Once its run has read the group, the member is followed.
+	ensureAll(t, fresh)
+	e.clock.Advance(time.Minute)
+	if v := verdict(fresh, 2, graph.Missed); v != Acted {
+		t.Errorf("group member after a run: %s, want %s", v, Acted)
+	}
+
+	// The group is no longer configured: its member's subscription, still listed until the timer's next
+	// run deletes it, is not renewed.
+	e.settings[config.Mailboxes] = mbUser(1)
+	writes := e.writes()
+	if v := verdict(build(), 2, graph.ReauthorizationRequired); v != NotListed || e.writes() != writes {
+		t.Errorf("unconfigured mailbox: %s, %d writes; want %s and none", v, e.writes()-writes, NotListed)
+	}
+
+	// A rotated clientState makes every subscription stale: the timer recreates them, a lifecycle event
+	// does not renew one.
+	e.settings[config.ClientState] = stateB
+	if v := verdict(build(), 1, graph.ReauthorizationRequired); v != NotListed || e.writes() != writes {
+		t.Errorf("stale subscription: %s, %d writes; want %s and none", v, e.writes()-writes, NotListed)
+	}
+}
