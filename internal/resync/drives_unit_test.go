@@ -163,37 +163,9 @@ func (e *driveEnv) pass() []message.Event {
 	return e.events()
 }
 
-func (e *driveEnv) steps() {
-	e.t.Helper()
-	for range 20 {
-		ms := e.q.Take(message.WorkQueue)
-		if len(ms) == 0 {
-			return
-		}
-		for _, x := range ms {
-			m, err := message.Decode(x.Text)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			if _, err := e.r.Step(context.Background(), m); err != nil {
-				e.t.Fatalf("Step: %v", err)
-			}
-		}
-	}
-	e.t.Fatal("the pass did not end")
-}
+func (e *driveEnv) steps() { e.t.Helper(); runSteps(e.t, e.q, e.r, 20) }
 
-func (e *driveEnv) events() []message.Event {
-	var out []message.Event
-	for _, x := range e.q.Take(message.ChangesQueue) {
-		var ev message.Event
-		if err := ev.UnmarshalJSON(x.Text); err != nil {
-			e.t.Fatal(err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}
+func (e *driveEnv) events() []message.Event { e.t.Helper(); return takeEvents(e.t, e.q) }
 
 func summary(evs []message.Event) []string {
 	var out []string

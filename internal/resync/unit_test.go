@@ -100,32 +100,40 @@ func newUnitEnv(t *testing.T, resource string, state ...*objectstate.Store) *uni
 }
 
 // drive runs every queued step until the work queue is empty.
-func (e *unitEnv) drive() {
-	e.t.Helper()
-	for range 100 {
-		ms := e.q.Take(message.WorkQueue)
+func (e *unitEnv) drive() { e.t.Helper(); runSteps(e.t, e.q, e.r, 100) }
+
+func (e *unitEnv) events() []message.Event { e.t.Helper(); return takeEvents(e.t, e.q) }
+
+// runSteps runs every step queued on q until the work queue is empty, rounds at most: a pass that asks for more
+// has not ended.
+func runSteps(t *testing.T, q *storagequeue.Memory, r *resync.Runner, rounds int) {
+	t.Helper()
+	for range rounds {
+		ms := q.Take(message.WorkQueue)
 		if len(ms) == 0 {
 			return
 		}
 		for _, x := range ms {
 			m, err := message.Decode(x.Text)
 			if err != nil {
-				e.t.Fatal(err)
+				t.Fatal(err)
 			}
-			if _, err := e.r.Step(context.Background(), m); err != nil {
-				e.t.Fatalf("Step: %v", err)
+			if _, err := r.Step(context.Background(), m); err != nil {
+				t.Fatalf("Step: %v", err)
 			}
 		}
 	}
-	e.t.Fatal("the pass did not end")
+	t.Fatal("the pass did not end")
 }
 
-func (e *unitEnv) events() []message.Event {
+// takeEvents takes the events written to graphchanges.
+func takeEvents(t *testing.T, q *storagequeue.Memory) []message.Event {
+	t.Helper()
 	var out []message.Event
-	for _, x := range e.q.Take(message.ChangesQueue) {
+	for _, x := range q.Take(message.ChangesQueue) {
 		var ev message.Event
 		if err := json.Unmarshal(x.Text, &ev); err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 		out = append(out, ev)
 	}
