@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -156,18 +157,7 @@ func TestDriveTapsBecomeEvents(t *testing.T) {
 func TestDriveTapBurstCollapses(t *testing.T) {
 	s := startDrive(t, nil)
 	ctx := deadline(t, 150*time.Second)
-	files, err := s.Graph.SeedDriveFiles(e2eDrive, "", "report", 20, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitEvents(ctx, func(evs []message.Event) bool {
-		return !slices.ContainsFunc(files, func(id string) bool { return len(driveEvents(evs, id)) == 0 })
-	}); err != nil {
-		t.Fatalf("seeded files: %v", err)
-	}
-	if _, err := s.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
+	files := seedDrive(ctx, t, s, "report", 20)
 	s.Graph.ResetRequests()
 	before := len(s.Events())
 	if err := s.Graph.EditDriveFiles(e2eDrive, files[:10], -1, 10); err != nil { // 100 taps for 10 edits
@@ -195,18 +185,7 @@ func TestDriveTapBurstCollapses(t *testing.T) {
 func TestDriveResyncRequiredAndLag(t *testing.T) {
 	s := startDrive(t, nil)
 	ctx := deadline(t, 180*time.Second)
-	files, err := s.Graph.SeedDriveFiles(e2eDrive, "", "doc", 5, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitEvents(ctx, func(evs []message.Event) bool {
-		return !slices.ContainsFunc(files, func(id string) bool { return len(driveEvents(evs, id)) == 0 })
-	}); err != nil {
-		t.Fatalf("seeded files: %v", err)
-	}
-	if _, err := s.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
+	files := seedDrive(ctx, t, s, "doc", 5)
 
 	before := len(s.Events())
 	if err := s.Graph.ExpireDriveDeltaTokens(e2eDrive); err != nil {
@@ -300,4 +279,23 @@ func TestDriveForgedAndForeignTaps(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("handler resync: %v", err)
 	}
+}
+
+// seedDrive adds n files named prefix… to the drive, each notified, and returns their ids once every one has
+// its event and the pipeline is idle.
+func seedDrive(ctx context.Context, t *testing.T, s *devstack.Stack, prefix string, n int) []string {
+	t.Helper()
+	files, err := s.Graph.SeedDriveFiles(e2eDrive, "", prefix, n, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitEvents(ctx, func(evs []message.Event) bool {
+		return !slices.ContainsFunc(files, func(id string) bool { return len(driveEvents(evs, id)) == 0 })
+	}); err != nil {
+		t.Fatalf("seeded files: %v", err)
+	}
+	if _, err := s.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return files
 }
